@@ -1,0 +1,1 @@
+"""The debugger: telemetry collector, history store, export and import."""

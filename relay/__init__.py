@@ -1,0 +1,1 @@
+"""The relay: TCP-over-WebSocket tunnels and the static web server."""

@@ -1,0 +1,1 @@
+"""Dumps, the graph model and the diagram renderer."""
