@@ -1,0 +1,303 @@
+"""Read and write debugger dumps: this project's CBOR dumps and the Go debugger's gob dumps.
+
+Why here: the debugger exports and imports dumps, and the diagram renderer draws them, so both
+use this one reader. Two formats, told apart by their content (the file name is not trusted):
+
+- this project's: brotli-compressed CBOR of
+  ``{"format": "am-dbg-dump", "version": 1, "machines": [MachineDump.to_dict(), ...]}``,
+  default file name ``am-dbg-dump.cbor.br``;
+- the Go debugger's ``*.gob.br``: brotli-compressed gob of ``[]*Exportable`` where
+  ``Exportable = {MsgStruct, MsgTxs, Version}`` (old and new field sets are both accepted).
+
+Uncompressed files of either format are read too. Whatever goes wrong, the caller gets a
+:class:`DumpError` with a one-line message that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import brotli
+import cbor2
+
+from dbg.gob import GobError, GobInterface, GobOpaque, decode_go_time, loads_all
+from dbg.model import DbgMsgStruct, DbgMsgTx, MachineDump, time_to_ns
+
+__all__ = [
+    "DEFAULT_DUMP_NAME",
+    "DUMP_FORMAT",
+    "DumpError",
+    "decode_dump",
+    "encode_dump",
+    "read_dump",
+    "write_dump",
+]
+
+DEFAULT_DUMP_NAME = "am-dbg-dump.cbor.br"
+DUMP_FORMAT = "am-dbg-dump"
+DUMP_VERSION = 1
+#: A dump never inflates past this; a "brotli bomb" stops here with an error.
+MAX_RAW_SIZE = 1 << 30
+# Brotli quality of written dumps: the Go tool's default, fast and about 9:1 on dumps.
+BROTLI_QUALITY = 6
+_CHUNK = 1 << 22
+
+
+class DumpError(ValueError):
+    """A dump that cannot be read: corrupt, truncated, unknown format or unreadable."""
+
+
+# ----- reading
+
+
+def read_dump(source: str | os.PathLike[str], timeout: float = 30.0) -> list[MachineDump]:
+    """Read a dump from a path or an ``http(s)://`` URL; the format is detected from content."""
+    name = os.fspath(source)
+    if name.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(name, timeout=timeout) as resp:
+                data = resp.read(MAX_RAW_SIZE + 1)
+        except (OSError, ValueError) as e:
+            raise DumpError(f"{name}: download failed: {_one_line(e)}") from None
+    else:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as e:
+            raise DumpError(f"{name}: cannot read: {e.strerror or _one_line(e)}") from None
+    return decode_dump(data, name)
+
+
+def decode_dump(data: bytes, source: str = "dump") -> list[MachineDump]:
+    """Decode the bytes of a dump file (either format, compressed or not)."""
+    if not data:
+        raise DumpError(f"{source}: empty file, not a dump")
+    try:
+        raw = _unbrotli(data)
+    except DumpError as e:
+        # Not brotli: an uncompressed dump is fine, anything else gets the brotli error.
+        if _sniff(data) is None:
+            raise DumpError(f"{source}: not a dump: {e}") from None
+        raw = data
+    kind = _sniff(raw)
+    if kind == "cbor":
+        return _from_cbor(raw, source)
+    if kind == "gob":
+        return _from_gob(raw, source)
+    raise DumpError(f"{source}: unknown format: neither a CBOR nor a Go gob dump")
+
+
+def _unbrotli(data: bytes) -> bytes:
+    dec = brotli.Decompressor()
+    out = bytearray()
+    try:
+        out += dec.process(data, output_buffer_limit=_CHUNK)
+        while not dec.can_accept_more_data():
+            out += dec.process(b"", output_buffer_limit=_CHUNK)
+            if len(out) > MAX_RAW_SIZE:
+                raise DumpError(f"inflates past {MAX_RAW_SIZE} bytes")
+    except brotli.error as e:
+        raise DumpError(f"not brotli-compressed or corrupt brotli data ({e})") from None
+    if not dec.is_finished():
+        raise DumpError("truncated brotli data (the stream ends early)")
+    return bytes(out)
+
+
+def _sniff(raw: bytes) -> str | None:
+    """Tell the format from the first bytes, without decoding everything."""
+    if not raw:
+        return None
+    first = raw[0]
+    # Our dump is a CBOR map (major type 5: 0xa0-0xbf); a gob stream starts with a message
+    # length, which is a byte < 0x80 or a negated byte count 0xf8-0xff: they never overlap.
+    if 0xA0 <= first <= 0xBF:
+        return "cbor"
+    if first < 0x80 or first >= 0xF8:
+        # The first gob message of a dump defines a type: its type id is negative (odd uint).
+        n = 1 if first < 0x80 else 1 + (256 - first)
+        return "gob" if len(raw) > n and raw[n] & 1 and raw[n] != 0 else None
+    return None
+
+
+def _from_cbor(raw: bytes, source: str) -> list[MachineDump]:
+    try:
+        doc = cbor2.loads(raw)
+    except Exception as e:  # cbor2 raises several types for bad input; all mean "corrupt"
+        raise DumpError(f"{source}: corrupt CBOR dump: {_one_line(e)}") from None
+    if not isinstance(doc, dict) or doc.get("format") != DUMP_FORMAT:
+        raise DumpError(f"{source}: unknown format: a CBOR document but not an {DUMP_FORMAT}")
+    version = doc.get("version")
+    if not isinstance(version, int) or version > DUMP_VERSION:
+        raise DumpError(f"{source}: unsupported dump version {version!r}")
+    machines = doc.get("machines")
+    if not isinstance(machines, list):
+        raise DumpError(f"{source}: corrupt dump: 'machines' is not a list")
+    try:
+        out = [MachineDump.from_dict(m, f"machines[{i}]") for i, m in enumerate(machines)]
+    except ValueError as e:
+        raise DumpError(f"{source}: corrupt dump: {_one_line(e)}") from None
+    _check_unique(out, source)
+    return out
+
+
+def _from_gob(raw: bytes, source: str) -> list[MachineDump]:
+    try:
+        values = loads_all(raw)
+    except GobError as e:
+        raise DumpError(f"{source}: {_one_line(e)}") from None
+    if len(values) != 1 or not isinstance(values[0], list):
+        raise DumpError(f"{source}: unknown format: a gob stream but not a list of machines")
+    out = []
+    for i, entry in enumerate(values[0]):
+        try:
+            out.append(_machine_from_go(entry))
+        except (ValueError, TypeError, KeyError) as e:
+            raise DumpError(f"{source}: corrupt Go dump: entry {i}: {_one_line(e)}") from None
+    _check_unique(out, source)
+    return out
+
+
+def _check_unique(machines: list[MachineDump], source: str) -> None:
+    seen: set[str] = set()
+    for m in machines:
+        if m.id in seen:
+            raise DumpError(f"{source}: corrupt dump: machine {m.id!r} appears twice")
+        seen.add(m.id)
+
+
+# ----- Go field names -> ours (model.py documents the fields)
+
+_GO_SCHEMA = {
+    "ID": "id",
+    "StatesIndex": "states_index",
+    "States": "states",
+    "Groups": "groups",
+    "GroupsOrder": "groups_order",
+    "Parent": "parent",
+    "Tags": "tags",
+}
+_GO_STATE = {
+    "Auto": "auto",
+    "Multi": "multi",
+    "Require": "require",
+    "Add": "add",
+    "Remove": "remove",
+    "After": "after",
+    "Tags": "tags",
+}
+_GO_TX = {
+    "MachineID": "machine_id",
+    "ID": "id",
+    "Clocks": "clocks",
+    "QueueTick": "queue_tick",
+    "MutQueueToken": "mut_queue_token",
+    "MutQueueTick": "mut_queue_tick",
+    "Type": "type",
+    "CalledStates": "called_states",
+    "CalledStatesIdxs": "called_states_idxs",
+    "Queue": "queue",
+    "IsAuto": "is_auto",
+    "Accepted": "accepted",
+    "IsCheck": "is_check",
+    "IsQueued": "is_queued",
+    "Args": "args",
+    "QueueDump": "queue_dump",
+    "StackTrace": "stack_trace",
+}
+_GO_STEP = {
+    "Type": "type",
+    "RelType": "rel_type",
+    "IsFinal": "is_final",
+    "IsSelf": "is_self",
+    "IsEnter": "is_enter",
+    "FromState": "from_state",
+    "FromStateIdx": "from_state_idx",
+    "ToState": "to_state",
+    "ToStateIdx": "to_state_idx",
+}
+_GO_LOG = {"Level": "level", "Text": "text"}
+
+
+def _rename(d: Any, names: dict[str, str], what: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} is not a struct")
+    return {names[k]: v for k, v in d.items() if k in names}
+
+
+def _machine_from_go(entry: Any) -> MachineDump:
+    if not isinstance(entry, dict) or not isinstance(entry.get("MsgStruct"), dict):
+        raise ValueError("no MsgStruct")
+    s = _rename(entry["MsgStruct"], _GO_SCHEMA, "MsgStruct")
+    states = s.get("states", {})
+    if not isinstance(states, dict):
+        raise ValueError("MsgStruct.States is not a map")
+    s["states"] = {k: _rename(v, _GO_STATE, f"state {k}") for k, v in states.items()}
+    schema = DbgMsgStruct.from_dict(s)
+    index = {name: i for i, name in enumerate(schema.states_index)}
+    txs = []
+    for i, raw_tx in enumerate(entry.get("MsgTxs") or []):
+        txs.append(DbgMsgTx.from_dict(_tx_from_go(raw_tx, index), f"MsgTxs[{i}]"))
+    version = entry.get("Version", "")
+    return MachineDump(schema, txs, version if isinstance(version, str) else "")
+
+
+def _tx_from_go(raw: Any, index: dict[str, int]) -> dict[str, Any]:
+    tx = _rename(raw, _GO_TX, "tx")
+    t = raw.get("Time")
+    if isinstance(t, GobOpaque):  # time.Time travels as its MarshalBinary bytes
+        tx["time"] = time_to_ns(decode_go_time(t.data))
+    elif t is not None and not isinstance(t, GobOpaque):
+        tx["time"] = time_to_ns(t) if hasattr(t, "tzinfo") else t
+    steps = []
+    for st in raw.get("Steps") or []:
+        step = _rename(st, _GO_STEP, "step")
+        data = st.get("Data")
+        # Older dumps carry the relation in the deprecated interface field Data.
+        if isinstance(data, GobInterface) and isinstance(data.value, int):
+            step.setdefault("rel_type", data.value)
+        # gob omits zero ints, so a missing index is "unknown": resolve it from the name.
+        for side in ("from", "to"):
+            name = step.get(f"{side}_state", "")
+            if f"{side}_state_idx" not in step:
+                step[f"{side}_state_idx"] = index.get(name, -1) if name else -1
+        steps.append(step)
+    tx["steps"] = steps
+    for key, go_key in (("log_entries", "LogEntries"), ("pre_log_entries", "PreLogEntries")):
+        tx[key] = [_rename(e, _GO_LOG, "log entry") for e in raw.get(go_key) or []]
+    return tx
+
+
+# ----- writing
+
+
+def encode_dump(machines: Iterable[MachineDump]) -> bytes:
+    """The bytes of a dump file in this project's format (brotli-compressed CBOR)."""
+    doc = {
+        "format": DUMP_FORMAT,
+        "version": DUMP_VERSION,
+        "machines": [m.to_dict() for m in machines],
+    }
+    return brotli.compress(cbor2.dumps(doc), quality=BROTLI_QUALITY)
+
+
+def write_dump(path: str | os.PathLike[str], machines: Iterable[MachineDump]) -> Path:
+    """Write a dump atomically (a temporary file renamed into place): never a partial file."""
+    target = Path(path)
+    data = encode_dump(machines)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
