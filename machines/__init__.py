@@ -1,1 +1,37 @@
-"""asyncmachine runtime."""
+"""asyncmachine runtime: states, relations, clocks, the queue and waiting.
+
+The core is sans-IO: it imports neither trio nor asyncio at module load, so the same code runs
+in CPython servers and in the browser's Python (Pyodide).
+"""
+
+from .machine import HandlerTimeoutError, Machine
+from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
+from .schema import EXCEPTION, Relation, Schema, State, extend, merge, states_by_tag
+from .tracer import Tracer
+from .transition import Event, ExceptionArgs, Step, StepType, Transition
+from .waiting import StateCtx, Waitable
+
+__all__ = [
+    "EXCEPTION",
+    "Event",
+    "ExceptionArgs",
+    "HandlerTimeoutError",
+    "LogLevel",
+    "Machine",
+    "MutSource",
+    "Mutation",
+    "MutationType",
+    "Relation",
+    "Result",
+    "Schema",
+    "State",
+    "StateCtx",
+    "Step",
+    "StepType",
+    "Tracer",
+    "Transition",
+    "Waitable",
+    "extend",
+    "merge",
+    "states_by_tag",
+]

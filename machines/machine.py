@@ -1,0 +1,1316 @@
+"""The machine: active states, clocks, the mutation queue and the transition lifecycle.
+
+Sans-IO: nothing here waits on a socket or an event loop. Mutations run synchronously through
+one FIFO queue per machine; a mutation made while the queue is being processed (from a handler,
+or from another thread) is queued and returns its queue tick. Waiting (``await m.when(...)``)
+and state-bound tasks are bridged to trio or asyncio by :mod:`machines.aio` on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from inspect import iscoroutine
+from typing import Any
+
+from . import aio
+from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
+from .resolver import Plan, Resolver
+from .schema import EXCEPTION, Relation, Schema, State, names_of, sanitize, validate
+from .tracer import Tracer, overridden
+from .transition import EXCEPTION_ARGS_KEY, Event, ExceptionArgs, Transition
+from .waiting import StateCtx, Subscriptions, Waitable
+
+__all__ = ["Machine", "HandlerTimeoutError"]
+
+ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET, MutationType.EVAL
+EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
+_MISSING = object()
+_PLAN_CACHE_MAX = 4096
+_LOG_ARG_KEYS = ("name", "id", "port", "addr", "err", "path", "url", "uri")
+
+log = logging.getLogger("machines")
+
+
+class HandlerTimeoutError(TimeoutError):
+    """A handler ran longer than the machine's ``handler_timeout``."""
+
+
+class _Group:
+    __slots__ = ("id", "obj", "prefix", "cache")
+
+    def __init__(self, id: str, obj: Any, prefix: str) -> None:
+        self.id, self.obj, self.prefix = id, obj, prefix
+        self.cache: dict[str, Callable | None] = {}
+
+    def lookup(self, name: str) -> Callable | None:
+        fn = self.cache.get(name, _MISSING)
+        if fn is _MISSING:
+            fn = None
+            if not self.prefix or name.startswith(self.prefix):
+                attr = getattr(self.obj, name[len(self.prefix) :], None)
+                fn = attr if callable(attr) else None
+            self.cache[name] = fn
+        return fn  # type: ignore[return-value]
+
+
+class _Panic:
+    __slots__ = ("err", "trace", "timeout")
+
+    def __init__(self, err: BaseException, trace: str, timeout: bool = False) -> None:
+        self.err, self.trace, self.timeout = err, trace, timeout
+
+
+def _env_level() -> int:
+    try:
+        return max(0, min(5, int(os.environ.get("AM_LOG", "0") or 0)))
+    except ValueError:
+        return 0
+
+
+def _default_logger(mach_id: str) -> Callable[[int, str], None]:
+    prefix = f"[{mach_id[:5]}] "
+
+    def write(level: int, text: str) -> None:
+        print(prefix + text, file=sys.stderr)
+
+    return write
+
+
+class Machine:
+    """A state machine where many states can be active at once.
+
+    ``schema`` maps state names to :class:`State`; ``handlers`` is any object with handler
+    methods (``FooEnter``, ``FooState``, ...). See the README for a tour.
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, State],
+        *,
+        id: str | None = None,
+        handlers: Any = None,
+        parent: Machine | None = None,
+        parent_id: str = "",
+        tags: Iterable[str] = (),
+        tracers: Iterable[Tracer] = (),
+        names: Iterable[str] | None = None,
+        log_level: int | None = None,
+        logger: Callable[[int, str], None] | None = None,
+        handler_timeout: float | None = None,
+        handler_deadline: float = 10.0,
+        handler_backoff: float = 3.0,
+        queue_limit: int = 1000,
+        nursery: Any = None,
+    ) -> None:
+        self.id: str = id or os.urandom(8).hex()
+        self.parent_id: str = parent.id if parent is not None else parent_id
+        self.tags: list[str] = list(dict.fromkeys(tags))
+        debug = bool(os.environ.get("AM_DEBUG"))
+        self.handler_timeout = (
+            handler_timeout if handler_timeout is not None else (600.0 if debug else 0.1)
+        )
+        self.handler_deadline = handler_deadline
+        self.handler_backoff = handler_backoff
+        self.queue_limit = queue_limit
+        #: trio nursery used by :meth:`fork` (asyncio needs none)
+        self.nursery = nursery
+        self._log_level = _env_level() if log_level is None else log_level
+        self._logger = logger or _default_logger(self.id)
+        self._log_args = False
+
+        self._install(schema, list(names) if names is not None else None)
+        self._ticks = [0] * len(self._names)
+        self._active: tuple[str, ...] = ()
+        self._active_set: frozenset[str] = frozenset()
+
+        self._queue: deque[Mutation] = deque()
+        self._lock = threading.Lock()
+        self._processing = False
+        self._processor = 0
+        self._appended = 0
+        self.queue_tick = 1
+        self.machine_tick = 0
+        self._token = 0
+        self.transition: Transition | None = None
+        self._in_eval = False
+
+        self._groups: list[_Group] = []
+        self._groups_ver = 0
+        self._tracers: list[Tracer] = []
+        self._hooks: dict[str, list[Callable]] = {}
+        self._subs = Subscriptions(self)
+        self._queue_waits: list[tuple[int, Waitable]] = []
+        self._queue_end_waits: list[Waitable] = []
+        self._state_ctxs: dict[str, StateCtx] = {}
+        self._disposed = False
+        self._dispose_pending = False
+        self._disposed_wait = Waitable()
+        self._on_dispose: list[Callable[[str], None]] = []
+        self._on_change: list[Callable[[Machine, list[int], list[int]], None]] = []
+        self._backoff_until = 0.0
+        self._pre_log: list[tuple[int, str]] = []
+        self.err: BaseException | None = None
+        self.err_internal: deque[BaseException] = deque(maxlen=10)
+
+        for t in tracers:
+            self.tracer_bind(t)
+            t.machine_init(self)
+        if parent is not None:
+            for t in parent._tracers:
+                t.new_submachine(parent, self)
+                if t.inheritable:
+                    self.tracer_bind(t)
+        if handlers is not None:
+            self.handlers_bind(handlers)
+
+    # -- schema and index --------------------------------------------------------------------
+
+    def _install(self, schema: Mapping[str, State], names: list[str] | None) -> None:
+        sch = sanitize(schema)
+        validate(sch)
+        order = list(sch)
+        if names is not None:
+            order = self._checked_order(sch, names)
+        self._schema: Schema = sch
+        self._names: list[str] = order
+        self._index: dict[str, int] = {n: i for i, n in enumerate(order)}
+        self._resolver = Resolver(sch, order)
+        self._plans: dict[tuple, Plan] = {}
+        self._auto_states = [n for n in order if sch[n].auto]
+        self._multi = frozenset(n for n in order if sch[n].multi)
+        self._exc_idx = self._index[EXCEPTION]
+
+    @staticmethod
+    def _checked_order(schema: Mapping[str, State], names: Iterable[str]) -> list[str]:
+        order = list(dict.fromkeys(names))
+        unknown = [n for n in order if n not in schema]
+        if unknown:
+            raise ValueError(f"state {', '.join(unknown)} not defined in schema")
+        missing = [n for n in schema if n not in order]
+        if missing:
+            raise ValueError(
+                f"trying to verify less states than registered; missing: {', '.join(missing)}"
+            )
+        return order
+
+    @property
+    def schema(self) -> Schema:
+        """The sanitised schema (a copy; states are immutable)."""
+        return dict(self._schema)
+
+    @property
+    def state_names(self) -> list[str]:
+        """All state names in index order (the order of :meth:`time`)."""
+        return list(self._names)
+
+    def has(self, *states: str | Iterable[str]) -> bool:
+        return all(s in self._index for s in _flat(states))
+
+    def index(self, state: str) -> int:
+        """Position of ``state`` in the index, -1 if unknown."""
+        return self._index.get(state, -1)
+
+    def verify_states(self, names: Iterable[str]) -> None:
+        """Set the index order; ``names`` must list every state exactly (ValueError otherwise)."""
+        if self._disposed:
+            return
+        order = self._checked_order(self._schema, names)
+        clock = self.clock()
+        self._names = order
+        self._index = {n: i for i, n in enumerate(order)}
+        self._ticks = [clock[n] for n in order]
+        self._exc_idx = self._index[EXCEPTION]
+        self._resolver = Resolver(self._schema, order)
+        self._plans.clear()
+        for t in self._tracers:
+            t.verify_states(self)
+
+    def set_schema(self, schema: Mapping[str, State], names: Iterable[str] | None = None) -> None:
+        """Replace the schema. Every current state must stay (clocks are kept); new states
+        start at tick 0. Refused during a transition."""
+        if self.transition is not None:
+            raise RuntimeError(f"{self.id}: cannot change the schema during a transition")
+        missing = [n for n in self._names if n not in schema and n != EXCEPTION]
+        if missing:
+            raise ValueError(f"set_schema: the new schema drops state(s) {', '.join(missing)}")
+        old, clock = self._schema, self.clock()
+        names = (
+            list(names)
+            if names is not None
+            else (self._names + [n for n in schema if n not in self._index])
+        )
+        self._install(schema, names)
+        self._ticks = [clock.get(n, 0) for n in self._names]
+        for t in self._tracers:
+            t.schema_change(self, old)
+
+    def relations_of(self, state: str) -> list[Relation]:
+        """Relation kinds ``state`` has towards any state."""
+        st = self._state(state)
+        return [r for r, targets in st.relations().items() if targets]
+
+    def relations_between(self, source: str, target: str) -> list[Relation]:
+        """Relation kinds from ``source`` to ``target``."""
+        st = self._state(source)
+        self._state(target)
+        return [r for r, targets in st.relations().items() if target in targets]
+
+    def _state(self, name: str) -> State:
+        try:
+            return self._schema[name]
+        except KeyError:
+            raise ValueError(f"state {name} not defined in schema for {self.id}") from None
+
+    def _check_known(self, called: tuple[str, ...]) -> None:
+        index = self._index
+        for s in called:
+            if s not in index:
+                unknown = [n for n in called if n not in index]
+                raise ValueError(
+                    f"missing states: {', '.join(unknown)} not defined in schema for {self.id}"
+                )
+
+    # -- reading state -----------------------------------------------------------------------
+
+    @property
+    def active_states(self) -> list[str]:
+        """Active state names, in index order."""
+        if self._disposed:
+            return []
+        ticks = self._ticks
+        return [n for i, n in enumerate(self._names) if ticks[i] & 1]
+
+    def is_active(self, *states: str | Iterable[str]) -> bool:
+        """All given states are active (unknown names count as inactive)."""
+        if self._disposed:
+            return False
+        active = self._active_set
+        for s in _flat(states):
+            if s not in active:
+                return False
+        return True
+
+    def any_active(self, *states: str | Iterable[str]) -> bool:
+        if self._disposed:
+            return False
+        active = self._active_set
+        return any(s in active for s in _flat(states))
+
+    def not_active(self, *states: str | Iterable[str]) -> bool:
+        """None of the given states is active."""
+        called = tuple(_flat(states))
+        self._check_known(called)
+        return not any(s in self._active_set for s in called)
+
+    def is_err(self) -> bool:
+        return self.is_active(EXCEPTION)
+
+    def tick(self, state: str) -> int:
+        if self._disposed:
+            return 0
+        i = self._index.get(state)
+        return 0 if i is None else self._ticks[i]
+
+    def time(self, states: str | Iterable[str] | None = None) -> list[int]:
+        """Ticks in index order (or in the order of ``states``)."""
+        if self._disposed:
+            return []
+        if states is None:
+            return list(self._ticks)
+        return [self.tick(s) for s in names_of(states)]
+
+    def clock(self, states: str | Iterable[str] | None = None) -> dict[str, int]:
+        """``{state: tick}``."""
+        if self._disposed:
+            return {}
+        names = self._names if states is None else names_of(states)
+        return {n: self.tick(n) for n in names}
+
+    def is_clock(self, clock: Mapping[str, int]) -> bool:
+        return not self._disposed and all(self.tick(s) == t for s, t in clock.items())
+
+    def is_time(self, time_: list[int], states: Iterable[str] | None = None) -> bool:
+        names = self._names if states is None else names_of(states)
+        return not self._disposed and all(
+            self.tick(n) == t for n, t in zip(names, time_, strict=False)
+        )
+
+    def switch(self, *states: str) -> str:
+        """The first of ``states`` that is active, or ``""``."""
+        return next((s for s in states if s in self._active_set), "")
+
+    def __str__(self) -> str:
+        return self.string()
+
+    def string(self) -> str:
+        """``(A:1 B:3)``: active states with their ticks."""
+        if self._disposed:
+            return ""
+        parts = [f"{n}:{t}" for n, t in zip(self._names, self._ticks, strict=True) if t & 1]
+        return f"({' '.join(parts)})"
+
+    def string_all(self) -> str:
+        """``(A:1) [B:2 C:0]``: active, then inactive states."""
+        if self._disposed:
+            return ""
+        pairs = list(zip(self._names, self._ticks, strict=True))
+        inactive = " ".join(f"{n}:{t}" for n, t in pairs if not t & 1)
+        return f"{self.string()} [{inactive}]"
+
+    def inspect(self, states: Iterable[str] | None = None) -> str:
+        if self._disposed:
+            return ""
+        out = []
+        for n in self._names if states is None else names_of(states):
+            st, t = self._schema[n], self.tick(n)
+            out.append(f"{t & 1} {n}\n    |Tick     {t}\n")
+            for label, on in (("Auto", st.auto), ("Multi", st.multi)):
+                if on:
+                    out.append(f"    |{label:<9}true\n")
+            for label, lst in (
+                ("Add", st.add),
+                ("Require", st.require),
+                ("Remove", st.remove),
+                ("After", st.after),
+            ):
+                if lst:
+                    out.append(f"    |{label:<9}{' '.join(lst)}\n")
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.id} {self.string()}>"
+
+    # -- mutations ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        states: str | Iterable[str],
+        args: dict[str, Any] | None = None,
+        *,
+        source: MutSource | Event | None = None,
+    ) -> Result | int:
+        """Activate ``states`` (and what their relations imply), keeping other active states."""
+        return self._mutate(ADD, states, args, source)
+
+    def remove(
+        self,
+        states: str | Iterable[str],
+        args: dict[str, Any] | None = None,
+        *,
+        source: MutSource | Event | None = None,
+    ) -> Result | int:
+        """Deactivate ``states``."""
+        return self._mutate(REMOVE, states, args, source)
+
+    def set(
+        self,
+        states: str | Iterable[str],
+        args: dict[str, Any] | None = None,
+        *,
+        source: MutSource | Event | None = None,
+    ) -> Result | int:
+        """Make exactly ``states`` (plus relations) active."""
+        return self._mutate(SET, states, args, source)
+
+    def toggle(
+        self,
+        states: str | Iterable[str],
+        args: dict[str, Any] | None = None,
+        *,
+        source: MutSource | Event | None = None,
+    ) -> Result | int:
+        """Remove ``states`` if all are active, else add them."""
+        if self.is_active(states):
+            return self._mutate(REMOVE, states, args, source)
+        return self._mutate(ADD, states, args, source)
+
+    def add_err(
+        self,
+        err: BaseException,
+        args: dict[str, Any] | None = None,
+        *,
+        source: MutSource | Event | None = None,
+    ) -> Result | int:
+        """Activate ``Exception``, keeping ``err`` (see :attr:`err`) and its traceback."""
+        return self.add_err_state(EXCEPTION, err, args, source=source)
+
+    def add_err_state(
+        self,
+        state: str,
+        err: BaseException,
+        args: dict[str, Any] | None = None,
+        *,
+        source: MutSource | Event | None = None,
+    ) -> Result | int:
+        """Activate ``state`` and ``Exception`` together (``ErrNetwork``-style states)."""
+        if self._disposed or err is None or self._in_backoff():
+            return CANCELED
+        self.err = err
+        trace = "".join(traceback.format_exception(err)) if err.__traceback__ else ""
+        merged = dict(args or {})
+        merged[EXCEPTION_ARGS_KEY] = ExceptionArgs(err, trace)
+        called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
+        return self._mutate(ADD, called, merged, source)
+
+    def can_add(self, states: str | Iterable[str], args: dict[str, Any] | None = None) -> Result:
+        """Would :meth:`add` be accepted now (relations and negotiation handlers)?"""
+        return self._check(ADD, states, args)
+
+    def can_remove(self, states: str | Iterable[str], args: dict[str, Any] | None = None) -> Result:
+        return self._check(REMOVE, states, args)
+
+    def _check(self, mtype: MutationType, states: Any, args: Any) -> Result:
+        if self._disposed or self._in_backoff():
+            return CANCELED
+        called = names_of(states)
+        self._check_known(called)
+        if self._processing:
+            return Result.QUEUED
+        mut = Mutation(mtype, called, args, check=True)
+        with self._lock:
+            self._processing = True
+            self._processor = threading.get_ident()
+            self._queue.appendleft(mut)
+        return self._drain()
+
+    def _in_backoff(self) -> bool:
+        return bool(self._backoff_until) and time.monotonic() < self._backoff_until
+
+    def _mutate(
+        self,
+        mtype: MutationType,
+        states: Any,
+        args: dict[str, Any] | None,
+        source: MutSource | Event | None,
+    ) -> Result | int:
+        if self._disposed or (self._backoff_until and self._in_backoff()):
+            return CANCELED
+        called = (states,) if type(states) is str else names_of(states)
+        self._check_known(called)
+        if isinstance(source, Event):
+            source = source.source()
+        queue = self._queue
+        if len(queue) >= self.queue_limit and not (
+            mtype == ADD and EXCEPTION in called and not self._ticks[self._exc_idx] & 1
+        ):
+            self._log(
+                LogLevel.OPS,
+                f"[queue:limit] {self.queue_limit} reached, canceled [{mtype}] {' '.join(called)}",
+            )
+            return CANCELED
+        mut = Mutation(mtype, called, args, source=source)
+        with self._lock:
+            if self._processing:
+                return self._postpone(mut)
+            self._processing = True
+            self._processor = threading.get_ident()
+            self._appended += 1
+            mut.queue_tick = self.queue_tick + self._appended
+            queue.append(mut)
+        if self._tracers:
+            self._trace("mutation_queued", self, mut)
+        return self._drain()
+
+    def _postpone(self, mut: Mutation) -> Result | int:
+        """Queue ``mut`` behind the running transition (called with the lock held)."""
+        queue, called = self._queue, mut.called
+        if mut.type == REMOVE and not queue and not any(s in self._active_set for s in called):
+            return EXECUTED
+        if not mut.args and not any(s in self._multi for s in called):
+            cset = set(called)
+            for q in queue:
+                if q.type == mut.type and not q.check and not q.args and set(q.called) == cset:
+                    self._log(
+                        LogLevel.OPS,
+                        f"[queue:skipped] Duplicate detected for [{mut.type}] {' '.join(called)}",
+                    )
+                    return EXECUTED
+        self._appended += 1
+        mut.queue_tick = self.queue_tick + self._appended
+        queue.append(mut)
+        self._log(LogLevel.OPS, f"[queue:{mut.type}] {' '.join(called)}")
+        if self._tracers:
+            self._trace("mutation_queued", self, mut)
+        return mut.queue_tick
+
+    def _prepend(self, mut: Mutation) -> None:
+        self._token += 1
+        mut.token = self._token
+        self._queue.appendleft(mut)
+        if self._tracers:
+            self._trace("mutation_queued", self, mut)
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def _drain(self) -> Result | int:
+        first: Result | int | None = None
+        queue = self._queue
+        try:
+            while True:
+                with self._lock:
+                    if not queue or self._disposed:
+                        self._processing = False
+                        break
+                    mut = queue.popleft()
+                    if mut.queue_tick:
+                        self._appended -= 1
+                        self.queue_tick += 1
+                res = self._execute(mut)
+                if first is None:
+                    first = res
+        except BaseException:
+            with self._lock:
+                self._processing = False
+            raise
+        self._queue_ended()
+        return CANCELED if first is None else first
+
+    def _queue_ended(self) -> None:
+        if self._queue_end_waits:
+            waits, self._queue_end_waits = self._queue_end_waits, []
+            for w in waits:
+                w.resolve()
+        if self._tracers:
+            self._trace("queue_end", self)
+        if self._dispose_pending and not self._processing:
+            self._dispose_pending = False
+            self.dispose()
+
+    def _execute(self, mut: Mutation) -> Result:
+        if mut.type == EVAL:
+            fn, done = mut.args["fn"], mut.args["done"]
+            self._run_eval(fn)
+            done.set()
+            return EXECUTED
+        tx = Transition(self, mut)
+        before = self._active
+        key = (mut.type, mut.called, before, mut.auto, mut.check)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _PLAN_CACHE_MAX:
+                self._plans.clear()
+            plan = self._resolver.resolve(
+                mut.type, mut.called, before, auto=mut.auto, check=mut.check
+            )
+            self._plans[key] = plan
+        tx.plan = plan
+        tx.targets = plan.targets
+        tx.states_before = before
+        ticks = self._ticks
+        tx.time_before = ticks[:]
+        if self._pre_log:
+            tx.pre_log_entries, self._pre_log = self._pre_log, []
+        self.transition = tx
+        level = self._log_level
+        if level >= LogLevel.OPS:
+            self._log_mutation(tx)
+            for lvl, text in plan.logs:
+                self._log(lvl, text)
+        tracing = bool(self._tracers)
+        if tracing:
+            self._trace("transition_init", tx)
+            self._trace("transition_start", tx)
+        try:
+            result = self._run(tx, plan, mut)
+        finally:
+            tx.completed = True
+            tx.queue_len = len(self._queue)
+            self.transition = None
+            if not tx.time_after:
+                tx.time_after = self._ticks[:]
+        if tracing:
+            self._trace("transition_end", tx)
+        if tx.accepted and not mut.check:
+            if self._subs:
+                changed = [
+                    n
+                    for n, a, b in zip(self._names, tx.time_before, self._ticks, strict=True)
+                    if a != b
+                ]
+                self._subs.notify(changed, self.clock)
+        if self._queue_waits:
+            self._check_queue_waits()
+        return result
+
+    def _run(self, tx: Transition, plan: Plan, mut: Mutation) -> Result:
+        """Negotiate, apply and finalise one transition; returns its result."""
+        if not plan.accepted:
+            if self._on_change:
+                self._changed(tx)
+            return CANCELED
+        groups = self._groups
+        auto = mut.auto
+        if groups or self._log_level >= LogLevel.EVERYTHING:
+            refused: set[str] = set()
+            for name, state, fn, gid in self._negotiation_calls(plan, mut):
+                if state in refused:
+                    continue
+                ret = self._call(tx, fn, name, gid)
+                if ret is not False and not isinstance(ret, _Panic):
+                    continue
+                if auto and state in mut.called and ret is False:
+                    # partial auto: a refused auto state drops out, the rest go on
+                    refused.add(state)
+                    self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
+                    if len(refused) == len(mut.called):
+                        return self._cancel(tx, name)
+                    continue
+                return self._cancel(tx, name, ret)
+            if refused:
+                survivors = tuple(s for s in mut.called if s not in refused)
+                plan = self._resolver.resolve(ADD, survivors, tx.states_before, auto=True)
+                tx.plan = plan
+                tx.targets = plan.targets
+        if mut.check:
+            tx.accepted = True
+            return EXECUTED
+        tx.accepted = True
+        self._apply(tx, plan, mut)
+        if (groups or self._subs or EXCEPTION in plan.target_set) and not self._finals(
+            tx, plan, mut
+        ):
+            return CANCELED
+        if self._on_change:
+            self._changed(tx)
+        if (
+            not auto
+            and self._auto_states
+            and tx.time_before != self._ticks
+            and not tx.is_health
+            and not self._disposed
+        ):
+            self._auto_pass()
+        return self._result(tx, plan, mut)
+
+    def _result(self, tx: Transition, plan: Plan, mut: Mutation) -> Result:
+        if mut.type == REMOVE:
+            return CANCELED if any(s in self._active_set for s in mut.called) else EXECUTED
+        if mut.auto:
+            grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
+            return EXECUTED if grew else CANCELED
+        return EXECUTED
+
+    def _apply(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
+        ticks, index, active = self._ticks, self._index, self._active_set
+        for s in plan.exits:
+            ticks[index[s]] += 1
+        for s in plan.enters:
+            ticks[index[s]] += 2 if s in active else 1
+        self._active = tuple(plan.targets)
+        self._active_set = plan.target_set
+        tx.time_after = ticks[:]
+        if self._log_level >= LogLevel.CHANGES and (plan.enters or plan.exits):
+            tag = "auto_" if mut.auto else "state"
+            diff = [f"+{s}" for s in plan.enters] + [f"-{s}" for s in plan.exits]
+            self._log(LogLevel.CHANGES, f"[{tag}] {' '.join(diff)}")
+        if self._state_ctxs:
+            for s in (*plan.exits, *plan.enters):
+                ctx = self._state_ctxs.pop(s, None)
+                if ctx is not None:
+                    ctx.cancel()
+        if self._tracers:
+            self._trace("transition_finals", tx)
+
+    def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
+        """Run ``XEnd`` / ``XState`` / ``AnyState``; False when a handler failed (recovered)."""
+        subs = self._subs
+        for name, state, is_state in self._final_calls(plan):
+            ret: Any = None
+            for group in self._groups:
+                fn = group.lookup(name)
+                if fn is not None:
+                    ret = self._call(tx, fn, name, group.id)
+                    if isinstance(ret, _Panic):
+                        break
+            else:
+                if name == "ExceptionState":
+                    self._default_exception_state(tx)
+            if isinstance(ret, _Panic):
+                self._recover_finals(tx, plan, state if is_state else None, name, ret)
+                return False
+            if is_state and subs and subs.wants_args(state):
+                subs.notify_args(state, tx.mutation.args)
+        for group in self._groups:
+            fn = group.lookup("AnyState")
+            if fn is not None:
+                ret = self._call(tx, fn, "AnyState", group.id)
+                if isinstance(ret, _Panic):
+                    self._recover_finals(tx, plan, None, "AnyState", ret)
+                    return False
+        return True
+
+    def _recover_finals(
+        self, tx: Transition, plan: Plan, failed: str | None, name: str, panic: _Panic
+    ) -> None:
+        """A final handler failed: states entered from the failing one on are removed again."""
+        if failed is not None:
+            enters = plan.enters
+            undo = enters[enters.index(failed) :]
+            ticks, index = self._ticks, self._index
+            for s in undo:
+                ticks[index[s]] += 1
+            self._active = tuple(s for s in self._active if s not in undo)
+            self._active_set = frozenset(self._active)
+            tx.time_after = ticks[:]
+            self._log(
+                LogLevel.CHANGES, f"[recover] partial final states as ({' '.join(self._active)})"
+            )
+        tx.accepted = False
+        tx.cancelled_by = name
+        self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.targets)}) by recover")
+        self._raise_to_exception(tx, name, panic)
+
+    def _negotiation_calls(self, plan: Plan, mut: Mutation) -> list[tuple[str, str, Any, str]]:
+        """(handler name, state it is attributed to, fn, group id) in negotiation order."""
+        names = plan.negotiation
+        if names is None:
+            names = [(f"{s}Exit", s) for s in plan.exits]
+            names += [(f"{s}Enter", s) for s in plan.enters]
+            before = set(self.transition.states_before) if self.transition else set()
+            if mut.type != REMOVE:
+                names += [(f"{s}{s}", s) for s in plan.targets if s in before]
+            names += [
+                (f"{x}{y}", y)
+                for x in self.transition.states_before  # type: ignore
+                for y in plan.targets
+                if x != y
+            ]
+            names.append(("AnyEnter", ""))
+            plan.negotiation = names
+        bound = plan.bound
+        if bound is None or bound[0] != self._groups_ver:
+            calls = [
+                (name, state, fn, group.id)
+                for name, state in names
+                for group in self._groups
+                if (fn := group.lookup(name)) is not None
+            ]
+            bound = plan.bound = (self._groups_ver, calls)
+        return bound[1]
+
+    def _final_calls(self, plan: Plan) -> list[tuple[str, str, bool]]:
+        finals = plan.finals
+        if finals is None:
+            finals = [(f"{s}End", s, False) for s in plan.exits]
+            finals += [(f"{s}State", s, True) for s in plan.enters]
+            plan.finals = finals
+        return finals
+
+    def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
+        """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""
+        e = Event(name, self, tx)
+        tracing = bool(self._tracers)
+        if tracing:
+            self._trace("handler_start", tx, group, name)
+        if self._log_level >= LogLevel.OPS:
+            self._log(LogLevel.OPS, f"[handler:{group}] {name}")
+        start = time.perf_counter()
+        try:
+            ret = fn(e)
+            if ret is not None and ret is not True and ret is not False and iscoroutine(ret):
+                ret.close()
+                raise TypeError(
+                    f"handler {name} is async; handlers must be synchronous "
+                    f"(start async work with machine.fork)"
+                )
+        except Exception as err:
+            ret = _Panic(err, "".join(traceback.format_exception(err)))
+        elapsed = time.perf_counter() - start
+        if tracing:
+            self._trace("handler_end", tx, group, name)
+        if elapsed > self.handler_timeout and not isinstance(ret, _Panic):
+            err = HandlerTimeoutError(
+                f"handler timeout: {name} from {group} took {elapsed * 1000:.0f} ms "
+                f"(limit {self.handler_timeout * 1000:.0f} ms)"
+            )
+            self.err_internal.append(err)
+            ret = _Panic(err, "", timeout=True)
+            if elapsed > self.handler_deadline:
+                self._deadline(tx, err)
+        return ret
+
+    def _deadline(self, tx: Transition, err: HandlerTimeoutError) -> None:
+        """A handler blew its deadline: drop the queue, raise ErrHandlerTimeout, back off."""
+        with self._lock:
+            self._queue.clear()
+            self._appended = 0
+        self._backoff_until = time.monotonic() + self.handler_backoff
+        state = "ErrHandlerTimeout" if "ErrHandlerTimeout" in self._index else EXCEPTION
+        self.err = err
+        called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
+        args = {
+            EXCEPTION_ARGS_KEY: ExceptionArgs(
+                err, "", {"targets": list(tx.targets), "called": list(tx.mutation.called)}
+            )
+        }
+        self._prepend(Mutation(ADD, called, args, source=MutSource(self.id, tx.id)))
+
+    def _cancel(self, tx: Transition, name: str, ret: Any = False) -> Result:
+        tx.accepted = False
+        tx.cancelled_by = name
+        if isinstance(ret, _Panic):
+            if ret.timeout:
+                self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.targets)}) by timeout")
+            else:
+                self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.targets)}) by recover")
+                self._raise_to_exception(tx, name, ret)
+        elif self._log_level >= LogLevel.OPS:
+            tag = "cancel:self" if name[: len(name) // 2] * 2 == name else "cancel"
+            self._log(LogLevel.OPS, f"[{tag}] ({' '.join(tx.targets)}) by {name}")
+        if self._on_change:
+            self._changed(tx)
+        return CANCELED
+
+    def _raise_to_exception(self, tx: Transition, name: str, panic: _Panic) -> None:
+        if panic.timeout or EXCEPTION in tx.mutation.called:
+            return
+        self.err = panic.err
+        self._log(LogLevel.OPS, "[recover] handling panic...")
+        details = {
+            "handler": name,
+            "called": list(tx.mutation.called),
+            "before": list(tx.states_before),
+            "type": str(tx.mutation.type),
+        }
+        args = {EXCEPTION_ARGS_KEY: ExceptionArgs(panic.err, panic.trace, details)}
+        self._prepend(
+            Mutation(ADD, (EXCEPTION,), args, source=MutSource(self.id, tx.id, sum(tx.time_before)))
+        )
+
+    def _default_exception_state(self, tx: Transition) -> None:
+        data = tx.mutation.args.get(EXCEPTION_ARGS_KEY)
+        if not isinstance(data, ExceptionArgs):
+            return
+        if data.panic:
+            p = data.panic
+            msg = (
+                f"[error:{p['type']}] {' '.join(p['called'])} ({p['handler']} panic: {data.err!r})"
+            )
+        else:
+            msg = f"[error] {data.err!r}"
+        self._log(LogLevel.CHANGES, msg + (f"\n{data.trace}" if data.trace else ""))
+        log.warning("%s: %s", self.id, msg)
+
+    def _auto_pass(self) -> None:
+        active = self._active_set
+        blocked: set[str] = set()
+        for s in self._active:
+            blocked.update(self._schema[s].remove)
+        auto = tuple(s for s in self._auto_states if s not in active and s not in blocked)
+        if auto:
+            self._log(LogLevel.OPS, f"[auto] {' '.join(auto)}")
+            self._prepend(Mutation(ADD, auto, {}, auto=True))
+
+    def _changed(self, tx: Transition) -> None:
+        for fn in self._on_change:
+            fn(self, tx.time_before, self._ticks[:])
+
+    # -- handlers, tracers, logging ----------------------------------------------------------
+
+    def handlers_bind(self, obj: Any, id: str | None = None, prefix: str = "") -> str:
+        """Bind an object's handler methods; all bound groups are tried in binding order."""
+        gid = id or f"{len(self._groups) + 1}"
+        if any(g.id == gid for g in self._groups):
+            raise ValueError(f"{self.id}: handler group {gid!r} is already bound")
+        self._groups.append(_Group(gid, obj, prefix))
+        self._plans_bound_reset()
+        if self.is_err() and self.err is not None:
+            self.add_err(self.err)
+        return gid
+
+    def handlers_detach(self, id: str) -> None:
+        for g in self._groups:
+            if g.id == id:
+                self._groups.remove(g)
+                self._plans_bound_reset()
+                return
+        raise ValueError(f"{self.id}: no handler group {id!r}")
+
+    def handlers(self) -> list[str]:
+        return [g.id for g in self._groups]
+
+    def _plans_bound_reset(self) -> None:
+        self._groups_ver += 1
+
+    def tracer_bind(self, tracer: Tracer) -> None:
+        if not isinstance(tracer, Tracer):
+            raise TypeError(f"{self.id}: tracers must subclass machines.Tracer, got {tracer!r}")
+        self._tracers.append(tracer)
+        self._rebuild_hooks()
+
+    def tracer_detach(self, tracer: Tracer) -> None:
+        self._tracers = [t for t in self._tracers if t is not tracer]
+        self._rebuild_hooks()
+
+    @property
+    def tracers(self) -> list[Tracer]:
+        return list(self._tracers)
+
+    def _rebuild_hooks(self) -> None:
+        from .tracer import HOOKS
+
+        self._hooks = {h: [getattr(t, h) for t in self._tracers if overridden(t, h)] for h in HOOKS}
+
+    def _trace(self, hook: str, *args: Any) -> None:
+        for fn in self._hooks.get(hook, ()):
+            try:
+                fn(*args)
+            except Exception as err:  # a broken observer must not break the machine
+                self.err_internal.append(err)
+                log.warning("%s: tracer %s failed: %r", self.id, hook, err)
+
+    @property
+    def log_level(self) -> int:
+        return self._log_level
+
+    @log_level.setter
+    def log_level(self, level: int) -> None:
+        self._log_level = int(level)
+
+    def set_logger(
+        self,
+        logger: Callable[[int, str], None] | None,
+        level: int | None = None,
+    ) -> None:
+        """Route log lines to ``logger(level, text)`` (``None``: stderr)."""
+        self._logger = logger or _default_logger(self.id)
+        if level is not None:
+            self._log_level = int(level)
+
+    def log(self, text: str) -> None:
+        """An external log line (level 1)."""
+        self._log(LogLevel.EXTERNAL, f"[exter] {text}")
+
+    def _log(self, level: int, text: str) -> None:
+        if level > self._log_level or self._disposed:
+            return
+        tx = self.transition
+        if tx is not None:
+            tx.log_entries.append((level, text))
+        elif not self._pre_log or self._pre_log[-1][1] != text:
+            self._pre_log.append((level, text))
+            del self._pre_log[:-100]
+        self._logger(level, text)
+
+    def _log_mutation(self, tx: Transition) -> None:
+        mut = tx.mutation
+        tag = f"{mut.type}:auto" if mut.auto else str(mut.type)
+        if mut.check:
+            tag += ":check"
+        level = LogLevel.DECISIONS if mut.auto else LogLevel.OPS
+        args = _format_args(mut.args)
+        self._log(level, f"[{tag}] {' '.join(mut.called)}{args}")
+        if mut.source is not None:
+            s = mut.source
+            self._log(LogLevel.OPS, f"[source] {s.machine_id}/{s.tx_id}/{s.mach_time}")
+
+    def on_change(self, fn: Callable[[Machine, list[int], list[int]], None]) -> None:
+        """Call ``fn(machine, time_before, time_after)`` after every transition."""
+        self._on_change.append(fn)
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def when(self, states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
+        """Completes when all ``states`` are active (at once if they are)."""
+        called = names_of(states)
+        self._check_known(called)
+        if self._disposed:
+            return Waitable(True)
+        return self._subs.when(called, ctx)
+
+    def when_not(self, states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
+        """Completes when none of ``states`` is active."""
+        called = names_of(states)
+        self._check_known(called)
+        if self._disposed:
+            return Waitable(True)
+        return self._subs.when_not(called, ctx)
+
+    def when_err(self, ctx: Waitable | None = None) -> Waitable:
+        return self.when(EXCEPTION, ctx)
+
+    def when_time(
+        self, states: str | Iterable[str], ticks: Iterable[int], ctx: Waitable | None = None
+    ) -> Waitable:
+        """Completes when every state's tick reached its target tick."""
+        called, ticks = names_of(states), tuple(ticks)
+        self._check_known(called)
+        if self._disposed:
+            return Waitable(True)
+        if not called or len(called) != len(ticks):
+            self.add_err(ValueError(f"when_time: {len(called)} states but {len(ticks)} ticks"))
+            return Waitable(True)
+        return self._subs.when_time(called, ticks, ctx)
+
+    def when_ticks(self, state: str, n: int, ctx: Waitable | None = None) -> Waitable:
+        """Completes after ``state`` ticks ``n`` more times."""
+        return self.when_time(state, (self.tick(state) + n,), ctx)
+
+    def when_next_active(self, state: str, ctx: Waitable | None = None) -> Waitable:
+        return self.when_ticks(state, 2 if self.is_active(state) else 1, ctx)
+
+    def when_args(
+        self, state: str, args: Mapping[str, Any], ctx: Waitable | None = None
+    ) -> Waitable:
+        """Completes when ``<state>State`` runs with args containing ``args`` (``==``)."""
+        self._check_known((state,))
+        if self._disposed:
+            return Waitable(True)
+        return self._subs.when_args(state, args, ctx)
+
+    def when_query(
+        self, fn: Callable[[dict[str, int]], bool], ctx: Waitable | None = None
+    ) -> Waitable:
+        """Completes when ``fn(clock)`` is true after a transition."""
+        if self._disposed:
+            return Waitable(True)
+        return self._subs.when_query(fn, ctx)
+
+    def when_queue(self, tick: int) -> Waitable:
+        """Completes once the queue tick ``tick`` (a mutation's queued result) has run."""
+        w = Waitable(self._disposed or self.queue_tick >= tick)
+        if not w.done:
+            self._queue_waits.append((tick, w))
+        return w
+
+    def when_queue_ends(self) -> Waitable:
+        """Completes when the current queue drain finishes (at once when idle)."""
+        w = Waitable(self._disposed or not self._processing)
+        if not w.done:
+            self._queue_end_waits.append(w)
+        return w
+
+    def when_disposed(self) -> Waitable:
+        return self._disposed_wait
+
+    def _check_queue_waits(self) -> None:
+        qt = self.queue_tick
+        ready = [w for t, w in self._queue_waits if qt >= t]
+        if ready:
+            self._queue_waits = [(t, w) for t, w in self._queue_waits if qt < t]
+            for w in ready:
+                w.resolve()
+
+    def new_state_ctx(self, state: str) -> StateCtx:
+        """A token cancelled at ``state``'s next tick change (or disposal)."""
+        self._check_known((state,))
+        if self._disposed:
+            return StateCtx(self.id, state, 0, cancelled=True)
+        tick = self.tick(state)
+        ctx = self._state_ctxs.get(state)
+        if ctx is None or ctx.tick != tick:
+            ctx = StateCtx(self.id, state, tick)
+            self._state_ctxs[state] = ctx
+        return ctx
+
+    async def run_in_state(self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Await ``fn(*args)``, cancelled as soon as ``state`` ticks; ``None`` if cancelled."""
+        ctx = self.new_state_ctx(state)
+        if ctx.cancelled:
+            return None
+        return await aio.run_cancellable(fn, args, ctx.add_callback)
+
+    def fork(
+        self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any, nursery: Any = None
+    ) -> bool:
+        """Start ``fn(*args)`` in the background, bound to ``state``'s current tick.
+
+        The task is cancelled when ``state`` ends; an exception it raises becomes
+        ``Exception`` on this machine. Under trio it runs in ``nursery`` or
+        :attr:`nursery`; under asyncio on the running loop. False if the state already ended.
+        """
+        ctx = self.new_state_ctx(state)
+        if ctx.cancelled:
+            return False
+
+        async def bound() -> None:
+            try:
+                await aio.run_cancellable(fn, args, ctx.add_callback)
+            except Exception as err:
+                self.add_err(err)
+
+        aio.spawn(bound, (), nursery or self.nursery)
+        return True
+
+    # -- queue introspection -----------------------------------------------------------------
+
+    @property
+    def queue(self) -> list[Mutation]:
+        return [] if self._disposed else list(self._queue)
+
+    def queue_len(self) -> int:
+        return len(self._queue)
+
+    def is_queued(
+        self,
+        mtype: MutationType,
+        states: str | Iterable[str],
+        *,
+        without_args_only: bool = False,
+        strict: bool = False,
+    ) -> int:
+        """Index of the first queued mutation of ``mtype`` calling (at least) ``states``;
+        -1 if none."""
+        wanted = set(names_of(states))
+        for i, m in enumerate(self._queue):
+            if m.type != mtype or m.check or (without_args_only and m.args):
+                continue
+            called = set(m.called)
+            if wanted <= called and (not strict or len(called) == len(wanted)):
+                return i
+        return -1
+
+    def will_be(self, states: str | Iterable[str]) -> bool:
+        return self.is_queued(ADD, states) >= 0
+
+    def will_be_removed(self, states: str | Iterable[str]) -> bool:
+        return self.is_queued(REMOVE, states) >= 0
+
+    # -- eval --------------------------------------------------------------------------------
+
+    def eval(self, fn: Callable[[], Any], source: str = "", timeout: float = 1.0) -> bool:
+        """Run ``fn`` serialised with transitions. False when refused (nested in a handler or
+        an eval), timed out, or the machine is disposed."""
+        if self._disposed:
+            return False
+        if self._in_eval:
+            return False
+        if self._processing and self._processor == threading.get_ident():
+            self.add_err(RuntimeError(f"eval nested in handler or eval: {source}"))
+            return False
+        with self._lock:
+            busy = self._processing
+            if not busy:
+                self._processing = True
+                self._processor = threading.get_ident()
+        if not busy:
+            try:
+                self._run_eval(fn)
+            finally:
+                with self._lock:
+                    self._processing = False
+            if self._queue:
+                self._mutate_resume()
+            return True
+        done = threading.Event()
+        self._queue.appendleft(Mutation(EVAL, (), {"fn": fn, "done": done}))
+        return done.wait(timeout)
+
+    def _run_eval(self, fn: Callable[[], Any]) -> None:
+        self._in_eval = True
+        try:
+            fn()
+        finally:
+            self._in_eval = False
+
+    def _mutate_resume(self) -> None:
+        with self._lock:
+            if self._processing:
+                return
+            self._processing = True
+            self._processor = threading.get_ident()
+        self._drain()
+
+    # -- export / import ---------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """Plain-data snapshot of the clocks (for :meth:`import_data`)."""
+        return {
+            "id": self.id,
+            "state_names": list(self._names),
+            "time": list(self._ticks),
+            "queue_tick": self.queue_tick,
+            "machine_tick": self.machine_tick,
+            "schema": {n: s.to_dict() for n, s in self._schema.items()},
+        }
+
+    def import_data(self, data: Mapping[str, Any]) -> None:
+        """Restore clocks exported from a machine with the same id and states.
+
+        No handlers run; active states follow from odd ticks; ``MachineRestored`` is added
+        when defined.
+        """
+        if data.get("id") != self.id:
+            raise ValueError(f"import: id {data.get('id')!r} does not match {self.id!r}")
+        names, ticks = list(data["state_names"]), list(data["time"])
+        if len(names) != len(self._names) or len(ticks) != len(names):
+            raise ValueError(
+                f"import: {len(names)} states in the data, {len(self._names)} in {self.id}"
+            )
+        self.verify_states(names)
+        self._ticks = [int(t) for t in ticks]
+        self._active = tuple(n for n, t in zip(self._names, self._ticks, strict=True) if t & 1)
+        self._active_set = frozenset(self._active)
+        self.queue_tick = int(data.get("queue_tick", self.queue_tick))
+        self.machine_tick = int(data.get("machine_tick", 0)) + 1
+        if "MachineRestored" in self._index:
+            self.add("MachineRestored")
+
+    # -- disposal ----------------------------------------------------------------------------
+
+    @property
+    def is_disposed(self) -> bool:
+        return self._disposed
+
+    def on_dispose(self, fn: Callable[[str], None]) -> None:
+        self._on_dispose.append(fn)
+
+    def dispose(self) -> None:
+        """Stop the machine: removes ``Start`` (if defined), then after the queue drains marks
+        it disposed, cancels contexts and completes every wait. Safe from handlers, repeatable."""
+        if self._disposed:
+            return
+        if self._processing:
+            self._dispose_pending = True
+            return
+        if "Start" in self._index and self.is_active("Start"):
+            self.remove("Start")
+        self.dispose_force()
+
+    def dispose_force(self) -> None:
+        """Dispose now, without waiting for the queue."""
+        if self._disposed:
+            return
+        self._disposed = True
+        self._queue.clear()
+        if self._tracers:
+            self._trace("machine_dispose", self.id)
+        for ctx in list(self._state_ctxs.values()):
+            ctx.cancel()
+        self._state_ctxs.clear()
+        self._subs.dispose()
+        for _, w in self._queue_waits:
+            w.resolve()
+        for w in self._queue_end_waits:
+            w.resolve()
+        self._queue_waits, self._queue_end_waits = [], []
+        for fn in self._on_dispose:
+            try:
+                fn(self.id)
+            except Exception as err:
+                log.warning("%s: on_dispose callback failed: %r", self.id, err)
+        self._disposed_wait.resolve()
+
+
+def _flat(states: tuple[Any, ...]) -> Iterable[str]:
+    for s in states:
+        if isinstance(s, str):
+            yield s
+        else:
+            yield from s
+
+
+def _format_args(args: Mapping[str, Any]) -> str:
+    picked = []
+    for k in sorted(args):
+        if k in _LOG_ARG_KEYS:
+            v = str(args[k])
+            picked.append(f"{k}={v if len(v) <= 20 else v[:17] + '...'}")
+    return f" ({' '.join(picked)})" if picked else ""

@@ -1,0 +1,68 @@
+"""Waiting on a mirrored clock under trio or asyncio (the browser runs asyncio, servers trio).
+
+The NetMach keeps its own waiters because its clock changes arrive from the network, not from
+transitions of a local machine. Nothing here imports trio or asyncio at module load.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+def _running_trio() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+class Waiters:
+    """Predicates checked after every clock change; each releases one awaiting task."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def wait(self, predicate: Callable[[], bool]) -> None:
+        if predicate():
+            return
+        if _running_trio():
+            import trio
+
+            event = trio.Event()
+            item = (predicate, event.set)
+            self._items.append(item)
+            try:
+                await event.wait()
+            finally:
+                self._discard(item)
+        else:
+            import asyncio
+
+            fut = asyncio.get_running_loop().create_future()
+            item = (predicate, lambda: fut.done() or fut.set_result(None))
+            self._items.append(item)
+            try:
+                await fut
+            finally:
+                self._discard(item)
+
+    def _discard(self, item: tuple) -> None:
+        try:
+            self._items.remove(item)
+        except ValueError:
+            pass
+
+    def check(self) -> None:
+        """Release every waiter whose predicate now holds."""
+        for item in list(self._items):
+            if item[0]():
+                self._discard(item)
+                item[1]()

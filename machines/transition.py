@@ -1,0 +1,230 @@
+"""Transitions and the events handed to handlers.
+
+A transition is the record of one mutation being applied; handlers and tracers read it, the
+debugger ships it. It is a plain object: the machine drives it (see :mod:`machines.machine`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import IntFlag
+from typing import TYPE_CHECKING, Any
+
+from .mutation import Mutation, MutationType, MutSource
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+__all__ = ["Transition", "Event", "Step", "StepType", "ExceptionArgs", "EXCEPTION_ARGS_KEY"]
+
+EXCEPTION_ARGS_KEY = "_am__Exception"
+
+
+class StepType(IntFlag):
+    """Bit flags, numbered as on the reference's wire."""
+
+    RELATION = 1
+    HANDLER = 2
+    ACTIVATE = 4
+    DEACTIVATE = 8
+    DEACTIVATE_PASSIVE = 16
+    CALLED = 32
+    CANCEL = 64
+
+
+@dataclass(slots=True)
+class Step:
+    """One debugging step of a transition (recorded only with step logging on)."""
+
+    type: StepType
+    from_state: str = ""
+    to_state: str = ""
+    rel_type: int = -1
+    is_final: bool = False
+    is_self: bool = False
+    is_enter: bool = False
+
+    def __str__(self) -> str:
+        if self.type == StepType.RELATION:
+            from .schema import Relation
+
+            return f"{self.from_state} {Relation(self.rel_type)} {self.to_state}"
+        name = {
+            StepType.HANDLER: "handler",
+            StepType.ACTIVATE: "activate",
+            StepType.DEACTIVATE: "deactivate",
+            StepType.DEACTIVATE_PASSIVE: "deactivate-passive",
+            StepType.CALLED: "called",
+            StepType.CANCEL: "cancel",
+        }[self.type]
+        return f"{name} {self.from_state or self.to_state or 'Any'}"
+
+
+@dataclass(slots=True)
+class ExceptionArgs:
+    """What the machine keeps about an error, under ``args["_am__Exception"]``."""
+
+    err: BaseException
+    trace: str = ""
+    panic: dict[str, Any] | None = None
+
+
+def new_id() -> str:
+    return os.urandom(8).hex()
+
+
+class Transition:
+    """One mutation being applied: who called what, what was resolved, what happened."""
+
+    __slots__ = (
+        "id",
+        "machine",
+        "mutation",
+        "plan",
+        "targets",
+        "time_before",
+        "time_after",
+        "states_before",
+        "accepted",
+        "completed",
+        "log_entries",
+        "pre_log_entries",
+        "steps",
+        "queue_len",
+        "cancelled_by",
+    )
+
+    def __init__(self, machine: Machine, mutation: Mutation) -> None:
+        self.id = new_id()
+        self.machine = machine
+        self.mutation = mutation
+        self.plan: Any = None
+        self.targets: list[str] = []
+        self.time_before: list[int] = []
+        self.time_after: list[int] = []
+        self.states_before: tuple[str, ...] = ()
+        self.accepted = False
+        self.completed = False
+        self.log_entries: list[tuple[int, str]] = []
+        self.pre_log_entries: list[tuple[int, str]] = []
+        self.steps: list[Step] = []
+        self.queue_len = 0
+        self.cancelled_by = ""
+
+    # views named as in the reference
+    @property
+    def type(self) -> MutationType:
+        return self.mutation.type
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.mutation.args
+
+    @property
+    def is_auto(self) -> bool:
+        return self.mutation.auto
+
+    @property
+    def is_check(self) -> bool:
+        return self.mutation.check
+
+    @property
+    def is_health(self) -> bool:
+        m = self.mutation
+        return m.type == MutationType.ADD and m.called in (("Healthcheck",), ("Heartbeat",))
+
+    @property
+    def called_states(self) -> list[str]:
+        return list(self.mutation.called)
+
+    @property
+    def target_states(self) -> list[str]:
+        return list(self.targets)
+
+    @property
+    def enters(self) -> list[str]:
+        return list(self.plan.enters) if self.plan else []
+
+    @property
+    def exits(self) -> list[str]:
+        return list(self.plan.exits) if self.plan else []
+
+    @property
+    def source(self) -> MutSource | None:
+        return self.mutation.source
+
+    def clock_before(self) -> dict[str, int]:
+        return dict(zip(self.machine.state_names, self.time_before, strict=False))
+
+    def clock_after(self) -> dict[str, int]:
+        return dict(zip(self.machine.state_names, self.time_after, strict=False))
+
+    def time_diff(self) -> tuple[list[str], list[str]]:
+        """(activated incl. Multi re-activations, deactivated) state names."""
+        added, removed = [], []
+        for name, b, a in zip(
+            self.machine.state_names, self.time_before, self.time_after, strict=False
+        ):
+            if a != b:
+                (added if a % 2 else removed).append(name)
+        return added, removed
+
+    def __str__(self) -> str:
+        head = f"tx#{self.id}\n{self.mutation!r}"
+        return "\n".join([head, *(f"- {s}" for s in self.steps)])
+
+    __repr__ = __str__
+
+
+class Event:
+    """What a handler receives: the handler's name, the args and the machine's context."""
+
+    __slots__ = ("name", "machine", "transition", "args", "ctx")
+
+    def __init__(
+        self, name: str, machine: Machine, transition: Transition | None, ctx: Any = None
+    ) -> None:
+        self.name = name
+        self.machine = machine
+        self.transition = transition
+        self.args: dict[str, Any] = transition.mutation.args if transition else {}
+        self.ctx = ctx
+
+    @property
+    def machine_id(self) -> str:
+        return self.machine.id
+
+    @property
+    def transition_id(self) -> str:
+        return self.transition.id if self.transition else ""
+
+    @property
+    def mutation(self) -> Mutation | None:
+        return self.transition.mutation if self.transition else None
+
+    @property
+    def is_check(self) -> bool:
+        return bool(self.transition and self.transition.mutation.check)
+
+    def is_valid(self) -> bool:
+        """True while this event's transition is the machine's current one and still accepted."""
+        tx = self.transition
+        if tx is None or tx.completed or self.machine.transition is not tx:
+            return False
+        if self.ctx is not None and getattr(self.ctx, "done", False):
+            return False
+        return not tx.cancelled_by
+
+    def source(self) -> MutSource:
+        """A mutation source pointing at this event (for mutations it causes elsewhere)."""
+        tx = self.transition
+        return MutSource(self.machine.id, tx.id if tx else "", sum(tx.time_before) if tx else 0)
+
+    def swap_args(self, args: dict[str, Any]) -> Event:
+        e = Event(self.name, self.machine, self.transition, self.ctx)
+        e.args = args
+        return e
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name} of {self.machine.id}>"
