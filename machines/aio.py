@@ -90,7 +90,7 @@ async def run_cancellable(
     args: tuple[Any, ...],
     on_cancel: Callable[[Callable[[], None]], Callable[[], None]],
 ) -> T | None:
-    """Run ``fn(*args)`` and cancel it when ``on_cancel``'s callback fires; ``None`` if cancelled."""
+    """Run ``fn(*args)``, cancelled when ``on_cancel``'s callback fires (then ``None``)."""
     if current_library() == "trio":
         import trio
 

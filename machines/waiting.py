@@ -227,9 +227,7 @@ class Subscriptions:
         subs = self._args.get(state)
         if not subs:
             return
-        for sub in [
-            s for s in subs if all(k in args and args[k] == v for k, v in sub.args.items())
-        ]:
+        for sub in [s for s in subs if all(k in args and args[k] == v for k, v in s.args.items())]:
             self._finish(sub)
 
     def dispose(self) -> None:
