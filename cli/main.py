@@ -51,5 +51,10 @@ def demo() -> None:
     run()
 
 
+from cli.relay import relay as _relay  # noqa: E402
+
+app.command("relay")(_relay)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,140 @@
+"""`am relay`: the TCP-over-WebSocket relay and static web server, alone.
+
+The relay's modules are imported only when the command runs, so `am --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from relay.config import DEFAULT_LISTEN_ADDR, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_TUNNELS
+
+
+def relay(
+    listen_addr: Annotated[
+        str,
+        typer.Option(
+            "--listen-addr",
+            "-l",
+            envvar="RELAY_HTTP_ADDR",
+            help="HTTP and WebSocket address (port 0 picks a free port).",
+        ),
+    ] = DEFAULT_LISTEN_ADDR,
+    static_dir: Annotated[
+        Path | None,
+        typer.Option("--static-dir", "-s", help="Serve this directory at / (else / is 404)."),
+    ] = None,
+    repl_addr_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--repl-addr-dir",
+            "-r",
+            help="Write <id>.addr here for listen tunnels whose id starts with repl-.",
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            help="TCP target that tunnels may listen on or dial, HOST:PORT or HOST:* "
+            "(repeatable). Nothing is allowed by default.",
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="Browser origin allowed to open tunnels (repeatable; * for any). "
+            "Default: the relay's own origin.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="RELAY_TOKEN",
+            help="Require this token, offered as WebSocket subprotocol am-token.<TOKEN>.",
+        ),
+    ] = None,
+    max_message: Annotated[
+        int, typer.Option("--max-message", help="Largest inbound WebSocket message, in bytes.")
+    ] = DEFAULT_MAX_MESSAGE,
+    max_tunnels: Annotated[
+        int, typer.Option("--max-tunnels", help="Tunnels open at once; more get HTTP 503.")
+    ] = DEFAULT_MAX_TUNNELS,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not log each tunnel.")] = False,
+) -> None:
+    """Serve the web page and give browsers TCP endpoints over WebSocket.
+
+    /listen/<id>/<host:port> listens there for one TCP peer; /dial/<id>/<host:port> dials
+    there. Runs until Ctrl-C, which closes every tunnel and removes address files.
+    """
+    import trio
+
+    from relay import RelayConfig
+
+    try:
+        config = RelayConfig(
+            listen_addr=listen_addr,
+            static_dir=static_dir,
+            repl_addr_dir=repl_addr_dir,
+            allow=tuple(allow or ()),
+            allow_origins=tuple(allow_origin or ()),
+            token=token,
+            max_message=max_message,
+            max_tunnels=max_tunnels,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    logging.getLogger("relay.http").setLevel(logging.WARNING)
+    try:
+        trio.run(_serve, config)
+    except OSError as err:
+        typer.echo(f"am relay: cannot serve on {listen_addr}: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("relay stopped")
+
+
+async def _serve(config: object) -> None:
+    import trio
+
+    from relay import RelayConfig, open_relay
+
+    assert isinstance(config, RelayConfig)
+    # Signals become an event here, so shutdown runs as ordinary code: tunnels get their
+    # close frames and address files are removed before the process exits.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_relay(config) as relay:
+            _describe(relay)
+            async for _ in signals:
+                break
+            typer.echo("relay stopping: closing tunnels")
+
+
+def _describe(relay: object) -> None:
+    from relay import Relay
+
+    assert isinstance(relay, Relay)
+    config = relay.config
+    echo = typer.echo
+    echo(f"relay listening on {relay.url}")
+    if config.static_dir is not None:
+        echo(f"serving {config.static_dir} at {relay.url}")
+    else:
+        echo("no static dir: / answers 404")
+    ws = f"ws://{relay.addr}"
+    echo(f"tunnels: {ws}/listen/<id>/<host:port> and {ws}/dial/<id>/<host:port>")
+    allowed = ", ".join(config.allow) if config.allow else "none (add --allow HOST:PORT)"
+    echo(f"allowed targets: {allowed}")
+    origins = ", ".join(config.allow_origins) or ", ".join(sorted(relay.origin_policy.own))
+    echo(f"allowed origins: {origins}")
+    if config.repl_addr_dir is not None:
+        echo(f"REPL address files in {config.repl_addr_dir}")
+    if config.token is not None:
+        echo("token required (subprotocol am-token.<TOKEN>)")

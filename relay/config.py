@@ -1,0 +1,120 @@
+"""Relay configuration and address parsing.
+
+Everything the relay needs to decide is in one frozen value, so a caller (the CLI, `am start`,
+a test) builds it once and the server never reads globals or the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The reference relay's default HTTP address (``am-relay wasm``).
+DEFAULT_LISTEN_ADDR = "localhost:12733"
+DEFAULT_MAX_MESSAGE = 1 << 20
+DEFAULT_MAX_TUNNELS = 100
+DEFAULT_DIAL_TIMEOUT = 10.0
+
+# RFC 7230 "token" characters: the only ones a browser lets through in Sec-WebSocket-Protocol.
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+@dataclass(frozen=True, order=True)
+class HostPort:
+    """A TCP address as written by people: ``host:port`` or ``[v6]:port``."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return format_hostport(self.host, self.port)
+
+
+def format_hostport(host: str, port: int | str) -> str:
+    """``host:port``, bracketing IPv6 literals so the result parses back."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_hostport(text: str, *, allow_any_port: bool = False) -> HostPort:
+    """Parse ``host:port`` (``[v6]:port`` for IPv6); raise ValueError with a readable reason.
+
+    With ``allow_any_port`` the port may be ``*`` (stored as -1): an allow-list wildcard.
+    """
+    if not text or "/" in text or any(c.isspace() for c in text):
+        raise ValueError(f"bad address {text!r}: expected HOST:PORT")
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"bad address {text!r}: expected HOST:PORT")
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(f"bad address {text!r}: unbalanced brackets")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"bad address {text!r}: write IPv6 hosts as [addr]:port")
+    if allow_any_port and port_text == "*":
+        return HostPort(host.lower(), -1)
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"bad address {text!r}: port must be 0-65535")
+    return HostPort(host.lower(), int(port_text))
+
+
+def _normalize_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """What the relay serves and whom it lets through.
+
+    Secure by default: no tunnel target is allowed until listed in ``allow``, only the relay's
+    own origin may open tunnels, and the HTTP port is on localhost.
+    """
+
+    #: HTTP + WebSocket address; port 0 picks a free port (read it back from ``Relay.addr``).
+    listen_addr: str = DEFAULT_LISTEN_ADDR
+    #: Directory served at ``/`` (None: every plain HTTP request answers 404).
+    static_dir: Path | None = None
+    #: Where listen tunnels whose id starts with ``repl-`` write ``<id>.addr``.
+    repl_addr_dir: Path | None = None
+    #: TCP targets that tunnels may listen on or dial; ``host:*`` allows every port of a host.
+    allow: tuple[str, ...] = ()
+    #: Browser origins allowed to open tunnels; empty means the relay's own origin; ``*`` any.
+    allow_origins: tuple[str, ...] = ()
+    #: When set, a tunnel must offer the WebSocket subprotocol ``am-token.<token>``.
+    token: str | None = None
+    #: Largest inbound WebSocket message; a bigger one closes the tunnel with 1009.
+    max_message: int = DEFAULT_MAX_MESSAGE
+    #: Tunnels open at once; more are refused with HTTP 503.
+    max_tunnels: int = DEFAULT_MAX_TUNNELS
+    #: Seconds a dial tunnel waits for its TCP connection.
+    dial_timeout: float = DEFAULT_DIAL_TIMEOUT
+    #: Parsed allow-list (filled from ``allow``).
+    targets: frozenset[HostPort] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Fail at construction with a one-line reason rather than at the first request.
+        parse_hostport(self.listen_addr)
+        object.__setattr__(self, "allow", tuple(self.allow))
+        object.__setattr__(
+            self, "targets", frozenset(parse_hostport(a, allow_any_port=True) for a in self.allow)
+        )
+        object.__setattr__(
+            self, "allow_origins", tuple(_normalize_origin(o) for o in self.allow_origins)
+        )
+        if self.static_dir is not None:
+            object.__setattr__(self, "static_dir", Path(self.static_dir))
+            if not self.static_dir.is_dir():
+                raise ValueError(f"static dir {str(self.static_dir)!r} is not a directory")
+        if self.repl_addr_dir is not None:
+            object.__setattr__(self, "repl_addr_dir", Path(self.repl_addr_dir))
+        if self.token is not None and not _TOKEN_RE.match(self.token):
+            raise ValueError("token may only hold letters, digits and !#$%&'*+-.^_`|~")
+        if self.max_message < 1024:
+            raise ValueError("max message must be at least 1024 bytes")
+        if self.max_tunnels < 1:
+            raise ValueError("max tunnels must be at least 1")
+
+    def target_allowed(self, target: HostPort) -> bool:
+        """Is ``target`` on the allow-list? Host names compare literally (no DNS lookups)."""
+        return target in self.targets or HostPort(target.host, -1) in self.targets

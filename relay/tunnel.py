@@ -1,0 +1,233 @@
+"""Tunnels: pipe bytes between one WebSocket and one TCP connection, both ways.
+
+A tunnel ends as soon as either side ends, and the other side learns it at once: when the TCP
+peer leaves, the WebSocket is closed with 1000 and the listening port is already free; when
+the WebSocket goes, the TCP connection is closed. Each pump moves one chunk at a time and
+awaits its delivery before reading the next, so memory per tunnel stays bounded whatever the
+speed of either side.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import trio
+
+from relay.addrfile import remove_addr_file, wants_addr_file, write_addr_file
+from relay.config import HostPort, RelayConfig, format_hostport
+from relay.matchers import Matcher, TunnelRequest
+from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, UNSUPPORTED_DATA, WebSocketStream
+
+log = logging.getLogger("relay")
+
+#: TCP read size; each read becomes one WebSocket message.
+TCP_CHUNK = 1 << 16
+#: Seconds the relay spends closing a tunnel (close frame, sockets, address file).
+CLEANUP_TIMEOUT = 2.0
+_TCP_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class Tunnel:
+    """One live tunnel as the relay tracks it; ``stop`` ends it from outside."""
+
+    def __init__(self, request: TunnelRequest, ws: WebSocketStream, subprotocol: str | None):
+        self.request = request
+        self.ws = ws
+        self.subprotocol = subprotocol
+        self.cancel_scope = trio.CancelScope()
+        #: The real TCP address a listen tunnel bound (port 0 resolved).
+        self.bound_addr: str | None = None
+        #: Set once the listening socket is closed: the port is free again.
+        self.port_freed = trio.Event()
+        #: Set once the tunnel is completely over.
+        self.done = trio.Event()
+        self.close_code = NORMAL
+        self.close_reason = ""
+        self._ended = False
+
+    def __repr__(self) -> str:
+        r = self.request
+        return f"<Tunnel {r.kind} {r.id!r} {r.addr}>"
+
+    def end(self, code: int, reason: str) -> None:
+        """Record why the tunnel ends; the first reason wins."""
+        if not self._ended:
+            self._ended = True
+            self.close_code, self.close_reason = code, reason
+
+    def stop(self, code: int = GOING_AWAY, reason: str = "relay shutting down") -> None:
+        self.end(code, reason)
+        self.cancel_scope.cancel()
+
+
+class _TcpSlot:
+    """The TCP side of a tunnel, which a listen tunnel only gets once a peer connects."""
+
+    def __init__(self, stream: trio.SocketStream | None = None) -> None:
+        self.stream = stream
+        self.ready = trio.Event()
+        if stream is not None:
+            self.ready.set()
+
+    def set(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.ready.set()
+
+
+async def _tcp_to_ws(tunnel: Tunnel, tcp: trio.SocketStream, nursery: trio.Nursery) -> None:
+    try:
+        while data := await tcp.receive_some(TCP_CHUNK):
+            await tunnel.ws.send_all(data)
+        tunnel.end(NORMAL, "tcp peer closed")
+    except trio.ClosedResourceError:
+        tunnel.end(NORMAL, "websocket closed")
+    except _TCP_ERRORS as err:
+        tunnel.end(NORMAL, f"tcp peer gone: {err}")
+    nursery.cancel_scope.cancel()
+
+
+async def _ws_to_tcp(
+    tunnel: Tunnel, slot: _TcpSlot, pending_limit: int, nursery: trio.Nursery
+) -> None:
+    # Before a listen tunnel has its TCP peer, keep reading (to notice the browser leaving)
+    # but hold at most ``pending_limit`` bytes, then stop reading: backpressure, not buffering.
+    pending: list[bytes] = []
+    held = 0
+    try:
+        while data := await tunnel.ws.receive_some():
+            if slot.stream is None:
+                pending.append(data)
+                held += len(data)
+                if held < pending_limit:
+                    continue
+                await slot.ready.wait()
+            assert slot.stream is not None
+            if pending:
+                if data is not pending[-1]:
+                    pending.append(data)
+                for chunk in pending:
+                    await slot.stream.send_all(chunk)
+                pending.clear()
+                held = 0
+            else:
+                await slot.stream.send_all(data)
+        tunnel.end(NORMAL, "websocket closed")
+    except trio.BrokenResourceError:
+        if tunnel.ws.close_code == UNSUPPORTED_DATA:
+            tunnel.end(UNSUPPORTED_DATA, tunnel.ws.close_reason)
+        else:
+            tunnel.end(NORMAL, "tcp peer gone")
+    except _TCP_ERRORS as err:
+        tunnel.end(NORMAL, f"tcp peer gone: {err}")
+    nursery.cancel_scope.cancel()
+
+
+async def _pipe(tunnel: Tunnel, tcp: trio.SocketStream, pending_limit: int) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_tcp_to_ws, tunnel, tcp, nursery)
+        nursery.start_soon(_ws_to_tcp, tunnel, _TcpSlot(tcp), pending_limit, nursery)
+
+
+async def _refuse(tunnel: Tunnel, reason: str) -> None:
+    """Accept, then close with 1011: a browser only sees close codes of accepted sockets."""
+    request = tunnel.request
+    log.info("tunnel %s %r to %s: %s", request.kind, request.id, request.addr, reason)
+    tunnel.end(INTERNAL_ERROR, reason)
+    await tunnel.ws.accept(tunnel.subprotocol)
+
+
+async def run_dial(tunnel: Tunnel, config: RelayConfig) -> None:
+    """``/dial/``: connect to the target, then pipe."""
+    target = tunnel.request.target
+    try:
+        with trio.fail_after(config.dial_timeout):
+            tcp = await trio.open_tcp_stream(target.host, target.port)
+    except (OSError, trio.TooSlowError) as err:
+        await _refuse(tunnel, f"dial failed: {err or 'timeout'}")
+        return
+    async with tcp:
+        await tunnel.ws.accept(tunnel.subprotocol)
+        await _pipe(tunnel, tcp, config.max_message)
+
+
+async def open_listener(target: HostPort) -> trio.SocketListener:
+    """One listening socket on the target (IPv4 first for names like ``localhost``).
+
+    One socket, not one per resolved address: with port 0 each would get a different port,
+    and a tunnel has exactly one address to publish.
+    """
+    infos = await trio.socket.getaddrinfo(
+        target.host, target.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    if not infos:
+        raise OSError(f"cannot resolve {target.host!r}")
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, type_, proto, _, sockaddr = infos[0]
+    sock = trio.socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await sock.bind(sockaddr)
+        sock.listen(1)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+async def _accept_one(
+    tunnel: Tunnel, listener: trio.SocketListener, slot: _TcpSlot, nursery: trio.Nursery
+) -> None:
+    # One TCP peer per tunnel: once it is in, the port is closed, so a second client is
+    # refused at once instead of waiting forever; the browser opens a new tunnel for the next.
+    try:
+        stream = await listener.accept()
+    finally:
+        await listener.aclose()
+        tunnel.port_freed.set()
+    slot.set(stream)
+    async with stream:
+        await _tcp_to_ws(tunnel, stream, nursery)
+
+
+async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
+    """``/listen/``: listen on the target for one TCP peer, then pipe."""
+    request = tunnel.request
+    try:
+        listener = await open_listener(request.target)
+    except OSError as err:
+        tunnel.port_freed.set()
+        await _refuse(tunnel, f"listen failed: {err}")
+        return
+    try:
+        bound = listener.socket.getsockname()
+        tunnel.bound_addr = format_hostport(bound[0], bound[1])
+        addr_file: Path | None = None
+        if config.repl_addr_dir is not None and wants_addr_file(request.id):
+            addr_file = write_addr_file(config.repl_addr_dir, request.id, tunnel.bound_addr)
+        try:
+            log.info("tunnel listen %r on %s", request.id, tunnel.bound_addr)
+            await tunnel.ws.accept(tunnel.subprotocol)
+            slot = _TcpSlot()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_accept_one, tunnel, listener, slot, nursery)
+                nursery.start_soon(_ws_to_tcp, tunnel, slot, config.max_message, nursery)
+        finally:
+            if addr_file is not None:
+                remove_addr_file(addr_file, tunnel.bound_addr)
+    finally:
+        with trio.CancelScope(shield=True):
+            await listener.aclose()
+        tunnel.port_freed.set()
+
+
+async def run_matched(tunnel: Tunnel, matcher: Matcher) -> None:
+    """Hand the WebSocket to an in-process handler (no socket is opened)."""
+    await tunnel.ws.accept(tunnel.subprotocol)
+    try:
+        await matcher.handler(tunnel.ws, tunnel.request)
+        tunnel.end(NORMAL, "handler done")
+    except Exception as err:  # the handler's bug must not take the relay down
+        log.warning("tunnel handler for %r failed: %r", tunnel.request.id, err)
+        tunnel.end(INTERNAL_ERROR, f"handler failed: {err!r}")
