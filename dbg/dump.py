@@ -292,6 +292,7 @@ def write_dump(path: str | os.PathLike[str], machines: Iterable[MachineDump]) ->
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a dump is an ordinary file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
