@@ -55,6 +55,10 @@ from cli.relay import relay as _relay  # noqa: E402
 
 app.command("relay")(_relay)
 
+from cli.vis import vis_app  # noqa: E402
+
+app.add_typer(vis_app, name="vis")
+
 
 if __name__ == "__main__":
     app()
