@@ -59,6 +59,10 @@ from cli.vis import vis_app  # noqa: E402
 
 app.add_typer(vis_app, name="vis")
 
+from cli.dbg import dbg as _dbg  # noqa: E402
+
+app.command("dbg")(_dbg)
+
 
 if __name__ == "__main__":
     app()

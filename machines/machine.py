@@ -74,6 +74,10 @@ def _env_level() -> int:
         return 0
 
 
+def _silent(level: int, text: str) -> None:
+    return None
+
+
 def _default_logger(mach_id: str) -> Callable[[int, str], None]:
     prefix = f"[{mach_id[:5]}] "
 
@@ -169,6 +173,13 @@ class Machine:
                     self.tracer_bind(t)
         if handlers is not None:
             self.handlers_bind(handlers)
+        if os.environ.get("AM_DBG_ADDR"):
+            from .telemetry import auto_attach
+
+            if auto_attach(self) is not None and logger is None and log_level is None:
+                # AM_LOG then feeds the debugger; print too only when asked (AM_LOG_PRINT)
+                if not os.environ.get("AM_LOG_PRINT"):
+                    self._logger = _silent
 
     # -- schema and index --------------------------------------------------------------------
 

@@ -1,0 +1,128 @@
+"""``am dbg``: the debugger's collector, dump export and import."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+DUMP_NAME = "am-dbg-dump.cbor.br"
+
+
+def dbg(
+    listen_addr: str = typer.Option(
+        "localhost:6831",
+        "--listen-addr",
+        "-l",
+        help="Where machines send telemetry (TCP, HOST:PORT); set AM_DBG_ADDR to it.",
+    ),
+    ws_port: int = typer.Option(
+        -1,
+        "--ws-port",
+        help="WebSocket port for browser machines (path /dbg.ws); default: listen port + 1, "
+        "0 = any free port.",
+    ),
+    headless: bool = typer.Option(
+        False,
+        "--headless",
+        help="Collect without a UI until Ctrl-C / SIGTERM, then write the dump.",
+    ),
+    out_dir: Path = typer.Option(Path("."), "--dir", "-d", help="Where dumps are written."),
+    dump_interval: float = typer.Option(
+        0.0, "--dump-interval", help="Also write the dump every SECONDS (atomically)."
+    ),
+    import_data: Path | None = typer.Option(
+        None, "--import-data", "-i", help="Load a dump (this project's or the Go tool's)."
+    ),
+) -> None:
+    """Collect telemetry from every machine and export it as a dump.
+
+    Without --headless, lists the machines of --import-data and their transitions.
+    """
+    from dbg.dump import DumpError, read_dump
+
+    imported = []
+    if import_data is not None:
+        try:
+            imported = read_dump(import_data)
+        except (DumpError, OSError) as err:
+            typer.echo(f"am dbg: {err}", err=True)
+            raise typer.Exit(1) from None
+    if not headless:
+        if import_data is None:
+            typer.echo(
+                "am dbg: the interactive UI is not available yet; use --headless to "
+                "collect, or --import-data FILE to list a dump",
+                err=True,
+            )
+            raise typer.Exit(2)
+        _print_summary(imported)
+        return
+    host, _, port = listen_addr.rpartition(":")
+    if not host or not port.isdigit():
+        typer.echo(f"am dbg: bad --listen-addr {listen_addr!r} (want HOST:PORT)", err=True)
+        raise typer.Exit(2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import trio
+
+    try:
+        trio.run(_headless, host, int(port), ws_port, out_dir, dump_interval, imported)
+    except OSError as err:
+        typer.echo(f"am dbg: cannot listen on {listen_addr}: {err.strerror or err}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print_summary(dumps: list) -> None:
+    for d in dumps:
+        active = " ".join(d.active_states())
+        typer.echo(
+            f"{d.id}: {len(d.schema.states_index)} states, {len(d.txs)} transitions, "
+            f"active ({active})"
+        )
+
+
+async def _headless(
+    host: str, port: int, ws_port: int, out_dir: Path, interval: float, imported: list
+) -> None:
+    import trio
+
+    from dbg.collector import Collector, serve_collector
+    from dbg.dump import write_dump
+
+    collector = Collector()
+    collector.load(imported)
+    target = out_dir / DUMP_NAME
+
+    def save() -> None:
+        write_dump(target, collector.dumps())
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            wsp = None if ws_port == -1 and port == 0 else (port + 1 if ws_port == -1 else ws_port)
+            bound, bound_ws = await nursery.start(
+                lambda task_status: serve_collector(
+                    collector, host, port, ws_port=wsp, task_status=task_status
+                )
+            )
+            ws = f", ws://{host}:{bound_ws}/dbg.ws" if bound_ws else ""
+            print(f"am dbg: collecting on {host}:{bound}{ws}; Ctrl-C writes {target}", flush=True)
+            if interval > 0:
+
+                async def periodic() -> None:
+                    while True:
+                        await trio.sleep(interval)
+                        save()
+
+                nursery.start_soon(periodic)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
+    save()
+    print(
+        f"am dbg: wrote {target} ({len(collector.machines)} machines, "
+        f"{collector.total_txs} transitions)",
+        file=sys.stderr,
+        flush=True,
+    )

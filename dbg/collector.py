@@ -1,0 +1,175 @@
+"""The debugger's collector: receives telemetry from many machines and keeps their history.
+
+:class:`Collector` is the store (no I/O): connections are ids, frames arrive as decoded
+``(kind, message)`` pairs. :func:`serve_collector` is the trio driver: a TCP listener speaking
+the frame format of :mod:`machines.telemetry`, and optionally a WebSocket listener (path
+``/dbg.ws``, one or more frames per binary message) for machines running in a browser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from machines.telemetry import FrameDecoder, FrameError
+
+from .model import DbgMsgStruct, DbgMsgTx, MachineDump
+
+__all__ = ["Collector", "MachineRecord", "serve_collector"]
+
+log = logging.getLogger("dbg.collector")
+
+
+@dataclass
+class MachineRecord:
+    """One machine as the debugger knows it."""
+
+    schema: DbgMsgStruct
+    conn_id: str
+    txs: list[DbgMsgTx] = field(default_factory=list)
+    connected: bool = True
+
+
+class Collector:
+    """History of every machine that reported, keyed by machine id."""
+
+    def __init__(self) -> None:
+        self.machines: dict[str, MachineRecord] = {}
+        self.ignored = 0  # transitions dropped: unknown machine or foreign connection
+        self.total_txs = 0
+        self._conn_ids = itertools.count(1)
+
+    def connect(self) -> str:
+        return f"conn-{next(self._conn_ids)}"
+
+    def disconnect(self, conn_id: str) -> None:
+        """Mark the machines of ``conn_id`` disconnected (their history stays)."""
+        for rec in self.machines.values():
+            if rec.conn_id == conn_id:
+                rec.connected = False
+
+    def ingest(self, conn_id: str, kind: str, message: dict[str, Any]) -> None:
+        """Apply one message; raises ``ValueError`` for a malformed one."""
+        if kind == "schema":
+            schema = DbgMsgStruct.from_dict(message)
+            rec = self.machines.get(schema.id)
+            if rec is None:
+                self.machines[schema.id] = MachineRecord(schema, conn_id)
+                return
+            if rec.schema.states_index != schema.states_index:
+                # a different machine under the same id: keep what it had, restart its clocks
+                rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
+            rec.schema, rec.conn_id, rec.connected = schema, conn_id, True
+            return
+        tx = DbgMsgTx.from_dict(message)
+        rec = self.machines.get(tx.machine_id)
+        if rec is None or rec.conn_id != conn_id:
+            self.ignored += 1
+            return
+        if tx.time is None:
+            tx.time = datetime.now(UTC)
+        rec.txs.append(tx)
+        self.total_txs += 1
+
+    def dumps(self) -> list[MachineDump]:
+        """Every machine with its history, ready for :func:`dbg.dump.write_dump`."""
+        return [MachineDump(rec.schema, list(rec.txs)) for rec in self.machines.values()]
+
+    def load(self, dumps: list[MachineDump]) -> None:
+        """Add imported machines (``--import-data``), marked disconnected."""
+        for d in dumps:
+            self.machines[d.schema.id] = MachineRecord(d.schema, "import", list(d.txs), False)
+
+
+async def _feed(
+    collector: Collector, conn_id: str, decoder: FrameDecoder, data: bytes, peer: str
+) -> bool:
+    """Decode and ingest; False (and one log line) when the stream is unusable."""
+    try:
+        frames = decoder.feed(data)
+    except FrameError as err:
+        log.warning("dbg: closing %s (%s): %s", conn_id, peer, err)
+        return False
+    for kind, msg in frames:
+        try:
+            collector.ingest(conn_id, kind, msg)
+        except ValueError as err:
+            log.warning("dbg: %s (%s) sent a bad %s message, skipped: %s", conn_id, peer, kind, err)
+    return True
+
+
+async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
+    conn_id = collector.connect()
+    decoder = FrameDecoder()
+    try:
+        peer = "{}:{}".format(*stream.socket.getpeername()[:2])
+    except OSError:
+        peer = "?"
+    try:
+        async with stream:
+            while data := await stream.receive_some(65536):
+                if not await _feed(collector, conn_id, decoder, data, peer):
+                    return
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        collector.disconnect(conn_id)
+
+
+async def _ws_client(collector: Collector, request: Any) -> None:
+    import trio_websocket
+
+    if request.path != "/dbg.ws":
+        await request.reject(404, body=b"telemetry lives at /dbg.ws\n")
+        return
+    ws = await request.accept()
+    conn_id = collector.connect()
+    decoder = FrameDecoder()
+    try:
+        while True:
+            data = await ws.get_message()
+            if isinstance(data, str):
+                log.warning("dbg: closing %s: text message on /dbg.ws (want binary)", conn_id)
+                await ws.aclose(1003, "binary frames only")
+                return
+            if not await _feed(collector, conn_id, decoder, data, "ws"):
+                await ws.aclose(1007, "bad telemetry frame")
+                return
+    except trio_websocket.ConnectionClosed:
+        pass
+    finally:
+        collector.disconnect(conn_id)
+
+
+async def serve_collector(
+    collector: Collector,
+    host: str,
+    port: int,
+    *,
+    ws_port: int | None = None,
+    task_status: trio.TaskStatus[tuple[int, int | None]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve telemetry on TCP ``host:port`` (and WebSocket ``ws_port``, if given) until
+    cancelled. ``task_status`` gets the bound ``(port, ws_port)``."""
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, lambda s: _tcp_client(collector, s), listeners)
+        bound_ws = None
+        if ws_port is not None:
+            import trio_websocket
+
+            server = await nursery.start(
+                trio_websocket.serve_websocket,
+                lambda req: _ws_client(collector, req),
+                host,
+                ws_port,
+                None,
+            )
+            bound_ws = server.port
+        task_status.started((bound, bound_ws))
