@@ -89,7 +89,8 @@ class Resolver:
             j = i
             while j > 0:
                 x, y = out[j], out[j - 1]
-                if y in sch[x].after and x not in sch[y].after:
+                # less(x, y): y lists x in After (so x goes first), and not the other way round
+                if x in sch[y].after and y not in sch[x].after:
                     out[j], out[j - 1] = y, x
                     j -= 1
                 else:
