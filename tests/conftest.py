@@ -1,0 +1,161 @@
+"""Shared fixtures of the core acceptance suite: the reference's test schemas, a handler recorder,
+a log collector, and a runner that runs one async test body under trio and under asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+from machines import Machine, State
+
+#: "NoRels": four states without relations (Exception is added by the machine)
+NORELS_NAMES = ("A", "B", "C", "D")
+#: "Rels": the reference's related schema
+RELS = {
+    "A": State(auto=True, require=["C"]),
+    "B": State(multi=True, add=["C"]),
+    "C": State(after=["D"]),
+    "D": State(add=["C", "B"]),
+}
+
+#: every handler name a machine with states A-D can dispatch
+ALL_HANDLERS = tuple(
+    [f"{s}{kind}" for s in NORELS_NAMES for kind in ("Enter", "Exit", "State", "End")]
+    + [f"{x}{y}" for x, y in itertools.product(NORELS_NAMES, repeat=2)]
+    + ["AnyEnter", "AnyState"]
+)
+
+
+def norels(**overrides: State) -> dict[str, State]:
+    """NoRels, with some states replaced (``norels(C=State(remove=["D"]))``)."""
+    schema = {n: State() for n in NORELS_NAMES}
+    schema.update(overrides)
+    return schema
+
+
+class Recorder:
+    """A handler group that appends the name of every handler it is called with.
+
+    ``names`` are the handlers it defines (all of A-D's by default); ``overrides`` maps a handler
+    name to its return value, or to a callable ``fn(event)`` whose result is returned.
+    """
+
+    def __init__(self, names: tuple[str, ...] = ALL_HANDLERS, **overrides: Any) -> None:
+        self.calls: list[str] = []
+        self.events: list[Any] = []
+        self._names = set(names) | set(overrides)
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Callable[[Any], Any]:
+        if name.startswith("_") or name not in self.__dict__.get("_names", ()):
+            raise AttributeError(name)
+
+        def handler(e: Any) -> Any:
+            self.calls.append(name)
+            self.events.append(e)
+            ret = self._overrides.get(name)
+            return ret(e) if callable(ret) else ret
+
+        return handler
+
+    def count(self, name: str) -> int:
+        return self.calls.count(name)
+
+
+def is_subsequence(wanted: list[str], calls: list[str]) -> bool:
+    """``wanted`` appears in ``calls`` in this order (other calls may sit in between)."""
+    it = iter(calls)
+    return all(any(c == w for c in it) for w in wanted)
+
+
+class Logged:
+    """A machine factory whose machines log everything into ``lines``."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, schema: dict[str, State], **kw: Any) -> Machine:
+        kw.setdefault("log_level", 5)
+        kw.setdefault("logger", lambda lvl, text: self.lines.append(text))
+        return Machine(schema, **kw)
+
+    def has(self, fragment: str) -> bool:
+        return any(fragment in line for line in self.lines)
+
+    def clear(self) -> None:
+        self.lines.clear()
+
+
+@pytest.fixture
+def logged() -> Logged:
+    return Logged()
+
+
+class Kit:
+    """What an async test body needs from its event loop, the same under trio and asyncio."""
+
+    def __init__(self, lib: str, nursery: Any) -> None:
+        self.lib = lib
+        #: has ``start_soon(fn, *args)``: pass it to ``Machine.fork`` / ``Machine(nursery=...)``
+        self.nursery = nursery
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        self.nursery.start_soon(fn, *args)
+
+    def event(self) -> Any:
+        return trio.Event() if self.lib == "trio" else asyncio.Event()
+
+    async def checkpoint(self) -> None:
+        if self.lib == "trio":
+            await trio.lowlevel.checkpoint()
+        else:
+            await asyncio.sleep(0)
+
+    async def to_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.lib == "trio":
+            return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+        return await asyncio.to_thread(fn, *args)
+
+
+class _TaskGroupNursery:
+    """``start_soon`` on an asyncio TaskGroup, so bodies spawn the same way under both loops."""
+
+    def __init__(self, tg: asyncio.TaskGroup) -> None:
+        self._tg = tg
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        self._tg.create_task(fn(*args))
+
+
+Body = Callable[[Kit], Awaitable[None]]
+TIMEOUT = 5.0
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
+    """``run(body)``: run ``await body(kit)`` under the parametrised loop, bounded in time."""
+    lib = request.param
+
+    def runner(body: Body) -> None:
+        if lib == "trio":
+
+            async def main_trio() -> None:
+                with trio.fail_after(TIMEOUT):
+                    async with trio.open_nursery() as nursery:
+                        await body(Kit("trio", nursery))
+
+            trio.run(main_trio)
+        else:
+
+            async def main_asyncio() -> None:
+                async with asyncio.timeout(TIMEOUT), asyncio.TaskGroup() as tg:
+                    await body(Kit("asyncio", _TaskGroupNursery(tg)))
+
+            asyncio.run(main_asyncio())
+
+    return runner
