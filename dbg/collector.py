@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,16 @@ class Collector:
         self.ignored = 0  # transitions dropped: unknown machine or foreign connection
         self.total_txs = 0
         self._conn_ids = itertools.count(1)
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` after every change (ingest, disconnect); returns an unsubscribe."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn)
+
+    def _changed(self) -> None:
+        for fn in list(self._listeners):
+            fn()
 
     def connect(self) -> str:
         return f"conn-{next(self._conn_ids)}"
@@ -52,6 +63,7 @@ class Collector:
         for rec in self.machines.values():
             if rec.conn_id == conn_id:
                 rec.connected = False
+        self._changed()
 
     def ingest(self, conn_id: str, kind: str, message: dict[str, Any]) -> None:
         """Apply one message; raises ``ValueError`` for a malformed one."""
@@ -60,11 +72,13 @@ class Collector:
             rec = self.machines.get(schema.id)
             if rec is None:
                 self.machines[schema.id] = MachineRecord(schema, conn_id)
+                self._changed()
                 return
             if rec.schema.states_index != schema.states_index:
                 # a different machine under the same id: keep what it had, restart its clocks
                 rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
             rec.schema, rec.conn_id, rec.connected = schema, conn_id, True
+            self._changed()
             return
         tx = DbgMsgTx.from_dict(message)
         rec = self.machines.get(tx.machine_id)
@@ -75,6 +89,23 @@ class Collector:
             tx.time = datetime.now(UTC)
         rec.txs.append(tx)
         self.total_txs += 1
+        self._changed()
+
+    async def wait_until(self, predicate: Callable[[Collector], bool]) -> None:
+        """Sleep (under trio) until ``predicate(self)`` holds after some change."""
+        if predicate(self):
+            return
+        event = trio.Event()
+
+        def check() -> None:
+            if predicate(self):
+                event.set()
+
+        unsubscribe = self.subscribe(check)
+        try:
+            await event.wait()
+        finally:
+            unsubscribe()
 
     def dumps(self) -> list[MachineDump]:
         """Every machine with its history, ready for :func:`dbg.dump.write_dump`."""
