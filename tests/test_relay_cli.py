@@ -1,0 +1,88 @@
+"""`am relay` as a real process: it prints what it serves, tunnels work, bad options get a
+one-line error, and Ctrl-C closes tunnels and removes address files."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+REPO = Path(__file__).resolve().parents[1]
+AM = [sys.executable, "-m", "cli.main"]
+
+
+def test_help_lists_relay_and_its_options() -> None:
+    out = subprocess.run([*AM, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "relay" in out.stdout
+    out = subprocess.run(
+        [*AM, "relay", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0
+    for option in ("--listen-addr", "--static-dir", "--repl-addr-dir", "--allow", "--token"):
+        assert option in out.stdout
+
+
+def test_bad_option_is_a_one_line_error() -> None:
+    out = subprocess.run(
+        [*AM, "relay", "--allow", "nohost"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "bad address 'nohost'" in out.stderr
+
+
+@pytest.mark.trio
+async def test_serves_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("hi")
+    addr_dir = tmp_path / "addrs"
+    args = [
+        *AM,
+        "relay",
+        "--listen-addr=127.0.0.1:0",
+        f"--static-dir={site}",
+        f"--repl-addr-dir={addr_dir}",
+        "--allow=127.0.0.1:0",
+    ]
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        try:
+            out = b""
+            while b"allowed origins" not in out:
+                chunk = await proc.stdout.receive_some()
+                assert chunk, out
+                out += chunk
+            text = out.decode()
+            addr = re.search(r"relay listening on http://([^/]+)/", text).group(1)
+            assert f"serving {site}" in text and "allowed targets: 127.0.0.1:0" in text
+            url = f"ws://{addr}/listen/repl-cli/127.0.0.1:0"
+            conn = await trio.to_thread.run_sync(partial(connect, url, legacy=True))
+            assert (addr_dir / "repl-cli.addr").exists()
+            proc.send_signal(signal.SIGINT)
+
+            def close_code() -> int | None:
+                try:
+                    while True:
+                        conn.recv(timeout=10)
+                except ConnectionClosed:
+                    return conn.close_code
+
+            assert await trio.to_thread.run_sync(close_code) == 1001
+            while chunk := await proc.stdout.receive_some():
+                out += chunk
+            assert await proc.wait() == 0
+        finally:
+            proc.kill()
+            await proc.wait()
+        assert "relay stopped" in out.decode()
+        assert not (addr_dir / "repl-cli.addr").exists()

@@ -1,0 +1,88 @@
+"""The relay's web server: files with the MIME types browsers insist on, nothing outside the
+directory, and 404 everywhere without a static dir (spec A.5 scenarios 2 and 3)."""
+
+from __future__ import annotations
+
+import http.client
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+from websockets.sync.client import connect
+
+from relay import RelayConfig, open_relay
+
+TIMEOUT = 20
+
+
+def _get(addr: str, path: str, method: str = "GET", headers: dict | None = None):
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+async def get(addr: str, path: str, method: str = "GET", headers: dict | None = None):
+    return await trio.to_thread.run_sync(partial(_get, addr, path, method, headers))
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    (root / "sub").mkdir(parents=True)
+    (root / "index.html").write_text("<h1>page</h1>")
+    (root / "main.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (root / "boot.mjs").write_text("export {}")
+    (root / "sub" / "index.html").write_text("sub")
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "link").symlink_to(tmp_path / "secret.txt")
+    return root
+
+
+@pytest.mark.trio
+async def test_serves_files_with_mime_types(site: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(RelayConfig(listen_addr="127.0.0.1:0", static_dir=site)) as relay:
+            status, headers, body = await get(relay.addr, "/")
+            assert (status, body) == (200, b"<h1>page</h1>")
+            assert headers["content-type"].startswith("text/html")
+            status, headers, body = await get(relay.addr, "/main.wasm")
+            assert status == 200 and headers["content-type"] == "application/wasm"
+            assert body == b"\0asm\1\0\0\0"
+            _, headers, _ = await get(relay.addr, "/boot.mjs")
+            assert headers["content-type"] == "text/javascript"
+            assert (await get(relay.addr, "/sub/"))[2] == b"sub"
+            status, headers, body = await get(relay.addr, "/main.wasm", "HEAD")
+            assert status == 200 and body == b"" and headers["content-length"] == "8"
+            etag = headers["etag"]
+            status, _, _ = await get(relay.addr, "/main.wasm", headers={"If-None-Match": etag})
+            assert status == 304
+            assert (await get(relay.addr, "/missing.js"))[0] == 404
+            assert (await get(relay.addr, "/main.wasm", "POST"))[0] == 405
+
+
+@pytest.mark.trio
+async def test_nothing_outside_the_directory(site: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(RelayConfig(listen_addr="127.0.0.1:0", static_dir=site)) as relay:
+            for path in ("/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt", "/link"):
+                status, _, body = await get(relay.addr, path)
+                assert status == 404, path
+                assert b"secret" not in body
+
+
+@pytest.mark.trio
+async def test_without_static_dir_everything_is_404_but_tunnels_work() -> None:
+    config = RelayConfig(listen_addr="127.0.0.1:0", allow=("127.0.0.1:0",))
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config) as relay:
+            assert (await get(relay.addr, "/"))[0] == 404
+            assert (await get(relay.addr, "/index.html"))[0] == 404
+            url = f"ws://{relay.addr}/listen/m1/127.0.0.1:0"
+            conn = await trio.to_thread.run_sync(partial(connect, url, legacy=True))
+            await trio.to_thread.run_sync(conn.close)
