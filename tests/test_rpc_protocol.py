@@ -171,7 +171,8 @@ def test_checksum_mismatch_triggers_full_sync_and_drops_stale_diffs():
     (sync,) = pump(cli, srv)
     assert isinstance(sync, p.SyncRequested)
     srv.respond_sync(sync.seq, src.time, src.q, src.m)
-    (ev,) = pump(srv, cli)
+    ev, done = pump(srv, cli)
+    assert done == p.SyncDone(sync.seq)
     assert ev.full and cli.mirror.time == src.time and not cli.syncing
     src.tick("C")
     srv.push(src.time, src.q, src.m)

@@ -258,6 +258,8 @@ class ClockChanged:
 
     before: list[int]
     after: list[int]
+    queue_tick: int
+    machine_tick: int
     full: bool = False
 
 
@@ -265,6 +267,11 @@ class ClockChanged:
 class MutationDone:
     seq: int
     result: int
+
+
+@dataclass
+class SyncDone:
+    seq: int
 
 
 @dataclass
@@ -653,6 +660,8 @@ class _Mirror:
 class ClientConnection(_Conn):
     """The client's end: the handshake, mutation calls and the mirrored clock with its checks."""
 
+    version = PROTOCOL_VERSION  # what this end speaks; sent in the hello
+
     def __init__(
         self,
         client_id: str,
@@ -674,7 +683,7 @@ class ClientConnection(_Conn):
         self.pushes_in = 0
 
     def hello(self) -> int:
-        body = {"v": PROTOCOL_VERSION, "id": self.client_id, **self.options.to_wire()}
+        body = {"v": self.version, "id": self.client_id, **self.options.to_wire()}
         if self.source_id != self.client_id:
             body["src"] = self.source_id
         if self.schema:
@@ -789,7 +798,8 @@ class ClientConnection(_Conn):
             before = list(self.mirror.time)
             self.mirror.time = list(body[0])
             self.mirror.queue_tick, self.mirror.machine_tick = body[1], body[2]
-            events.append(ClockChanged(before, list(self.mirror.time), full=True))
+            events.append(ClockChanged(before, list(self.mirror.time), body[1], body[2], True))
+            events.append(SyncDone(seq))
         else:  # mutation
             if not body or not _is_int(body[0]):
                 raise ProtocolError("bad mutation response")
@@ -827,7 +837,7 @@ class ClientConnection(_Conn):
         if first:
             n = body.get("n", len(names))
             events.append(HandshakeDone(rid, list(names), schema, n if _is_int(n) else len(names)))
-        events.append(ClockChanged(before, list(time), full=True))
+        events.append(ClockChanged(before, list(time), q, m, full=True))
 
     def _apply_diff(self, diff: list[Any], events: list[Any]) -> None:
         if self.syncing:
@@ -848,7 +858,7 @@ class ClientConnection(_Conn):
         if not ok:
             self.sync()  # never guess: refetch the whole clock
             return
-        before = mir.time
+        before, changed = mir.time, diff[0] or diff[1] or after != mir.time
         mir.time, mir.queue_tick, mir.machine_tick = after, q, m
-        if after != before:
-            events.append(ClockChanged(before, list(after)))
+        if changed:
+            events.append(ClockChanged(before, list(after), q, m))

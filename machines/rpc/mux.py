@@ -1,0 +1,117 @@
+"""Mux: many clients on one port, a fresh Server per connection (a Server takes one client)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .errors import RpcNotConnected
+from .server import Server
+from .transport import parse_addr, unwrap_group
+
+log = logging.getLogger("machines.rpc")
+
+
+class Mux:
+    """Accepts connections and serves each with its own Server bound to the same source."""
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        name: str | None = None,
+        factory: Callable[[Mux, str], Server] | None = None,
+        **server_opts: Any,
+    ) -> None:
+        """`factory(mux, server_id)` builds a custom Server, else `Server(source, **opts)`."""
+        self.source = source
+        self.name = name or (source.id if source is not None else "rpc")
+        self.id = f"rm-{self.name}"
+        self.addr = ""
+        self.servers: list[Server] = []
+        self.accepted = 0
+        self._factory = factory
+        self._server_opts = server_opts
+        self._counter = itertools.count(1)
+        self._changed = trio.Event()
+
+    def new_server(self) -> Server:
+        sid = f"{self.name}-{next(self._counter)}"
+        if self._factory is not None:
+            return self._factory(self, sid)
+        return Server(self.source, id=f"rs-{sid}", **self._server_opts)
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "") -> None:
+        """Serve one already-connected stream (TCP, WebSocket, in-memory) until it ends."""
+        self.accepted += 1
+        try:
+            server = self.new_server()
+        except Exception as err:
+            log.warning("rpc mux %s: server factory failed: %s", self.id, err)
+            await stream.aclose()
+            return
+        self.servers.append(server)
+        server.on_handshake.append(self._notify)
+        self._notify()
+        try:
+            await server.serve(stream, peer or _peer_of(stream))
+        finally:
+            self.servers.remove(server)
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_clients(self, count: int) -> None:
+        """Until `count` clients are connected and handshaken."""
+        while True:
+            changed = self._changed
+            if sum(s.handshake_done.is_set() for s in self.servers) >= count:
+                return
+            await changed.wait()
+
+    def server_for(self, client_id: str) -> Server:
+        for srv in self.servers:
+            if srv.client_id == client_id:
+                return srv
+        raise RpcNotConnected(f"mux {self.id}: no client {client_id!r}")
+
+    def send_payload(self, client_id: str, name: str, data: Any, *, source: str = "") -> str:
+        return self.server_for(client_id).send_payload(name, data, source=source)
+
+
+def _peer_of(stream: Any) -> str:
+    sock = getattr(stream, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2]
+    except Exception:
+        return ""
+    return f"{host}:{port}"
+
+
+@asynccontextmanager
+async def serve(source: Any, addr: str = "127.0.0.1:0", **opts: Any) -> AsyncIterator[Mux]:
+    """Listen on `addr` ("host:port", port 0 picks one) and serve `source` to every client.
+
+    `opts` go to Mux/Server: `push_interval`, `allow_id`, `max_frame`, `name`, `factory`.
+    Leaving the block closes the listener and every connection.
+    """
+    host, port = parse_addr(addr)
+    mux = Mux(source, **opts)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()
+    mux.addr = f"{host}:{bound[1]}"
+    with unwrap_group():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, mux.handle_stream, listeners)
+            log.info("rpc mux %s: listening on %s", mux.id, mux.addr)
+            try:
+                yield mux
+            finally:
+                nursery.cancel_scope.cancel()

@@ -1,0 +1,410 @@
+"""NetMach: the client-side mirror of a remote machine.
+
+Reads (`is_active`, `tick`, `clock`, `when`...) are answered from the mirrored clock, without the
+network; mutations go to the server through a link (the trio Client, or the browser's driver) and
+return the server's Result. No trio or asyncio at module load, so the browser can use it too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .protocol import MUT_ADD, MUT_REMOVE, MUT_SET
+from .waiting import Waiters
+
+log = logging.getLogger("machines.rpc")
+_tx_ids = itertools.count(1)
+
+
+class Link(Protocol):
+    """What a NetMach needs from a driver to reach the server."""
+
+    async def mutate(
+        self, mutation_type: int, states: list[str], args: Mapping[str, Any] | None, source: Any
+    ) -> int: ...
+
+    async def add_ns(
+        self, states: list[str], args: Mapping[str, Any] | None, source: Any
+    ) -> None: ...
+
+
+@dataclass
+class NetEvent:
+    """Passed to final handlers bound to a NetMach (`FooState`, `FooEnd`, `AnyState`)."""
+
+    name: str
+    machine: NetMach
+    transition: NetTransition
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NetTransition:
+    """A synthetic transition: one clock update from the server, applied as a whole."""
+
+    id: str
+    machine: NetMach
+    time_before: list[int]
+    time_after: list[int]
+    states_before: list[str]
+    target_states: list[str]
+    full: bool = False
+    accepted: bool = True
+    is_auto: bool = False
+    mutation: Any = None
+
+    @property
+    def called_states(self) -> list[str]:
+        return self.target_states
+
+
+def _as_list(states: str | Iterable[str]) -> list[str]:
+    return [states] if isinstance(states, str) else list(states)
+
+
+def _result(value: int) -> Any:
+    try:
+        from machines import Result  # the core's IntEnum, when present
+    except ImportError:  # pragma: no cover - protocol-only installs
+        return value
+    try:
+        return Result(value)
+    except ValueError:
+        return value  # a queued mutation: the queue tick (>= 2)
+
+
+class NetMach:
+    """A mirror of a remote machine; see the module docstring."""
+
+    def __init__(self, id: str, link: Link | None = None, parent_id: str | None = None) -> None:
+        self.id = id
+        self.parent_id = parent_id
+        self.remote_id: str = ""
+        self.tags: list[str] = ["rpc-netmach"]
+        self._link = link
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._time: list[int] = []
+        self._queue_tick = 0
+        self._machine_tick = 0
+        self._wire_schema: dict[str, dict[str, Any]] | None = None
+        self._active: list[str] = []
+        self._waiters = Waiters()
+        self._handlers: list[Any] = []
+        self._tracers: list[Any] = []
+        self._listeners: list[Callable[[NetTransition], None]] = []
+        self._disposed = False
+        self.transitions = 0
+        self.is_partial = False
+
+    # --- updates from the driver ---------------------------------------------------------------
+
+    def _set_remote(
+        self,
+        remote_id: str,
+        names: list[str],
+        schema: dict[str, dict[str, Any]] | None,
+        partial: bool = False,
+    ) -> None:
+        self.remote_id = remote_id
+        self.tags = ["rpc-netmach", f"src-id:{remote_id}"]
+        if names != self._names:
+            self._names = list(names)
+            self._index = {n: i for i, n in enumerate(names)}
+            self._time = [0] * len(names)
+        self._wire_schema = schema
+        self.is_partial = partial
+
+    def _apply(self, time: list[int], queue_tick: int, machine_tick: int, full: bool) -> None:
+        """Apply a clock from the server as one synthetic transition; run final handlers."""
+        if self._disposed:
+            return
+        before_time, before_active = self._time, self._active
+        self._time, self._queue_tick, self._machine_tick = list(time), queue_tick, machine_tick
+        self._active = self._compute_active()
+        if self._time == before_time and not full:
+            self._waiters.check()
+            return
+        self.transitions += 1
+        tx = NetTransition(
+            id=f"{self.id}-tx{next(_tx_ids)}",
+            machine=self,
+            time_before=list(before_time),
+            time_after=list(self._time),
+            states_before=list(before_active),
+            target_states=list(self._active),
+            full=full,
+        )
+        for tracer in list(self._tracers):
+            for hook in ("transition_init", "transition_start"):
+                self._call(tracer, hook, tx)
+        self._run_handlers(tx, before_active)
+        for tracer in list(self._tracers):
+            self._call(tracer, "transition_end", tx)
+        for listener in list(self._listeners):
+            self._guard(listener, tx)
+        self._waiters.check()
+
+    def _compute_active(self) -> list[str]:
+        active = {i for i, t in enumerate(self._time) if t % 2}
+        schema = self._wire_schema
+        if schema and self.is_partial_schema():
+            # untracked states required by active ones are active too (their tick stays 0)
+            todo = [self._names[i] for i in active]
+            while todo:
+                for req in schema.get(todo.pop(), {}).get("require", ()):
+                    idx = self._index.get(req)
+                    if idx is not None and idx not in active:
+                        active.add(idx)
+                        todo.append(req)
+        return [n for i, n in enumerate(self._names) if i in active]
+
+    def is_partial_schema(self) -> bool:
+        return self.is_partial
+
+    def _run_handlers(self, tx: NetTransition, before: list[str]) -> None:
+        if not self._handlers:
+            return
+        was, now = set(before), set(self._active)
+        for handlers in list(self._handlers):
+            for name in self._names:
+                if name in was and name not in now:
+                    self._handler(handlers, f"{name}End", tx)
+            for name in self._names:
+                if name in now and name not in was:
+                    self._handler(handlers, f"{name}State", tx)
+            self._handler(handlers, "AnyState", tx)
+
+    def _handler(self, handlers: Any, name: str, tx: NetTransition) -> None:
+        fn = getattr(handlers, name, None)
+        if callable(fn):
+            self._guard(fn, NetEvent(name, self, tx))
+
+    def _call(self, obj: Any, hook: str, *args: Any) -> None:
+        fn = getattr(obj, hook, None)
+        if callable(fn):
+            self._guard(fn, *args)
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
+        # a broken handler must not stop the clock from being applied
+        try:
+            fn(*args)
+        except Exception as err:
+            log.warning("netmach %s: handler %s failed: %s", self.id, fn, err)
+
+    # --- local reads ---------------------------------------------------------------------------
+
+    def _idx(self, states: str | Iterable[str]) -> list[int]:
+        names = _as_list(states)
+        missing = [n for n in names if n not in self._index]
+        if missing:
+            raise ValueError(
+                f"state {', '.join(missing)} is not defined for {self.remote_id} (via {self.id})"
+            )
+        return [self._index[n] for n in names]
+
+    @property
+    def state_names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def active_states(self) -> list[str]:
+        return list(self._active)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The remote schema as core `State`s (plain dicts if the core is not importable)."""
+        wire = self._wire_schema or {}
+        try:
+            from machines import State
+        except ImportError:  # pragma: no cover
+            return {n: dict(wire.get(n, {})) for n in self._names}
+        out = {}
+        for n in self._names:
+            entry = wire.get(n, {})
+            try:
+                out[n] = State(**entry)
+            except TypeError:
+                out[n] = State(**{k: v for k, v in entry.items() if k != "tags"})
+        return out
+
+    @property
+    def queue_tick(self) -> int:
+        return self._queue_tick
+
+    @property
+    def machine_tick(self) -> int:
+        return self._machine_tick
+
+    @property
+    def is_disposed(self) -> bool:
+        return self._disposed
+
+    def has(self, *states: str) -> bool:
+        return all(s in self._index for s in states)
+
+    def is_active(self, *states: str | Iterable[str]) -> bool:
+        names = [n for s in states for n in _as_list(s)]
+        self._idx(names)
+        return all(n in self._active for n in names)
+
+    def any_active(self, *states: str | Iterable[str]) -> bool:
+        names = [n for s in states for n in _as_list(s)]
+        self._idx(names)
+        return any(n in self._active for n in names)
+
+    def not_active(self, *states: str | Iterable[str]) -> bool:
+        names = [n for s in states for n in _as_list(s)]
+        self._idx(names)
+        return not any(n in self._active for n in names)
+
+    def tick(self, state: str) -> int:
+        return self._time[self._idx(state)[0]]
+
+    def time(self, states: Iterable[str] | None = None) -> list[int]:
+        if states is None:
+            return list(self._time)
+        return [self._time[i] for i in self._idx(states)]
+
+    def clock(self, states: Iterable[str] | None = None) -> dict[str, int]:
+        names = self._names if states is None else _as_list(states)
+        return dict(zip(names, self.time(names), strict=True))
+
+    def is_time(self, time: list[int], states: Iterable[str] | None = None) -> bool:
+        return self.time(states) == list(time)
+
+    def is_clock(self, clock: Mapping[str, int]) -> bool:
+        return self.clock(list(clock)) == dict(clock)
+
+    def switch(self, *groups: str | Iterable[str]) -> str:
+        for name in [n for g in groups for n in _as_list(g)]:
+            if self.is_active(name):
+                return name
+        return ""
+
+    def __str__(self) -> str:
+        return "(" + " ".join(f"{n}:{self.tick(n)}" for n in self._active) + ")"
+
+    def string_all(self) -> str:
+        rest = " ".join(f"{n}:{self.tick(n)}" for n in self._names if n not in self._active)
+        return f"{self} [{rest}]"
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": list(self._time),
+            "state_names": list(self._names),
+            "queue_tick": self._queue_tick,
+            "machine_tick": self._machine_tick,
+        }
+
+    # --- local waits ---------------------------------------------------------------------------
+
+    async def when(self, *states: str | Iterable[str]) -> None:
+        names = [n for s in states for n in _as_list(s)]
+        self._idx(names)
+        await self._waiters.wait(lambda: all(n in self._active for n in names))
+
+    async def when_not(self, *states: str | Iterable[str]) -> None:
+        names = [n for s in states for n in _as_list(s)]
+        self._idx(names)
+        await self._waiters.wait(lambda: not any(n in self._active for n in names))
+
+    def when_time(self, states: Iterable[str], ticks: Iterable[int]) -> Any:
+        """Every state's tick reaches its target."""
+        idx, targets = self._idx(states), list(ticks)
+        if len(idx) != len(targets):
+            raise ValueError("states and ticks differ in length")
+        return self._waiters.wait(
+            lambda: all(self._time[i] >= t for i, t in zip(idx, targets, strict=True))
+        )
+
+    def when_ticks(self, state: str, ticks: int = 1) -> Any:
+        """The state's tick grows by `ticks` from now (the target is fixed at call time)."""
+        return self.when_time([state], [self.tick(state) + ticks])
+
+    def when_queue(self, queue_tick: int) -> Any:
+        return self._waiters.wait(lambda: self._queue_tick >= queue_tick)
+
+    def when_query(self, fn: Callable[[dict[str, int]], bool]) -> Any:
+        return self._waiters.wait(lambda: bool(fn(self.clock())))
+
+    # --- binding -------------------------------------------------------------------------------
+
+    def handlers_bind(self, handlers: Any) -> None:
+        """Final handlers only (`FooState`, `FooEnd`, `AnyState`): they must not block."""
+        self._handlers.append(handlers)
+
+    def handlers_detach(self, handlers: Any) -> None:
+        self._handlers.remove(handlers)
+
+    def tracer_bind(self, tracer: Any) -> None:
+        self._tracers.append(tracer)
+
+    def tracer_detach(self, tracer: Any) -> None:
+        self._tracers.remove(tracer)
+
+    def on_change(self, fn: Callable[[NetTransition], None]) -> Callable[[], None]:
+        """Call `fn(tx)` after each applied clock update; returns an unsubscribe function."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
+    def dispose(self) -> None:
+        self._disposed = True
+        for tracer in list(self._tracers):
+            self._call(tracer, "machine_dispose", self.id)
+
+    # --- remote mutations ----------------------------------------------------------------------
+
+    def _link_or_raise(self) -> Link:
+        if self._link is None or self._disposed:
+            from .errors import RpcNotConnected
+
+            raise RpcNotConnected(f"netmach {self.id} has no connection")
+        return self._link
+
+    async def add(
+        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
+    ) -> Any:
+        names = _as_list(states)
+        self._idx(names)
+        return _result(await self._link_or_raise().mutate(MUT_ADD, names, args, source))
+
+    async def remove(
+        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
+    ) -> Any:
+        names = _as_list(states)
+        self._idx(names)
+        return _result(await self._link_or_raise().mutate(MUT_REMOVE, names, args, source))
+
+    async def set(
+        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
+    ) -> Any:
+        names = _as_list(states)
+        self._idx(names)
+        return _result(await self._link_or_raise().mutate(MUT_SET, names, args, source))
+
+    async def toggle(self, state: str, args: Mapping[str, Any] | None = None, *, source=None):
+        """Decided locally: remove if active, else add."""
+        if self.is_active(state):
+            return await self.remove(state, args, source=source)
+        return await self.add(state, args, source=source)
+
+    async def add_ns(
+        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
+    ) -> None:
+        """Add without waiting and without a clock diff (see `Client.sync`)."""
+        names = _as_list(states)
+        self._idx(names)
+        await self._link_or_raise().add_ns(names, args, source)
+
+    async def add_err(self, err: BaseException, args: Mapping[str, Any] | None = None) -> Any:
+        """Activate the remote `Exception` (and `ErrOnClient` when it exists) with the error."""
+        states = ["Exception"] + (["ErrOnClient"] if "ErrOnClient" in self._index else [])
+        payload = dict(args or {})
+        payload["err"] = {"type": type(err).__name__, "message": str(err)}
+        return await self.add(states, payload)

@@ -1,0 +1,272 @@
+"""aRPC server (trio driver): exposes one local machine to one client over any trio stream.
+
+The protocol work (validation, diffs, checksums) is in `protocol.ServerConnection`; this module
+moves bytes, runs mutations on the source machine and paces clock pushes: the first change after a
+quiet period goes out at once, later ones are batched to at most one push per `push_interval`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from .errors import RpcNotConnected
+from .protocol import (
+    DEFAULT_MAX_FRAME,
+    ByeReceived,
+    HelloReceived,
+    MutationRequested,
+    PeerError,
+    ProtocolError,
+    ServerConnection,
+    SourceExport,
+    SyncRequested,
+    schema_to_wire,
+)
+
+log = logging.getLogger("machines.rpc")
+
+DEFAULT_PUSH_INTERVAL = 0.25
+_MUTATORS = ("add", "remove", "set")
+_READ_SIZE = 65536
+
+
+def export_source(mach: Any) -> SourceExport:
+    """Read what a hello needs from a machine of the core API."""
+    return SourceExport(
+        id=mach.id,
+        names=list(mach.state_names),
+        time=list(mach.time()),
+        queue_tick=mach.queue_tick,
+        machine_tick=mach.machine_tick,
+        schema=schema_to_wire(mach.schema),
+    )
+
+
+def _make_tracer(server: Server) -> Any:
+    """A core Tracer that wakes the pusher; built lazily so the import order does not matter."""
+    from machines import Tracer
+
+    class _PushTracer(Tracer):
+        def transition_end(self, tx: Any) -> None:
+            server._source_changed()
+
+        def schema_change(self, mach: Any, old_schema: Any) -> None:
+            server._schema_changed()
+
+    return _PushTracer()
+
+
+class Server:
+    """Serves `source` to one client per `serve(stream)` call (use a Mux for many clients)."""
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        id: str | None = None,
+        push_interval: float | None = DEFAULT_PUSH_INTERVAL,
+        allow_id: str | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        """`push_interval`: seconds between batched pushes; 0 = every change, None = no pushes."""
+        self.source = source
+        self.id = id or f"rs-{source.id}"
+        self.push_interval = push_interval
+        self.allow_id = allow_id
+        self.max_frame = max_frame
+        self.conn: ServerConnection | None = None
+        self.peer = ""
+        self.calls = 0  # requests served
+        self.handshake_done = trio.Event()
+        self.closed = trio.Event()
+        self.close_reason = ""
+        self._stream: trio.abc.Stream | None = None
+        self._send_lock = trio.Lock()
+        self._dirty = trio.Event()
+        self._outbox = trio.Event()
+        self._last_sent = -math.inf
+        self._cancel: trio.CancelScope | None = None
+        self.on_handshake: list[Callable[[], None]] = []
+
+    @property
+    def client_id(self) -> str | None:
+        return self.conn.client_id if self.conn and self.conn.handshaken else None
+
+    @property
+    def pushes(self) -> int:
+        return self.conn.pushes if self.conn else 0
+
+    # --- API -----------------------------------------------------------------------------------
+
+    def send_payload(
+        self, name: str, data: Any, *, destination: str | None = None, source: str = ""
+    ) -> str:
+        """Queue a payload for the client (callable from sync handlers); returns its token."""
+        conn = self.conn
+        if conn is None or not conn.handshaken or self.closed.is_set():
+            raise RpcNotConnected(f"server {self.id}: no client to send payload {name!r} to")
+        if destination is not None and destination != conn.client_id:
+            raise ValueError(f"wrong destination: {destination} != {conn.client_id}")
+        token = secrets.token_hex(4)
+        conn.send_payload(name, data, source or self.source.id, token)
+        self._outbox.set()
+        return token
+
+    def close(self) -> None:
+        """Drop the connection (the client sees it close)."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    async def serve(self, stream: trio.abc.Stream, peer: str = "") -> None:
+        """Serve one connection until it ends; never raises for the peer's misbehaviour."""
+        if self.conn is not None:
+            raise RuntimeError(f"server {self.id} serves one connection; use a Mux for more")
+        self.conn = ServerConnection(self.max_frame)
+        self.peer = peer
+        self._stream = stream
+        tracer = _make_tracer(self)
+        self.source.tracer_bind(tracer)
+        try:
+            with trio.CancelScope() as self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer)
+                    if self.push_interval is not None:
+                        nursery.start_soon(self._pusher)
+                    self.close_reason = await self._receive_loop()
+                    nursery.cancel_scope.cancel()
+            if self._cancel.cancelled_caught and not self.close_reason:
+                self.close_reason = "closed by the server"
+        finally:
+            self.source.tracer_detach(tracer)
+            self.closed.set()
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    await stream.aclose()
+        level = logging.WARNING if self.close_reason.startswith("bad input") else logging.INFO
+        log.log(level, "rpc server %s: closed %s: %s", self.id, self._who(), self.close_reason)
+
+    def _who(self) -> str:
+        cid = self.conn.client_id if self.conn else None
+        return f"{cid or 'client'}@{self.peer}" if self.peer else (cid or "client")
+
+    # --- internals -----------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> str:
+        assert self.conn is not None and self._stream is not None
+        conn = self.conn
+        while True:
+            try:
+                data = await self._stream.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
+                return f"connection lost ({err or type(err).__name__})"
+            if not data:
+                if conn.pending_bytes:
+                    return f"bad input: connection closed mid-frame ({conn.pending_bytes} bytes)"
+                return "client disconnected"
+            try:
+                events = conn.receive_data(data)
+            except ProtocolError as err:
+                return f"bad input: {err}"
+            bye = False
+            for ev in events:
+                self.calls += 1
+                if isinstance(ev, MutationRequested):
+                    self._mutate(ev)
+                elif isinstance(ev, HelloReceived):
+                    self._hello(ev)
+                elif isinstance(ev, SyncRequested):
+                    conn.respond_sync(ev.seq, *self._clock())
+                elif isinstance(ev, ByeReceived):
+                    bye = True
+                elif isinstance(ev, PeerError):
+                    log.warning("rpc server %s: %s reports: %s", self.id, self._who(), ev.message)
+            try:
+                await self._flush()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return "connection lost while sending"
+            if bye:
+                return "client said bye"
+
+    def _clock(self) -> tuple[list[int], int, int]:
+        src = self.source
+        return src.time(), src.queue_tick, src.machine_tick
+
+    def _hello(self, ev: HelloReceived) -> None:
+        assert self.conn is not None
+        if self.allow_id is not None and ev.client_id != self.allow_id:
+            self.conn.reject_hello(ev.seq, f"no access: {ev.client_id} != {self.allow_id}")
+            return
+        self.conn.accept_hello(ev.seq, export_source(self.source))
+        self._last_sent = trio.current_time()
+        self.handshake_done.set()
+        for fn in list(self.on_handshake):
+            fn()
+        log.debug("rpc server %s: handshake with %s", self.id, self._who())
+
+    def _mutate(self, ev: MutationRequested) -> None:
+        from machines import MutSource
+
+        assert self.conn is not None
+        conn = self.conn
+        if ev.source is not None:
+            src = MutSource(*ev.source)
+        else:
+            src = MutSource(machine_id=conn.source_id or "")
+        try:
+            result = getattr(self.source, _MUTATORS[ev.mutation_type])(
+                ev.states, ev.args, source=src
+            )
+        except Exception as err:  # e.g. a disposed source; the client gets the reason
+            if ev.seq:
+                conn.respond_error(ev.seq, f"{type(err).__name__}: {err}")
+            return
+        if ev.seq:
+            conn.respond_mutation(ev.seq, int(result), *self._clock())
+            self._last_sent = trio.current_time()
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            assert self.conn is not None and self._stream is not None
+            data = self.conn.data_to_send()
+            if data:
+                await self._stream.send_all(data)
+
+    async def _writer(self) -> None:
+        """Sends frames queued outside the receive loop (payloads, schema changes)."""
+        while True:
+            await self._outbox.wait()
+            self._outbox = trio.Event()
+            try:
+                await self._flush()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.close()
+                return
+
+    async def _pusher(self) -> None:
+        """Leading-edge push, then at most one push per interval with the accumulated change."""
+        assert self.conn is not None and self.push_interval is not None
+        while True:
+            await self._dirty.wait()
+            self._dirty = trio.Event()
+            await trio.sleep_until(self._last_sent + self.push_interval)
+            if self.conn.push(*self._clock()):
+                self._last_sent = trio.current_time()
+                try:
+                    await self._flush()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.close()
+                    return
+
+    def _source_changed(self) -> None:
+        self._dirty.set()
+
+    def _schema_changed(self) -> None:
+        if self.conn is not None and self.conn.handshaken:
+            self.conn.schema_changed(export_source(self.source))
+            self._outbox.set()
