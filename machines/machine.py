@@ -597,7 +597,8 @@ class Machine:
     def _execute(self, mut: Mutation) -> Result:
         if mut.type == EVAL:
             fn, done = mut.args["fn"], mut.args["done"]
-            self._run_eval(fn)
+            if not mut.args.get("timed_out"):
+                self._run_eval(fn)
             done.set()
             return EXECUTED
         tx = Transition(self, mut)
@@ -1196,9 +1197,15 @@ class Machine:
         if self._processing and self._processor == threading.get_ident():
             self.add_err(RuntimeError(f"eval nested in handler or eval: {source}"))
             return False
+        done = threading.Event()
+        mut = Mutation(EVAL, (), {"fn": fn, "done": done})
         with self._lock:
             busy = self._processing
-            if not busy:
+            if busy:
+                # queued under the lock: the draining thread checks the queue under it too,
+                # so it cannot finish its drain without seeing this eval
+                self._queue.appendleft(mut)
+            else:
                 self._processing = True
                 self._processor = threading.get_ident()
         if not busy:
@@ -1210,9 +1217,11 @@ class Machine:
             if self._queue:
                 self._mutate_resume()
             return True
-        done = threading.Event()
-        self._queue.appendleft(Mutation(EVAL, (), {"fn": fn, "done": done}))
-        return done.wait(timeout)
+        if done.wait(timeout):
+            return True
+        mut.args["timed_out"] = True  # not started yet: the drain skips it
+        self.err_internal.append(TimeoutError(f"eval timeout: {source}"))
+        return False
 
     def _run_eval(self, fn: Callable[[], Any]) -> None:
         self._in_eval = True
