@@ -111,16 +111,42 @@ def _sniff(raw: bytes) -> str | None:
     """Tell the format from the first bytes, without decoding everything."""
     if not raw:
         return None
-    first = raw[0]
     # Our dump is a CBOR map (major type 5: 0xa0-0xbf); a gob stream starts with a message
     # length, which is a byte < 0x80 or a negated byte count 0xf8-0xff: they never overlap.
-    if 0xA0 <= first <= 0xBF:
+    if 0xA0 <= raw[0] <= 0xBF:
         return "cbor"
-    if first < 0x80 or first >= 0xF8:
-        # The first gob message of a dump defines a type: its type id is negative (odd uint).
-        n = 1 if first < 0x80 else 1 + (256 - first)
-        return "gob" if len(raw) > n and raw[n] & 1 and raw[n] != 0 else None
-    return None
+    return "gob" if _looks_like_gob(raw) else None
+
+
+def _looks_like_gob(raw: bytes) -> bool:
+    # The first message of a dump defines a user type: a length that fits the data, a type id
+    # of -64 or below, then a wireType field delta (1..7).
+    try:
+        r = _GobPeek(raw)
+        size = r.uint()
+        if size > len(raw) - r.pos:
+            return False
+        tid = r.uint()
+        return tid & 1 == 1 and (tid >> 1) >= 63 and 1 <= raw[r.pos] <= 7
+    except (IndexError, ValueError):
+        return False
+
+
+class _GobPeek:
+    def __init__(self, raw: bytes) -> None:
+        self.raw, self.pos = raw, 0
+
+    def uint(self) -> int:
+        b = self.raw[self.pos]
+        if b < 0x80:
+            self.pos += 1
+            return b
+        n = 256 - b
+        if n > 8:
+            raise ValueError("bad length")
+        value = int.from_bytes(self.raw[self.pos + 1 : self.pos + 1 + n], "big")
+        self.pos += 1 + n
+        return value
 
 
 def _from_cbor(raw: bytes, source: str) -> list[MachineDump]:
