@@ -15,7 +15,8 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from inspect import iscoroutine
 from typing import Any
 
@@ -469,6 +470,24 @@ class Machine:
         merged[EXCEPTION_ARGS_KEY] = ExceptionArgs(err, trace)
         called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
         return self._mutate(ADD, called, merged, source)
+
+    @contextmanager
+    def panic_to_err(self, args: dict[str, Any] | None = None) -> Iterator[None]:
+        """Guard foreign code (``with m.panic_to_err(): ...``): an exception escaping the block
+        becomes :meth:`add_err` instead of propagating (except on a disposed machine)."""
+        with self.panic_to_err_state(EXCEPTION, args):
+            yield
+
+    @contextmanager
+    def panic_to_err_state(self, state: str, args: dict[str, Any] | None = None) -> Iterator[None]:
+        """Like :meth:`panic_to_err`, but activates ``state`` too (``ErrNetwork``-style)."""
+        self._check_known((state,))
+        try:
+            yield
+        except Exception as err:  # not BaseException: cancellation must go through
+            if self._disposed:
+                raise
+            self.add_err_state(state, err, args)
 
     def can_add(self, states: str | Iterable[str], args: dict[str, Any] | None = None) -> Result:
         """Would :meth:`add` be accepted now (relations and negotiation handlers)?"""
