@@ -33,6 +33,7 @@ from .protocol import (
     SyncDone,
     SyncOptions,
     VersionMismatch,
+    schema_to_wire,
 )
 from .transport import open_tcp, unwrap_group
 
@@ -93,8 +94,6 @@ class Client:
         self.id = id
         self.addr = addr or "stream"
         self.source_id = getattr(source, "id", source) or id
-        if schema is None and source is not None and not isinstance(source, str):
-            schema = None  # the source acts, it is not necessarily a mirror of the remote
         self.schema = schema
         self.options = SyncOptions(allowed, skipped, no_schema, shallow)
         self.consumer = consumer
@@ -105,6 +104,8 @@ class Client:
         self.retry_max_delay = retry_max_delay
         self.max_frame = max_frame
         self.netmach = NetMach(f"rnm-{id}", link=self, parent_id=getattr(source, "id", None))
+        if schema is not None:  # names known before the first handshake
+            self.netmach._set_remote("", list(schema), schema_to_wire(schema))
         self.on_payload: list[Callable[[PayloadReceived], None]] = []
         self.attempts = 0  # connection attempts
         self.connects = 0  # successful handshakes
@@ -149,10 +150,21 @@ class Client:
             await changed.wait()
 
     async def wait_disconnected(self) -> None:
-        while self.connected:
-            await self._changed.wait()
+        await self.wait_until(lambda: not self.connected)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Until `predicate()` holds, re-checked on every connection event (attempts, etc.)."""
+        while True:
+            changed = self._changed
+            if predicate():
+                return
+            await changed.wait()
 
     # --- remote calls (the NetMach's link) -----------------------------------------------------
+
+    def check(self) -> None:
+        """Raise RpcNotConnected unless a call can go out now (the NetMach asks first)."""
+        self._live()
 
     def _live(self) -> ClientConnection:
         conn = self._conn

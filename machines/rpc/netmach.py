@@ -361,32 +361,36 @@ class NetMach:
     # --- remote mutations ----------------------------------------------------------------------
 
     def _link_or_raise(self) -> Link:
+        """The link, if it can carry a call now: fail fast (before name checks) otherwise."""
         if self._link is None or self._disposed:
             from .errors import RpcNotConnected
 
             raise RpcNotConnected(f"netmach {self.id} has no connection")
+        check = getattr(self._link, "check", None)
+        if check is not None:
+            check()
         return self._link
 
     async def add(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
     ) -> Any:
-        names = _as_list(states)
+        link, names = self._link_or_raise(), _as_list(states)
         self._idx(names)
-        return _result(await self._link_or_raise().mutate(MUT_ADD, names, args, source))
+        return _result(await link.mutate(MUT_ADD, names, args, source))
 
     async def remove(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
     ) -> Any:
-        names = _as_list(states)
+        link, names = self._link_or_raise(), _as_list(states)
         self._idx(names)
-        return _result(await self._link_or_raise().mutate(MUT_REMOVE, names, args, source))
+        return _result(await link.mutate(MUT_REMOVE, names, args, source))
 
     async def set(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
     ) -> Any:
-        names = _as_list(states)
+        link, names = self._link_or_raise(), _as_list(states)
         self._idx(names)
-        return _result(await self._link_or_raise().mutate(MUT_SET, names, args, source))
+        return _result(await link.mutate(MUT_SET, names, args, source))
 
     async def toggle(self, state: str, args: Mapping[str, Any] | None = None, *, source=None):
         """Decided locally: remove if active, else add."""
@@ -398,9 +402,9 @@ class NetMach:
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
     ) -> None:
         """Add without waiting and without a clock diff (see `Client.sync`)."""
-        names = _as_list(states)
+        link, names = self._link_or_raise(), _as_list(states)
         self._idx(names)
-        await self._link_or_raise().add_ns(names, args, source)
+        await link.add_ns(names, args, source)
 
     async def add_err(self, err: BaseException, args: Mapping[str, Any] | None = None) -> Any:
         """Activate the remote `Exception` (and `ErrOnClient` when it exists) with the error."""

@@ -1,0 +1,124 @@
+"""Connection loss: fail fast while disconnected, reconnect with backoff, resync the full clock."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import trio
+
+from machines import Machine, Result, State
+from machines.rpc import RpcConnectionLost, RpcNotConnected, connect, serve
+from machines.rpc.client import Client
+
+TIMEOUT = 10
+SCHEMA = {
+    "Exception": State(multi=True),
+    "A": State(),
+    "B": State(),
+    "C": State(),
+    "D": State(),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.trio
+async def test_client_retries_until_the_server_appears():
+    addr = f"127.0.0.1:{free_port()}"
+    src = Machine(SCHEMA, id="src")
+    client = Client(addr, id="c1", retry_delay=0.02, retry_max_delay=0.1)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as n:
+            n.start_soon(client.run)
+            await client.wait_until(lambda: client.attempts >= 3)
+            assert not client.connected and "connect failed" in client.last_error
+            with pytest.raises(RpcNotConnected, match="not connected to 127.0.0.1"):
+                await client.netmach.add("A")
+            async with serve(src, addr):
+                with trio.fail_after(5):
+                    await client.wait_connected()
+                assert await client.netmach.add("A") == Result.EXECUTED
+                assert src.is_active("A")
+                await client.aclose()
+            n.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_server_restart_fails_fast_then_reconnects_and_resyncs():
+    src = Machine(SCHEMA, id="src")
+    addr = f"127.0.0.1:{free_port()}"
+    client = Client(addr, id="c1", retry_delay=0.02, retry_max_delay=0.2)
+    net = client.netmach
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as n:
+            async with serve(src, addr):
+                n.start_soon(client.run)
+                await client.wait_connected()
+                await net.add("A")
+            # the server is gone (listener and sessions closed)
+            await client.wait_disconnected()
+            t0 = trio.current_time()
+            with pytest.raises(RpcNotConnected, match="c1: not connected to 127.0.0.1"):
+                await net.add("B")
+            assert trio.current_time() - t0 < 0.1  # fails fast, never hangs
+            assert net.is_active("A")  # reads keep answering the last known clock
+            # the source moves on while the client is away
+            src.remove("A")
+            src.add(["C", "D"])
+            async with serve(src, addr):
+                with trio.fail_after(5):
+                    await client.wait_connected()
+                assert client.connects == 2
+                assert net.active_states == ["C", "D"] and net.clock() == src.clock()
+                assert await net.add("B") == Result.EXECUTED
+                assert net.is_active("B")
+                await client.aclose()
+            n.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_call_in_flight_when_the_connection_drops_raises():
+    holder = {}
+
+    class H:
+        def DState(self, e):
+            holder["mux"].servers[0].close()  # drop the session before the answer goes out
+
+    src = Machine(SCHEMA, id="src", handlers=H())
+    with trio.fail_after(TIMEOUT):
+        async with serve(src, "127.0.0.1:0") as mux:
+            holder["mux"] = mux
+            async with connect(mux.addr, id="c1", reconnect=False) as client:
+                t0 = trio.current_time()
+                with pytest.raises(RpcConnectionLost, match="connection to 127.0.0.1:.* lost"):
+                    await client.netmach.add("D")
+                assert trio.current_time() - t0 < 1
+                with pytest.raises(RpcNotConnected):
+                    await client.netmach.add("A")
+
+
+@pytest.mark.trio
+async def test_backoff_limits_attempts():
+    addr = f"127.0.0.1:{free_port()}"
+    client = Client(addr, id="c1", retry_delay=0.05, retry_max_delay=0.4)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as n:
+            n.start_soon(client.run)
+            await trio.sleep(1.0)  # measuring a rate: a fixed window is the point here
+            n.cancel_scope.cancel()
+    # delays 0.05, 0.1, 0.2, 0.4, 0.4... => about 5-6 attempts in a second, not hundreds
+    assert 3 <= client.attempts <= 8, client.attempts
+
+
+@pytest.mark.trio
+async def test_connect_gives_up_with_a_clear_error():
+    addr = f"127.0.0.1:{free_port()}"
+    with trio.fail_after(TIMEOUT):
+        with pytest.raises(RpcNotConnected, match=r"no handshake with .* in 0.3s \(connect failed"):
+            async with connect(addr, id="c1", ready_timeout=0.3, retry_delay=0.02):
+                pass
