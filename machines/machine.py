@@ -223,11 +223,12 @@ class Machine:
         return list(self._names)
 
     def has(self, *states: str | Iterable[str]) -> bool:
-        return all(s in self._index for s in _flat(states))
+        """All given states are defined (False once disposed)."""
+        return not self._disposed and all(s in self._index for s in _flat(states))
 
     def index(self, state: str) -> int:
-        """Position of ``state`` in the index, -1 if unknown."""
-        return self._index.get(state, -1)
+        """Position of ``state`` in the index, -1 if unknown (or disposed)."""
+        return -1 if self._disposed else self._index.get(state, -1)
 
     def verify_states(self, names: Iterable[str]) -> None:
         """Set the index order; ``names`` must list every state exactly (ValueError otherwise)."""
@@ -919,8 +920,8 @@ class Machine:
         data = tx.mutation.args.get(EXCEPTION_ARGS_KEY)
         if not isinstance(data, ExceptionArgs):
             return
-        if data.panic:
-            p = data.panic
+        p = data.panic
+        if p and "handler" in p:  # a handler's exception (deadline details have no handler)
             msg = (
                 f"[error:{p['type']}] {' '.join(p['called'])} ({p['handler']} panic: {data.err!r})"
             )
