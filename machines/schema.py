@@ -151,6 +151,8 @@ def sanitize(schema: Mapping[str, State]) -> Schema:
     """
     out: Schema = {}
     for name, st in schema.items():
+        if not isinstance(st, State):
+            raise ValueError(f"schema: state {name!r} is a {type(st).__name__}, not a State")
         remove = tuple(r for r in st.remove if r != name and r not in st.add)
         after = tuple(a for a in st.after if a != name)
         out[name] = (
