@@ -44,7 +44,8 @@ What the diagram renderer reads (the contract for producers)
   ``pre_log_entries``: ``[pipe-out:add] <State> to <machId>`` / ``[pipe-out:remove] ...`` on
   the source machine and ``[pipe-in:add] <State> from <machId>`` / ``[pipe-in:remove] ...`` on
   the target machine; the n-th ``pipe-out`` and the n-th ``pipe-in`` of the same machine pair
-  and mutation type form one edge ``source.State -> target.State``.
+  and mutation type form one edge ``source.State -> target.State``. Without ``:add`` /
+  ``:remove`` (``[pipe-out] <State> to <machId>``) a pipe counts as an add pipe.
   ``[pipe:gc] <machId>`` removes every pipe to and from that machine.
 """
 

@@ -12,6 +12,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from dbg.model import DbgMsgTx, LogEntry, MachineDump, MutationType
 
@@ -43,9 +44,17 @@ INHERITED_SETS: tuple[tuple[str, ...], ...] = (BASIC, DISPOSED, CONNECTED, RPC_S
 TAG_RPC_SERVER = "rpc-server"
 STATE_HANDSHAKE_DONE = "HandshakeDone"
 
-_PIPE_RE = re.compile(r"^\[pipe-(in|out):(add|remove)\] (\S+) (from|to) (\S+)")
+# "[pipe-out:add] A to m2"; without ":add"/":remove" a pipe counts as an add pipe.
+_PIPE_RE = re.compile(r"^\[pipe-(in|out)(?::(add|remove))?\] (\S+) (from|to) (\S+)")
 _PIPE_GC_RE = re.compile(r"^\[pipe:gc\] (\S+)")
 _ADD_ARGS_RE = re.compile(r"^\[add\] [^(]*\((.*)\)\s*$")
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def is_inherited(state: str, machine_states: Iterable[str]) -> bool:
@@ -91,8 +100,7 @@ class Graph:
             g.machines[m.id] = m
             if m.schema.parent:
                 g.parents[m.id] = m.schema.parent
-        for m in g.machines.values():
-            g._replay(m)
+        g._replay_all()
         return g
 
     # ----- queries
@@ -179,22 +187,37 @@ class Graph:
 
     # ----- replay of transitions
 
-    def _replay(self, m: MachineDump) -> None:
-        index = m.schema.states_index
-        is_server = TAG_RPC_SERVER in m.schema.tags
-        hs_idx = index.index(STATE_HANDSHAKE_DONE) if STATE_HANDSHAKE_DONE in index else -1
-        prev: list[int] = [0] * len(index)
-        for tx in m.txs:
-            logs = tx.pre_log_entries + tx.log_entries
-            if is_server and hs_idx >= 0:
-                before = prev[hs_idx] if hs_idx < len(prev) else 0
-                now = tx.clocks[hs_idx] if hs_idx < len(tx.clocks) else 0
-                if now % 2 == 1 and before % 2 == 0:
-                    self._rpc_from_logs(m.id, tx)
-            for entry in logs:
-                self._parse_log(m.id, entry)
+    def _replay_all(self) -> None:
+        """Replay every transition of every machine, in time order across machines.
+
+        Order matters for links that span machines (a ``[pipe:gc]`` must come after the pipes
+        it removes). A transition without a time keeps its machine's previous one, so each
+        machine's own order is never changed (the sort is stable).
+        """
+        events: list[tuple[datetime, int, MachineDump, DbgMsgTx]] = []
+        for m in self.machines.values():
+            at = _NO_TIME
+            for tx in m.txs:
+                if tx.time is not None:
+                    at = max(at, _aware(tx.time))
+                events.append((at, len(events), m, tx))
+        events.sort(key=lambda e: (e[0], e[1]))
+        prev: dict[str, list[int]] = {}
+        for _, _, m, tx in events:
+            self._replay(m, tx, prev.get(m.id, []))
             if tx.clocks:
-                prev = tx.clocks
+                prev[m.id] = tx.clocks
+
+    def _replay(self, m: MachineDump, tx: DbgMsgTx, prev: list[int]) -> None:
+        index = m.schema.states_index
+        if TAG_RPC_SERVER in m.schema.tags and STATE_HANDSHAKE_DONE in index:
+            i = index.index(STATE_HANDSHAKE_DONE)
+            before = prev[i] if i < len(prev) else 0
+            now = tx.clocks[i] if i < len(tx.clocks) else 0
+            if now % 2 == 1 and before % 2 == 0:
+                self._rpc_from_logs(m.id, tx)
+        for entry in tx.pre_log_entries + tx.log_entries:
+            self._parse_log(m.id, entry)
 
     def _rpc_from_logs(self, server_id: str, tx: DbgMsgTx) -> None:
         for entry in tx.pre_log_entries + tx.log_entries:
@@ -229,7 +252,7 @@ class Graph:
         if not match:
             return
         direction, mut_name, state, _, other = match.groups()
-        mut = MutationType.ADD if mut_name == "add" else MutationType.REMOVE
+        mut = MutationType.REMOVE if mut_name == "remove" else MutationType.ADD
         is_out = direction == "out"
         key = (mach_id, other) if is_out else (other, mach_id)
         pipes = self.pipes.setdefault(key, [])
