@@ -76,6 +76,14 @@ class Mux:
                 return
             await changed.wait()
 
+    async def wait_idle(self) -> None:
+        """Until no connection is left (every client said bye or went away)."""
+        while True:
+            changed = self._changed
+            if not self.servers:
+                return
+            await changed.wait()
+
     def server_for(self, client_id: str) -> Server:
         for srv in self.servers:
             if srv.client_id == client_id:
