@@ -27,7 +27,7 @@ UNSUPPORTED_DATA = 1003
 INTERNAL_ERROR = 1011
 
 #: Largest binary message the relay sends; bigger writes are split.
-MAX_OUT_MESSAGE = 1 << 16
+MAX_OUT_MESSAGE = 1 << 18
 
 
 def _reason(text: str) -> str:
@@ -49,7 +49,7 @@ class WebSocketStream(trio.abc.Stream):
         self.scope = scope
         self._receive = receive
         self._send = send
-        self._send_lock = trio.Lock()
+        self._sending = False
         self._message = b""  # the current inbound message ...
         self._offset = 0  # ... and how much of it was read
         self._eof = False
@@ -77,8 +77,7 @@ class WebSocketStream(trio.abc.Stream):
         message: dict[str, Any] = {"type": "websocket.accept"}
         if subprotocol is not None:
             message["subprotocol"] = subprotocol
-        async with self._send_lock:
-            await self._send(message)
+        await self._send(message)
         self._accepted = True
 
     async def deny(self, status: int, reason: str) -> None:
@@ -88,11 +87,10 @@ class WebSocketStream(trio.abc.Stream):
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
         ]
-        async with self._send_lock:
-            await self._send(
-                {"type": "websocket.http.response.start", "status": status, "headers": headers}
-            )
-            await self._send({"type": "websocket.http.response.body", "body": body})
+        await self._send(
+            {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        )
+        await self._send({"type": "websocket.http.response.body", "body": body})
         self._closed = True
 
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
@@ -107,8 +105,7 @@ class WebSocketStream(trio.abc.Stream):
             # A close before accept: the server answers the upgrade with 403.
             await self._send({"type": "websocket.close", "code": code})
             return
-        async with self._send_lock:
-            await self._send({"type": "websocket.close", "code": code, "reason": self.close_reason})
+        await self._send({"type": "websocket.close", "code": code, "reason": self.close_reason})
 
     # trio.abc.Stream
 
@@ -117,15 +114,26 @@ class WebSocketStream(trio.abc.Stream):
             raise trio.ClosedResourceError("the WebSocket was closed by this side")
         if self._eof:
             raise trio.BrokenResourceError("the WebSocket peer has gone")
-        view = memoryview(data)
-        async with self._send_lock:
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this WebSocket")
+        # No lock: a trio.Lock would cost a scheduler round trip per message, and the
+        # server below already writes frames to the socket in the order they were made.
+        self._sending = True
+        try:
+            if len(data) <= MAX_OUT_MESSAGE:
+                if data:
+                    await self._send({"type": "websocket.send", "bytes": bytes(data)})
+                else:
+                    await trio.lowlevel.checkpoint()
+                return
+            view = memoryview(data)
             for start in range(0, len(view), MAX_OUT_MESSAGE):
                 if self._closed:
                     raise trio.ClosedResourceError("the WebSocket was closed by this side")
-                chunk = view[start : start + MAX_OUT_MESSAGE]
-                await self._send({"type": "websocket.send", "bytes": bytes(chunk)})
-        if not view:
-            await trio.lowlevel.checkpoint()
+                chunk = bytes(view[start : start + MAX_OUT_MESSAGE])
+                await self._send({"type": "websocket.send", "bytes": chunk})
+        finally:
+            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.checkpoint()
