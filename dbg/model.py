@@ -133,7 +133,7 @@ def ns_to_time(ns: int) -> datetime:
 
 def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, where: str):
     v = d.get(key, default)
-    if v is default:
+    if v is default or type(v) is kind:  # the common case, checked first for speed
         return v
     if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
         raise ValueError(f"{where}.{key}: expected {_kind_name(kind)}, got {type(v).__name__}")
