@@ -13,6 +13,7 @@ does). When they are missing the tests fail and say so rather than being skipped
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -100,12 +101,18 @@ def pyodide_results(wheel: Path) -> dict[str, Any]:
 def cpython_results() -> dict[str, Any]:
     """The same scenarios in a fresh CPython process (fresh, so the import check means
     something: this pytest process has trio loaded already)."""
+    # this checkout's package, whether or not it is installed
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run(
         [sys.executable, str(SCENARIOS)],
         capture_output=True,
         text=True,
         timeout=CPYTHON_TIMEOUT,
         cwd=REPO,
+        env=env,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
