@@ -452,6 +452,16 @@ def test_map_preset(tmp_path: Path) -> None:
     assert not any(label == "parent" for *_, label in diagram.edges)
 
 
+def test_map_with_an_edge_into_an_ancestor(tmp_path: Path) -> None:
+    # dagre cannot draw a container linked with its own descendant; such maps use ELK
+    dump = rpc_dump()
+    dump[2].schema.parent = "rc-bar"  # the server inside its own client's box
+    diagram = render(tmp_path, dump, "--map")
+    assert ("rc-bar", "rs-foo", "rpc") in diagram.edges
+    assert diagram.machs["rs-foo"].path.startswith(diagram.machs["rc-bar"].path + ".")
+    assert (tmp_path / "am-vis.svg").stat().st_size > 0
+
+
 # ----- scenario 10: RPC machines and the rpc edge
 
 

@@ -70,6 +70,8 @@ class D2Renderer:
         self._edges: list[str] = []
         self._edge_keys: set[tuple[str, str, str]] = set()
         self._halfs: dict[str, None] = {}
+        #: set when the diagram can only be laid out by ELK (see :meth:`_add_edge`)
+        self.needs_elk = False
         self._dist = graph.distances(opts.machs) if opts.machs else {}
         self._full: set[str] = {m for m in graph.machines if self.should_render_mach(m)}
 
@@ -250,6 +252,9 @@ class D2Renderer:
         if key in self._edge_keys:
             return
         self._edge_keys.add(key)
+        if src.startswith(dst + ".") or dst.startswith(src + "."):
+            # A container linked with its own descendant: only ELK can lay that out.
+            self.needs_elk = True
         self._edges.append(f"{src} -> {dst}: {_quote(label)} {{{EDGE_STYLES[style]}}}")
 
     def _reach(self, target: str, half_ok: bool) -> bool:

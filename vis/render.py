@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from dbg.model import MachineDump
-from vis.d2 import render_d2
+from vis.d2 import D2Renderer
 from vis.graph import Graph
 from vis.inspect_dump import inspect_markdown, inspect_xml
 from vis.presets import RenderOptions
@@ -106,8 +106,9 @@ def render_files(
     for mach_id in opts.machs:
         if mach_id not in known:
             raise RenderError(f"machine {mach_id} not found in the dump file")
-    source = render_d2(Graph.from_dump(machines), opts)
-    svg = render_svg(source, elk=opts.elk)
+    renderer = D2Renderer(Graph.from_dump(machines), opts)
+    source = renderer.render()
+    svg = render_svg(source, elk=opts.elk or renderer.needs_elk)
     base = Path(out_name)
     d2_path = base.with_name(base.name + ".d2")
     svg_path = base.with_name(base.name + ".svg")
