@@ -47,6 +47,9 @@ What the diagram renderer reads (the contract for producers)
   and mutation type form one edge ``source.State -> target.State``. Without ``:add`` /
   ``:remove`` (``[pipe-out] <State> to <machId>``) a pipe counts as an add pipe.
   ``[pipe:gc] <machId>`` removes every pipe to and from that machine.
+- **order**: transitions of all machines are replayed by ``DbgMsgTx.time`` (a transition
+  without a time keeps its machine's previous one), so cross-machine log lines such as
+  ``[pipe:gc]`` take effect after the lines they undo.
 """
 
 from __future__ import annotations
