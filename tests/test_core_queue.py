@@ -256,3 +256,59 @@ def test_eval_timeout_skips_fn():
     assert ran == []  # timed out before it started: skipped
     assert any("eval timeout: slow" in str(err) for err in m.err_internal)
     assert not m.is_err()
+
+
+def test_concurrent_mutations_from_threads_are_all_applied():
+    m = Machine({"M": State(multi=True)})
+    n = 200
+    start = threading.Barrier(2)
+
+    def hammer(tag):
+        start.wait(5)
+        for i in range(n):
+            assert m.add("M", {"tag": tag, "i": i}) != CANCELED
+
+    threads = [threading.Thread(target=hammer, args=(t,)) for t in "xy"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    # every Add of an active Multi state ticks it by 2 (the first by 1): none was lost
+    assert m.tick("M") == 2 * (2 * n) - 1
+    assert m.queue_len() == 0
+    assert m.queue_tick == 1 + 2 * n
+
+
+def test_auto_states_in_index_order(logged):
+    # reference quirk (§13 #9): hash-map order; the port uses index order
+    m = logged({"A": State(), "Z": State(auto=True), "Y": State(auto=True), "X": State(auto=True)})
+    m.add("A")
+    assert logged.has("[auto] Z Y X")
+
+
+def test_queue_limit_exception_only_for_add():
+    got = []
+
+    def a_state(e):
+        m.add("B")
+        got.append(m.remove("Exception"))  # no exception for Remove (§13 #11)
+        got.append(m.set("Exception"))
+        got.append(m.add("Exception"))
+
+    m = Machine(norels(), queue_limit=1)
+    m.handlers_bind(Recorder(names=(), AState=a_state))
+    m.add("A")
+    assert got[0] == CANCELED and got[1] == CANCELED
+    assert Result.is_queued(got[2])
+
+
+def test_set_respects_backoff():
+    # reference quirk (§13 #12): Set ignored the backoff; the port checks it
+    m = Machine(norels(), handler_timeout=0.01, handler_deadline=0.02, handler_backoff=30)
+    m.handlers_bind(Recorder(names=(), AEnter=lambda e: time.sleep(0.04)))
+    assert m.add("A") == CANCELED
+    assert m.is_err()
+    assert m.set("B") == CANCELED
+    assert m.toggle("B") == CANCELED
+    assert m.add_err(ValueError("x")) == CANCELED
+    assert not m.is_active("B")
