@@ -66,7 +66,7 @@ def inspect_xml(g: Graph) -> str:
         else:
             roots.append(mach_id)
 
-    def add(parent_el: ET.Element, mach_id: str) -> None:
+    def add(parent_el: ET.Element, mach_id: str, level: int = 1) -> None:
         el = ET.SubElement(parent_el, "machine", id=mach_id, time=str(g.time_sum(mach_id)))
         m = g.machines.get(mach_id)
         if m is not None:
@@ -87,6 +87,10 @@ def inspect_xml(g: Graph) -> str:
                 for rel in ("require", "add", "remove", "after"):
                     for target in sorted(set(getattr(sdef, rel))):
                         ET.SubElement(st, rel).text = target
+                if len(st):
+                    # the name on its own line, above the relations (indent leaves text as is)
+                    pad = "\n" + "  " * (level + 2)
+                    st.text = pad + name + pad
         for peer in _rpc_peers(g, mach_id):
             ET.SubElement(el, "rpc").text = peer
         for (src, dst), pipes in sorted(g.pipes.items()):
@@ -101,7 +105,7 @@ def inspect_xml(g: Graph) -> str:
         for tag in m.schema.tags if m is not None else []:
             ET.SubElement(el, "tag").text = tag
         for child in children.get(mach_id, []):
-            add(el, child)
+            add(el, child, level + 1)
 
     for mach_id in roots:
         add(root, mach_id)
