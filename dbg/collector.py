@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import trio
 
-from machines.telemetry import FrameDecoder, FrameError
+from machines.telemetry import TX_FIELDS, FrameDecoder, FrameError, tx_message
 
-from .model import DbgMsgStruct, DbgMsgTx, MachineDump
+from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
 
 __all__ = ["Collector", "MachineRecord", "serve_collector"]
 
@@ -28,12 +28,45 @@ log = logging.getLogger("dbg.collector")
 
 @dataclass
 class MachineRecord:
-    """One machine as the debugger knows it."""
+    """One machine as the debugger knows it.
+
+    Transitions arrive faster than they can be parsed into :class:`DbgMsgTx` objects, so they
+    are kept raw (as received, with their arrival time) and parsed on first read of
+    :attr:`txs`; one that fails to parse is counted in :attr:`bad` and logged once.
+    """
 
     schema: DbgMsgStruct
     conn_id: str
-    txs: list[DbgMsgTx] = field(default_factory=list)
     connected: bool = True
+    bad: int = 0
+    _txs: list[DbgMsgTx] = field(default_factory=list)
+    _raw: list[tuple[Any, int]] = field(default_factory=list)
+
+    @property
+    def txs(self) -> list[DbgMsgTx]:
+        if self._raw:
+            raw, self._raw = self._raw, []
+            for arr, arrived in raw:
+                try:
+                    tx = DbgMsgTx.from_dict(tx_message(arr))
+                except ValueError as err:
+                    if not self.bad:
+                        log.warning(
+                            "dbg: %s: skipped a malformed transition: %s", self.schema.id, err
+                        )
+                    self.bad += 1
+                    continue
+                if tx.time is None:
+                    tx.time = ns_to_time(arrived)
+                self._txs.append(tx)
+        return self._txs
+
+    @txs.setter
+    def txs(self, txs: list[DbgMsgTx]) -> None:
+        self._txs, self._raw = txs, []
+
+    def __len__(self) -> int:
+        return len(self._txs) + len(self._raw)
 
 
 class Collector:
@@ -80,16 +113,26 @@ class Collector:
             rec.schema, rec.conn_id, rec.connected = schema, conn_id, True
             self._changed()
             return
-        tx = DbgMsgTx.from_dict(message)
-        rec = self.machines.get(tx.machine_id)
-        if rec is None or rec.conn_id != conn_id:
-            self.ignored += 1
-            return
-        if tx.time is None:
-            tx.time = datetime.now(UTC)
-        rec.txs.append(tx)
-        self.total_txs += 1
-        self._changed()
+        if kind != "txs":
+            raise ValueError(f"unknown telemetry message kind {kind!r}")
+        now = time.time_ns()
+        accepted = bad = 0
+        for arr in message:
+            # the cheap checks now (routing), the full parse when the history is read
+            if not isinstance(arr, list) or len(arr) != len(TX_FIELDS):
+                bad += 1  # one bad transition must not cost the rest of its batch
+                continue
+            rec = self.machines.get(arr[0])
+            if rec is None or rec.conn_id != conn_id:
+                self.ignored += 1
+                continue
+            rec._raw.append((arr, now))
+            accepted += 1
+        if accepted:
+            self.total_txs += accepted
+            self._changed()
+        if bad:
+            raise ValueError(f"{bad} transition(s) not an array of {len(TX_FIELDS)} items")
 
     async def wait_until(self, predicate: Callable[[Collector], bool]) -> None:
         """Sleep (under trio) until ``predicate(self)`` holds after some change."""
@@ -114,7 +157,9 @@ class Collector:
     def load(self, dumps: list[MachineDump]) -> None:
         """Add imported machines (``--import-data``), marked disconnected."""
         for d in dumps:
-            self.machines[d.schema.id] = MachineRecord(d.schema, "import", list(d.txs), False)
+            rec = MachineRecord(d.schema, "import", connected=False)
+            rec.txs = list(d.txs)
+            self.machines[d.schema.id] = rec
 
 
 async def _feed(

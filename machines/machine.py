@@ -545,7 +545,7 @@ class Machine:
             self._appended += 1
             mut.queue_tick = self.queue_tick + self._appended
             queue.append(mut)
-        if self._tracers:
+        if "mutation_queued" in self._hooks:
             self._trace("mutation_queued", self, mut)
         return self._drain()
 
@@ -567,7 +567,7 @@ class Machine:
         mut.queue_tick = self.queue_tick + self._appended
         queue.append(mut)
         self._log(LogLevel.OPS, f"[queue:{mut.type}] {' '.join(called)}")
-        if self._tracers:
+        if "mutation_queued" in self._hooks:
             self._trace("mutation_queued", self, mut)
         return mut.queue_tick
 
@@ -575,7 +575,7 @@ class Machine:
         self._token += 1
         mut.token = self._token
         self._queue.appendleft(mut)
-        if self._tracers:
+        if "mutation_queued" in self._hooks:
             self._trace("mutation_queued", self, mut)
 
     # -- the queue ---------------------------------------------------------------------------
@@ -608,7 +608,7 @@ class Machine:
             waits, self._queue_end_waits = self._queue_end_waits, []
             for w in waits:
                 w.resolve()
-        if self._tracers:
+        if "queue_end" in self._hooks:
             self._trace("queue_end", self)
         if self._dispose_pending and not self._processing:
             self._dispose_pending = False
@@ -645,9 +645,10 @@ class Machine:
             self._log_mutation(tx)
             for lvl, text in plan.logs:
                 self._log(lvl, text)
-        tracing = bool(self._tracers)
-        if tracing:
+        hooks = self._hooks
+        if "transition_init" in hooks:
             self._trace("transition_init", tx)
+        if "transition_start" in hooks:
             self._trace("transition_start", tx)
         try:
             result = self._run(tx, plan, mut)
@@ -657,7 +658,7 @@ class Machine:
             self.transition = None
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
-        if tracing:
+        if "transition_end" in hooks:
             self._trace("transition_end", tx)
         if tx.accepted and not mut.check:
             if self._subs:
@@ -747,7 +748,7 @@ class Machine:
                 ctx = self._state_ctxs.pop(s, None)
                 if ctx is not None:
                     ctx.cancel()
-        if self._tracers:
+        if "transition_finals" in self._hooks:
             self._trace("transition_finals", tx)
 
     def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
@@ -838,8 +839,8 @@ class Machine:
     def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
         """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""
         e = Event(name, self, tx)
-        tracing = bool(self._tracers)
-        if tracing:
+        hooks = self._hooks
+        if "handler_start" in hooks:
             self._trace("handler_start", tx, group, name)
         if self._log_level >= LogLevel.OPS:
             self._log(LogLevel.OPS, f"[handler:{group}] {name}")
@@ -855,7 +856,7 @@ class Machine:
         except Exception as err:
             ret = _Panic(err, "".join(traceback.format_exception(err)))
         elapsed = time.perf_counter() - start
-        if tracing:
+        if "handler_end" in hooks:
             self._trace("handler_end", tx, group, name)
         if elapsed > self.handler_timeout and not isinstance(ret, _Panic):
             err = HandlerTimeoutError(
@@ -988,7 +989,9 @@ class Machine:
     def _rebuild_hooks(self) -> None:
         from .tracer import HOOKS
 
-        self._hooks = {h: [getattr(t, h) for t in self._tracers if overridden(t, h)] for h in HOOKS}
+        # only hooks some tracer implements, so the hot path skips the rest with one lookup
+        hooks = {h: [getattr(t, h) for t in self._tracers if overridden(t, h)] for h in HOOKS}
+        self._hooks = {h: fns for h, fns in hooks.items() if fns}
 
     def _trace(self, hook: str, *args: Any) -> None:
         for fn in self._hooks.get(hook, ()):
@@ -1320,7 +1323,7 @@ class Machine:
             return
         self._disposed = True
         self._queue.clear()
-        if self._tracers:
+        if "machine_dispose" in self._hooks:
             self._trace("machine_dispose", self.id)
         for ctx in list(self._state_ctxs.values()):
             ctx.cancel()

@@ -7,8 +7,9 @@ Layers, like the rest of the core:
   costs the machine an ``append``; when full, the oldest messages are dropped and counted, and
   the drop is reported once.
 * :func:`encode_frame` / :class:`FrameDecoder`: the wire format, length-prefixed CBOR
-  (4-byte big-endian length, then ``{"t": "schema" | "tx", "m": <message dict>}``); the
-  message dicts use the field names of :mod:`dbg.model`.
+  (4-byte big-endian length, then ``{"t": "schema", "m": <schema dict>}`` or
+  ``{"t": "txs", "m": [<transition array>, ...]}``); schema dicts use the field names of
+  :mod:`dbg.model`, transition arrays the order of :data:`TX_FIELDS` (see :func:`tx_message`).
 * :class:`TcpSender`: a daemon thread that connects to the debugger, re-sends every machine's
   schema on each (re)connect (the collector ignores transitions of machines whose schema did not
   come over the same connection) and streams the outbox. Threads keep it independent of
@@ -66,7 +67,7 @@ class FrameError(ValueError):
     """A telemetry frame that cannot be decoded."""
 
 
-def encode_frame(kind: str, message: dict[str, Any]) -> bytes:
+def encode_frame(kind: str, message: dict[str, Any] | list[Any]) -> bytes:
     body = cbor2.dumps({"t": kind, "m": message})
     return _HEADER.pack(len(body)) + body
 
@@ -78,7 +79,7 @@ class FrameDecoder:
         self._buf = bytearray()
         self._max = max_frame
 
-    def feed(self, data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    def feed(self, data: bytes) -> list[tuple[str, Any]]:
         self._buf += data
         out = []
         buf = self._buf
@@ -94,28 +95,33 @@ class FrameDecoder:
                 doc = cbor2.loads(body)
             except Exception as err:
                 raise FrameError(f"telemetry frame is not CBOR: {err}") from None
-            if not isinstance(doc, dict) or doc.get("t") not in ("schema", "tx"):
-                raise FrameError("telemetry frame is not a {t: schema|tx, m: ...} map")
-            if not isinstance(doc.get("m"), dict):
-                raise FrameError(f"telemetry {doc['t']} frame has no message map")
+            if not isinstance(doc, dict) or doc.get("t") not in ("schema", "txs"):
+                raise FrameError("telemetry frame is not a {t: schema|txs, m: ...} map")
+            if not isinstance(doc.get("m"), dict if doc["t"] == "schema" else list):
+                raise FrameError(f"telemetry {doc['t']} frame has a malformed body")
             out.append((doc["t"], doc["m"]))
         return out
 
 
 class Outbox:
-    """Bounded FIFO of encoded frames shared by the machines of a process."""
+    """Bounded FIFO of pending messages shared by the machines of a process.
+
+    Transitions are queued as references and encoded in batches by :meth:`take`, on the
+    sending side, so the machine pays one ``append`` per transition.
+    """
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._frames: deque[bytes] = deque()
+        self._items: deque[Any] = deque()
         self._limit = limit
         self.dropped = 0
         self._reported = False
         self.schemas: dict[str, bytes] = {}  # machine id -> its latest schema frame
 
-    def put(self, frame: bytes) -> None:
-        frames = self._frames
-        if len(frames) >= self._limit:
-            frames.popleft()
+    def put(self, item: bytes | tuple) -> None:
+        """Queue a ready frame (bytes) or a transition record (see :meth:`DbgTracer`)."""
+        items = self._items
+        if len(items) >= self._limit:
+            items.popleft()
             self.dropped += 1
             if not self._reported:
                 self._reported = True
@@ -123,18 +129,58 @@ class Outbox:
                     "telemetry: the debugger is not keeping up; dropping the oldest "
                     "messages (counted in Outbox.dropped, reported once)"
                 )
-        frames.append(frame)
+        items.append(item)
 
     def take(self) -> bytes:
-        """All pending frames as one byte string (empty when none)."""
-        frames = self._frames
-        parts = []
-        while frames:
-            parts.append(frames.popleft())
+        """All pending messages as frames (empty when none); transitions are batched."""
+        items = self._items
+        parts: list[bytes] = []
+        batch: list[list[Any]] = []
+        while items:
+            item = items.popleft()
+            if type(item) is bytes:
+                if batch:
+                    parts.append(encode_frame("txs", batch))
+                    batch = []
+                parts.append(item)
+            else:
+                batch.append(item)
+        if batch:
+            parts.append(encode_frame("txs", batch))
         return b"".join(parts)
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._items)
+
+
+# A transition travels as a positional array (smaller and much cheaper to encode than a map):
+TX_FIELDS = (
+    "machine_id", "id", "clocks", "queue_tick", "type", "called_states", "flags", "queue",
+    "mut_queue_tick", "mut_queue_token", "log_entries", "pre_log_entries", "args", "source",
+)  # fmt: skip
+FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK = 1, 2, 4
+
+
+def tx_message(arr: list[Any]) -> dict[str, Any]:
+    """The :mod:`dbg.model` dict form of a transition array; ``ValueError`` when malformed."""
+    if not isinstance(arr, list) or len(arr) != len(TX_FIELDS):
+        raise ValueError(f"telemetry: a transition is an array of {len(TX_FIELDS)} items")
+    msg = {k: v for k, v in zip(TX_FIELDS, arr, strict=True) if v is not None}
+    flags = msg.pop("flags", 0)
+    if not isinstance(flags, int):
+        raise ValueError("telemetry: transition flags must be an integer")
+    msg["accepted"] = bool(flags & FLAG_ACCEPTED)
+    msg["is_auto"] = bool(flags & FLAG_AUTO)
+    msg["is_check"] = bool(flags & FLAG_CHECK)
+    for key in ("log_entries", "pre_log_entries"):
+        entries = msg.get(key)
+        if entries is not None:
+            if not isinstance(entries, list) or not all(
+                isinstance(e, list) and len(e) == 2 for e in entries
+            ):
+                raise ValueError(f"telemetry: {key} must be [level, text] pairs")
+            msg[key] = [{"level": lv, "text": t} for lv, t in entries]
+    return msg
 
 
 def schema_message(mach: Machine) -> dict[str, Any]:
@@ -178,40 +224,18 @@ class DbgTracer(Tracer):
         self._send_schema(mach)
 
     def transition_end(self, tx: Transition) -> None:
-        mut = tx.mutation
-        mach = tx.machine
-        index = mach._index
-        msg: dict[str, Any] = {
-            "machine_id": mach.id,
-            "id": tx.id,
-            "clocks": tx.time_after,
-            "queue_tick": mach.queue_tick,
-            "type": int(mut.type),
-            "called_states_idxs": [index[s] for s in mut.called],
-            "accepted": tx.accepted,
-            "queue": tx.queue_len,
-        }
-        if mut.queue_tick:
-            msg["mut_queue_tick"] = mut.queue_tick
-        if mut.token:
-            msg["mut_queue_token"] = mut.token
-        if mut.auto:
-            msg["is_auto"] = True
-        if mut.check:
-            msg["is_check"] = True
-        if tx.log_entries:
-            msg["log_entries"] = [{"level": int(lv), "text": t} for lv, t in tx.log_entries]
-        if tx.pre_log_entries:
-            msg["pre_log_entries"] = [{"level": int(lv), "text": t} for lv, t in tx.pre_log_entries]
-        if mut.source is not None:
-            msg["source"] = {
-                "machine_id": mut.source.machine_id,
-                "tx_id": mut.source.tx_id,
-                "mach_time": mut.source.mach_time,
-            }
+        # a flat tuple in TX_FIELDS order: the only per-transition work the machine pays
+        mut, mach, src = tx.mutation, tx.machine, tx.mutation.source
+        args = None
         if self.full and mut.args:
-            msg["args"] = {k: _short(v) for k, v in mut.args.items() if not k.startswith("_")}
-        self.outbox.put(encode_frame("tx", msg))
+            args = {k: _short(v) for k, v in mut.args.items() if not k.startswith("_")}
+        flags = tx.accepted | (mut.auto << 1) | (mut.check << 2)
+        self.outbox.put((
+            mach.id, tx.id, tx.time_after, mach.queue_tick, int(mut.type), mut.called, flags,
+            tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
+            tx.pre_log_entries or None, args,
+            (src.machine_id, src.tx_id, src.mach_time) if src is not None else None,
+        ))  # fmt: skip
 
     def machine_dispose(self, mach_id: str) -> None:
         self.outbox.schemas.pop(mach_id, None)

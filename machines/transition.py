@@ -6,6 +6,7 @@ debugger ships it. It is a plain object: the machine drives it (see :mod:`machin
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from enum import IntFlag
@@ -70,15 +71,20 @@ class ExceptionArgs:
     panic: dict[str, Any] | None = None
 
 
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
 def new_id() -> str:
-    return os.urandom(8).hex()
+    """A 16-hex-digit id, unique in the process (random prefix) and cheap (a counter)."""
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
 
 
 class Transition:
     """One mutation being applied: who called what, what was resolved, what happened."""
 
     __slots__ = (
-        "id",
+        "_id",
         "machine",
         "mutation",
         "plan",
@@ -96,7 +102,7 @@ class Transition:
     )
 
     def __init__(self, machine: Machine, mutation: Mutation) -> None:
-        self.id = new_id()
+        self._id = ""
         self.machine = machine
         self.mutation = mutation
         self.plan: Any = None
@@ -111,6 +117,13 @@ class Transition:
         self.steps: list[Step] = []
         self.queue_len = 0
         self.cancelled_by = ""
+
+    @property
+    def id(self) -> str:
+        """Random-looking 16-hex id, made on first use (most transitions never need one)."""
+        if not self._id:
+            self._id = new_id()
+        return self._id
 
     # views named as in the reference
     @property

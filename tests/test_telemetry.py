@@ -16,7 +16,7 @@ import trio
 from dbg.collector import Collector, serve_collector
 from dbg.dump import read_dump
 from machines import Machine, State, telemetry
-from machines.telemetry import FrameDecoder, FrameError, Outbox, encode_frame
+from machines.telemetry import TX_FIELDS, FrameDecoder, FrameError, Outbox, encode_frame
 
 SCHEMA = {"A": State(), "B": State(require=["A"]), "Msg": State(multi=True)}
 
@@ -71,20 +71,27 @@ async def test_foreign_connection_transitions_are_ignored_and_bad_frames_close_o
             collector, addr = await _collector(nursery)
             host, port = addr.split(":")
             schema = {"id": "m1", "states_index": ["A"], "states": {"A": {}}}
-            tx = {"machine_id": "m1", "id": "t1", "clocks": [1], "accepted": True}
+
+            def tx(id_: str, tick: int) -> list:
+                arr = [None] * len(TX_FIELDS)
+                arr[:3], arr[5], arr[6] = ["m1", id_, [tick]], [], 1
+                return arr
+
             owner = await trio.open_tcp_stream(host, int(port))
-            await owner.send_all(encode_frame("schema", schema) + encode_frame("tx", tx))
+            await owner.send_all(
+                encode_frame("schema", schema) + encode_frame("txs", [tx("t1", 1)])
+            )
             await collector.wait_until(lambda c: _txs(c, "m1") == 1)
 
             intruder = await trio.open_tcp_stream(host, int(port))
-            await intruder.send_all(encode_frame("tx", dict(tx, id="t2", clocks=[2])))
+            await intruder.send_all(encode_frame("txs", [tx("t2", 2)]))
             await collector.wait_until(lambda c: c.ignored == 1)
 
             garbage = await trio.open_tcp_stream(host, int(port))
             await garbage.send_all(b"\x00\x00\x00\x05hello")  # not CBOR: connection closed
             assert await garbage.receive_some(10) == b""
 
-            await owner.send_all(encode_frame("tx", dict(tx, id="t3", clocks=[3])))
+            await owner.send_all(encode_frame("txs", [tx("t3", 3), ["junk"]]))
             await collector.wait_until(lambda c: _txs(c, "m1") == 2)
             await owner.aclose()
             await collector.wait_until(lambda c: not c.machines["m1"].connected)
@@ -98,15 +105,17 @@ def test_frame_decoder_rejects_oversized_and_non_cbor():
         dec.feed(b"\x00\x00\x01\x00")
     with pytest.raises(FrameError, match="not CBOR"):
         FrameDecoder().feed(b"\x00\x00\x00\x01\xff")
-    frame = encode_frame("tx", {"id": "x"})
+    frame = encode_frame("txs", [["x"]])
     dec = FrameDecoder()
-    assert dec.feed(frame[:3]) == [] and dec.feed(frame[3:]) == [("tx", {"id": "x"})]
+    assert dec.feed(frame[:3]) == [] and dec.feed(frame[3:]) == [("txs", [["x"]])]
+    with pytest.raises(FrameError, match="malformed"):
+        FrameDecoder().feed(encode_frame("txs", {"not": "a list"}))
 
 
 def test_outbox_is_bounded_and_counts_drops(caplog):
     box = Outbox(limit=3)
     for i in range(10):
-        box.put(bytes([i]))
+        box.put(bytes([i]))  # ready frames pass through as they are
     assert len(box) == 3 and box.dropped == 7
     assert box.take() == bytes([7, 8, 9])
     drop_lines = [r for r in caplog.records if "dropping" in r.getMessage()]
