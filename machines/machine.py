@@ -112,6 +112,7 @@ class Machine:
         handler_deadline: float = 10.0,
         handler_backoff: float = 3.0,
         queue_limit: int = 1000,
+        log_stack_trace: bool = True,
         nursery: Any = None,
     ) -> None:
         self.id: str = id or os.urandom(8).hex()
@@ -124,6 +125,8 @@ class Machine:
         self.handler_deadline = handler_deadline
         self.handler_backoff = handler_backoff
         self.queue_limit = queue_limit
+        #: keep (and log) stack traces of errors and handler exceptions
+        self.log_stack_trace = log_stack_trace
         #: trio nursery used by :meth:`fork` (asyncio needs none)
         self.nursery = nursery
         self._log_level = _env_level() if log_level is None else log_level
@@ -466,7 +469,11 @@ class Machine:
         if self._disposed or err is None or self._in_backoff():
             return CANCELED
         self.err = err
-        trace = "".join(traceback.format_exception(err)) if err.__traceback__ else ""
+        trace = (
+            "".join(traceback.format_exception(err))
+            if self.log_stack_trace and err.__traceback__
+            else ""
+        )
         merged = dict(args or {})
         merged[EXCEPTION_ARGS_KEY] = ExceptionArgs(err, trace)
         called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
@@ -854,7 +861,8 @@ class Machine:
                     f"(start async work with machine.fork)"
                 )
         except Exception as err:
-            ret = _Panic(err, "".join(traceback.format_exception(err)))
+            trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
+            ret = _Panic(err, trace)
         elapsed = time.perf_counter() - start
         if "handler_end" in hooks:
             self._trace("handler_end", tx, group, name)
