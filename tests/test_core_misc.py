@@ -50,6 +50,14 @@ def test_52_options(logged):
     m.add("A")
     assert got[-1] == CANCELED and all(Result.is_queued(r) for r in got[:10])
 
+    assert Machine(norels()).log_stack_trace is True
+    quiet = logged(norels(), log_stack_trace=False)
+    assert quiet.log_stack_trace is False
+    quiet.handlers_bind(Recorder(names=(), AState=lambda e: 1 / 0))
+    quiet.add("A")
+    line = next(x for x in logged.lines if x.startswith("[error:add]"))
+    assert "Traceback" not in line
+
     assert len(Machine(norels()).id) == 16
     assert Machine(norels()).handler_timeout == 0.1
 
