@@ -173,3 +173,21 @@ def test_transition_time_views():
     m.remove("A")
     assert [tx.time_diff() for tx in txs] == [(["A", "B"], []), (["B"], []), ([], ["A"])]
     assert txs[0].clock_before()["A"] == 0 and txs[0].clock_after()["A"] == 1
+
+
+def test_multi_ticks_by_two_when_called_by_set_too():
+    m = Machine(norels(B=State(multi=True)))
+    m.set(["A", "B"])
+    m.set(["A", "B"])
+    assert m.clock(["A", "B"]) == {"A": 1, "B": 3}
+    m.add_err(ValueError("1"))
+    m.add_err(ValueError("2"))
+    assert m.tick("Exception") == 3  # Exception is Multi
+
+
+def test_rejected_and_cancelled_transitions_do_not_tick():
+    m = Machine(norels(C=State(require=["D"])))
+    m.add("A")
+    before = m.time()
+    m.add("C")
+    assert m.time() == before
