@@ -225,3 +225,37 @@ def test_headless_bad_listen_addr_is_one_line_error():
     )
     assert res.returncode != 0
     assert res.stderr.strip().count("\n") == 0 and "bad --listen-addr" in res.stderr
+
+
+@pytest.mark.trio
+async def test_browser_machines_report_over_websocket():
+    import trio_websocket
+
+    from machines.telemetry import DbgTracer, schema_message
+
+    collector = Collector()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            _, ws_port = await nursery.start(
+                lambda task_status: serve_collector(
+                    collector, "127.0.0.1", 0, ws_port=0, task_status=task_status
+                )
+            )
+            # what the browser-side driver does: drain an outbox into binary messages
+            box = Outbox()
+            m = Machine(SCHEMA, id="ws-bar")
+            DbgTracer(box).attach(m)
+            m.add(["A", "B"])
+            async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{ws_port}/dbg.ws") as ws:
+                await ws.send_message(box.take())
+                await collector.wait_until(lambda c: _txs(c, "ws-bar") == 1)
+                await ws.send_message("text is refused")
+                with pytest.raises(trio_websocket.ConnectionClosed):
+                    await ws.get_message()
+                assert ws.closed.code == 1003
+            assert (
+                collector.machines["ws-bar"].schema.states_index
+                == schema_message(m)["states_index"]
+            )
+            nursery.cancel_scope.cancel()
+    assert collector.machines["ws-bar"].txs[0].clocks == [1, 1, 0, 0]
