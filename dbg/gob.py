@@ -193,24 +193,69 @@ _Dec = Callable[[_Reader], Any]
 
 
 class GobDecoder:
-    """Decode every top-level value of one gob stream held in memory.
+    """Decode the top-level values of one gob stream.
 
-    Usage: ``for value in GobDecoder(data): ...`` or :func:`loads_all`.
+    Whole stream in memory: ``for value in GobDecoder(data): ...`` (or :func:`loads_all`).
+    A stream arriving in pieces (e.g. from a socket): ``values = dec.feed(chunk)`` returns the
+    values completed so far and keeps the type definitions for later messages. Messages larger
+    than ``max_message`` bytes are refused, so a hostile length cannot make us buffer forever.
     """
 
-    def __init__(self, data: bytes, hooks: dict[str, Callable[[bytes], Any]] | None = None):
+    def __init__(
+        self,
+        data: bytes = b"",
+        hooks: dict[str, Callable[[bytes], Any]] | None = None,
+        max_message: int = 1 << 30,
+    ):
         self._data = bytes(data)
         self._hooks = dict(DEFAULT_HOOKS if hooks is None else hooks)
         self._types: dict[int, _WireType] = {}
         self._decs: dict[int, _Dec] = {}
         self._depth = 0
+        self._max_message = max_message
+        self._pending = bytearray()
+        self._fed = 0  # stream offset of self._pending[0]
+        self._n_msg = 0
         self._install_predefined()
 
     # ----- public
 
     def __iter__(self) -> Iterator[Any]:
-        data = self._data
-        pos, n_msg = 0, 0
+        return self._messages(self._data, 0)
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        """Add the next bytes of the stream; return the values of the messages now complete."""
+        self._pending += chunk
+        buf = self._pending
+        end = 0
+        while end < len(buf):
+            b = buf[end]
+            n = 1 if b < 0x80 else 1 + (256 - b)
+            if n > 9:
+                raise GobError(f"invalid integer length byte 0x{b:02x}", self._fed + end)
+            if end + n > len(buf):
+                break
+            size = b if b < 0x80 else int.from_bytes(buf[end + 1 : end + n], "big")
+            if size > self._max_message:
+                raise GobError(f"message of {size} bytes is too large", self._fed + end)
+            if end + n + size > len(buf):
+                break
+            end += n + size
+        if end == 0:
+            return []
+        complete = bytes(buf[:end])
+        base = self._fed
+        del buf[:end]
+        self._fed += end
+        return list(self._messages(complete, base))
+
+    @property
+    def pending(self) -> int:
+        """Bytes fed but not yet decoded (an incomplete message)."""
+        return len(self._pending)
+
+    def _messages(self, data: bytes, base: int) -> Iterator[Any]:
+        pos = 0
         outer = _Reader(data, 0, len(data))
         while pos < len(data):
             try:
@@ -228,13 +273,15 @@ class GobDecoder:
                 pos = msg.end
                 value, is_value = self._message(msg)
             except GobError as e:
-                e.message_index = n_msg
+                e.message_index = self._n_msg
+                if e.offset is not None:
+                    e.offset += base
                 raise
             except RecursionError:
-                err = GobError("values nested too deeply", pos)
-                err.message_index = n_msg
+                err = GobError("values nested too deeply", base + pos)
+                err.message_index = self._n_msg
                 raise err from None
-            n_msg += 1
+            self._n_msg += 1
             if is_value:
                 yield value
 
@@ -248,13 +295,13 @@ class GobDecoder:
             if r.pos != r.end:
                 raise GobError("extra data after a type definition", r.pos)
             return None, False
-        value = self._top_value(tid, r)
+        value = self._top_value(tid, r, start)
         if r.pos != r.end:
             raise GobError(f"{r.end - r.pos} bytes left over after a value", r.pos)
         return value, True
 
-    def _top_value(self, tid: int, r: _Reader) -> Any:
-        dec = self._dec(tid, r.pos)
+    def _top_value(self, tid: int, r: _Reader, at: int) -> Any:
+        dec = self._dec(tid, at)
         if self._types[tid].kind == "struct":
             return dec(r)
         # Non-struct values travel like a struct with one field: a zero delta, then the value.

@@ -184,12 +184,20 @@ def test_go_dump_fixture_decodes() -> None:
 # ----- corrupt streams
 
 
-def _small_stream() -> bytes:
-    stream = struct_def(65, "T", [("A", INT), ("S", STRING), ("L", 66), ("I", IFACE)])
-    stream = slice_def(66, STRING) + stream
+def _small_defs() -> bytes:
+    return slice_def(66, STRING) + struct_def(
+        65, "T", [("A", INT), ("S", STRING), ("L", 66), ("I", IFACE)]
+    )
+
+
+def _small_value() -> bytes:
     value = i(65) + u(1) + i(-5) + u(1) + s("text") + u(1) + u(2) + s("a") + s("b")
     value += u(1) + s("x.Int") + i(INT) + u(2) + u(0) + i(3) + u(0)
-    return stream + msg(value)
+    return msg(value)
+
+
+def _small_stream() -> bytes:
+    return _small_defs() + _small_value()
 
 
 def test_small_stream_is_valid() -> None:
@@ -276,3 +284,44 @@ def test_deep_nesting_is_refused() -> None:
         loads_all(stream)
     # the decoder is still usable afterwards
     assert list(GobDecoder(_small_stream()))
+
+
+# ----- streams that arrive in pieces
+
+
+def test_feed_in_chunks_gives_the_same_values() -> None:
+    raw = brotli.decompress(GO_DUMP.read_bytes())
+    whole = loads_all(raw)
+    dec = GobDecoder()
+    rng = random.Random(5)
+    got, pos = [], 0
+    while pos < len(raw):
+        step = rng.randint(1, 50_000)
+        got += dec.feed(raw[pos : pos + step])
+        pos += step
+    assert got == whole and dec.pending == 0
+
+
+def test_feed_byte_by_byte_and_partial_messages() -> None:
+    data = _small_stream()  # type definitions, then one value
+    dec = GobDecoder()
+    out = []
+    for n in range(len(data)):
+        out += dec.feed(data[n : n + 1])
+        if n < len(data) - 1:
+            assert out == []
+    assert out == loads_all(data)
+    # the types stay known: a second value needs no definitions
+    assert dec.feed(_small_value()) == out
+
+
+def test_feed_errors_carry_stream_offsets() -> None:
+    dec = GobDecoder()
+    dec.feed(slice_def(66, STRING))
+    start = len(slice_def(66, STRING))
+    with pytest.raises(GobError) as exc:
+        dec.feed(msg(i(70) + u(0)))
+    assert exc.value.offset == start + 1  # the type id, after the 1-byte message length
+    assert "message 1" in str(exc.value)
+    with pytest.raises(GobError, match="too large"):
+        GobDecoder(max_message=1000).feed(u(5000))
