@@ -7,6 +7,7 @@ for streaming compilation, ``.mjs`` a JavaScript type for module imports).
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from email.utils import formatdate
 from pathlib import Path, PurePosixPath
@@ -14,6 +15,7 @@ from typing import Any
 
 import trio
 
+log = logging.getLogger("relay")
 _CHUNK = 1 << 18
 _TYPES = {
     ".wasm": "application/wasm",
@@ -77,7 +79,11 @@ async def serve_static(root: Path | None, scope: dict[str, Any], send: Any) -> N
     if path is None:
         await _plain(send, 404, "not found")
         return
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError:  # removed or unreadable since it was resolved
+        await _plain(send, 404, "not found")
+        return
     etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'.encode()
     headers = [
         (b"content-type", content_type(path).encode()),
@@ -96,7 +102,11 @@ async def serve_static(root: Path | None, scope: dict[str, Any], send: Any) -> N
     if method == "HEAD":
         await send({"type": "http.response.body", "body": b""})
         return
-    async with await trio.open_file(path, "rb") as f:
-        while chunk := await f.read(_CHUNK):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    try:
+        async with await trio.open_file(path, "rb") as f:
+            while chunk := await f.read(_CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except OSError as err:
+        # Headers are out; all that is left is to end the response (the client sees it short).
+        log.warning("static file %s: %s", path, err)
     await send({"type": "http.response.body", "body": b""})

@@ -238,6 +238,23 @@ async def test_websocket_leaving_closes_tcp_and_port() -> None:
 
 
 @pytest.mark.trio
+async def test_bytes_sent_before_the_tcp_peer_comes_are_kept() -> None:
+    port = free_port()
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config()) as relay:
+            ws = await Ws.open(f"ws://{relay.addr}/listen/early/127.0.0.1:{port}")
+            await ws.send(b"early ")
+            await ws.send(b"bird")
+            tcp = await tcp_connect_when_listening(port)
+            data = bytearray()
+            while len(data) < 10:
+                data += await tcp.receive_some()
+            assert bytes(data) == b"early bird"
+            await tcp.aclose()
+            await ws.wait_closed()
+
+
+@pytest.mark.trio
 async def test_listen_failure_closes_1011() -> None:
     """The reference leaves the WebSocket idle when the port is busy: close with a reason."""
     with socket.socket() as busy:
