@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import deque
 from pathlib import Path
 
 import trio
@@ -94,16 +95,26 @@ async def _tcp_send(tcp: trio.SocketStream, data: bytes) -> None:
 
 
 class _TcpSlot:
-    """The TCP side of a tunnel, which a listen tunnel only gets once a peer connects."""
+    """The TCP side of a tunnel, which a listen tunnel only gets once a peer connects.
+
+    Until then, bytes from the browser wait in ``pending`` (bounded by the reader).
+    """
 
     def __init__(self, stream: trio.SocketStream | None = None) -> None:
         self.stream = stream
         self.ready = trio.Event()
+        self.pending: deque[bytes] = deque()
+        self.held = 0
         if stream is not None:
             self.ready.set()
 
-    def set(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
+    async def attach(self, stream: trio.SocketStream) -> None:
+        """Send what is pending, then hand the stream to the WebSocket reader."""
+        while self.pending:  # the reader may add more while we send
+            chunk = self.pending.popleft()
+            self.held -= len(chunk)
+            await _tcp_send(stream, chunk)
+        self.stream = stream  # no checkpoint since the queue was seen empty: order is kept
         self.ready.set()
 
 
@@ -124,26 +135,15 @@ async def _ws_to_tcp(
 ) -> None:
     # Before a listen tunnel has its TCP peer, keep reading (to notice the browser leaving)
     # but hold at most ``pending_limit`` bytes, then stop reading: backpressure, not buffering.
-    pending: list[bytes] = []
-    held = 0
     try:
         while data := await tunnel.ws.receive_some():
             if slot.stream is None:
-                pending.append(data)
-                held += len(data)
-                if held < pending_limit:
-                    continue
-                await slot.ready.wait()
-            assert slot.stream is not None
-            if pending:
-                if data is not pending[-1]:
-                    pending.append(data)
-                for chunk in pending:
-                    await _tcp_send(slot.stream, chunk)
-                pending.clear()
-                held = 0
-            else:
-                await _tcp_send(slot.stream, data)
+                slot.pending.append(data)
+                slot.held += len(data)
+                if slot.held >= pending_limit:
+                    await slot.ready.wait()
+                continue
+            await _tcp_send(slot.stream, data)
         tunnel.end(NORMAL, "websocket closed")
     except trio.BrokenResourceError:
         if tunnel.ws.close_code == UNSUPPORTED_DATA:
@@ -217,8 +217,13 @@ async def _accept_one(
     finally:
         await listener.aclose()
         tunnel.port_freed.set()
-    slot.set(stream)
     async with stream:
+        try:
+            await slot.attach(stream)
+        except _TCP_ERRORS as err:
+            tunnel.end(NORMAL, f"tcp peer gone: {err}")
+            nursery.cancel_scope.cancel()
+            return
         await _tcp_to_ws(tunnel, stream, nursery)
 
 
