@@ -20,7 +20,7 @@ import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from relay import RelayConfig, TunnelRequest, WebSocketStream, open_relay
+from relay import RelayConfig, TunnelRequest, WebSocketStream, open_relay, serve_relay
 
 TIMEOUT = 20
 
@@ -492,3 +492,19 @@ async def test_shutdown_closes_tunnels_and_removes_files(tmp_path: Path) -> None
             assert await dial.wait_closed() == (1001, "relay shutting down")
             assert list(tmp_path.iterdir()) == []
             assert not port_is_listening(port)
+
+
+@pytest.mark.trio
+async def test_serve_relay_in_a_nursery() -> None:
+    """The other library entry point: ``await nursery.start(serve_relay, config)``."""
+    with trio.fail_after(TIMEOUT):
+        async with tcp_server() as port:
+            async with trio.open_nursery() as nursery:
+                relay = await nursery.start(serve_relay, config())
+                ws = await Ws.open(f"ws://{relay.addr}/dial/m1/127.0.0.1:{port}")
+                await ws.send(b"hi")
+                assert await ws.recv_exactly(2) == b"hi"
+                nursery.cancel_scope.cancel()
+            assert await ws.wait_closed() == (1001, "relay shutting down")
+            relay_port = int(relay.addr.rsplit(":", 1)[1])
+            assert not port_is_listening(relay_port)
