@@ -57,7 +57,6 @@ def parse_d2(text: str) -> Diagram:
     raw_edges: list[tuple[str, str, str]] = []
     cur: Mach | None = None
     rel_lines: list[tuple[str, str, str, str]] = []
-    in_tags = False
     for line in text.splitlines():
         if cur is None:
             m = re.match(r'^(\S+): "(.*)" \{$', line)
@@ -72,16 +71,9 @@ def parse_d2(text: str) -> Diagram:
         if line == "}":
             cur = None
             continue
-        if in_tags:
-            if line.strip().startswith("|"):
-                in_tags = False
-            elif line.strip().startswith("#"):
-                cur.tags.append(line.strip()[1:])
-            continue
-        if "tags-box: |text" in line:
-            in_tags = True
-            continue
-        if m := re.match(r"^  style.stroke: (\S+)$", line):
+        if m := re.match(r'^  tags-box: "(.*)" \{shape: text', line):
+            cur.tags = [t[1:] for t in m.group(1).split("\\n")[1:]]
+        elif m := re.match(r"^  style.stroke: (\S+)$", line):
             cur.border = m.group(1)
         elif m := re.match(r'^  (\w+): "(.*)" \{class: (\w+);', line):
             state_ids[m.group(1)] = m.group(2)
@@ -228,7 +220,7 @@ def render(tmp_path: Path, machines_or_path: list[MachineDump] | str, *args: str
 
 
 def svg_texts(path: Path) -> set[str]:
-    return set(re.findall(r">([^<>]+)</text>", path.read_text()))
+    return set(re.findall(r">([^<>]+)</(?:text|tspan)>", path.read_text()))
 
 
 # ----- scenario 1: usage
@@ -646,6 +638,17 @@ def test_machine_without_transitions_renders_inactive() -> None:
     opts.machs = ["m"]
     diagram = parse_d2(render_d2(Graph.from_dump(dump), opts))
     assert diagram.machs["m"].states == {"X": "_0"}
+
+
+def test_names_and_tags_with_d2_syntax_render(tmp_path: Path) -> None:
+    states = {"A|b": StateDef(require=['c"d']), 'c"d': StateDef(), "${v}": StateDef()}
+    dump = [mach("x|y", states, tags=["a|b", "c||d", "`x`", "${v}"])]
+    diagram = render(tmp_path, dump)
+    m = diagram.machs["x|y"]
+    assert set(m.states) == {"A|b", 'c\\"d', "\\${v}"}
+    assert m.tags == ["a|b", "c||d", "`x`", "\\${v}"]
+    texts = svg_texts(tmp_path / "am-vis.svg")
+    assert {"x|y", "A|b", "${v}"} <= texts
 
 
 def test_labels_with_special_characters(tmp_path: Path) -> None:

@@ -51,8 +51,10 @@ def _gen_ids():
 
 
 def _quote(text: str) -> str:
-    """A D2 double-quoted string (labels may hold any character)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A D2 double-quoted string (labels may hold any character; ``$`` would substitute)."""
+    for ch in ("\\", '"', "$"):
+        text = text.replace(ch, "\\" + ch)
+    return '"' + text.replace("\n", "\\n") + '"'
 
 
 def _css(name: str) -> str:
@@ -182,8 +184,9 @@ class D2Renderer:
             border = "yellow" if mach_id in o.machs else "white"
         lines = self._mach_head(mach_id, border)
         if o.tags and m.schema.tags:
-            text = "\n    ".join(["Tags"] + ["#" + t for t in m.schema.tags])
-            lines.append(f"  tags-box: |text\n    {text}\n  | {{style.stroke: transparent}}")
+            # a text node, not a block string: tags may hold any character, even "|"
+            text = _quote("\n".join(["Tags"] + ["#" + t for t in m.schema.tags]))
+            lines.append(f"  tags-box: {text} {{shape: text; style.font: mono}}")
         index = m.schema.states_index
         names = index + [s for s in m.schema.states if s not in index]
         visible = [s for s in names if self.should_render_state(mach_id, s)]
