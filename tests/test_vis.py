@@ -366,6 +366,12 @@ def test_failed_render_leaves_no_partial_output(tmp_path: Path, monkeypatch) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.d2"]
 
 
+def test_empty_dump(tmp_path: Path) -> None:
+    code, out = vis(tmp_path, "render-dump", dump_file(tmp_path, []), "-o", "x")
+    assert code != 0 and "the dump holds no machines" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.cbor.br"]
+
+
 def test_bad_d2_source_is_reported() -> None:
     from vis.render import RenderError, render_svg
 

@@ -72,7 +72,9 @@ def render_svg(d2_source: str, elk: bool = True, timeout: float = D2_TIMEOUT) ->
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RenderError(f"d2 took longer than {timeout:.0f} s") from None
-        if proc.returncode != 0 or not dst.exists():
+        if proc.returncode == 0 and not dst.exists():
+            raise RenderError("d2 wrote no SVG (an empty diagram?)")
+        if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.splitlines() if "err" in ln.lower()]
             detail = (lines or proc.stderr.splitlines() or ["no output"])[0].strip()
             raise RenderError(f"d2 failed (exit {proc.returncode}): {detail}")
@@ -102,6 +104,8 @@ def render_files(
     machines: list[MachineDump], opts: RenderOptions, out_name: str | os.PathLike[str]
 ) -> tuple[Path, Path]:
     """Render ``<out_name>.d2`` and ``<out_name>.svg``; returns their paths."""
+    if not machines:
+        raise RenderError("nothing to render: the dump holds no machines")
     known = {m.id for m in machines}
     for mach_id in opts.machs:
         if mach_id not in known:
