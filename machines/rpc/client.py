@@ -42,12 +42,14 @@ _READ_SIZE = 65536
 
 
 class _Call:
-    __slots__ = ("done", "result", "error")
+    __slots__ = ("done", "result", "error", "deadline", "what")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float, what: str) -> None:
         self.done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+        self.deadline = deadline
+        self.what = what
 
 
 def _source_tuple(source: Any) -> tuple[str, str, int] | None:
@@ -116,7 +118,7 @@ class Client:
         self._stream_factory = stream_factory
         self._conn: ClientConnection | None = None
         self._calls: dict[int, _Call] = {}
-        self._send_lock = trio.Lock()
+        self._sending = False
         self._changed = trio.Event()
         self._closing = False
         self._done = trio.Event()
@@ -174,17 +176,16 @@ class Client:
         return conn
 
     async def _await_call(self, seq: int, what: str) -> Any:
-        call = _Call()
+        # no cancel scope per call (it would cost a tenth of a round trip): _expire_calls
+        # fails calls past their deadline
+        call = _Call(trio.current_time() + self.call_timeout, what)
         self._calls[seq] = call
         self.calls += 1
         try:
             await self._flush()
-            with trio.move_on_after(self.call_timeout):
-                await call.done.wait()
+            await call.done.wait()
         finally:
             self._calls.pop(seq, None)
-        if not call.done.is_set():
-            raise RpcTimeout(f"client {self.id}: {what} got no answer in {self.call_timeout}s")
         if call.error is not None:
             raise call.error
         return call.result
@@ -213,18 +214,22 @@ class Client:
         await self._await_call(seq, "sync")
 
     async def _flush(self) -> None:
-        async with self._send_lock:
-            conn, stream = self._conn, self._stream
-            if conn is None or stream is None:
-                raise RpcConnectionLost(f"client {self.id}: connection to {self.addr} lost")
-            data = conn.data_to_send()
-            if data:
-                try:
-                    await stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
-                    raise RpcConnectionLost(
-                        f"client {self.id}: connection to {self.addr} lost: {err}"
-                    ) from None
+        """Send what the protocol queued, in order, one sender at a time (see Server._flush)."""
+        if self._sending:
+            return
+        conn, stream = self._conn, self._stream
+        if conn is None or stream is None:
+            raise RpcConnectionLost(f"client {self.id}: connection to {self.addr} lost")
+        self._sending = True
+        try:
+            while data := conn.data_to_send():
+                await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
+            raise RpcConnectionLost(
+                f"client {self.id}: connection to {self.addr} lost: {err}"
+            ) from None
+        finally:
+            self._sending = False
 
     # --- connection loop -----------------------------------------------------------------------
 
@@ -236,8 +241,31 @@ class Client:
                 return await self._stream_factory()
             return await open_tcp(self.addr)
 
+    async def _expire_calls(self) -> None:
+        """Fail calls still unanswered at their deadline (new calls always expire later)."""
+        while True:
+            now = trio.current_time()
+            wake = now + self.call_timeout
+            for call in list(self._calls.values()):
+                if call.done.is_set():
+                    continue
+                if call.deadline <= now:
+                    call.error = RpcTimeout(
+                        f"client {self.id}: {call.what} got no answer in {self.call_timeout}s"
+                    )
+                    call.done.set()
+                else:
+                    wake = min(wake, call.deadline)
+            await trio.sleep_until(wake)
+
     async def run(self) -> None:
         """Connect, serve the session, and reconnect with backoff until closed."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire_calls)
+            await self._run()
+            nursery.cancel_scope.cancel()
+
+    async def _run(self) -> None:
         delay = self.retry_delay
         try:
             while not self._closing:

@@ -130,6 +130,9 @@ class NetMach:
             self._waiters.check()
             return
         self.transitions += 1
+        if not (self._tracers or self._handlers or self._listeners):
+            self._waiters.check()  # nobody to hand a transition object to
+            return
         tx = NetTransition(
             id=f"{self.id}-tx{next(_tx_ids)}",
             machine=self,

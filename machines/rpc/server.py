@@ -87,7 +87,7 @@ class Server:
         self.closed = trio.Event()
         self.close_reason = ""
         self._stream: trio.abc.Stream | None = None
-        self._send_lock = trio.Lock()
+        self._sending = False
         self._dirty = trio.Event()
         self._outbox = trio.Event()
         self._last_sent = -math.inf
@@ -231,11 +231,20 @@ class Server:
             self._last_sent = trio.current_time()
 
     async def _flush(self) -> None:
-        async with self._send_lock:
-            assert self.conn is not None and self._stream is not None
-            data = self.conn.data_to_send()
-            if data:
+        """Send what the protocol queued, in order, one sender at a time.
+
+        A task that finds a send in progress returns at once: the active sender loops until the
+        outbox is empty. (A lock would cost a scheduling round per frame, the p50 latency.)
+        """
+        if self._sending:
+            return
+        assert self.conn is not None and self._stream is not None
+        self._sending = True
+        try:
+            while data := self.conn.data_to_send():
                 await self._stream.send_all(data)
+        finally:
+            self._sending = False
 
     async def _writer(self) -> None:
         """Sends frames queued outside the receive loop (payloads, schema changes)."""
