@@ -149,6 +149,22 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return kind.__name__
 
 
+def _scalars(d: dict[str, Any], kinds: dict[str, type], where: str) -> dict[str, Any]:
+    """The checked values of the scalar fields present in ``d`` (a fast path: it only looks at
+    the keys that are there, which for most messages are few)."""
+    out: dict[str, Any] = {}
+    for key, v in d.items():
+        kind = kinds.get(key)
+        if kind is None:
+            continue
+        if type(v) is not kind and (
+            not isinstance(v, kind) or (kind is int and isinstance(v, bool))
+        ):
+            raise ValueError(f"{where}.{key}: expected {kind.__name__}, got {type(v).__name__}")
+        out[key] = v
+    return out
+
+
 def _str_list(d: dict[str, Any], key: str, where: str) -> list[str]:
     v = _get(d, key, list, None, where)
     if v is None:
@@ -245,8 +261,7 @@ class LogEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "log") -> LogEntry:
-        d = _dict(d, where)
-        return cls(level=_get(d, "level", int, 0, where), text=_get(d, "text", str, "", where))
+        return cls(**_scalars(_dict(d, where), _LOG_KINDS, where))
 
 
 @dataclass(slots=True)
@@ -272,18 +287,7 @@ class Step:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "step") -> Step:
-        d = _dict(d, where)
-        return cls(
-            type=_get(d, "type", int, 0, where),
-            rel_type=_get(d, "rel_type", int, 0, where),
-            is_final=_get(d, "is_final", bool, False, where),
-            is_self=_get(d, "is_self", bool, False, where),
-            is_enter=_get(d, "is_enter", bool, False, where),
-            from_state=_get(d, "from_state", str, "", where),
-            from_state_idx=_get(d, "from_state_idx", int, -1, where),
-            to_state=_get(d, "to_state", str, "", where),
-            to_state_idx=_get(d, "to_state_idx", int, -1, where),
-        )
+        return cls(**_scalars(_dict(d, where), _STEP_KINDS, where))
 
 
 @dataclass(slots=True)
@@ -409,29 +413,49 @@ class DbgMsgTx:
             raw = _get(d, key, list, [], where)
             return [kind.from_dict(x, f"{where}.{key}[{i}]") for i, x in enumerate(raw)]
 
+        kw = _scalars(d, _TX_KINDS, where)
+        if time_ns is not None:
+            kw["time"] = ns_to_time(time_ns)
         return cls(
-            machine_id=_get(d, "machine_id", str, "", where),
-            id=_get(d, "id", str, "", where),
             clocks=_int_list(d, "clocks", where),
-            queue_tick=_get(d, "queue_tick", int, 0, where),
-            mut_queue_token=_get(d, "mut_queue_token", int, 0, where),
-            mut_queue_tick=_get(d, "mut_queue_tick", int, 0, where),
-            type=_get(d, "type", int, 0, where),
             called_states=_str_list(d, "called_states", where),
             called_states_idxs=_int_list(d, "called_states_idxs", where),
             steps=items("steps", Step),
             log_entries=items("log_entries", LogEntry),
             pre_log_entries=items("pre_log_entries", LogEntry),
-            queue=_get(d, "queue", int, 0, where),
-            time=None if time_ns is None else ns_to_time(time_ns),
-            is_auto=_get(d, "is_auto", bool, False, where),
-            accepted=_get(d, "accepted", bool, False, where),
-            is_check=_get(d, "is_check", bool, False, where),
-            is_queued=_get(d, "is_queued", bool, False, where),
             args={str(k): str(v) for k, v in args.items()},
             queue_dump=_str_list(d, "queue_dump", where),
-            stack_trace=_get(d, "stack_trace", str, "", where),
+            **kw,
         )
+
+
+# Scalar fields and their types, for the checked fast path of from_dict.
+_LOG_KINDS = {"level": int, "text": str}
+_STEP_KINDS = {
+    "type": int,
+    "rel_type": int,
+    "is_final": bool,
+    "is_self": bool,
+    "is_enter": bool,
+    "from_state": str,
+    "from_state_idx": int,
+    "to_state": str,
+    "to_state_idx": int,
+}
+_TX_KINDS = {
+    "machine_id": str,
+    "id": str,
+    "queue_tick": int,
+    "mut_queue_token": int,
+    "mut_queue_tick": int,
+    "type": int,
+    "queue": int,
+    "is_auto": bool,
+    "accepted": bool,
+    "is_check": bool,
+    "is_queued": bool,
+    "stack_trace": str,
+}
 
 
 @dataclass(slots=True)
