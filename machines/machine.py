@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from inspect import iscoroutine
+from itertools import islice
 from typing import Any
 
 from . import aio
@@ -33,7 +34,7 @@ __all__ = ["Machine", "HandlerTimeoutError"]
 ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET, MutationType.EVAL
 EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
 _MISSING = object()
-_PLAN_CACHE_MAX = 4096
+_PLAN_CACHE_MAX = 32768
 _LOG_ARG_KEYS = ("name", "id", "port", "addr", "err", "path", "url", "uri")
 
 log = logging.getLogger("machines")
@@ -543,6 +544,33 @@ class Machine:
                 f"[queue:limit] {self.queue_limit} reached, canceled [{mtype}] {' '.join(called)}",
             )
             return CANCELED
+        if not (
+            self._groups
+            or self._hooks
+            or self._log_level
+            or self._auto_states
+            or self._state_ctxs
+            or self._on_change
+            or self._queue_waits
+            or self._queue_end_waits
+            or self._subs.pending
+        ):
+            # nothing observes this machine: a known plan is applied without a Transition
+            plan = self._plans.get((mtype, called, self._active, False, False))
+            if plan is not None and plan.accepted:
+                # the waits' lock too: a wait registered from another thread meanwhile either
+                # sees the new ticks or sends this mutation down the path that notifies it
+                with self._lock, self._subs.lock:
+                    if not self._processing and not queue and not self._subs.pending:
+                        ticks, index, active = self._ticks, self._index, self._active_set
+                        for s in plan.exits:
+                            ticks[index[s]] += 1
+                        for s in plan.enters:
+                            ticks[index[s]] += 2 if s in active else 1
+                        self._active = plan.active
+                        self._active_set = plan.target_set
+                        self.queue_tick += 1
+                        return EXECUTED
         mut = Mutation(mtype, called, args, source=source)
         with self._lock:
             if self._processing:
@@ -634,7 +662,8 @@ class Machine:
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= _PLAN_CACHE_MAX:
-                self._plans.clear()
+                for k in list(islice(self._plans, _PLAN_CACHE_MAX // 4)):  # oldest first
+                    del self._plans[k]
             plan = self._resolver.resolve(
                 mut.type, mut.called, before, auto=mut.auto, check=mut.check
             )
@@ -743,7 +772,7 @@ class Machine:
             ticks[index[s]] += 1
         for s in plan.enters:
             ticks[index[s]] += 2 if s in active else 1
-        self._active = tuple(plan.targets)
+        self._active = plan.active
         self._active_set = plan.target_set
         tx.time_after = ticks[:]
         if self._log_level >= LogLevel.CHANGES and (plan.enters or plan.exits):
@@ -1170,7 +1199,7 @@ class Machine:
         :attr:`nursery`; under asyncio on the running loop. False if the state already ended.
         """
         ctx = self.new_state_ctx(state)
-        if ctx.cancelled:
+        if ctx.cancelled or not self.is_active(state):
             return False
 
         async def bound() -> None:

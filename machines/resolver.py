@@ -30,6 +30,7 @@ class Plan:
         "negotiation",
         "finals",
         "target_set",
+        "active",
         "bound",
     )
 
@@ -43,6 +44,7 @@ class Plan:
     ) -> None:
         self.targets = targets
         self.target_set = frozenset(targets)
+        self.active = tuple(targets)  # the machine's active states after it, as stored
         self.exits = exits
         self.enters = enters
         self.accepted = accepted
@@ -60,6 +62,7 @@ class Resolver:
         self.schema = schema
         self.index = index
         self.topology = self._topology()
+        self.removes = {n: frozenset(st.remove) for n, st in schema.items()}
 
     def _topology(self) -> dict[str, int]:
         """Post-order DFS of the Require graph from states that require something."""
@@ -146,11 +149,12 @@ class Resolver:
                     return kept
                 lst = kept
 
+        removes = self.removes
         s = drop_unmet(list(dict.fromkeys(expand_add(initial))))
         blocked: set[str] = set()
         keep: list[str] = []
         for n in reversed(s):
-            blockers = [b for b in s if n in sch[b].remove and b not in blocked]
+            blockers = [b for b in s if n in removes[b] and b not in blocked]
             if blockers:
                 blocked.add(n)
                 level = LogLevel.OPS if n in before_set or n in called_set else LogLevel.DECISIONS
