@@ -288,6 +288,7 @@ class GobDecoder:
     # ----- messages
 
     def _message(self, r: _Reader) -> tuple[Any, bool]:
+        self._depth = 0  # an earlier error may have left it raised
         start = r.pos
         tid = r.int()
         if tid < 0:
