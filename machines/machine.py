@@ -790,29 +790,16 @@ class Machine:
     def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
         """Run ``XEnd`` / ``XState`` / ``AnyState``; False when a handler failed (recovered)."""
         subs = self._subs
-        for name, state, is_state in self._final_calls(plan):
-            ret: Any = None
-            for group in self._groups:
-                fn = group.lookup(name)
-                if fn is not None:
-                    ret = self._call(tx, fn, name, group.id)
-                    if isinstance(ret, _Panic):
-                        break
-            else:
-                if name == "ExceptionState":
-                    self._default_exception_state(tx)
-            if isinstance(ret, _Panic):
-                self._recover_finals(tx, plan, state if is_state else None, name, ret)
-                return False
-            if is_state and subs and subs.wants_args(state):
-                subs.notify_args(state, tx.mutation.args)
-        for group in self._groups:
-            fn = group.lookup("AnyState")
-            if fn is not None:
-                ret = self._call(tx, fn, "AnyState", group.id)
+        for name, state, is_state, fns in self._final_calls(plan):
+            if not fns and name == "ExceptionState":
+                self._default_exception_state(tx)
+            for fn, gid in fns:
+                ret = self._call(tx, fn, name, gid)
                 if isinstance(ret, _Panic):
-                    self._recover_finals(tx, plan, None, "AnyState", ret)
+                    self._recover_finals(tx, plan, state if is_state else None, name, ret)
                     return False
+            if is_state and subs.pending and subs.wants_args(state):
+                subs.notify_args(state, tx.mutation.args)
         return True
 
     def _recover_finals(
@@ -864,13 +851,21 @@ class Machine:
             bound = plan.bound = (self._groups_ver, calls)
         return bound[1]
 
-    def _final_calls(self, plan: Plan) -> list[tuple[str, str, bool]]:
-        finals = plan.finals
-        if finals is None:
-            finals = [(f"{s}End", s, False) for s in plan.exits]
-            finals += [(f"{s}State", s, True) for s in plan.enters]
-            plan.finals = finals
-        return finals
+    def _final_calls(self, plan: Plan) -> list[tuple[str, str, bool, list[tuple[Any, str]]]]:
+        """(handler name, state, is a ``State`` handler, [(fn, group id)]) in final order,
+        cached per plan and version of the bound handlers."""
+        bound = plan.finals
+        if bound is None or bound[0] != self._groups_ver:
+            names = [(f"{s}End", s, False) for s in plan.exits]
+            names += [(f"{s}State", s, True) for s in plan.enters]
+            names.append(("AnyState", "", False))
+            calls = [
+                (name, state, is_state,
+                 [(fn, g.id) for g in self._groups if (fn := g.lookup(name)) is not None])
+                for name, state, is_state in names
+            ]  # fmt: skip
+            bound = plan.finals = (self._groups_ver, calls)
+        return bound[1]
 
     def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
         """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""

@@ -51,7 +51,7 @@ class Plan:
         self.logs = logs
         # handler names with the state each is attributed to (for partial auto), filled lazily
         self.negotiation: list[tuple[str, str]] | None = None
-        self.finals: list[tuple[str, str, bool]] | None = None
+        self.finals: tuple[int, list] | None = None  # final calls for a handlers version
         self.bound: tuple[int, list] | None = None  # negotiation calls for a handlers version
 
 
