@@ -123,7 +123,7 @@ def test_time_keeps_the_instant_across_zones() -> None:
     assert back == t and back.tzinfo == UTC
 
 
-def test_model_helpers() -> None:
+def test_model_methods() -> None:
     m = full_machine()
     tx = m.txs[0]
     assert tx.time_sum() == 6
