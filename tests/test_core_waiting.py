@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 
 from conftest import RELS, Recorder, norels
 
@@ -444,3 +446,47 @@ def test_waits_complete_on_disposal(run):
 async def _dispose_soon(kit, m):
     await kit.checkpoint()
     m.dispose()
+
+
+def test_subscribing_from_another_thread_while_transitions_run():
+    # a thread subscribing while another drains the queue: the index must neither break the
+    # mutation (set changed size during iteration) nor lose a wake-up
+    m = Machine({"X": State(), "Y": State()})
+    errors, lost = [], []
+    stop = threading.Event()
+
+    def toggler():
+        try:
+            while not stop.is_set():
+                m.add("X")
+                m.remove("X")
+        except Exception as err:  # a mutation must never raise
+            errors.append(err)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # provoke interleavings
+    t = threading.Thread(target=toggler)
+    t.start()
+    try:
+        deadline = time.monotonic() + 0.5
+        i = 0
+        while time.monotonic() < deadline and not errors:
+            i += 1
+            target = m.tick("X") + 1 + i % 5
+            w = m.when_time("X", [target])
+            m.when_query(lambda c: False, ctx=w)  # extra index churn
+            # tick first: if it passed the target before this read, w was resolved before too
+            now = m.tick("X")
+            if now >= target + 4 and not w.done:
+                lost.append(target)
+    finally:
+        stop.set()
+        t.join(5)
+        sys.setswitchinterval(switch)
+    assert errors == []
+    assert lost == []
+    for _ in range(3):  # past every target still pending
+        m.add("X")
+        m.remove("X")
+    m.add("Y")  # queries are checked on any transition
+    assert not m._subs  # every wait resolved and unindexed
