@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from relay.config import DEFAULT_LISTEN_ADDR, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_TUNNELS
+
+#: Seconds `am relay` waits for connections to close after Ctrl-C before it exits anyway.
+SHUTDOWN_GRACE = 8.0
 
 
 def relay(
@@ -119,6 +124,16 @@ async def _serve(config: object) -> None:
             async for _ in signals:
                 break
             typer.echo("relay stopping: closing tunnels")
+            # A browser that stopped reading can hold its connection open; give the others
+            # time to close cleanly, then leave anyway (address files are gone by then).
+            watchdog = threading.Timer(SHUTDOWN_GRACE, _force_exit)
+            watchdog.daemon = True
+            watchdog.start()
+
+
+def _force_exit() -> None:
+    print("relay stopped (a client that stopped reading was dropped)", flush=True)
+    os._exit(0)
 
 
 def _describe(relay: object) -> None:

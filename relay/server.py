@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
+from relay.addrfile import remove_addr_file
 from relay.app import RelayApp
 from relay.config import HostPort, RelayConfig, parse_hostport
 from relay.matchers import Handler, Matcher, TunnelKind, TunnelRequest, make_matcher
@@ -154,6 +155,11 @@ class Relay:
             with trio.move_on_after(CLEANUP_TIMEOUT + 1):
                 for tunnel in tunnels:
                     await tunnel.done.wait()
+            # A tunnel can be stuck writing to a browser that stopped reading (the server
+            # shields socket writes); its address file must go all the same.
+            for tunnel in tunnels:
+                if tunnel.addr_file is not None and tunnel.bound_addr is not None:
+                    remove_addr_file(tunnel.addr_file, tunnel.bound_addr)
             self._http_stop.set()
             with trio.move_on_after(CLEANUP_TIMEOUT + 1):
                 await self._http_done.wait()
@@ -161,7 +167,12 @@ class Relay:
 
 @asynccontextmanager
 async def open_relay(config: RelayConfig | None = None) -> AsyncIterator[Relay]:
-    """Serve the relay for the duration of the ``async with`` block."""
+    """Serve the relay for the duration of the ``async with`` block.
+
+    Leaving closes every tunnel with 1001 and removes address files within a few seconds; the
+    block then still waits for connections whose browser stopped reading (the HTTP server
+    shields its socket writes), which end when that browser reads or goes away.
+    """
     relay = Relay(config or RelayConfig())
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(_run_hypercorn, relay)

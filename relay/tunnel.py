@@ -41,6 +41,8 @@ class Tunnel:
         self.cancel_scope = trio.CancelScope()
         #: The real TCP address a listen tunnel bound (port 0 resolved).
         self.bound_addr: str | None = None
+        #: The REPL address file this tunnel wrote, if any.
+        self.addr_file: Path | None = None
         #: Set once the listening socket is closed: the port is free again.
         self.port_freed = trio.Event()
         #: Set once the tunnel is completely over.
@@ -242,6 +244,7 @@ async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
         addr_file: Path | None = None
         if config.repl_addr_dir is not None and wants_addr_file(request.id):
             addr_file = write_addr_file(config.repl_addr_dir, request.id, tunnel.bound_addr)
+            tunnel.addr_file = addr_file
         try:
             log.info("tunnel listen %r on %s", request.id, tunnel.bound_addr)
             await tunnel.ws.accept(tunnel.subprotocol)

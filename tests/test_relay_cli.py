@@ -86,3 +86,67 @@ async def test_serves_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             await proc.wait()
         assert "relay stopped" in out.decode()
         assert not (addr_dir / "repl-cli.addr").exists()
+
+
+@pytest.mark.trio
+async def test_ctrl_c_with_a_browser_that_stopped_reading(tmp_path: Path) -> None:
+    """A client that never reads holds a socket write of the server; Ctrl-C still ends the
+    process in bounded time, with the address file removed."""
+    args = [
+        *AM,
+        "relay",
+        "--listen-addr=127.0.0.1:0",
+        f"--repl-addr-dir={tmp_path}",
+        "--allow=127.0.0.1:0",
+    ]
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        try:
+            out = b""
+            while b"allowed origins" not in out:
+                chunk = await proc.stdout.receive_some()
+                assert chunk, out
+                out += chunk
+            addr = re.search(r"relay listening on http://([^/]+)/", out.decode()).group(1)
+            url = f"ws://{addr}/listen/repl-stuck/127.0.0.1:0"
+            # No pings: like a frozen browser tab, this client neither reads nor answers.
+            conn = await trio.to_thread.run_sync(
+                partial(connect, url, legacy=True, ping_interval=None, max_queue=1)
+            )
+            addr_file = tmp_path / "repl-stuck.addr"
+            host, port = addr_file.read_text().rsplit(":", 1)
+            tcp = await trio.open_tcp_stream(host, int(port))
+            sent = [0]
+
+            async def flood() -> None:
+                block = b"x" * (1 << 20)
+                try:
+                    while True:
+                        await tcp.send_all(block)
+                        sent[0] += len(block)
+                except trio.BrokenResourceError:
+                    pass  # the relay is gone
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                last = -1
+                while sent[0] != last:  # until the relay stops taking more
+                    last = sent[0]
+                    await trio.sleep(0.5)
+                proc.send_signal(signal.SIGINT)
+                started = trio.current_time()
+                while chunk := await proc.stdout.receive_some():
+                    out += chunk
+                assert await proc.wait() == 0
+                print(f"exited {trio.current_time() - started:.1f} s after SIGINT")
+                assert trio.current_time() - started < 20
+                nursery.cancel_scope.cancel()
+            assert not addr_file.exists()
+            assert "relay stopped" in out.decode()
+            conn.close_timeout = 0.1  # the relay is gone; no close handshake to wait for
+            await trio.to_thread.run_sync(conn.close)
+        finally:
+            proc.kill()
+            await proc.wait()
