@@ -320,3 +320,21 @@ def test_58_disposed_is_a_no_op(logged):
     assert m.new_state_ctx("A").cancelled
     m.log("silent")
     assert logged.lines == []
+
+
+def test_user_exception_state_replaces_the_default(logged):
+    got = []
+
+    class H:
+        def ExceptionState(self, e):
+            got.append(e.args[EXCEPTION_ARGS_KEY].err)
+
+    m = logged(norels(), handlers=H())
+    err = ValueError("mine")
+    m.add_err(err)
+    assert got == [err]
+    assert not any(line.startswith("[error]") for line in logged.lines)
+
+    m2 = logged(norels())
+    m2.add_err(ValueError("default"))
+    assert any(line.startswith("[error] ValueError('default')") for line in logged.lines)
