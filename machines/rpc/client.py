@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from .endpoint import source_tuple
 from .errors import RpcConnectionLost, RpcNotConnected, RpcTimeout
 from .netmach import NetMach
 from .protocol import (
@@ -50,21 +51,6 @@ class _Call:
         self.error: BaseException | None = None
         self.deadline = deadline
         self.what = what
-
-
-def _source_tuple(source: Any) -> tuple[str, str, int] | None:
-    """A MutSource, a machine id, or a handler event (its machine and transition)."""
-    if source is None:
-        return None
-    if isinstance(source, str):
-        return (source, "", 0)
-    if hasattr(source, "machine_id"):
-        return (source.machine_id, source.tx_id or "", int(source.mach_time or 0))
-    mach = getattr(source, "machine", None)
-    if mach is not None:
-        tx = getattr(source, "transition", None)
-        return (mach.id, str(getattr(tx, "id", "") or ""), 0)
-    raise TypeError(f"cannot use {source!r} as a mutation source")
 
 
 class Client:
@@ -194,11 +180,11 @@ class Client:
         self, mutation_type: int, states: list[str], args: Mapping[str, Any] | None, source: Any
     ) -> int:
         conn = self._live()
-        seq = conn.mutate(mutation_type, states, args, _source_tuple(source))
+        seq = conn.mutate(mutation_type, states, args, source_tuple(source))
         return await self._await_call(seq, f"mutation of {states}")
 
     async def add_ns(self, states: list[str], args: Mapping[str, Any] | None, source: Any) -> None:
-        self._live().add_ns(states, args, _source_tuple(source))
+        self._live().add_ns(states, args, source_tuple(source))
         self.calls += 1
         await self._flush()
 

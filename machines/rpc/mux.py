@@ -113,6 +113,12 @@ async def serve(source: Any, addr: str = "127.0.0.1:0", **opts: Any) -> AsyncIte
     host, port = parse_addr(addr)
     mux = Mux(source, **opts)
     listeners = await trio.open_tcp_listeners(port, host=host)
+    if port == 0 and len(listeners) > 1:
+        # "localhost:0" may bind IPv4 and IPv6 on different random ports: keep one, so that
+        # mux.addr names every listener
+        for extra in listeners[1:]:
+            await extra.aclose()
+        listeners = listeners[:1]
     bound = listeners[0].socket.getsockname()
     mux.addr = f"{host}:{bound[1]}"
     with unwrap_group():

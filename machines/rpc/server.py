@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from .endpoint import export_source
 from .errors import RpcNotConnected
 from .protocol import (
     DEFAULT_MAX_FRAME,
@@ -24,9 +25,7 @@ from .protocol import (
     PeerError,
     ProtocolError,
     ServerConnection,
-    SourceExport,
     SyncRequested,
-    schema_to_wire,
 )
 
 log = logging.getLogger("machines.rpc")
@@ -34,18 +33,6 @@ log = logging.getLogger("machines.rpc")
 DEFAULT_PUSH_INTERVAL = 0.25
 _MUTATORS = ("add", "remove", "set")
 _READ_SIZE = 65536
-
-
-def export_source(mach: Any) -> SourceExport:
-    """Read what a hello needs from a machine of the core API."""
-    return SourceExport(
-        id=mach.id,
-        names=list(mach.state_names),
-        time=list(mach.time()),
-        queue_tick=mach.queue_tick,
-        machine_tick=mach.machine_tick,
-        schema=schema_to_wire(mach.schema),
-    )
 
 
 def _make_tracer(server: Server) -> Any:

@@ -6,6 +6,7 @@ transitions of a local machine. Nothing here imports trio or asyncio at module l
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 
@@ -30,9 +31,10 @@ class Waiters:
     def __len__(self) -> int:
         return len(self._items)
 
-    async def wait(self, predicate: Callable[[], bool]) -> None:
+    async def wait(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Until `predicate()` holds (True), or `timeout` seconds pass (False)."""
         if predicate():
-            return
+            return True
         if _running_trio():
             import trio
 
@@ -40,19 +42,23 @@ class Waiters:
             item = (predicate, event.set)
             self._items.append(item)
             try:
-                await event.wait()
+                with trio.move_on_after(math.inf if timeout is None else timeout):
+                    await event.wait()
             finally:
                 self._discard(item)
-        else:
-            import asyncio
+            return event.is_set()
+        import asyncio
 
-            fut = asyncio.get_running_loop().create_future()
-            item = (predicate, lambda: fut.done() or fut.set_result(None))
-            self._items.append(item)
-            try:
-                await fut
-            finally:
-                self._discard(item)
+        fut = asyncio.get_running_loop().create_future()
+        item = (predicate, lambda: fut.done() or fut.set_result(None))
+        self._items.append(item)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._discard(item)
+        return True
 
     def _discard(self, item: tuple) -> None:
         try:
