@@ -122,6 +122,7 @@ def test_11_add_removes_active():
     m.set("D")
     assert m.add("C") == EXECUTED
     assert active(m) == {"C"}
+    assert m.clock(["C", "D"]) == {"C": 1, "D": 2}
 
 
 def test_12_set_both_removing_and_removed(logged):
@@ -141,6 +142,7 @@ def test_13_cross_blocking():
     assert m.set("D") == EXECUTED and active(m) == {"D"}
     assert m.add("C") == EXECUTED and active(m) == {"C"}
     assert m.add("D") == EXECUTED and active(m) == {"D"}
+    assert m.clock(["C", "D"]) == {"C": 4, "D": 5}
 
 
 def test_14_implied_but_removed():
@@ -149,6 +151,7 @@ def test_14_implied_but_removed():
     assert active(m) == {"C", "D"}
     assert m.set(["A", "C"]) == EXECUTED
     assert active(m) == {"A", "C"}
+    assert m.time() == [1, 0, 1, 2, 0]
 
 
 def test_15_require_met():
@@ -174,6 +177,7 @@ def test_17_remove_suppresses_add_of_removed():
     assert active(m) == {"A", "B", "C"}
     assert m.remove("B") == EXECUTED
     assert active(m) == {"A", "C"}
+    assert m.clock(["A", "B", "C"]) == {"A": 1, "B": 2, "C": 1}
 
 
 def test_require_removal_cascades():
@@ -278,6 +282,7 @@ def test_31_regression_mutual_remove_and_add():
     m = Machine({"A": State(remove=["B"]), "B": State(remove=["A"]), "Z": State(add=["B"])})
     assert m.set("Z") == EXECUTED
     assert active(m) == {"Z", "B"}
+    assert m.string_all() == "(B:1 Z:1) [A:0 Exception:0]"
 
 
 def test_32_regression_water():
@@ -375,3 +380,34 @@ def test_can_add_in_handler_is_queued():
     m.add("A")
     assert got == [Result.QUEUED]
     assert not m.is_active("B")
+
+
+DIFF_SCHEMA = {
+    "A": State(require=["C"]),
+    "B": State(multi=True, add=["C"]),
+    "C": State(after=["D"]),
+    "D": State(add=["C", "B"]),
+    "E": State(remove=["A", "D"]),
+    "F": State(require=["E"], add=["G"]),
+    "G": State(remove=["B"]),
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_unobserved_and_observed_machines_agree(seed):
+    # a machine nobody observes may take shortcuts; its results and clocks must be the same
+    # as those of a machine with a (method-less) handler group bound
+    import random
+
+    rnd = random.Random(seed)
+    plain = Machine(DIFF_SCHEMA)
+    observed = Machine(DIFF_SCHEMA, handlers=object())
+    names = list(DIFF_SCHEMA) + ["Exception"]
+    for step in range(1500):
+        op = rnd.choice(["add", "remove", "set", "toggle"])
+        states = rnd.sample(names, rnd.randint(1, 3))
+        got = [getattr(m, op)(states) for m in (plain, observed)]
+        assert got[0] == got[1], (step, op, states)
+        assert plain.time() == observed.time(), (step, op, states)
+        assert plain.active_states == observed.active_states
+        assert plain.queue_tick == observed.queue_tick
