@@ -316,12 +316,14 @@ def _tx_from_go(raw: Any, index: dict[str, int]) -> dict[str, Any]:
 
 def encode_dump(machines: Iterable[MachineDump]) -> bytes:
     """The bytes of a dump file in this project's format (brotli-compressed CBOR)."""
-    doc = {
-        "format": DUMP_FORMAT,
-        "version": DUMP_VERSION,
-        "machines": [m.to_dict() for m in machines],
-    }
-    return brotli.compress(cbor2.dumps(doc), quality=BROTLI_QUALITY)
+    with _no_gc():
+        doc = {
+            "format": DUMP_FORMAT,
+            "version": DUMP_VERSION,
+            "machines": [m.to_dict() for m in machines],
+        }
+        raw = cbor2.dumps(doc)
+    return brotli.compress(raw, quality=BROTLI_QUALITY)
 
 
 def write_dump(path: str | os.PathLike[str], machines: Iterable[MachineDump]) -> Path:

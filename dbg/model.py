@@ -189,31 +189,50 @@ def _dict(v: Any, where: str) -> dict[str, Any]:
     return v
 
 
+_PLAIN_TYPES = frozenset((str, int, bool, float, type(None)))
+
+
 def _plain(v: Any) -> Any:
     # IntEnum/IntFlag -> int, so that any CBOR encoder writes a plain integer.
-    if isinstance(v, bool):
+    t = type(v)
+    if t in _PLAIN_TYPES:
         return v
     if isinstance(v, int):
         return int(v)
-    if isinstance(v, list):
+    if t is list:
+        if all(type(x) in _PLAIN_TYPES for x in v):
+            return list(v)  # a copy: the dict must not share lists with the message
         return [_plain(x) for x in v]
     return v
+
+
+_DEFAULTS: dict[type, list[tuple[str, Any]]] = {}
+
+
+def _defaults(cls: type) -> list[tuple[str, Any]]:
+    """(field name, default) of a dataclass, computed once per class."""
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = []
+        for f in fields(cls):
+            if f.default is not MISSING:
+                found.append((f.name, f.default))
+            elif f.default_factory is not MISSING:
+                found.append((f.name, f.default_factory()))
+            else:
+                found.append((f.name, MISSING))
+        _DEFAULTS[cls] = found
+    return found
 
 
 def _compact(obj: Any) -> dict[str, Any]:
     """Fields that differ from their defaults, as plain values (nested types: see callers)."""
     out: dict[str, Any] = {}
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        if f.default is not MISSING:
-            default = f.default
-        elif f.default_factory is not MISSING:
-            default = f.default_factory()
-        else:
-            default = MISSING
+    for name, default in _defaults(type(obj)):
+        v = getattr(obj, name)
         if default is not MISSING and v == default:
             continue
-        out[f.name] = _plain(v)
+        out[name] = _plain(v)
     return out
 
 
