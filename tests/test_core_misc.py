@@ -235,3 +235,15 @@ def test_state_sets_active_order_is_schema_order():
     m = Machine({"Z": State(), "Y": State(), "X": State()})
     m.add(["X", "Z"])
     assert m.active_states == ["Z", "X"]
+
+
+def test_on_change_for_cancelled_transitions_too():
+    seen = []
+    m = Machine(norels(C=State(require=["D"])), handlers=Recorder(names=(), BEnter=False))
+    m.on_change(lambda mach, before, after: seen.append(before == after))
+    m.add("A")  # accepted
+    m.add("C")  # rejected by relations
+    m.add("B")  # cancelled by a handler
+    assert seen == [False, True, True]
+    m.can_add("A")  # checks are not reported
+    assert len(seen) == 3

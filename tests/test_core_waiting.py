@@ -490,3 +490,20 @@ def test_subscribing_from_another_thread_while_transitions_run():
         m.remove("X")
     m.add("Y")  # queries are checked on any transition
     assert not m._subs  # every wait resolved and unindexed
+
+
+def test_when_next_active(run):
+    async def body(kit):
+        m = Machine(norels())
+        w = m.when_next_active("A")
+        kit.spawn(_add_soon, kit, m, "A")
+        await w
+        assert m.tick("A") == 1
+        w = m.when_next_active("A")  # active: the next activation, not the current one
+        m.remove("A")
+        assert not w.done
+        kit.spawn(_add_soon, kit, m, "A")
+        await w
+        assert m.tick("A") == 3
+
+    run(body)
