@@ -151,7 +151,7 @@ async def _ws_to_tcp(
         if tunnel.ws.close_code == UNSUPPORTED_DATA:
             tunnel.end(UNSUPPORTED_DATA, tunnel.ws.close_reason)
         else:
-            tunnel.end(NORMAL, "tcp peer gone")
+            tunnel.end(NORMAL, "websocket broken")
     except _TCP_ERRORS as err:
         tunnel.end(NORMAL, f"tcp peer gone: {err}")
     nursery.cancel_scope.cancel()
