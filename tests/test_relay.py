@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from relay import RelayConfig, TunnelRequest, WebSocketStream, open_relay, serve_relay
+from relay.wsstream import MAX_OUT_MESSAGE
 
 TIMEOUT = 20
 
@@ -164,7 +165,9 @@ async def test_listen_pipes_both_ways_byte_exact() -> None:
 
 @pytest.mark.trio
 async def test_message_boundaries_mean_nothing() -> None:
-    """Scenario 5: "ab" + "cd" arrive as "abcd"; a 100 KB TCP write comes as several messages."""
+    """Scenario 5: "ab" + "cd" arrive as "abcd"; a 1 MiB TCP write comes as several messages
+    (reads of at most 256 KiB), whose concatenation is exact."""
+    big = os.urandom(1 << 20)
     with trio.fail_after(TIMEOUT):
         received = trio.Event()
         got = bytearray()
@@ -174,7 +177,7 @@ async def test_message_boundaries_mean_nothing() -> None:
                 while len(got) < 4:
                     got.extend(await stream.receive_some())
                 received.set()
-                await stream.send_all(bytes(range(256)) * 400)
+                await stream.send_all(big)
                 await trio.sleep_forever()
 
         async with tcp_server(collect) as port, open_relay(config()) as relay:
@@ -185,12 +188,13 @@ async def test_message_boundaries_mean_nothing() -> None:
             assert bytes(got) == b"abcd"
             messages = []
             total = bytearray()
-            while len(total) < 102400:
+            while len(total) < len(big):
                 msg = await ws.recv()
                 messages.append(msg)
                 total += msg
-            assert bytes(total) == bytes(range(256)) * 400
-            assert len(messages) >= 2
+            assert bytes(total) == big
+            assert len(messages) >= 4
+            assert max(len(m) for m in messages) <= MAX_OUT_MESSAGE
             assert all(isinstance(m, bytes) for m in messages)
             await ws.close()
 
