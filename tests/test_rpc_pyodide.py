@@ -145,8 +145,9 @@ process.exit(0);
 
 
 @pytest.fixture(scope="module")
-def cbor2_wheel(pytestconfig: pytest.Config) -> Path:
-    cache = Path(pytestconfig.cache.mkdir("cbor2-pure-wheel"))
+def cbor2_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = getattr(pytestconfig, "cache", None)  # absent with -p no:cacheprovider
+    cache = Path(store.mkdir("cbor2-pure-wheel") if store else tmp_path_factory.mktemp("cbor2"))
     found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
     if found:
         return found[0]
