@@ -128,9 +128,8 @@ class Collector:
                 continue
             rec._raw.append((arr, now))
             accepted += 1
-        if accepted:
-            self.total_txs += accepted
-            self._changed()
+        self.total_txs += accepted
+        self._changed()
         if bad:
             raise ValueError(f"{bad} transition(s) not an array of {len(TX_FIELDS)} items")
 

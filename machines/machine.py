@@ -26,7 +26,7 @@ from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .resolver import Plan, Resolver
 from .schema import EXCEPTION, Relation, Schema, State, names_of, sanitize, validate
 from .tracer import Tracer, overridden
-from .transition import EXCEPTION_ARGS_KEY, Event, ExceptionArgs, Transition
+from .transition import EXCEPTION_ARGS_KEY, Event, ExceptionArgs, Step, StepType, Transition
 from .waiting import StateCtx, Subscriptions, Waitable
 
 __all__ = ["Machine", "HandlerTimeoutError"]
@@ -132,7 +132,8 @@ class Machine:
         self.nursery = nursery
         self._log_level = _env_level() if log_level is None else log_level
         self._logger = logger or _default_logger(self.id)
-        self._log_args = False
+        #: record :attr:`Transition.steps` (debugging; ``AM_LOG_FULL`` or ``AM_LOG_STEPS``)
+        self.log_steps = bool(os.environ.get("AM_LOG_FULL") or os.environ.get("AM_LOG_STEPS"))
 
         self._install(schema, list(names) if names is not None else None)
         self._ticks = [0] * len(self._names)
@@ -557,7 +558,7 @@ class Machine:
         ):
             # nothing observes this machine: a known plan is applied without a Transition
             plan = self._plans.get((mtype, called, self._active, False, False))
-            if plan is not None and plan.accepted:
+            if plan is not None and plan.accepted and EXCEPTION not in plan.target_set:
                 # the waits' lock too: a wait registered from another thread meanwhile either
                 # sees the new ticks or sends this mutation down the path that notifies it
                 with self._lock, self._subs.lock:
@@ -671,6 +672,8 @@ class Machine:
         tx.plan = plan
         tx.targets = plan.targets
         tx.states_before = before
+        if self.log_steps:
+            tx.steps = list(plan.steps)
         ticks = self._ticks
         tx.time_before = ticks[:]
         if self._pre_log:
@@ -775,6 +778,9 @@ class Machine:
         self._active = plan.active
         self._active_set = plan.target_set
         tx.time_after = ticks[:]
+        if self.log_steps:
+            tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
+            tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
         if self._log_level >= LogLevel.CHANGES and (plan.enters or plan.exits):
             tag = "auto_" if mut.auto else "state"
             diff = [f"+{s}" for s in plan.enters] + [f"-{s}" for s in plan.exits]
@@ -870,6 +876,8 @@ class Machine:
     def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
         """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""
         e = Event(name, self, tx)
+        if self.log_steps:
+            tx.steps.append(_handler_step(name, tx))
         hooks = self._hooks
         if "handler_start" in hooks:
             self._trace("handler_start", tx, group, name)
@@ -920,6 +928,8 @@ class Machine:
     def _cancel(self, tx: Transition, name: str, ret: Any = False) -> Result:
         tx.accepted = False
         tx.cancelled_by = name
+        if self.log_steps:
+            tx.steps.append(Step(StepType.CANCEL, name))
         if isinstance(ret, _Panic):
             if ret.timeout:
                 self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.targets)}) by timeout")
@@ -1054,6 +1064,11 @@ class Machine:
     def log(self, text: str) -> None:
         """An external log line (level 1)."""
         self._log(LogLevel.EXTERNAL, f"[exter] {text}")
+
+    def log_graph(self, text: str) -> None:
+        """A line about links between machines (pipes, RPC), as ``[pipe-out:add] A to m2``;
+        the debugger's diagrams are drawn from these (level 3, ops)."""
+        self._log(LogLevel.OPS, text)
 
     def _log(self, level: int, text: str) -> None:
         if level > self._log_level or self._disposed:
@@ -1372,6 +1387,25 @@ class Machine:
             except Exception as err:
                 log.warning("%s: on_dispose callback failed: %r", self.id, err)
         self._disposed_wait.resolve()
+
+
+def _handler_step(name: str, tx: Transition) -> Step:
+    """The debugging step of a handler call, its state and kind told by the name."""
+    for suffix, final, enter in (
+        ("Enter", False, True),
+        ("Exit", False, False),
+        ("State", True, True),
+        ("End", True, False),
+    ):
+        if name.endswith(suffix) and name != suffix:
+            state = name[: -len(suffix)]
+            if state in tx.machine._index or state == "Any":
+                return Step(StepType.HANDLER, state, is_final=final, is_enter=enter)
+    for x in tx.states_before:  # XY: from X to Y, or XX: self
+        if name.startswith(x) and name[len(x) :] in tx.machine._index:
+            y = name[len(x) :]
+            return Step(StepType.HANDLER, x, y, is_self=x == y)
+    return Step(StepType.HANDLER, name)
 
 
 def _flat(states: tuple[Any, ...]) -> Iterable[str]:

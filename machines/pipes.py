@@ -119,7 +119,10 @@ def sync(
 
 def _bind(src: Machine, dst: Machine, handlers: dict[str, Any], name: str) -> str:
     gid = src.handlers_bind(_PipeHandlers(handlers), id=f"{name}-to-{dst.id}")
-    for state in {n.removesuffix("State").removesuffix("End") for n in handlers}:
-        src.log(f"[pipe-out] {state} to {dst.id}")
-        dst.log(f"[pipe-in] {state} from {src.id}")
+    # the debugger draws pipe edges from these lines (see dbg/model.py)
+    for name in handlers:
+        kind = "add" if name.endswith("State") else "remove"
+        state = name.removesuffix("State").removesuffix("End")
+        src.log_graph(f"[pipe-out:{kind}] {state} to {dst.id}")
+        dst.log_graph(f"[pipe-in:{kind}] {state} from {src.id}")
     return gid

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .mutation import LogLevel, MutationType
-from .schema import State
+from .schema import Relation, State
+from .transition import Step, StepType
 
 __all__ = ["Resolver", "Plan"]
 
@@ -32,6 +33,7 @@ class Plan:
         "target_set",
         "active",
         "bound",
+        "steps",
     )
 
     def __init__(
@@ -45,6 +47,7 @@ class Plan:
         self.targets = targets
         self.target_set = frozenset(targets)
         self.active = tuple(targets)  # the machine's active states after it, as stored
+        self.steps: list[Step] = []
         self.exits = exits
         self.enters = enters
         self.accepted = accepted
@@ -111,6 +114,8 @@ class Resolver:
     ) -> Plan:
         sch = self.schema
         logs: list[tuple[int, str]] = []
+        # debugging steps, kept with the cached plan (cheap: built once per distinct input)
+        steps: list[Step] = [Step(StepType.CALLED, c) for c in called]
         before_set = set(before)
         called_set = set(called)
 
@@ -131,6 +136,7 @@ class Resolver:
                     if mtype == REMOVE and a in called_set:
                         continue
                     out.append(a)
+                    steps.append(Step(StepType.RELATION, n, a, Relation.ADD))
             return out
 
         def drop_unmet(lst: list[str]) -> list[str]:
@@ -143,6 +149,9 @@ class Resolver:
                         level = LogLevel.DECISIONS if auto else LogLevel.OPS
                         tag = "reject:auto" if auto else "reject"
                         logs.append((level, f"[{tag}] {n}(-{' -'.join(missing)})"))
+                        steps.extend(
+                            Step(StepType.RELATION, n, r, Relation.REQUIRE) for r in missing
+                        )
                     else:
                         kept.append(n)
                 if len(kept) == len(lst):
@@ -159,6 +168,7 @@ class Resolver:
                 blocked.add(n)
                 level = LogLevel.OPS if n in before_set or n in called_set else LogLevel.DECISIONS
                 logs.append((level, f"[rel:remove] {n} by {' '.join(blockers)}"))
+                steps.extend(Step(StepType.RELATION, b, n, Relation.REMOVE) for b in blockers)
                 continue
             keep.append(n)
         to_remove: set[str] = set()
@@ -183,4 +193,6 @@ class Resolver:
         implied = [t for t in targets if t not in initial and t not in called_set]
         if implied:
             logs.append((LogLevel.OPS, f"[implied] {' '.join(implied)}"))
-        return Plan(targets, exits, enters, accepted, logs)
+        plan = Plan(targets, exits, enters, accepted, logs)
+        plan.steps = steps
+        return plan

@@ -157,7 +157,9 @@ class Outbox:
 TX_FIELDS = (
     "machine_id", "id", "clocks", "queue_tick", "type", "called_states", "flags", "queue",
     "mut_queue_tick", "mut_queue_token", "log_entries", "pre_log_entries", "args", "source",
+    "steps",
 )  # fmt: skip
+STEP_FIELDS = ("type", "from_state", "to_state", "rel_type", "is_final", "is_self", "is_enter")
 FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK = 1, 2, 4
 
 
@@ -180,6 +182,16 @@ def tx_message(arr: list[Any]) -> dict[str, Any]:
             ):
                 raise ValueError(f"telemetry: {key} must be [level, text] pairs")
             msg[key] = [{"level": lv, "text": t} for lv, t in entries]
+    steps = msg.get("steps")
+    if steps is not None:
+        if not isinstance(steps, list) or not all(
+            isinstance(st, list) and len(st) == len(STEP_FIELDS) for st in steps
+        ):
+            raise ValueError(f"telemetry: steps must be arrays of {len(STEP_FIELDS)} items")
+        msg["steps"] = [
+            {k: v for k, v in zip(STEP_FIELDS, st, strict=True) if k != "rel_type" or v >= 0}
+            for st in steps
+        ]
     return msg
 
 
@@ -235,6 +247,8 @@ class DbgTracer(Tracer):
             tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
             tx.pre_log_entries or None, args,
             (src.machine_id, src.tx_id, src.mach_time) if src is not None else None,
+            [(int(st.type), st.from_state, st.to_state, st.rel_type, st.is_final, st.is_self,
+              st.is_enter) for st in tx.steps] if tx.steps else None,
         ))  # fmt: skip
 
     def machine_dispose(self, mach_id: str) -> None:

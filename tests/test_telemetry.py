@@ -259,3 +259,28 @@ async def test_browser_machines_report_over_websocket():
             )
             nursery.cancel_scope.cancel()
     assert collector.machines["ws-bar"].txs[0].clocks == [1, 1, 0, 0]
+
+
+@pytest.mark.trio
+async def test_full_logging_ships_steps_and_args():
+    class Handlers:
+        def BEnter(self, e):
+            return True
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            collector, addr = await _collector(nursery)
+            m = Machine(SCHEMA, id="tele-full", handlers=Handlers())
+            m.log_steps = True
+            telemetry.attach(m, addr, full=True)
+            m.add(["A", "B"], {"addr": "x:1", "_private": object()})
+            await collector.wait_until(lambda c: _txs(c, "tele-full") == 1)
+            nursery.cancel_scope.cancel()
+    tx = collector.machines["tele-full"].txs[0]
+    assert tx.args == {"addr": "x:1"}  # internal (underscore) args stay home
+    kinds = {(st.type, st.from_state, st.to_state) for st in tx.steps}
+    assert (32, "A", "") in kinds and (32, "B", "") in kinds  # called
+    assert (2, "B", "") in kinds  # handler BEnter
+    assert (4, "A", "") in kinds and (4, "B", "") in kinds  # activated
+    enter = next(st for st in tx.steps if st.type == 2)
+    assert enter.is_enter and not enter.is_final
