@@ -40,6 +40,9 @@ What the diagram renderer reads (the contract for producers)
   The client machine needs its own :class:`MachineDump` for a full box (otherwise it is drawn
   as a "half" box). An id cut short with a trailing ``...`` (the reference truncates long
   argument values) is matched to the one machine id that starts with the rest.
+- **rpc edge** (client's machine -> source machine, without the aRPC machines): a log line
+  ``[rpc:connected] <machine id>`` on the source machine, written by the aRPC server when a
+  client acting for that machine completes its handshake.
 - **pipe edges** (source machine -> target machine): log lines in ``log_entries`` or
   ``pre_log_entries``: ``[pipe-out:add] <State> to <machId>`` / ``[pipe-out:remove] ...`` on
   the source machine and ``[pipe-in:add] <State> from <machId>`` / ``[pipe-in:remove] ...`` on

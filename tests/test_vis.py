@@ -491,6 +491,17 @@ def test_rpc_needs_a_new_handshake_and_the_server_tag() -> None:
     assert Graph.from_dump(dump).rpc == {("rc-a-very-long-client-name", "rs-foo")}
 
 
+def test_rpc_edge_between_the_apps_without_arpc_machines(tmp_path: Path) -> None:
+    # the aRPC server notes each client's machine on the source machine it serves
+    foo = mach(
+        "server-foo", ["Start", "Foo"], txs=[(["Start", "Foo"], ["[rpc:connected] browser-bar"])]
+    )
+    dump = [foo, mach("browser-bar", ["Start", "Bar"])]
+    diagram = render(tmp_path, dump)
+    assert ("browser-bar", "server-foo", "rpc") in diagram.edges
+    assert Graph.from_dump([foo]).rpc == {("browser-bar", "server-foo")}
+
+
 # ----- scenario 11: pipes
 
 

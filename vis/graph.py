@@ -240,6 +240,12 @@ class Graph:
 
     def _parse_log(self, mach_id: str, entry: LogEntry) -> None:
         text = entry.text
+        if text.startswith("[rpc:connected] "):
+            # an aRPC client acting for machine X reached this (source) machine: X -> here
+            client = text.split(" ", 2)[1]
+            if client and client != mach_id:
+                self.rpc.add((self._resolve_id(client), mach_id))
+            return
         if not text.startswith("[pipe"):
             return
         gc = _PIPE_GC_RE.match(text)
