@@ -155,7 +155,7 @@ class NetMach:
     def _compute_active(self) -> list[str]:
         active = {i for i, t in enumerate(self._time) if t % 2}
         schema = self._wire_schema
-        if schema and self.is_partial_schema():
+        if schema and self.is_partial:
             # untracked states required by active ones are active too (their tick stays 0)
             todo = [self._names[i] for i in active]
             while todo:
@@ -165,9 +165,6 @@ class NetMach:
                         active.add(idx)
                         todo.append(req)
         return [n for i, n in enumerate(self._names) if i in active]
-
-    def is_partial_schema(self) -> bool:
-        return self.is_partial
 
     def _run_handlers(self, tx: NetTransition, before: list[str]) -> None:
         if not self._handlers:
@@ -250,6 +247,12 @@ class NetMach:
     def has(self, *states: str) -> bool:
         return all(s in self._index for s in states)
 
+    def index(self, state: str) -> int:
+        return self._idx(state)[0]
+
+    def is_err(self) -> bool:
+        return "Exception" in self._active
+
     def is_active(self, *states: str | Iterable[str]) -> bool:
         names = [n for s in states for n in _as_list(s)]
         self._idx(names)
@@ -292,6 +295,9 @@ class NetMach:
     def __str__(self) -> str:
         return "(" + " ".join(f"{n}:{self.tick(n)}" for n in self._active) + ")"
 
+    def string(self) -> str:
+        return str(self)
+
     def string_all(self) -> str:
         rest = " ".join(f"{n}:{self.tick(n)}" for n in self._names if n not in self._active)
         return f"{self} [{rest}]"
@@ -316,6 +322,9 @@ class NetMach:
         names = [n for s in states for n in _as_list(s)]
         self._idx(names)
         await self._waiters.wait(lambda: not any(n in self._active for n in names))
+
+    async def when_err(self) -> None:
+        await self._waiters.wait(self.is_err)
 
     def when_time(self, states: Iterable[str], ticks: Iterable[int]) -> Any:
         """Every state's tick reaches its target."""

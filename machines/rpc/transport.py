@@ -76,6 +76,17 @@ class WebSocketStream(trio.abc.Stream):
         await self._ws.aclose()
 
 
+async def open_websocket_stream(nursery: trio.Nursery, url: str, **opts: Any) -> WebSocketStream:
+    """Dial `ws://host:port/path` (e.g. the relay's `/dial/<id>/<host:port>`) as a byte stream.
+
+    The connection lives in `nursery` (trio-websocket runs its reader there); use it as
+    `connect(stream_factory=partial(open_websocket_stream, nursery, url))`.
+    """
+    from trio_websocket import connect_websocket_url
+
+    return WebSocketStream(await connect_websocket_url(nursery, url, **opts))
+
+
 class CountingStream(trio.abc.Stream):
     """Wraps a stream and counts the bytes each way (tests and benchmarks meter traffic)."""
 
