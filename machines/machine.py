@@ -995,7 +995,7 @@ class Machine:
         if any(g.id == gid for g in self._groups):
             raise ValueError(f"{self.id}: handler group {gid!r} is already bound")
         self._groups.append(_Group(gid, obj, prefix))
-        self._plans_bound_reset()
+        self._groups_ver += 1  # plans re-resolve their handler calls
         if self.is_err() and self.err is not None:
             self.add_err(self.err)
         return gid
@@ -1004,15 +1004,12 @@ class Machine:
         for g in self._groups:
             if g.id == id:
                 self._groups.remove(g)
-                self._plans_bound_reset()
+                self._groups_ver += 1  # plans re-resolve their handler calls
                 return
         raise ValueError(f"{self.id}: no handler group {id!r}")
 
     def handlers(self) -> list[str]:
         return [g.id for g in self._groups]
-
-    def _plans_bound_reset(self) -> None:
-        self._groups_ver += 1
 
     def tracer_bind(self, tracer: Tracer) -> None:
         if not isinstance(tracer, Tracer):
