@@ -724,3 +724,15 @@ async def test_any_trio_stream_works_in_memory():
             await server.closed.wait()
         with pytest.raises(RpcNotConnected):
             await client.netmach.add("B")
+
+
+@pytest.mark.trio
+async def test_handshake_logs_the_link_for_the_diagrams():
+    lines = []
+    src = Machine(NORELS, id="src", log_level=3, logger=lambda level, text: lines.append(text))
+    bar = Machine(NORELS, id="browser-bar")
+    with trio.fail_after(TIMEOUT):
+        async with serve(src, "127.0.0.1:0") as mux:
+            async with connect(mux.addr, id="c1", source=bar):
+                await mux.wait_clients(1)
+    assert "[rpc:connected] browser-bar" in lines

@@ -81,6 +81,14 @@ def export_source(mach: Any) -> SourceExport:
     )
 
 
+def log_connected(source: Any, client_source_id: str | None) -> None:
+    """`[rpc:connected] <id>` on the source machine: the debugger's diagrams draw the link
+    between the machine a client acts for and this one from it (see dbg/model.py)."""
+    log_graph = getattr(source, "log_graph", None)
+    if log_graph is not None and client_source_id:
+        log_graph(f"[rpc:connected] {client_source_id}")
+
+
 def _default_call_later(delay: float, fn: Callable[[], None]) -> None:
     import asyncio
 
@@ -360,6 +368,7 @@ class ServerEndpoint:
                 else:
                     conn.accept_hello(ev.seq, export_source(self.source))
                     self._last_sent = time.monotonic()
+                    log_connected(self.source, conn.source_id)
             elif isinstance(ev, SyncRequested):
                 conn.respond_sync(ev.seq, *self._clock())
             elif isinstance(ev, ByeReceived):

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .endpoint import export_source
+from .endpoint import export_source, log_connected
 from .errors import RpcNotConnected
 from .protocol import (
     DEFAULT_MAX_FRAME,
@@ -191,6 +191,7 @@ class Server:
             return
         self.conn.accept_hello(ev.seq, export_source(self.source))
         self._last_sent = trio.current_time()
+        log_connected(self.source, self.conn.source_id)
         self.handshake_done.set()
         for fn in list(self.on_handshake):
             fn()
