@@ -736,3 +736,36 @@ async def test_handshake_logs_the_link_for_the_diagrams():
             async with connect(mux.addr, id="c1", source=bar):
                 await mux.wait_clients(1)
     assert "[rpc:connected] browser-bar" in lines
+
+
+@pytest.mark.trio
+async def test_rpc_parts_have_lifecycle_machines():
+    src = Machine(NORELS, id="src")
+    seen = {}
+
+    class Args:
+        def HandshakeDoneState(self, e):
+            seen["id"] = e.args["id"]
+
+    with trio.fail_after(TIMEOUT):
+        async with serve(src, "127.0.0.1:0") as mux:
+            assert mux.mach.id == "rm-src" and mux.mach.is_active("Ready")
+            async with connect(mux.addr, id="c1") as client:
+                await mux.wait_clients(1)
+                server = mux.servers[0]
+                assert client.mach.id == "rc-c1" and "rpc-client" in client.mach.tags
+                assert client.mach.is_active("Ready", "Connected", "HandshakeDone")
+                assert server.mach.id == "rs-src-1" and server.mach.tags == ["rpc-server"]
+                assert server.mach.parent_id == "rm-src"
+                assert server.mach.is_active("Ready", "ClientConnected")
+                assert mux.mach.is_active("HasClients")
+                server.mach.handlers_bind(Args())
+                server.mach.remove("HandshakeDone")
+                server.mach.add("HandshakeDone", {"id": "rc-c1"})
+                assert seen["id"] == "rc-c1"
+            await server.closed.wait()
+            assert server.mach.is_disposed
+            assert not client.mach.is_active("Ready")
+            await trio.testing.wait_all_tasks_blocked()
+            assert not mux.mach.is_active("HasClients")
+        assert mux.mach.is_disposed

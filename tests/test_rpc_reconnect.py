@@ -35,13 +35,17 @@ async def test_client_retries_until_the_server_appears():
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as n:
             n.start_soon(client.run)
-            await client.wait_until(lambda: client.attempts >= 3)
+            # the lifecycle machine counts: tick 5 = Connecting's third activation
+            await client.mach.when_time(["Connecting"], [5])
+            assert client.attempts >= 3
             assert not client.connected and "connect failed" in client.last_error
+            assert client.mach.tick("ErrNetwork") >= 2 and not client.mach.is_active("Ready")
             with pytest.raises(RpcNotConnected, match="not connected to 127.0.0.1"):
                 await client.netmach.add("A")
             async with serve(src, addr):
                 with trio.fail_after(5):
-                    await client.wait_connected()
+                    await client.mach.when("Ready")
+                assert not client.mach.is_active("RetryingConn")
                 assert await client.netmach.add("A") == Result.EXECUTED
                 assert src.is_active("A")
                 await client.aclose()

@@ -36,6 +36,7 @@ from .protocol import (
     VersionMismatch,
     schema_to_wire,
 )
+from .states import CLIENT_SCHEMA, mark, mark_err, new_machine
 from .transport import open_tcp, unwrap_group
 
 log = logging.getLogger("machines.rpc")
@@ -91,6 +92,9 @@ class Client:
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
         self.max_frame = max_frame
+        self.mach = new_machine(
+            CLIENT_SCHEMA, f"rc-{id}", ["rpc-client", f"addr:{self.addr}"], parent=source
+        )
         self.netmach = NetMach(f"rnm-{id}", link=self, parent_id=getattr(source, "id", None))
         if schema is not None:  # names known before the first handshake
             self.netmach._set_remote("", list(schema), schema_to_wire(schema))
@@ -246,22 +250,30 @@ class Client:
 
     async def run(self) -> None:
         """Connect, serve the session, and reconnect with backoff until closed."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._expire_calls)
-            await self._run()
-            nursery.cancel_scope.cancel()
+        mark(self.mach, "add", "Start")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._expire_calls)
+                await self._run()
+                nursery.cancel_scope.cancel()
+        finally:
+            mark(self.mach, "remove", "Start")
+            self.mach.dispose()
 
     async def _run(self) -> None:
         delay = self.retry_delay
         try:
             while not self._closing:
                 self.attempts += 1
+                mark(self.mach, "add", "Connecting")
                 self._notify()
                 try:
                     stream = await self._open()
                 except (OSError, trio.TooSlowError) as err:
                     self.last_error = f"connect failed: {err or type(err).__name__}"
                     log.info("rpc client %s: %s: %s", self.id, self.addr, self.last_error)
+                    mark_err(self.mach, "ErrNetwork", ConnectionError(self.last_error))
+                    mark(self.mach, "add", "Disconnected")
                 else:
                     self._stream = stream
                     if await self._session(stream):
@@ -269,6 +281,7 @@ class Client:
                 if self.fatal is not None or self._closing or not self.reconnect:
                     break
                 self._notify()
+                mark(self.mach, "add", "RetryingConn")
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay)
         finally:
@@ -282,6 +295,7 @@ class Client:
         self._conn = conn
         handshaken = False
         reason = "closed"
+        mark(self.mach, "add", "Connected")
         try:
             conn.hello()
             self.calls += 1
@@ -299,6 +313,7 @@ class Client:
                     handshaken = True
                     self.connects += 1
                     self.last_error = ""
+                    mark(self.mach, "add", "HandshakeDone", {"id": conn.remote_id})
                     self._notify()
                 await self._flush()
                 if end:
@@ -307,11 +322,13 @@ class Client:
         except ProtocolError as err:
             reason = f"bad input from server: {err}"
             log.warning("rpc client %s: %s: %s", self.id, self.addr, reason)
+            mark_err(self.mach, "ErrRpc", err)
         except (trio.BrokenResourceError, trio.ClosedResourceError, RpcConnectionLost) as err:
             reason = f"connection lost: {err or type(err).__name__}"
         finally:
             self._conn = None
             self._stream = None
+            mark(self.mach, "add", "Disconnected")
             if not self._closing:
                 self.last_error = reason
             lost = RpcConnectionLost(f"client {self.id}: connection to {self.addr} lost: {reason}")
@@ -347,6 +364,7 @@ class Client:
                 cls = VersionMismatch if "version mismatch" in ev.message else RemoteError
                 self.fatal = cls(f"{self.addr} refused the handshake: {ev.message}")
                 self.last_error = str(self.fatal)
+                mark_err(self.mach, "ErrRpc", self.fatal)
                 log.warning("rpc client %s: %s", self.id, self.fatal)
                 return True
             call = self._calls.get(ev.seq)
@@ -384,6 +402,7 @@ class Client:
     async def aclose(self) -> None:
         """Say bye and close; the run loop ends."""
         self._closing = True
+        mark(self.mach, "add", "Disconnecting")
         conn, stream = self._conn, self._stream
         if conn is not None and stream is not None:
             conn.bye()

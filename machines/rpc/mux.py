@@ -12,6 +12,7 @@ import trio
 
 from .errors import RpcNotConnected
 from .server import Server
+from .states import MUX_SCHEMA, mark, new_machine
 from .transport import parse_addr, unwrap_group
 
 log = logging.getLogger("machines.rpc")
@@ -39,16 +40,18 @@ class Mux:
         self._server_opts = server_opts
         self._counter = itertools.count(1)
         self._changed = trio.Event()
+        self.mach = new_machine(MUX_SCHEMA, self.id, ["rpc-mux"], parent=source)
 
     def new_server(self) -> Server:
         sid = f"{self.name}-{next(self._counter)}"
         if self._factory is not None:
             return self._factory(self, sid)
-        return Server(self.source, id=f"rs-{sid}", **self._server_opts)
+        return Server(self.source, id=f"rs-{sid}", parent=self.mach, **self._server_opts)
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "") -> None:
         """Serve one already-connected stream (TCP, WebSocket, in-memory) until it ends."""
         self.accepted += 1
+        mark(self.mach, "add", ["ClientConnected", "HasClients"], {"addr": peer})
         try:
             server = self.new_server()
         except Exception as err:
@@ -62,6 +65,8 @@ class Mux:
             await server.serve(stream, peer or _peer_of(stream))
         finally:
             self.servers.remove(server)
+            if not self.servers:
+                mark(self.mach, "remove", "HasClients")
             self._notify()
 
     def _notify(self) -> None:
@@ -121,11 +126,16 @@ async def serve(source: Any, addr: str = "127.0.0.1:0", **opts: Any) -> AsyncIte
         listeners = listeners[:1]
     bound = listeners[0].socket.getsockname()
     mux.addr = f"{host}:{bound[1]}"
-    with unwrap_group():
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, mux.handle_stream, listeners)
-            log.info("rpc mux %s: listening on %s", mux.id, mux.addr)
-            try:
-                yield mux
-            finally:
-                nursery.cancel_scope.cancel()
+    mark(mux.mach, "add", "Start")
+    try:
+        with unwrap_group():
+            async with trio.open_nursery() as nursery:
+                await nursery.start(trio.serve_listeners, mux.handle_stream, listeners)
+                log.info("rpc mux %s: listening on %s", mux.id, mux.addr)
+                mark(mux.mach, "add", "Ready", {"addr": mux.addr})
+                try:
+                    yield mux
+                finally:
+                    nursery.cancel_scope.cancel()
+    finally:
+        mux.mach.dispose()

@@ -27,6 +27,7 @@ from .protocol import (
     ServerConnection,
     SyncRequested,
 )
+from .states import SERVER_SCHEMA, mark, mark_err, new_machine
 
 log = logging.getLogger("machines.rpc")
 
@@ -60,10 +61,13 @@ class Server:
         push_interval: float | None = DEFAULT_PUSH_INTERVAL,
         allow_id: str | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        parent: Any = None,
     ) -> None:
-        """`push_interval`: seconds between batched pushes; 0 = every change, None = no pushes."""
+        """`push_interval`: seconds between batched pushes; 0 = every change, None = no pushes.
+        `parent`: the machine owning this server's own machine (`self.mach`), e.g. a mux's."""
         self.source = source
         self.id = id or f"rs-{source.id}"
+        self.mach = new_machine(SERVER_SCHEMA, self.id, ["rpc-server"], parent=parent)
         self.push_interval = push_interval
         self.allow_id = allow_id
         self.max_frame = max_frame
@@ -119,6 +123,7 @@ class Server:
         self._stream = stream
         tracer = _make_tracer(self)
         self.source.tracer_bind(tracer)
+        mark(self.mach, "add", ["Start", "ClientConnected"])
         try:
             with trio.CancelScope() as self._cancel:
                 async with trio.open_nursery() as nursery:
@@ -131,6 +136,10 @@ class Server:
                 self.close_reason = "closed by the server"
         finally:
             self.source.tracer_detach(tracer)
+            if self.close_reason.startswith("bad input"):
+                mark_err(self.mach, "ErrRpc", ValueError(self.close_reason))
+            mark(self.mach, "remove", "ClientConnected")
+            self.mach.dispose()
             self.closed.set()
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):
@@ -186,12 +195,17 @@ class Server:
 
     def _hello(self, ev: HelloReceived) -> None:
         assert self.conn is not None
+        mark(self.mach, "add", "Handshaking")
         if self.allow_id is not None and ev.client_id != self.allow_id:
-            self.conn.reject_hello(ev.seq, f"no access: {ev.client_id} != {self.allow_id}")
+            msg = f"no access: {ev.client_id} != {self.allow_id}"
+            self.conn.reject_hello(ev.seq, msg)
+            mark_err(self.mach, "ErrRpc", PermissionError(msg))
             return
         self.conn.accept_hello(ev.seq, export_source(self.source))
         self._last_sent = trio.current_time()
         log_connected(self.source, self.conn.source_id)
+        # the debugger draws the rpc edge from this (client machine id in the args)
+        mark(self.mach, "add", "HandshakeDone", {"id": f"rc-{ev.client_id}"})
         self.handshake_done.set()
         for fn in list(self.on_handshake):
             fn()
