@@ -59,8 +59,12 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from enum import IntEnum, IntFlag
 from typing import Any
+
+# the value types are the machine core's own: one definition of each wire number
+from machines.mutation import LogLevel, MutationType
+from machines.schema import Relation
+from machines.transition import StepType
 
 __all__ = [
     "DbgMsgStruct",
@@ -76,47 +80,6 @@ __all__ = [
     "ns_to_time",
     "time_to_ns",
 ]
-
-
-class MutationType(IntEnum):
-    """Kind of mutation of a transition (Go ``am.MutationType``)."""
-
-    ADD = 0
-    REMOVE = 1
-    SET = 2
-    EVAL = 3
-
-
-class Relation(IntEnum):
-    """Relation between two states (Go ``am.Relation``)."""
-
-    AFTER = 0
-    ADD = 1
-    REQUIRE = 2
-    REMOVE = 3
-
-
-class StepType(IntFlag):
-    """Bit flags of one resolution step (Go ``am.StepType``)."""
-
-    RELATION = 1
-    HANDLER = 2
-    ACTIVATE = 4
-    DEACTIVATE = 8
-    DEACTIVATE_PASSIVE = 16
-    REQUESTED = 32
-    CANCEL = 64
-
-
-class LogLevel(IntEnum):
-    """Machine log levels (Go ``am.LogLevel``)."""
-
-    NOTHING = 0
-    EXTERNAL = 1
-    CHANGES = 2
-    OPS = 3
-    DECISIONS = 4
-    EVERYTHING = 5
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
