@@ -769,3 +769,12 @@ async def test_rpc_parts_have_lifecycle_machines():
             await trio.testing.wait_all_tasks_blocked()
             assert not mux.mach.is_active("HasClients")
         assert mux.mach.is_disposed
+
+
+@pytest.mark.trio
+async def test_source_mutated_from_another_thread_is_pushed():
+    with trio.fail_after(TIMEOUT):
+        async with pair(NORELS, push_interval=0) as (src, mux, client, net):
+            await trio.to_thread.run_sync(src.add, "B")
+            await net.when("B")
+            assert net.clock() == src.clock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -121,6 +122,8 @@ class Server:
         self.conn = ServerConnection(self.max_frame)
         self.peer = peer
         self._stream = stream
+        self._thread = threading.get_ident()
+        self._token = trio.lowlevel.current_trio_token()
         tracer = _make_tracer(self)
         self.source.tracer_bind(tracer)
         mark(self.mach, "add", ["Start", "ClientConnected"])
@@ -275,9 +278,14 @@ class Server:
                     return
 
     def _source_changed(self) -> None:
-        self._dirty.set()
+        if threading.get_ident() == self._thread:
+            self._dirty.set()
+        else:  # the source was mutated from another thread: hand over to trio's
+            self._token.run_sync_soon(self._source_changed)
 
     def _schema_changed(self) -> None:
-        if self.conn is not None and self.conn.handshaken:
+        if threading.get_ident() != self._thread:
+            self._token.run_sync_soon(self._schema_changed)
+        elif self.conn is not None and self.conn.handshaken:
             self.conn.schema_changed(export_source(self.source))
             self._outbox.set()

@@ -10,6 +10,7 @@ per-mutation path touches these machines.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from machines import Machine, State, merge
@@ -73,9 +74,17 @@ class _Quiet:
         e.machine.remove("Exception")
 
 
+_LOG_ENV = {"rpc-client": "AM_RPC_LOG_CLIENT", "rpc-server": "AM_RPC_LOG_SERVER",
+            "rpc-mux": "AM_RPC_LOG_MUX"}  # fmt: skip
+
+
 def new_machine(schema: dict[str, State], id: str, tags: list[str], parent: Any = None) -> Machine:
+    """`AM_RPC_LOG_CLIENT` / `_SERVER` / `_MUX` turn on the lifecycle log of that kind (level 3)."""
     parent_id = getattr(parent, "id", "") if parent is not None else ""
-    return Machine(schema, id=id, tags=tags, parent_id=parent_id, handlers=_Quiet())
+    level = 3 if os.environ.get(_LOG_ENV.get(tags[0], ""), "") not in ("", "0") else None
+    return Machine(
+        schema, id=id, tags=tags, parent_id=parent_id, handlers=_Quiet(), log_level=level
+    )
 
 
 def mark(mach: Machine, op: str, states: str | list[str], args: dict | None = None) -> None:
