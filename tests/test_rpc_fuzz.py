@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import random
+from functools import partial
 
 import cbor2
 import pytest
 import trio
 
 from machines import Machine, State
-from machines.rpc import connect, serve
+from machines.rpc import RpcNotConnected, connect, serve
 from machines.rpc import protocol as p
 from machines.rpc.transport import open_tcp
 
@@ -164,3 +165,25 @@ async def test_ten_thousand_malformed_frames(caplog):
     assert any("malformed CBOR" in r for r in reasons)
     assert any("closed mid-frame" in r for r in reasons)
     assert not any(r.exc_info for r in caplog.records)
+
+
+@pytest.mark.trio
+async def test_a_server_sending_garbage_gets_a_clear_error(caplog):
+    caplog.set_level(logging.INFO, logger="machines.rpc")
+
+    async def garbage(stream):
+        await stream.receive_some(65536)  # the hello
+        await stream.send_all(p.HEADER.pack(3) + b"\xff\xfe\xfd")
+        await trio.sleep_forever()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            serve_tcp = partial(trio.serve_tcp, host="127.0.0.1")
+            (listener,) = await n.start(serve_tcp, garbage, 0)
+            addr = f"127.0.0.1:{listener.socket.getsockname()[1]}"
+            with pytest.raises(RpcNotConnected, match="gave up .* bad input from server"):
+                async with connect(addr, id="c1", reconnect=False):
+                    pass
+            n.cancel_scope.cancel()
+    lines = [r.getMessage() for r in caplog.records if "bad input from server" in r.getMessage()]
+    assert lines and "malformed CBOR" in lines[0] and "\n" not in lines[0]

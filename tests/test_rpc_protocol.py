@@ -302,3 +302,26 @@ def test_fuzz_sans_io_never_raises_anything_but_protocol_error():
             srv.receive_data(data)
         except p.ProtocolError:
             pass
+
+
+def test_fuzz_client_side_never_raises_anything_but_protocol_error():
+    rng = random.Random(4321)
+    atoms = [0, 1, 2, 3, -1, 7, 2**40, "u", "p", "S", "x", None, True, 1.5, [], {}, [1, 2]]
+    src = Source()
+    for _ in range(3000):
+        cli, srv, _ = handshake(src)
+        cli.mutate(p.MUT_ADD, ["A"])  # a pending call for responses to hit
+        if rng.random() < 0.7:
+            item = [rng.choice([0, 2, 3]), rng.choice(atoms + [1])]
+            item += [rng.choice(atoms) for _ in range(rng.randint(0, 6))]
+            data = p.encode_frame(item)
+        else:
+            data = rng.randbytes(rng.randint(1, 40))
+        try:
+            events = cli.receive_data(data)
+        except p.ProtocolError:
+            continue
+        for ev in events:  # whatever got through left a consistent mirror
+            if isinstance(ev, p.ClockChanged):
+                assert len(ev.after) == len(cli.mirror.names)
+        assert len(cli.mirror.time) == len(NAMES)
