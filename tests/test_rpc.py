@@ -778,3 +778,32 @@ async def test_source_mutated_from_another_thread_is_pushed():
             await trio.to_thread.run_sync(src.add, "B")
             await net.when("B")
             assert net.clock() == src.clock()
+
+
+@pytest.mark.trio
+async def test_per_mutation_sync():
+    """Scenario 19: one NetMach transition per source mutation, even when pushes batch them."""
+    src = Machine(RELS, id="src")
+    txs = []
+
+    class Tracer:
+        def transition_end(self, tx):
+            txs.append(tx.mutation)
+
+    with trio.fail_after(TIMEOUT):
+        async with serve(src, "127.0.0.1:0", push_interval=1.0) as mux:
+            async with connect(mux.addr, id="c1", sync_mutations=True) as client:
+                net = client.netmach
+                net.tracer_bind(Tracer())
+                await mux.wait_clients(1)
+                src.add("B")  # adds C, then A is auto: 2 transitions
+                src.add("D")
+                with trio.fail_after(1):
+                    mux.servers[0].push_now()
+                    await net.when("D")
+                assert net.clock() == src.clock() and client.conn.syncs == 0
+                assert len(txs) == 3, txs
+                assert txs[0] == (0, ["B"]) and txs[2] == (0, ["D"])
+                # the client's own mutations work the same way
+                assert await net.remove("D") == Result.EXECUTED
+                assert net.clock() == src.clock()

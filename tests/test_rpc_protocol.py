@@ -325,3 +325,30 @@ def test_fuzz_client_side_never_raises_anything_but_protocol_error():
             if isinstance(ev, p.ClockChanged):
                 assert len(ev.after) == len(cli.mirror.names)
         assert len(cli.mirror.time) == len(NAMES)
+
+
+def test_per_mutation_mode_sends_one_entry_per_source_mutation():
+    src = Source()
+    cli, srv, _ = handshake(src, options=p.SyncOptions(mutations=True, shallow=True))
+    assert srv.options.mutations and not srv.options.shallow  # per-mutation diffs are deep
+    src.tick("B", "C")
+    srv.record(p.MUT_ADD, ["B"], src.time, src.q, src.m)
+    src.tick("A")
+    srv.record(p.MUT_ADD, ["A"], src.time, src.q, src.m)
+    src.q += 1  # a canceled mutation: queue tick only
+    srv.record(p.MUT_ADD, ["D"], src.time, src.q, src.m)
+    assert srv.push(src.time, src.q, src.m)
+    events = pump(srv, cli)
+    assert [e.mutation for e in events] == [(0, ["B"]), (0, ["A"]), (0, ["D"])]
+    assert events[0].after == [0, 0, 1, 1, 0, 0] and cli.mirror.time == src.time
+    assert cli.mirror.queue_tick == src.q and not cli.syncing
+    # a client's mutation: its entries ride on the response, plus a catch-up for unrecorded change
+    seq = cli.mutate(p.MUT_ADD, ["D"])
+    (ev,) = pump(cli, srv)
+    src.tick("D")
+    srv.record(p.MUT_ADD, ["D"], src.time, src.q, src.m)
+    src.tick("B")  # not recorded
+    srv.respond_mutation(ev.seq, 0, src.time, src.q, src.m)
+    events = pump(srv, cli)
+    assert [e.mutation for e in events[:-1]] == [(0, ["D"]), (None, [])]
+    assert events[-1] == p.MutationDone(seq, 0) and cli.mirror.time == src.time

@@ -68,6 +68,7 @@ class Client:
         skipped: list[str] | None = None,
         no_schema: bool = False,
         shallow: bool = False,
+        sync_mutations: bool = False,
         consumer: Any = None,
         stream: trio.abc.Stream | None = None,
         stream_factory: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
@@ -84,7 +85,7 @@ class Client:
         self.addr = addr or "stream"
         self.source_id = getattr(source, "id", source) or id
         self.schema = schema
-        self.options = SyncOptions(allowed, skipped, no_schema, shallow)
+        self.options = SyncOptions(allowed, skipped, no_schema, shallow, sync_mutations)
         self.consumer = consumer
         self.reconnect = reconnect and stream is None
         self.call_timeout = call_timeout
@@ -348,7 +349,7 @@ class Client:
         """Apply one protocol event; True ends the session."""
         net = self.netmach
         if isinstance(ev, ClockChanged):
-            net._apply(ev.after, ev.queue_tick, ev.machine_tick, ev.full)
+            net._apply(ev.after, ev.queue_tick, ev.machine_tick, ev.full, ev.mutation)
         elif isinstance(ev, MutationDone):
             self._resolve(ev.seq, ev.result)
         elif isinstance(ev, SyncDone):
@@ -429,7 +430,8 @@ async def connect(
     `addr` is "host:port"; or pass `stream=` (any trio stream, no reconnect) or
     `stream_factory=` (an async callable returning a fresh stream per attempt).
     `source=machine` makes mutations record that machine's id on the server (default: `id`).
-    Options: `schema`, `allowed`, `skipped`, `no_schema`, `shallow`, `consumer`, `reconnect`,
+    Options: `schema`, `allowed`, `skipped`, `no_schema`, `shallow`, `sync_mutations` (one
+    NetMach transition per source mutation), `consumer`, `reconnect`,
     `call_timeout`, `connect_timeout`, `retry_delay`, `retry_max_delay`, `max_frame`.
     Until the first handshake the client keeps retrying for `ready_timeout` seconds.
     """

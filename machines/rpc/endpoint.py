@@ -112,6 +112,7 @@ class ClientEndpoint:
         skipped: list[str] | None = None,
         no_schema: bool = False,
         shallow: bool = False,
+        sync_mutations: bool = False,
         consumer: Any = None,
         call_timeout: float = 3.0,
         max_frame: int = DEFAULT_MAX_FRAME,
@@ -119,7 +120,7 @@ class ClientEndpoint:
         self.id = id
         self.source_id = getattr(source, "id", source) or id
         self.schema = schema
-        self.options = SyncOptions(allowed, skipped, no_schema, shallow)
+        self.options = SyncOptions(allowed, skipped, no_schema, shallow, sync_mutations)
         self.consumer = consumer
         self.call_timeout = call_timeout
         self.max_frame = max_frame
@@ -250,7 +251,7 @@ class ClientEndpoint:
     def _dispatch(self, conn: ClientConnection, ev: Any) -> bool:
         net = self.netmach
         if isinstance(ev, ClockChanged):
-            net._apply(ev.after, ev.queue_tick, ev.machine_tick, ev.full)
+            net._apply(ev.after, ev.queue_tick, ev.machine_tick, ev.full, ev.mutation)
         elif isinstance(ev, MutationDone):
             self._resolve(ev.seq, ev.result)
         elif isinstance(ev, SyncDone):
@@ -328,6 +329,12 @@ class ServerEndpoint:
 
         class _PushTracer(Tracer):
             def transition_end(self, tx: Any) -> None:
+                conn = endpoint.conn
+                if conn is not None and conn.options.mutations:
+                    mut = getattr(tx, "mutation", None)
+                    kind = int(mut.type) if mut is not None else None
+                    called = mut.called if mut is not None else ()
+                    conn.record(kind, called, *endpoint._clock())
                 endpoint._schedule_push()
 
             def schema_change(self, mach: Any, old_schema: Any) -> None:

@@ -55,7 +55,7 @@ class NetTransition:
     full: bool = False
     accepted: bool = True
     is_auto: bool = False
-    mutation: Any = None
+    mutation: Any = None  # (mutation type, called states) of the source, per-mutation mode
 
     @property
     def called_states(self) -> list[str]:
@@ -119,7 +119,14 @@ class NetMach:
         self._wire_schema = schema
         self.is_partial = partial
 
-    def _apply(self, time: list[int], queue_tick: int, machine_tick: int, full: bool) -> None:
+    def _apply(
+        self,
+        time: list[int],
+        queue_tick: int,
+        machine_tick: int,
+        full: bool,
+        mutation: tuple[int | None, list[str]] | None = None,
+    ) -> None:
         """Apply a clock from the server as one synthetic transition; run final handlers."""
         if self._disposed:
             return
@@ -141,6 +148,7 @@ class NetMach:
             states_before=list(before_active),
             target_states=list(self._active),
             full=full,
+            mutation=mutation,
         )
         for tracer in list(self._tracers):
             for hook in ("transition_init", "transition_start"):

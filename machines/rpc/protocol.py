@@ -51,6 +51,7 @@ M_SYNC = "y"
 M_BYE = "x"
 # server -> client
 M_UPDATE = "u"
+M_UPDATES = "U"  # per-mutation mode: one entry per source mutation
 M_PAYLOAD = "p"
 M_SCHEMA = "S"
 
@@ -180,6 +181,7 @@ class SyncOptions:
     skipped: list[str] | None = None
     no_schema: bool = False  # only tracked states, client-bound indexes, no relations
     shallow: bool = False  # 0/1-flip clocks instead of real ticks
+    mutations: bool = False  # one diff per source mutation, not one per push (never shallow)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -191,6 +193,8 @@ class SyncOptions:
             out["ns"] = True
         if self.shallow:
             out["sh"] = True
+        if self.mutations:
+            out["sm"] = True
         return out
 
 
@@ -261,6 +265,7 @@ class ClockChanged:
     queue_tick: int
     machine_tick: int
     full: bool = False
+    mutation: tuple[int | None, list[str]] | None = None  # per-mutation mode: (type, called)
 
 
 @dataclass
@@ -439,6 +444,8 @@ class ServerConnection(_Conn):
         self._sent: list[int] = []  # the clock the client holds now
         self._sent_q = 0
         self._sent_m = 0
+        self._log: list[list[Any]] = []  # per-mutation mode: entries not sent yet
+        self._rec: tuple[list[int], int, int] = ([], 0, 0)  # the clock after the last entry
         self.pushes = 0
 
     # requests
@@ -488,7 +495,11 @@ class ServerConnection(_Conn):
             skipped is not None and not _is_str_list(skipped)
         ):
             raise _BadRequest("hello: allowed/skipped must be lists of names")
-        opts = SyncOptions(allowed, skipped, bool(body.get("ns")), bool(body.get("sh")))
+        muts = bool(body.get("sm"))
+        opts = SyncOptions(
+            allowed, skipped, bool(body.get("ns")), bool(body.get("sh")) and not muts
+        )
+        opts.mutations = muts
         self._hello = HelloReceived(seq, cid, src, opts, hsh)
         return self._hello
 
@@ -558,9 +569,14 @@ class ServerConnection(_Conn):
             tset = set(tracked)
             self._positions = [i if i in tset else None for i in range(len(names))]
             self._to_source = list(range(len(names)))
+        self._reset(export.time, export.queue_tick, export.machine_tick)
+
+    def _reset(self, time: Sequence[int], q: int, m: int) -> None:
         self._sent = []
-        self._sent = self._view(export.time)
-        self._sent_q, self._sent_m = export.queue_tick, export.machine_tick
+        self._sent = self._view(time)
+        self._sent_q, self._sent_m = q, m
+        self._log = []
+        self._rec = (self._sent, q, m)
 
     def _hello_body(self, export: SourceExport, client_hash: str) -> dict[str, Any]:
         if self.options.no_schema:
@@ -606,9 +622,40 @@ class ServerConnection(_Conn):
         self._sent, self._sent_q, self._sent_m = view, q, m
         return diff
 
+    def record(
+        self, mutation_type: int | None, called: Iterable[str], time: Sequence[int], q: int, m: int
+    ) -> None:
+        """Per-mutation mode: note one source transition (call from the source's tracer)."""
+        if not (self.handshaken and self.options.mutations):
+            return
+        view = self._view(time)
+        prev, pq, pm = self._rec
+        pairs: list[int] = []
+        for pos, (old, new) in enumerate(zip(prev, view, strict=True)):
+            if old != new:
+                pairs += (pos, new - old)
+        if not pairs and q == pq and m == pm:
+            return
+        index = {n: i for i, n in enumerate(self._names)}
+        tracked = {src: pos for pos, src in enumerate(self._positions) if src is not None}
+        called_pos = [tracked[index[n]] for n in called if index.get(n) in tracked]
+        self._log.append([mutation_type, called_pos, q - pq, m - pm, checksum(view, q, m), *pairs])
+        self._rec = (view, q, m)
+
+    def _entries(self, time: Sequence[int], q: int, m: int) -> list[list[Any]]:
+        """Recorded entries plus a catch-up entry for anything not recorded; empties the log."""
+        self.record(None, (), time, q, m)
+        entries, self._log = self._log, []
+        self._sent, self._sent_q, self._sent_m = self._rec
+        return entries
+
     def respond_mutation(self, seq: int, result: int, time: Sequence[int], q: int, m: int) -> None:
         """Reply with the result and the diff since the last frame; it becomes the new baseline."""
+        if self.options.mutations:
+            self._respond(seq, int(result), self._entries(time, q, m))
+            return
         diff = self._diff(time, q, m) or [0, 0, checksum(self._sent, q, m)]
+        self._rec = (self._sent, self._sent_q, self._sent_m)
         self._respond(seq, int(result), *diff)
 
     def respond_error(self, seq: int, message: str) -> None:
@@ -616,18 +663,24 @@ class ServerConnection(_Conn):
 
     def respond_sync(self, seq: int, time: Sequence[int], q: int, m: int) -> None:
         """Full clock, filtered like the hello; resets the baseline so diffs stay consistent."""
-        self._sent = []
-        self._sent = self._view(time)
-        self._sent_q, self._sent_m = q, m
+        self._reset(time, q, m)
         self._respond(seq, list(self._sent), q, m)
 
     def push(self, time: Sequence[int], q: int, m: int) -> bool:
         """Queue a clock push if anything changed since the last frame; True if one was queued."""
         if not self.handshaken:
             return False
+        if self.options.mutations:
+            entries = self._entries(time, q, m)
+            if not entries:
+                return False
+            self._notify(M_UPDATES, *entries)
+            self.pushes += 1
+            return True
         diff = self._diff(time, q, m)
         if diff is None:
             return False
+        self._rec = (self._sent, self._sent_q, self._sent_m)
         self._notify(M_UPDATE, *diff)
         self.pushes += 1
         return True
@@ -758,6 +811,9 @@ class ClientConnection(_Conn):
         if method == M_UPDATE:
             self.pushes_in += 1
             self._apply_diff(params, events)
+        elif method == M_UPDATES:
+            self.pushes_in += 1
+            self._apply_entries(params, events)
         elif method == M_PAYLOAD:
             if len(params) != 4 or not isinstance(params[0], str):
                 raise _BadRequest("payload needs [name, data, source, token]")
@@ -803,7 +859,10 @@ class ClientConnection(_Conn):
         else:  # mutation
             if not body or not _is_int(body[0]):
                 raise ProtocolError("bad mutation response")
-            self._apply_diff(body[1:], events)
+            if self.options.mutations:
+                self._apply_entries(body[1] if len(body) == 2 else None, events)
+            else:
+                self._apply_diff(body[1:], events)
             events.append(MutationDone(seq, body[0]))
 
     def _on_error(self, seq: int, method: str, message: str, events: list[Any]) -> None:
@@ -839,9 +898,33 @@ class ClientConnection(_Conn):
             events.append(HandshakeDone(rid, list(names), schema, n if _is_int(n) else len(names)))
         events.append(ClockChanged(before, list(time), q, m, full=True))
 
-    def _apply_diff(self, diff: list[Any], events: list[Any]) -> None:
+    def _apply_entries(self, entries: Any, events: list[Any]) -> None:
+        """Per-mutation mode: `[type, called, *diff]` entries, each relative to the previous."""
         if self.syncing:
-            return  # relative to a baseline the coming sync replaces
+            return
+        if not isinstance(entries, list):
+            self.sync()
+            return
+        names = self.mirror.names
+        for entry in entries:
+            if (
+                not isinstance(entry, list)
+                or len(entry) < 5
+                or not (entry[0] is None or _is_int(entry[0]))
+                or not isinstance(entry[1], list)
+                or not all(_is_int(i) and 0 <= i < len(names) for i in entry[1])
+            ):
+                self.sync()
+                return
+            mutation = (entry[0], [names[i] for i in entry[1]])
+            if not self._apply_diff(entry[2:], events, mutation):
+                return
+
+    def _apply_diff(
+        self, diff: list[Any], events: list[Any], mutation: tuple | None = None
+    ) -> bool:
+        if self.syncing:
+            return False  # relative to a baseline the coming sync replaces
         mir = self.mirror
         ok = len(diff) >= 3 and len(diff) % 2 == 1 and all(_is_int(v) for v in diff)
         if ok:
@@ -857,8 +940,9 @@ class ClientConnection(_Conn):
             ok = checksum(after, q, m) == diff[2]
         if not ok:
             self.sync()  # never guess: refetch the whole clock
-            return
+            return False
         before, changed = mir.time, diff[0] or diff[1] or after != mir.time
         mir.time, mir.queue_tick, mir.machine_tick = after, q, m
         if changed:
-            events.append(ClockChanged(before, list(after), q, m))
+            events.append(ClockChanged(before, list(after), q, m, mutation=mutation))
+        return True

@@ -43,7 +43,7 @@ def _make_tracer(server: Server) -> Any:
 
     class _PushTracer(Tracer):
         def transition_end(self, tx: Any) -> None:
-            server._source_changed()
+            server._source_changed(tx)
 
         def schema_change(self, mach: Any, old_schema: Any) -> None:
             server._schema_changed()
@@ -277,11 +277,22 @@ class Server:
                     self.close()
                     return
 
-    def _source_changed(self) -> None:
-        if threading.get_ident() == self._thread:
-            self._dirty.set()
-        else:  # the source was mutated from another thread: hand over to trio's
-            self._token.run_sync_soon(self._source_changed)
+    def _source_changed(self, tx: Any = None) -> None:
+        if threading.get_ident() != self._thread:
+            # the source was mutated from another thread: hand over to trio's
+            self._token.run_sync_soon(self._source_changed, tx)
+            return
+        conn = self.conn
+        if conn is not None and conn.options.mutations:
+            mut = getattr(tx, "mutation", None)
+            kind = int(mut.type) if mut is not None else None
+            conn.record(kind, mut.called if mut is not None else (), *self._clock())
+        self._dirty.set()
+
+    def push_now(self) -> None:
+        """Push pending changes now, whatever the interval (e.g. before changing it)."""
+        self._last_sent = -math.inf
+        self._dirty.set()
 
     def _schema_changed(self) -> None:
         if threading.get_ident() != self._thread:
