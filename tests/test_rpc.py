@@ -1,8 +1,8 @@
 """aRPC over real loopback TCP: the scenarios of the reference's acceptance suite, adapted.
 
 Adapted: there is no separate Handshake call (the hello answer carries the full clock, so a
-session costs one call less than in the reference), no call-retry loop (calls fail fast with a
-clear error, see test_rpc_reconnect.py), and per-mutation sync mode is not implemented.
+session costs one call less than in the reference), and no call-retry loop (calls fail fast with
+a clear error and the client reconnects, see test_rpc_reconnect.py).
 """
 
 from __future__ import annotations
