@@ -807,3 +807,17 @@ async def test_per_mutation_sync():
                 # the client's own mutations work the same way
                 assert await net.remove("D") == Result.EXECUTED
                 assert net.clock() == src.clock()
+
+
+@pytest.mark.trio
+async def test_inspect_matches_the_source():
+    """Scenario 33: the mirror's inspect reads like the source's, and follows new ticks."""
+    with trio.fail_after(TIMEOUT):
+        async with pair(RELS) as (src, mux, client, net):
+            await net.add(["A", "C"])
+            assert net.inspect() == src.inspect()
+            assert "|Require  C" in net.inspect(["A"]) and "|Auto     true" in net.inspect(["A"])
+            await net.remove("C")
+            await net.add("B")
+            await net.add("D")
+            assert net.inspect() == src.inspect()

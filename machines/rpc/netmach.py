@@ -310,6 +310,23 @@ class NetMach:
         rest = " ".join(f"{n}:{self.tick(n)}" for n in self._names if n not in self._active)
         return f"{self} [{rest}]"
 
+    def inspect(self, states: Iterable[str] | None = None) -> str:
+        """Flags, relations and ticks per state, in the format of the core's `inspect`."""
+        wire = self._wire_schema or {}
+        out = []
+        for n in self._names if states is None else _as_list(states):
+            st, t = wire.get(n, {}), self.tick(n)
+            out.append(f"{int(n in self._active)} {n}\n    |Tick     {t}\n")
+            for label, key in (("Auto", "auto"), ("Multi", "multi")):
+                if st.get(key):
+                    out.append(f"    |{label:<9}true\n")
+            for label, key in (("Add", "add"), ("Require", "require"), ("Remove", "remove")):
+                if st.get(key):
+                    out.append(f"    |{label:<9}{' '.join(st[key])}\n")
+            if st.get("after"):
+                out.append(f"    |{'After':<9}{' '.join(st['after'])}\n")
+        return "".join(out)
+
     def export(self) -> dict[str, Any]:
         return {
             "id": self.id,
