@@ -182,7 +182,7 @@ class Machine:
         if os.environ.get("AM_DBG_ADDR"):
             from .telemetry import auto_attach
 
-            if auto_attach(self) is not None and logger is None and log_level is None:
+            if auto_attach(self) is not None and logger is None:
                 # AM_LOG then feeds the debugger; print too only when asked (AM_LOG_PRINT)
                 if not os.environ.get("AM_LOG_PRINT"):
                     self._logger = _silent

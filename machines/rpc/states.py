@@ -81,7 +81,8 @@ _LOG_ENV = {"rpc-client": "AM_RPC_LOG_CLIENT", "rpc-server": "AM_RPC_LOG_SERVER"
 def new_machine(schema: dict[str, State], id: str, tags: list[str], parent: Any = None) -> Machine:
     """`AM_RPC_LOG_CLIENT` / `_SERVER` / `_MUX` turn on the lifecycle log of that kind (level 3)."""
     parent_id = getattr(parent, "id", "") if parent is not None else ""
-    level = 3 if os.environ.get(_LOG_ENV.get(tags[0], ""), "") not in ("", "0") else None
+    # their own switch, not AM_LOG: the lifecycle of every connection is noise by default
+    level = 3 if os.environ.get(_LOG_ENV.get(tags[0], ""), "") not in ("", "0") else 0
     return Machine(
         schema, id=id, tags=tags, parent_id=parent_id, handlers=_Quiet(), log_level=level
     )
