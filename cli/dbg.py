@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -35,6 +37,19 @@ def dbg(
     ),
     import_data: Path | None = typer.Option(
         None, "--import-data", "-i", help="Load a dump (this project's or the Go tool's)."
+    ),
+    rotate_txs: int = typer.Option(
+        0,
+        "--rotate-txs",
+        help="Rotate: write the history to a new timestamped dump every N "
+        "transitions and free it from memory (0 = off).",
+        min=0,
+    ),
+    rotate_secs: float = typer.Option(
+        0.0,
+        "--rotate-secs",
+        help="Rotate every SECONDS too (0 = off).",
+        min=0,
     ),
 ) -> None:
     """Collect telemetry from every machine and export it as a dump.
@@ -68,7 +83,16 @@ def dbg(
     import trio
 
     try:
-        trio.run(_headless, host, int(port), ws_port, out_dir, dump_interval, imported)
+        trio.run(
+            _headless,
+            host,
+            int(port),
+            ws_port,
+            out_dir,
+            dump_interval,
+            imported,
+            (rotate_txs, rotate_secs),
+        )
     except OSError as err:
         typer.echo(f"am dbg: cannot listen on {listen_addr}: {err.strerror or err}", err=True)
         raise typer.Exit(1) from None
@@ -84,7 +108,13 @@ def _print_summary(dumps: list) -> None:
 
 
 async def _headless(
-    host: str, port: int, ws_port: int, out_dir: Path, interval: float, imported: list
+    host: str,
+    port: int,
+    ws_port: int,
+    out_dir: Path,
+    interval: float,
+    imported: list,
+    rotation: tuple[int, float],
 ) -> None:
     import trio
 
@@ -94,9 +124,15 @@ async def _headless(
     collector = Collector()
     collector.load(imported)
     target = out_dir / DUMP_NAME
+    rotate_txs, rotate_secs = rotation
+    rotating = bool(rotate_txs or rotate_secs)
 
-    def save() -> None:
-        write_dump(target, collector.dumps())
+    def save() -> Path | None:
+        if not rotating:
+            return write_dump(target, collector.dumps())
+        if not collector.buffered:
+            return None
+        return write_dump(_rotated_name(out_dir), collector.rotate())
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -107,22 +143,39 @@ async def _headless(
                 )
             )
             ws = f", ws://{host}:{bound_ws}/dbg.ws" if bound_ws else ""
-            print(f"am dbg: collecting on {host}:{bound}{ws}; Ctrl-C writes {target}", flush=True)
-            if interval > 0:
+            what = f"rotated dumps into {out_dir}" if rotating else str(target)
+            print(f"am dbg: collecting on {host}:{bound}{ws}; Ctrl-C writes {what}", flush=True)
+            if interval > 0 or rotating:
 
                 async def periodic() -> None:
                     while True:
-                        await trio.sleep(interval)
-                        save()
+                        wait = rotate_secs or interval or math.inf
+                        with trio.move_on_after(wait):
+                            if rotate_txs:
+                                await collector.wait_until(lambda c: c.buffered >= rotate_txs)
+                            else:
+                                await trio.sleep_forever()
+                        written = save()
+                        if written and rotating:
+                            print(f"am dbg: wrote {written}", file=sys.stderr, flush=True)
 
                 nursery.start_soon(periodic)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()
-    save()
+    written = save()
     print(
-        f"am dbg: wrote {target} ({len(collector.machines)} machines, "
-        f"{collector.total_txs} transitions)",
+        f"am dbg: wrote {written or 'nothing new'} ({len(collector.machines)} machines, "
+        f"{collector.total_txs} transitions received)",
         file=sys.stderr,
         flush=True,
     )
+
+
+def _rotated_name(out_dir: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
+    path, n = out_dir / f"am-dbg-dump-{stamp}.cbor.br", 1
+    while path.exists():  # several rotations in one second
+        n += 1
+        path = out_dir / f"am-dbg-dump-{stamp}-{n}.cbor.br"
+    return path

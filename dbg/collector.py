@@ -76,6 +76,7 @@ class Collector:
         self.machines: dict[str, MachineRecord] = {}
         self.ignored = 0  # transitions dropped: unknown machine or foreign connection
         self.total_txs = 0
+        self.buffered = 0  # transitions since the last rotate()
         self._conn_ids = itertools.count(1)
         self._listeners: list[Callable[[], None]] = []
 
@@ -129,6 +130,7 @@ class Collector:
             rec._raw.append((arr, now))
             accepted += 1
         self.total_txs += accepted
+        self.buffered += accepted
         self._changed()
         if bad:
             raise ValueError(f"{bad} transition(s) not an array of {len(TX_FIELDS)} items")
@@ -152,6 +154,16 @@ class Collector:
     def dumps(self) -> list[MachineDump]:
         """Every machine with its history, ready for :func:`dbg.dump.write_dump`."""
         return [MachineDump(rec.schema, list(rec.txs)) for rec in self.machines.values()]
+
+    def rotate(self) -> list[MachineDump]:
+        """Every machine's schema with the transitions since the last rotation, which are
+        then dropped from memory (schemas stay, so each rotated dump loads on its own)."""
+        out = []
+        for rec in self.machines.values():
+            out.append(MachineDump(rec.schema, rec.txs))
+            rec.txs = []
+        self.buffered = 0
+        return out
 
     def load(self, dumps: list[MachineDump]) -> None:
         """Add imported machines (``--import-data``), marked disconnected."""

@@ -339,6 +339,8 @@ class DbgMsgTx:
     - ``is_auto``, ``accepted`` (False = canceled), ``is_check`` (a ``Can*`` dry run),
       ``is_queued`` (a "mutation queued" record).
     - ``args``: logged mutation arguments; ``queue_dump``, ``stack_trace``: debugging aids.
+    - ``source_machine_id``, ``source_tx_id``, ``source_mach_time``: the machine and transition
+      that caused this mutation (a pipe, an aRPC client), "" / 0 for local calls.
     """
 
     machine_id: str = ""
@@ -362,6 +364,9 @@ class DbgMsgTx:
     args: dict[str, str] = field(default_factory=dict)
     queue_dump: list[str] = field(default_factory=list)
     stack_trace: str = ""
+    source_machine_id: str = ""
+    source_tx_id: str = ""
+    source_mach_time: int = 0
 
     def time_sum(self) -> int:
         """The machine time: the sum of all clocks ("t123" in the tools)."""
@@ -440,6 +445,9 @@ _TX_KINDS = {
     "is_check": bool,
     "is_queued": bool,
     "stack_trace": str,
+    "source_machine_id": str,
+    "source_tx_id": str,
+    "source_mach_time": int,
 }
 
 

@@ -40,6 +40,7 @@ from .tracer import Tracer
 
 if TYPE_CHECKING:
     from .machine import Machine
+    from .mutation import Mutation
     from .transition import Transition
 
 __all__ = [
@@ -160,7 +161,7 @@ TX_FIELDS = (
     "steps",
 )  # fmt: skip
 STEP_FIELDS = ("type", "from_state", "to_state", "rel_type", "is_final", "is_self", "is_enter")
-FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK = 1, 2, 4
+FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED = 1, 2, 4, 8
 
 
 def tx_message(arr: list[Any]) -> dict[str, Any]:
@@ -174,6 +175,12 @@ def tx_message(arr: list[Any]) -> dict[str, Any]:
     msg["accepted"] = bool(flags & FLAG_ACCEPTED)
     msg["is_auto"] = bool(flags & FLAG_AUTO)
     msg["is_check"] = bool(flags & FLAG_CHECK)
+    msg["is_queued"] = bool(flags & FLAG_QUEUED)
+    source = msg.pop("source", None)
+    if source is not None:
+        if not (isinstance(source, list) and len(source) == 3):
+            raise ValueError("telemetry: source must be [machine id, tx id, machine time]")
+        msg["source_machine_id"], msg["source_tx_id"], msg["source_mach_time"] = source
     for key in ("log_entries", "pre_log_entries"):
         entries = msg.get(key)
         if entries is not None:
@@ -215,6 +222,9 @@ def _state_dict(state: Any) -> dict[str, Any]:
 class DbgTracer(Tracer):
     """Reports one machine to the debugger through an :class:`Outbox`."""
 
+    def __new__(cls, outbox: Outbox, *, full: bool = False) -> DbgTracer:
+        return super().__new__(_FullDbgTracer if full and cls is DbgTracer else cls)
+
     def __init__(self, outbox: Outbox, *, full: bool = False) -> None:
         self.outbox = outbox
         self.full = full
@@ -253,6 +263,22 @@ class DbgTracer(Tracer):
 
     def machine_dispose(self, mach_id: str) -> None:
         self.outbox.schemas.pop(mach_id, None)
+
+
+class _FullDbgTracer(DbgTracer):
+    """With full logging (``AM_LOG_FULL``) also a record per queued mutation, as the
+    reference. A subclass, so that without it the machine skips the hook entirely: most
+    mutations are queued and run at once, which would double the traffic for nothing."""
+
+    def mutation_queued(self, mach: Machine, mutation: Mutation) -> None:
+        src = mutation.source
+        self.outbox.put((
+            mach.id, f"q{mutation.queue_tick or mutation.token}", mach.time(), mach.queue_tick,
+            int(mutation.type), mutation.called, FLAG_QUEUED | (mutation.check << 2),
+            mach.queue_len(), mutation.queue_tick, mutation.token, None, None,
+            {k: _short(v) for k, v in mutation.args.items() if not k.startswith("_")} or None,
+            (src.machine_id, src.tx_id, src.mach_time) if src is not None else None, None,
+        ))  # fmt: skip
 
 
 def _short(value: Any) -> str:

@@ -99,6 +99,23 @@ async def test_foreign_connection_transitions_are_ignored_and_bad_frames_close_o
     assert [t.id for t in collector.machines["m1"].txs] == ["t1", "t3"]
 
 
+def test_mutation_sources_reach_the_dump():
+    src = Machine({"Go": State()}, id="tele-src")
+    dst = Machine({"Go": State()}, id="tele-dst")
+    box = Outbox()
+    telemetry.DbgTracer(box).attach(dst)
+    from machines.pipes import pipe_add
+
+    pipe_add(src, dst, "Go")
+    src.add("Go")
+    collector = Collector()
+    conn = collector.connect()
+    for kind, msg in FrameDecoder().feed(box.take()):
+        collector.ingest(conn, kind, msg)
+    (tx,) = collector.machines["tele-dst"].txs
+    assert tx.source_machine_id == "tele-src" and tx.source_tx_id
+
+
 def test_frame_decoder_rejects_oversized_and_non_cbor():
     dec = FrameDecoder(max_frame=10)
     with pytest.raises(FrameError, match="exceeds"):
@@ -274,9 +291,13 @@ async def test_full_logging_ships_steps_and_args():
             m.log_steps = True
             telemetry.attach(m, addr, full=True)
             m.add(["A", "B"], {"addr": "x:1", "_private": object()})
-            await collector.wait_until(lambda c: _txs(c, "tele-full") == 1)
+            await collector.wait_until(lambda c: _txs(c, "tele-full") == 2)
             nursery.cancel_scope.cancel()
-    tx = collector.machines["tele-full"].txs[0]
+    queued, tx = collector.machines["tele-full"].txs
+    # the queued record comes first, then the transition that ran it
+    assert queued.is_queued and queued.mut_queue_tick == tx.queue_tick == 2
+    assert queued.called(["A", "B", "Msg", "Exception"]) == ["A", "B"]
+    assert not tx.is_queued and tx.accepted
     assert tx.args == {"addr": "x:1"}  # internal (underscore) args stay home
     kinds = {(st.type, st.from_state, st.to_state) for st in tx.steps}
     assert (32, "A", "") in kinds and (32, "B", "") in kinds  # called
@@ -284,3 +305,35 @@ async def test_full_logging_ships_steps_and_args():
     assert (4, "A", "") in kinds and (4, "B", "") in kinds  # activated
     enter = next(st for st in tx.steps if st.type == 2)
     assert enter.is_enter and not enter.is_final
+
+
+def test_headless_rotation_splits_history_into_loadable_dumps(tmp_path: Path):
+    port = _free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    dbg = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "dbg", "--headless", "--listen-addr",
+         f"127.0.0.1:{port}", "--ws-port", "0", "--dir", str(tmp_path), "--rotate-txs", "40"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert "rotated dumps" in dbg.stdout.readline()
+        for _ in range(2):  # two runs of a producer, each >= 40 transitions: two rotations
+            producer = subprocess.run(
+                [sys.executable, "-c", PRODUCER],
+                env=dict(env, AM_DBG_ADDR=f"127.0.0.1:{port}"), timeout=30,
+            )  # fmt: skip
+            assert producer.returncode == 0
+            assert "wrote" in dbg.stderr.readline()  # rotated before the next run starts
+        dbg.send_signal(signal.SIGINT)
+        _, err = dbg.communicate(timeout=15)
+    finally:
+        dbg.kill()
+    assert dbg.returncode == 0, err
+    files = sorted(tmp_path.glob("am-dbg-dump-*.cbor.br"))
+    assert len(files) >= 2
+    total = 0
+    for f in files:
+        machines = {d.id: d for d in read_dump(f)}
+        assert set(machines) == {"proc-a", "proc-b"}  # every file has every schema
+        total += sum(len(d.txs) for d in machines.values())
+    assert total == 300  # nothing lost, nothing written twice
