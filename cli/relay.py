@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from relay.config import DEFAULT_LISTEN_ADDR, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_TUNNELS
-
-#: Seconds `am relay` waits for connections to close after Ctrl-C before it exits anyway.
-SHUTDOWN_GRACE = 8.0
 
 
 def relay(
@@ -98,7 +93,6 @@ def relay(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-    logging.getLogger("relay.http").setLevel(logging.WARNING)
     try:
         trio.run(_serve, config)
     except OSError as err:
@@ -114,7 +108,8 @@ async def _serve(config: object) -> None:
 
     assert isinstance(config, RelayConfig)
     # Signals become an event here, so shutdown runs as ordinary code: tunnels get their
-    # close frames and address files are removed before the process exits.
+    # close frames and address files are removed before the process exits. Every write is
+    # interruptible, so a browser that stopped reading delays this by seconds at most.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_relay(config) as relay:
             _describe(relay)
@@ -124,16 +119,6 @@ async def _serve(config: object) -> None:
             async for _ in signals:
                 break
             typer.echo("relay stopping: closing tunnels")
-            # A browser that stopped reading can hold its connection open; give the others
-            # time to close cleanly, then leave anyway (address files are gone by then).
-            watchdog = threading.Timer(SHUTDOWN_GRACE, _force_exit)
-            watchdog.daemon = True
-            watchdog.start()
-
-
-def _force_exit() -> None:
-    print("relay stopped (a client that stopped reading was dropped)", flush=True)
-    os._exit(0)
 
 
 def _describe(relay: object) -> None:

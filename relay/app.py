@@ -1,85 +1,116 @@
-"""The relay's ASGI application: static files over HTTP, tunnels over WebSocket.
+"""What the relay does with one HTTP request: static files, or a tunnel over WebSocket.
 
 Every refusal happens here, before a socket is opened, and answers the upgrade with a plain
-HTTP status and a one-line reason: 400 bad path, 401 token, 403 origin or target, 404 unknown
-path, 503 too many tunnels.
+HTTP status and a one-line reason: 400 bad path or handshake, 401 token, 403 origin or target,
+404 unknown path, 503 too many tunnels.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+import trio
+from websockets.datastructures import MultipleValuesError
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_subprotocol
+from websockets.http11 import Request
 
 from relay.addrfile import check_id, wants_addr_file
+from relay.connection import REQUEST_TIMEOUT, Connection
 from relay.matchers import BadPath, parse_tunnel_path
-from relay.security import check_token, pick_subprotocol
+from relay.security import check_token
 from relay.static import serve_static
 from relay.wsstream import WebSocketStream
 
 if TYPE_CHECKING:
     from relay.server import Relay
 
+log = logging.getLogger("relay")
 
-class RelayApp:
-    """ASGI 3 application bound to one :class:`relay.server.Relay`."""
 
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await serve_static(self.relay.config.static_dir, scope, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await _lifespan(receive, send)
-
-    async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        ws = WebSocketStream(scope, receive, send)
-        if not await ws.wait_connect():
-            return
-        relay = self.relay
-        config = relay.config
-        try:
-            request = parse_tunnel_path(scope["path"])
-        except BadPath as err:
-            await ws.deny(400, f"bad tunnel path: {err}")
-            return
+async def handle_connection(relay: Relay, stream: trio.SocketStream) -> None:
+    """Serve one client connection: read its request, answer it, close it."""
+    conn = Connection(stream, relay.config.max_message)
+    try:
+        request = None
+        with trio.move_on_after(REQUEST_TIMEOUT):
+            request = await conn.read_request()
         if request is None:
-            await ws.deny(404, "not found: tunnels are /listen/<id>/<host:port> and /dial/...")
             return
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        reason = relay.origin_policy.check(headers.get(b"origin"), headers.get(b"host"))
-        if reason is not None:
-            await ws.deny(403, reason)
-            return
-        offered = list(scope.get("subprotocols") or [])
-        reason = check_token(config.token, offered)
-        if reason is not None:
-            await ws.deny(401, reason)
-            return
-        matcher = relay.find_matcher(request)
-        if matcher is None and not config.target_allowed(request.target):
-            await ws.deny(403, f"target {request.addr} is not on the allow-list")
-            return
-        if request.kind == "listen" and config.repl_addr_dir and wants_addr_file(request.id):
-            try:
-                check_id(request.id)
-            except ValueError as err:
-                await ws.deny(400, f"bad tunnel path: {err}")
-                return
-        reason = relay.capacity_problem()
-        if reason is not None:
-            await ws.deny(503, reason)
-            return
-        await relay.run_tunnel(ws, request, pick_subprotocol(offered), matcher)
+        path = unquote(urlsplit(request.path).path)
+        if _is_upgrade(request):
+            await _websocket(relay, conn, request, path)
+        else:
+            await serve_static(relay.config.static_dir, conn, request, path)
+    except trio.BrokenResourceError as err:
+        log.debug("connection dropped: %s", err)
+    except Exception:  # one connection's bug must not take the relay down
+        log.exception("relay connection failed")
+    finally:
+        await conn.finish()
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
+def _is_upgrade(request: Request) -> bool:
+    return any("websocket" in v.lower() for v in request.headers.get_all("Upgrade"))
+
+
+def _single(request: Request, name: str) -> str | None:
+    """One header's value; a repeated header is a bad request (ValueError)."""
+    try:
+        return request.headers.get(name)
+    except MultipleValuesError:
+        raise ValueError(f"more than one {name} header") from None
+
+
+async def _websocket(relay: Relay, conn: Connection, request: Request, path: str) -> None:
+    config = relay.config
+    try:
+        tunnel_request = parse_tunnel_path(path)
+    except BadPath as err:
+        await conn.reject(400, f"bad tunnel path: {err}")
+        return
+    if tunnel_request is None:
+        await conn.reject(404, "not found: tunnels are /listen/<id>/<host:port> and /dial/...")
+        return
+    try:
+        origin = _single(request, "Origin")
+        host = _single(request, "Host")
+        values = request.headers.get_all("Sec-WebSocket-Protocol")
+        offered = [proto for value in values for proto in parse_subprotocol(value)]
+    except (ValueError, InvalidHeader) as err:
+        await conn.reject(400, f"bad WebSocket handshake: {err}")
+        return
+    reason = relay.origin_policy.check(origin, host)
+    if reason is not None:
+        await conn.reject(403, reason)
+        return
+    reason = check_token(config.token, offered)
+    if reason is not None:
+        await conn.reject(401, reason)
+        return
+    matcher = relay.find_matcher(tunnel_request)
+    if matcher is None and not config.target_allowed(tunnel_request.target):
+        await conn.reject(403, f"target {tunnel_request.addr} is not on the allow-list")
+        return
+    if (
+        tunnel_request.kind == "listen"
+        and config.repl_addr_dir
+        and wants_addr_file(tunnel_request.id)
+    ):
+        try:
+            check_id(tunnel_request.id)
+        except ValueError as err:
+            await conn.reject(400, f"bad tunnel path: {err}")
             return
+    reason = relay.capacity_problem()
+    if reason is not None:
+        await conn.reject(503, reason)
+        return
+    # The rest of the handshake (key, version, method), checked now, answered by the tunnel.
+    handshake = conn.protocol.accept(request)
+    if handshake.status_code != 101:
+        await conn.respond(handshake)
+        return
+    await relay.run_tunnel(WebSocketStream(conn, request, handshake), tunnel_request, matcher)

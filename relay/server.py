@@ -7,31 +7,36 @@ async with open_relay(RelayConfig(listen_addr="localhost:0", allow=("127.0.0.1:*
 ```
 or ``relay = await nursery.start(serve_relay, config)``. Leaving the block (or cancelling
 ``serve_relay``) closes every tunnel with 1001, removes address files, then stops HTTP.
+
+The HTTP side is a plain trio accept loop: one task per connection (:mod:`relay.app`), each
+driving the sans-I/O ``websockets`` protocol over its socket (:mod:`relay.connection`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
 
 from relay.addrfile import remove_addr_file
-from relay.app import RelayApp
-from relay.config import HostPort, RelayConfig, parse_hostport
+from relay.app import handle_connection
+from relay.config import HostPort, RelayConfig, format_hostport, parse_hostport
+from relay.connection import LINGER_TIMEOUT
 from relay.matchers import Handler, Matcher, TunnelKind, TunnelRequest, make_matcher
 from relay.security import OriginPolicy, own_origins
-from relay.tunnel import CLEANUP_TIMEOUT, Tunnel, run_dial, run_listen, run_matched
-from relay.wsstream import NORMAL, WebSocketStream
+from relay.tunnel import CLEANUP_TIMEOUT, Tunnel, open_listener, run_dial, run_listen, run_matched
+from relay.wsstream import GOING_AWAY, NORMAL, WebSocketStream
 
 log = logging.getLogger("relay")
 
-#: Messages hypercorn may queue per WebSocket before it stops reading the socket.
-_APP_QUEUE = 4
+#: Pending connections the kernel queues for the accept loop.
+_BACKLOG = 128
+#: accept() errors that mean "out of resources for now": wait a little and go on.
+_ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 class Relay:
@@ -49,6 +54,8 @@ class Relay:
         self._closing = False
         self._http_stop = trio.Event()
         self._http_done = trio.Event()
+        self._connections = 0
+        self._connections_changed = trio.Event()
 
     @property
     def url(self) -> str:
@@ -90,14 +97,10 @@ class Relay:
         return None
 
     async def run_tunnel(
-        self,
-        ws: WebSocketStream,
-        request: TunnelRequest,
-        subprotocol: str | None,
-        matcher: Matcher | None,
+        self, ws: WebSocketStream, request: TunnelRequest, matcher: Matcher | None
     ) -> None:
-        """Serve one accepted-for-checking WebSocket as a tunnel until it ends."""
-        tunnel = Tunnel(request, ws, subprotocol)
+        """Serve one checked (not yet accepted) WebSocket as a tunnel until it ends."""
+        tunnel = Tunnel(request, ws)
         self._tunnels.add(tunnel)
         log.info("tunnel %s %r to %s opened", request.kind, request.id, request.addr)
         try:
@@ -109,6 +112,10 @@ class Relay:
                 else:
                     await self._claim_listen(tunnel)
                     await run_listen(tunnel, self.config)
+        except trio.Cancelled:
+            # Not our own scope: the relay itself is being cancelled.
+            tunnel.end(GOING_AWAY, "relay shutting down")
+            raise
         finally:
             self._tunnels.discard(tunnel)
             if self._listening.get(request.target) is tunnel:
@@ -155,8 +162,7 @@ class Relay:
             with trio.move_on_after(CLEANUP_TIMEOUT + 1):
                 for tunnel in tunnels:
                     await tunnel.done.wait()
-            # A tunnel can be stuck writing to a browser that stopped reading (the server
-            # shields socket writes); its address file must go all the same.
+            # Address files go even if a tunnel did not finish in time.
             for tunnel in tunnels:
                 if tunnel.addr_file is not None and tunnel.bound_addr is not None:
                     remove_addr_file(tunnel.addr_file, tunnel.bound_addr)
@@ -169,14 +175,14 @@ class Relay:
 async def open_relay(config: RelayConfig | None = None) -> AsyncIterator[Relay]:
     """Serve the relay for the duration of the ``async with`` block.
 
-    Leaving closes every tunnel with 1001 and removes address files within a few seconds; the
-    block then still waits for connections whose browser stopped reading (the HTTP server
-    shields its socket writes), which end when that browser reads or goes away.
+    Leaving closes every tunnel with 1001, removes address files and frees the port within a
+    few seconds, even when a browser stopped reading: every write can be interrupted.
     """
     relay = Relay(config or RelayConfig())
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(_run_hypercorn, relay)
-        _set_bound(relay, binds[0])
+        listener = await open_listener(parse_hostport(relay.config.listen_addr), _BACKLOG)
+        _set_bound(relay, listener)
+        await nursery.start(_serve_http, relay, listener)
         try:
             yield relay
         finally:
@@ -195,26 +201,62 @@ async def serve_relay(
         await trio.sleep_forever()
 
 
-async def _run_hypercorn(relay: Relay, *, task_status: trio.TaskStatus[list[str]]) -> None:
-    config = relay.config
-    hyper = HyperConfig()
-    hyper.bind = [config.listen_addr]
-    hyper.websocket_max_message_size = config.max_message
-    hyper.max_app_queue_size = _APP_QUEUE
-    hyper.graceful_timeout = 1.0
-    hyper.accesslog = None
-    hyper.errorlog = logging.getLogger("relay.http")
+async def _serve_http(
+    relay: Relay, listener: trio.SocketListener, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """Accept connections until the relay stops; then let open ones finish (bounded)."""
     try:
-        await serve(
-            RelayApp(relay), hyper, shutdown_trigger=relay._http_stop.wait, task_status=task_status
-        )
+        async with trio.open_nursery() as connections:
+            with trio.CancelScope() as accepting:
+                task_status.started()
+                connections.start_soon(_until_stop, relay, accepting)
+                await _accept_loop(relay, listener, connections)
+            with trio.CancelScope(shield=True):
+                await listener.aclose()  # the port is free from here on
+                with trio.move_on_after(LINGER_TIMEOUT + 1):
+                    while relay._connections:
+                        relay._connections_changed = trio.Event()
+                        await relay._connections_changed.wait()
+            connections.cancel_scope.cancel()
     finally:
+        with trio.CancelScope(shield=True):
+            await listener.aclose()
         relay._http_done.set()
 
 
-def _set_bound(relay: Relay, bind: str) -> None:
+async def _until_stop(relay: Relay, accepting: trio.CancelScope) -> None:
+    await relay._http_stop.wait()
+    accepting.cancel()
+
+
+async def _accept_loop(
+    relay: Relay, listener: trio.SocketListener, connections: trio.Nursery
+) -> None:
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as err:
+            if err.errno not in _ACCEPT_RETRY:
+                raise
+            log.warning("relay cannot accept a connection now: %s", err)
+            await trio.sleep(0.1)
+            continue
+        connections.start_soon(_connection, relay, stream)
+
+
+async def _connection(relay: Relay, stream: trio.SocketStream) -> None:
+    relay._connections += 1
+    try:
+        await handle_connection(relay, stream)
+    finally:
+        relay._connections -= 1
+        relay._connections_changed.set()
+
+
+def _set_bound(relay: Relay, listener: trio.SocketListener) -> None:
     """Record the bound address and derive the relay's own origins from it."""
-    relay.addr = bind.split("://", 1)[1]
+    host, port = listener.socket.getsockname()[:2]
+    relay.addr = format_hostport(host, port)
     bound = parse_hostport(relay.addr)
     asked = parse_hostport(relay.config.listen_addr)
     wildcard = asked.host in ("", "0.0.0.0", "::")

@@ -1,22 +1,21 @@
-"""Static files over ASGI: the web page, Pyodide's bundle and the project's wheel.
+"""Static files over HTTP: the web page, Pyodide's bundle and the project's wheel.
 
-The server (hypercorn) parses HTTP; this module only maps a path to a file inside the
+The connection driver parses HTTP; this module only maps a path to a file inside the
 directory, with the MIME types a browser insists on (``.wasm`` must be ``application/wasm``
 for streaming compilation, ``.mjs`` a JavaScript type for module imports).
 """
 
 from __future__ import annotations
 
-import logging
 import mimetypes
-from email.utils import formatdate
+import os
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import trio
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
-log = logging.getLogger("relay")
-_CHUNK = 1 << 18
+from relay.connection import Connection, http_date
+
 _TYPES = {
     ".wasm": "application/wasm",
     ".mjs": "text/javascript",
@@ -58,55 +57,40 @@ def resolve(root: Path, url_path: str) -> Path | None:
     return real if real.is_file() else None
 
 
-async def _plain(send: Any, status: int, text: str, extra: list | None = None) -> None:
-    body = (text + "\n").encode()
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def serve_static(root: Path | None, scope: dict[str, Any], send: Any) -> None:
-    """Answer one HTTP request from ``root`` (404 for everything when there is none)."""
-    method = scope["method"]
+async def serve_static(root: Path | None, conn: Connection, request: Request, path: str) -> None:
+    """Answer one HTTP request (``path`` already decoded) from ``root``; 404 without one."""
+    method = request.method
     if method not in ("GET", "HEAD"):
-        await _plain(send, 405, "method not allowed", [(b"allow", b"GET, HEAD")])
+        await conn.reject(405, "method not allowed", Headers(Allow="GET, HEAD"))
         return
-    path = resolve(root, scope["path"]) if root is not None else None
-    if path is None:
-        await _plain(send, 404, "not found")
+    file = resolve(root, path) if root is not None else None
+    if file is None:
+        await conn.reject(404, "not found")
         return
     try:
-        stat = path.stat()
+        f = open(file, "rb")  # noqa: SIM115 (closed below; a local file opens at once)
     except OSError:  # removed or unreadable since it was resolved
-        await _plain(send, 404, "not found")
+        await conn.reject(404, "not found")
         return
-    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'.encode()
-    headers = [
-        (b"content-type", content_type(path).encode()),
-        (b"etag", etag),
-        (b"last-modified", formatdate(stat.st_mtime, usegmt=True).encode()),
-        # The page and wheel change while developing; revalidate (cheap with the ETag).
-        (b"cache-control", b"no-cache"),
-    ]
-    if_none_match = dict(scope["headers"]).get(b"if-none-match")
-    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(b",")]:
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    headers.append((b"content-length", str(stat.st_size).encode()))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    if method == "HEAD":
-        await send({"type": "http.response.body", "body": b""})
-        return
-    try:
-        async with await trio.open_file(path, "rb") as f:
-            while chunk := await f.read(_CHUNK):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except OSError as err:
-        # Headers are out; all that is left is to end the response (the client sees it short).
-        log.warning("static file %s: %s", path, err)
-    await send({"type": "http.response.body", "body": b""})
+    with f:
+        stat = os.fstat(f.fileno())
+        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        headers = Headers(
+            [
+                ("Date", http_date()),
+                ("Connection", "close"),
+                ("Content-Type", content_type(file)),
+                ("ETag", etag),
+                ("Last-Modified", http_date(stat.st_mtime)),
+                # The page and wheel change while developing; revalidate (cheap with the ETag).
+                ("Cache-Control", "no-cache"),
+            ]
+        )
+        if_none_match = ",".join(request.headers.get_all("If-None-Match"))
+        if etag in (t.strip() for t in if_none_match.split(",")):
+            await conn.respond(Response(304, "Not Modified", headers))
+            return
+        headers["Content-Length"] = str(stat.st_size)
+        await conn.respond(Response(200, "OK", headers))
+        if method == "GET":
+            await conn.send_file(f.fileno(), stat.st_size)

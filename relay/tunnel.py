@@ -10,17 +10,17 @@ speed of either side.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections import deque
 from pathlib import Path
 
 import trio
 
+from relay import fastio
 from relay.addrfile import remove_addr_file, wants_addr_file, write_addr_file
 from relay.config import HostPort, RelayConfig, format_hostport
 from relay.matchers import Matcher, TunnelRequest
-from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, UNSUPPORTED_DATA, WebSocketStream
+from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, WebSocketStream
 
 log = logging.getLogger("relay")
 
@@ -34,10 +34,9 @@ _TCP_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 class Tunnel:
     """One live tunnel as the relay tracks it; ``stop`` ends it from outside."""
 
-    def __init__(self, request: TunnelRequest, ws: WebSocketStream, subprotocol: str | None):
+    def __init__(self, request: TunnelRequest, ws: WebSocketStream):
         self.request = request
         self.ws = ws
-        self.subprotocol = subprotocol
         self.cancel_scope = trio.CancelScope()
         #: The real TCP address a listen tunnel bound (port 0 resolved).
         self.bound_addr: str | None = None
@@ -66,34 +65,8 @@ class Tunnel:
         self.cancel_scope.cancel()
 
 
-async def _tcp_recv(tcp: trio.SocketStream, size: int) -> bytes:
-    """Read from the TCP socket, waiting only when nothing is there.
-
-    trio's ``receive_some`` always yields to the scheduler; trying the non-blocking read
-    first saves a scheduler round per chunk, a large share of a small message's latency.
-    """
-    fd = tcp.socket.fileno()
-    while True:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            return os.read(fd, size)
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(fd)
-
-
 async def _tcp_send(tcp: trio.SocketStream, data: bytes) -> None:
-    """Write all of ``data``, waiting only when the kernel's buffer is full (backpressure)."""
-    fd = tcp.socket.fileno()
-    view = memoryview(data)
-    while view:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            sent = os.write(fd, view)
-        except BlockingIOError:
-            sent = 0
-        view = view[sent:]
-        if view:
-            await trio.lowlevel.wait_writable(fd)
+    await fastio.send_all(tcp.socket.fileno(), data)
 
 
 class _TcpSlot:
@@ -122,7 +95,8 @@ class _TcpSlot:
 
 async def _tcp_to_ws(tunnel: Tunnel, tcp: trio.SocketStream, nursery: trio.Nursery) -> None:
     try:
-        while data := await _tcp_recv(tcp, TCP_CHUNK):
+        reader = fastio.SocketReader(tcp.socket.fileno(), TCP_CHUNK)
+        while data := await reader.recv():
             await tunnel.ws.send_all(data)
         tunnel.end(NORMAL, "tcp peer closed")
     except trio.ClosedResourceError:
@@ -146,10 +120,12 @@ async def _ws_to_tcp(
                     await slot.ready.wait()
                 continue
             await _tcp_send(slot.stream, data)
-        tunnel.end(NORMAL, "websocket closed")
+        ws = tunnel.ws
+        tunnel.end(NORMAL, f"websocket closed by peer: {ws.peer_close_code} {ws.peer_close_reason}")
     except trio.BrokenResourceError:
-        if tunnel.ws.close_code == UNSUPPORTED_DATA:
-            tunnel.end(UNSUPPORTED_DATA, tunnel.ws.close_reason)
+        ws = tunnel.ws
+        if ws.close_code is not None:  # the WebSocket closed itself (1003, 1009, 1002)
+            tunnel.end(ws.close_code, ws.close_reason)
         else:
             tunnel.end(NORMAL, "websocket broken")
     except _TCP_ERRORS as err:
@@ -168,7 +144,7 @@ async def _refuse(tunnel: Tunnel, reason: str) -> None:
     request = tunnel.request
     log.info("tunnel %s %r to %s: %s", request.kind, request.id, request.addr, reason)
     tunnel.end(INTERNAL_ERROR, reason)
-    await tunnel.ws.accept(tunnel.subprotocol)
+    await tunnel.ws.accept()
 
 
 async def run_dial(tunnel: Tunnel, config: RelayConfig) -> None:
@@ -181,11 +157,11 @@ async def run_dial(tunnel: Tunnel, config: RelayConfig) -> None:
         await _refuse(tunnel, f"dial failed: {err or 'timeout'}")
         return
     async with tcp:
-        await tunnel.ws.accept(tunnel.subprotocol)
+        await tunnel.ws.accept()
         await _pipe(tunnel, tcp, config.max_message)
 
 
-async def open_listener(target: HostPort) -> trio.SocketListener:
+async def open_listener(target: HostPort, backlog: int = 1) -> trio.SocketListener:
     """One listening socket on the target (IPv4 first for names like ``localhost``).
 
     One socket, not one per resolved address: with port 0 each would get a different port,
@@ -202,7 +178,7 @@ async def open_listener(target: HostPort) -> trio.SocketListener:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         await sock.bind(sockaddr)
-        sock.listen(1)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
@@ -247,7 +223,7 @@ async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
             tunnel.addr_file = addr_file
         try:
             log.info("tunnel listen %r on %s", request.id, tunnel.bound_addr)
-            await tunnel.ws.accept(tunnel.subprotocol)
+            await tunnel.ws.accept()
             slot = _TcpSlot()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_accept_one, tunnel, listener, slot, nursery)
@@ -263,10 +239,16 @@ async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
 
 async def run_matched(tunnel: Tunnel, matcher: Matcher) -> None:
     """Hand the WebSocket to an in-process handler (no socket is opened)."""
-    await tunnel.ws.accept(tunnel.subprotocol)
+    await tunnel.ws.accept()
     try:
         await matcher.handler(tunnel.ws, tunnel.request)
         tunnel.end(NORMAL, "handler done")
     except Exception as err:  # the handler's bug must not take the relay down
+        ws = tunnel.ws
+        if isinstance(err, trio.BrokenResourceError) and ws.close_code is not None:
+            # The WebSocket closed itself (1003, 1009, 1002); that code stands.
+            log.info("tunnel handler for %r: %s", tunnel.request.id, err)
+            tunnel.end(ws.close_code, ws.close_reason)
+            return
         log.warning("tunnel handler for %r failed: %r", tunnel.request.id, err)
         tunnel.end(INTERNAL_ERROR, f"handler failed: {err!r}")

@@ -1,30 +1,36 @@
-"""One ASGI WebSocket seen as a trio byte stream.
+"""One WebSocket seen as a trio byte stream.
 
 Tunnels carry byte streams: every ``send_all`` becomes one or more binary messages, and
-incoming binary messages are concatenated (their boundaries mean nothing). Matcher handlers get
+incoming binary frames are concatenated (message boundaries mean nothing). Matcher handlers get
 this object as a :class:`trio.abc.Stream`, so anything written for TCP streams (an aRPC client
 or server) runs on it unchanged.
 
-Backpressure comes from the server underneath: ``send_all`` returns only once the frame has
-been written to the socket, and the server reads the socket only as fast as
-``receive_some`` consumes messages, so a slow peer never makes the relay buffer without bound.
+Backpressure both ways: ``send_all`` returns once the frame is in the kernel, and the socket is
+read only when ``receive_some`` runs out of data, so a slow peer never makes the relay buffer
+more than one socket read (plus one message of at most ``max_message`` bytes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections import deque
 
 import trio
+from websockets.frames import BINARY, CLOSE, CONT, TEXT
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from relay import fastio
+from relay.connection import Connection
 
 # Close codes (RFC 6455 section 7.4.1).
 NORMAL = 1000
 GOING_AWAY = 1001
 UNSUPPORTED_DATA = 1003
+ABNORMAL = 1006
 INTERNAL_ERROR = 1011
+
+#: Seconds :meth:`WebSocketStream.aclose` may spend on the close frame (the peer may not read).
+CLOSE_TIMEOUT = 2.0
 
 #: Largest binary message the relay sends; bigger writes are split.
 MAX_OUT_MESSAGE = 1 << 18
@@ -37,135 +43,170 @@ def _reason(text: str) -> str:
 
 
 class WebSocketStream(trio.abc.Stream):
-    """A trio stream over one ASGI ``websocket`` connection.
+    """A trio stream over one WebSocket whose handshake the relay has checked.
 
-    A close from the peer reads as end of stream (``receive_some`` returns ``b""``): the server
-    underneath does not tell the application the peer's close code. A text message breaks the
-    stream: the WebSocket is closed with 1003 and ``receive_some`` raises
-    :class:`trio.BrokenResourceError`.
+    The tunnel accepts it (:meth:`accept`) once its TCP side is ready. A close from the peer
+    reads as end of stream (``receive_some`` returns ``b""``), and ``peer_close_code`` tells
+    which one it was (1006 when the connection dropped without a close frame). A text message
+    breaks the stream: the WebSocket is closed with 1003 and ``receive_some`` raises
+    :class:`trio.BrokenResourceError`; so does a protocol error (1002) or an oversized message
+    (1009), with that close code sent.
     """
 
-    def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        self.scope = scope
-        self._receive = receive
-        self._send = send
-        self._sending = False
-        self._message = b""  # the current inbound message ...
-        self._offset = 0  # ... and how much of it was read
-        self._eof = False
+    def __init__(self, conn: Connection, request: Request, handshake: Response) -> None:
+        #: The HTTP upgrade request.
+        self.request = request
+        self._conn = conn
+        self._protocol = conn.protocol
+        self._handshake = handshake
         self._accepted = False
-        self._closed = False  # we sent a close frame (or a denial)
+        self._closed = False  # this side sent a close frame (or refused the upgrade)
+        self._eof = False  # the peer closed
+        self._sending = False
+        self._chunks: deque[bytes] = deque()  # payloads received, not yet read ...
+        self._message = b""  # ... the one being read ...
+        self._offset = 0  # ... and how much of it was read
         #: Close code and reason this side sent, once it did.
         self.close_code: int | None = None
         self.close_reason: str = ""
+        #: Close code and reason the peer sent, once it did (1006: it just went away).
+        self.peer_close_code: int | None = None
+        self.peer_close_reason: str = ""
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the handshake answers with."""
+        return self._handshake.headers.get("Sec-WebSocket-Protocol")
 
     @property
     def closed(self) -> bool:
         """True once either side ended the WebSocket."""
         return self._closed or self._eof
 
-    async def wait_connect(self) -> bool:
-        """Wait for the ASGI ``websocket.connect`` event; False when the client already left."""
-        event = await self._receive()
-        if event["type"] == "websocket.connect":
-            return True
-        self._eof = True
-        return False
-
-    async def accept(self, subprotocol: str | None = None) -> None:
+    async def accept(self) -> None:
         """Finish the handshake (answer 101)."""
-        message: dict[str, Any] = {"type": "websocket.accept"}
-        if subprotocol is not None:
-            message["subprotocol"] = subprotocol
-        await self._send(message)
+        if self._accepted:
+            return
+        self._protocol.send_response(self._handshake)
         self._accepted = True
-
-    async def deny(self, status: int, reason: str) -> None:
-        """Refuse the upgrade with a plain HTTP answer (before any socket was opened)."""
-        body = (reason + "\n").encode()
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await self._send(
-            {"type": "websocket.http.response.start", "status": status, "headers": headers}
-        )
-        await self._send({"type": "websocket.http.response.body", "body": body})
-        self._closed = True
+        await self._conn.flush()
 
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
-        """Send a close frame once; later calls do nothing."""
+        """Send a close frame once; later calls do nothing.
+
+        Before :meth:`accept` the upgrade is refused instead (HTTP 503 when going away, else
+        500) with the reason as body.
+        """
         if self._closed:
             return
         self._closed = True
         self.close_code, self.close_reason = code, _reason(reason)
-        if self._eof:
-            return  # the peer is gone; nothing to tell it
+        conn = self._conn
+        if conn.broken:
+            return  # a write was cut short: no frame can follow
         if not self._accepted:
-            # A close before accept: the server answers the upgrade with 403.
-            await self._send({"type": "websocket.close", "code": code})
+            status = 503 if code == GOING_AWAY else 500
+            await conn.reject(status, reason or "tunnel closed")
             return
-        await self._send({"type": "websocket.close", "code": code, "reason": self.close_reason})
+        if self._protocol.state is OPEN:
+            self._protocol.send_close(code, self.close_reason)
+        await conn.flush()
 
     # trio.abc.Stream
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the WebSocket was closed by this side")
-        if self._eof:
-            raise trio.BrokenResourceError("the WebSocket peer has gone")
         if self._sending:
             raise trio.BusyResourceError("another task is already sending on this WebSocket")
-        # No lock: a trio.Lock would cost a scheduler round trip per message, and the
-        # server below already writes frames to the socket in the order they were made.
         self._sending = True
         try:
-            if len(data) <= MAX_OUT_MESSAGE:
+            if len(data) <= MAX_OUT_MESSAGE:  # the common case: one message
+                if self._eof or self._protocol.state is not OPEN:
+                    raise trio.BrokenResourceError("the WebSocket peer has gone")
                 if data:
-                    await self._send({"type": "websocket.send", "bytes": bytes(data)})
-                else:
-                    await trio.lowlevel.checkpoint()
+                    self._protocol.send_binary(data)
+                await self._conn.flush()
                 return
             view = memoryview(data)
             for start in range(0, len(view), MAX_OUT_MESSAGE):
                 if self._closed:
                     raise trio.ClosedResourceError("the WebSocket was closed by this side")
-                chunk = bytes(view[start : start + MAX_OUT_MESSAGE])
-                await self._send({"type": "websocket.send", "bytes": chunk})
+                if self._eof or self._protocol.state is not OPEN:
+                    raise trio.BrokenResourceError("the WebSocket peer has gone")
+                self._protocol.send_binary(view[start : start + MAX_OUT_MESSAGE])
+                await self._conn.flush()
         finally:
             self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
+        await fastio.checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Next bytes of the stream: the rest of the current message, or up to ``max_bytes``."""
-        if self._closed and self._offset >= len(self._message):
+        if self._closed and self._offset >= len(self._message) and not self._chunks:
             raise trio.ClosedResourceError("the WebSocket was closed by this side")
         while self._offset >= len(self._message):
-            if self._eof:
-                await trio.lowlevel.checkpoint()
+            if self._chunks:
+                self._message, self._offset = self._chunks.popleft(), 0
+            elif self._eof:
+                await fastio.checkpoint()
                 return b""
-            event = await self._receive()
-            kind = event["type"]
-            if kind == "websocket.disconnect":
-                self._eof = True
-            elif kind == "websocket.receive":
-                if event.get("bytes") is None:
-                    await self.close(UNSUPPORTED_DATA, "text messages are not supported")
-                    raise trio.BrokenResourceError("text message on a binary tunnel")
-                self._message, self._offset = bytes(event["bytes"]), 0
+            else:
+                await self._pull()
         start = self._offset
         end = len(self._message)
         if max_bytes is not None and max_bytes < end - start:
             end = start + max_bytes
         self._offset = end
-        # The common case (a whole message) hands the message over without a copy.
+        # The common case (a whole message) hands the payload over without a copy.
         if start == 0 and end == len(self._message):
             return self._message
         return self._message[start:end]
 
+    async def _pull(self) -> None:
+        """Read the socket once and sort what the protocol made of it."""
+        conn = self._conn
+        protocol = self._protocol
+        await conn.receive()
+        for frame in protocol.events_received():
+            opcode = frame.opcode
+            if opcode is BINARY or opcode is CONT:
+                if frame.data:
+                    self._chunks.append(frame.data)
+            elif opcode is TEXT:
+                await self.close(UNSUPPORTED_DATA, "text messages are not supported")
+                raise trio.BrokenResourceError("text message on a binary tunnel")
+            elif opcode is CLOSE:
+                # The protocol has queued the echo of the close frame.
+                close = protocol.close_rcvd
+                self.peer_close_code = close.code if close is not None else ABNORMAL
+                self.peer_close_reason = close.reason if close is not None else ""
+                self._eof = True
+        if conn.eof and not self._eof:
+            self._eof = True
+            self.peer_close_code = ABNORMAL
+        elif protocol.parser_exc is not None and not self._eof:
+            # A protocol error or an oversized message: the protocol queued the close frame.
+            sent = protocol.close_sent
+            self._closed = True
+            if sent is not None:
+                self.close_code, self.close_reason = sent.code, sent.reason
+            await self._flush_quietly()
+            raise trio.BrokenResourceError(f"WebSocket failed: {protocol.parser_exc}")
+        # Pongs and close echoes go out; a busy writer takes them along.
+        out = protocol.data_to_send()
+        if out:
+            conn.queue(out)
+            await self._flush_quietly(wait=False)
+
+    async def _flush_quietly(self, *, wait: bool = True) -> None:
+        try:
+            await self._conn.flush(wait=wait)
+        except trio.BrokenResourceError:
+            pass  # the reader learns it from the socket next
+
     async def aclose(self) -> None:
-        """Close with 1000, as a TCP close would."""
-        with trio.CancelScope(shield=True):
+        """Close with 1000, as a TCP close would (bounded: the peer may not read)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             await self.close(NORMAL)

@@ -90,8 +90,8 @@ async def test_serves_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 
 @pytest.mark.trio
 async def test_ctrl_c_with_a_browser_that_stopped_reading(tmp_path: Path) -> None:
-    """A client that never reads holds a socket write of the server; Ctrl-C still ends the
-    process in bounded time, with the address file removed."""
+    """A client that never reads holds a socket write of the relay; Ctrl-C still ends the
+    process promptly (every write can be interrupted), with the address file removed."""
     args = [
         *AM,
         "relay",
@@ -141,7 +141,7 @@ async def test_ctrl_c_with_a_browser_that_stopped_reading(tmp_path: Path) -> Non
                     out += chunk
                 assert await proc.wait() == 0
                 print(f"exited {trio.current_time() - started:.1f} s after SIGINT")
-                assert trio.current_time() - started < 20
+                assert trio.current_time() - started < 6
                 nursery.cancel_scope.cancel()
             assert not addr_file.exists()
             assert "relay stopped" in out.decode()

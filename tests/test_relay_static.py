@@ -22,7 +22,9 @@ def _get(addr: str, path: str, method: str = "GET", headers: dict | None = None)
     try:
         conn.request(method, path, headers=headers or {})
         response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        # Header names are case-insensitive: compare them lower-cased.
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, headers, response.read()
     finally:
         conn.close()
 

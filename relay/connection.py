@@ -1,0 +1,255 @@
+"""One client connection of the relay's HTTP port, driven by trio.
+
+The protocol work is done by the sans-I/O ``websockets.server.ServerProtocol`` (its HTTP/1.1
+request parser, its WebSocket framing with C-accelerated unmasking); this module only moves
+bytes between it and the socket:
+
+- reads happen only when a caller asks for data, so a consumer that stops reading stops the
+  relay reading this socket (backpressure, not buffering);
+- writes leave through one ordered queue: whichever task finds the queue idle writes it out;
+  a sender that finds another task writing waits until its bytes are out, while control
+  replies (pong, close) are just queued behind;
+- every wait is an ordinary trio wait, so a cancel scope interrupts a write to a client that
+  stopped reading; the unwritten rest of the frame stays queued, so the stream stays whole.
+
+One request per connection: the relay answers plain HTTP with ``Connection: close``, which
+keeps the driver small; browsers open a few parallel connections for a page anyway.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import socket
+from collections import deque
+
+import trio
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+
+from relay import fastio
+from relay.security import pick_subprotocol
+
+#: Bytes read from the socket at once.
+READ_SIZE = 1 << 18
+#: Seconds a client has to send its request head.
+REQUEST_TIMEOUT = 10.0
+#: Seconds spent closing: flushing, then reading until the peer closes too.
+LINGER_TIMEOUT = 1.0
+
+# The protocol logs every handshake at INFO; the relay logs its tunnels itself.
+_PROTOCOL_LOG = logging.getLogger("relay.websocket")
+_PROTOCOL_LOG.setLevel(logging.WARNING)
+
+
+def _select_subprotocol(protocol: ServerProtocol, offered: object) -> str | None:
+    return pick_subprotocol(list(offered))  # type: ignore[call-overload]
+
+
+class Connection:
+    """The socket of one client and the ``ServerProtocol`` that parses it."""
+
+    def __init__(self, stream: trio.SocketStream, max_message: int) -> None:
+        self.stream = stream
+        self.fd = stream.socket.fileno()
+        self._reader = fastio.SocketReader(self.fd, READ_SIZE)
+        # No ``extensions``: permessage-deflate is never negotiated (tunnels carry bytes that
+        # rarely compress, and inflating would let a small frame grow past the size limit).
+        self.protocol = ServerProtocol(
+            max_size=max_message, select_subprotocol=_select_subprotocol, logger=_PROTOCOL_LOG
+        )
+        #: The socket gave end of stream (or an error, which reads the same).
+        self.eof = False
+        #: Writing failed (or a file body was cut short): only closing is left.
+        self.broken = False
+        self._out: deque[bytes | memoryview] = deque()
+        self._writing = False
+        self._idle: trio.Event | None = None
+        self._shut = False
+
+    # Reading
+
+    async def receive(self) -> bool:
+        """Read once from the socket into the protocol; False at end of stream."""
+        try:
+            data = await self._reader.recv()
+        except OSError:
+            data = b""  # reset by the peer: it has gone, as with a close
+        if data:
+            self.protocol.receive_data(data)
+            return True
+        self.eof = True
+        self.protocol.receive_eof()
+        return False
+
+    async def read_request(self) -> Request | None:
+        """The request head, or None when the client sent none (the answer, if any, is out)."""
+        protocol = self.protocol
+        while True:
+            for event in protocol.events_received():
+                if isinstance(event, Request):
+                    return event
+            out = protocol.data_to_send()
+            if out:
+                # The parser gave up; it answers only some errors (414, 431) by itself.
+                exc = protocol.handshake_exc
+                cause = exc.__cause__ if exc is not None else None
+                if out == [b""] and exc is not None and not isinstance(cause, EOFError):
+                    reason = f"bad HTTP request: {cause or exc}"
+                    out.insert(0, protocol.reject(400, reason + "\n").serialize())
+                self._out.extend(out)
+                await fastio.checkpoint()
+                await self._write(wait=True)
+                return None
+            if self.eof:
+                return None
+            await self.receive()
+
+    # Writing
+
+    def queue(self, chunks: list[bytes]) -> None:
+        """Queue bytes the protocol produced; :meth:`flush` sends them."""
+        self._out.extend(chunks)
+
+    async def flush(self, *, wait: bool = True) -> None:
+        """Send what the protocol has queued; with ``wait``, return once it is written.
+
+        A cancellation never cuts a frame: what is not yet written stays queued, in order,
+        for the next flush (the close frame, say).
+        """
+        await fastio.checkpoint()
+        out = self.protocol.data_to_send()
+        if self._out or self.broken or len(out) != 1 or not out[0]:
+            self._out.extend(out)
+            if self._out:
+                await self._write(wait=wait)
+            return
+        # The common case, one frame and nothing queued: straight to the kernel.
+        chunk = out[0]
+        try:
+            sent = os.write(self.fd, chunk)
+        except BlockingIOError:
+            sent = 0
+        except OSError as err:
+            self.broken = True
+            raise trio.BrokenResourceError(f"the connection broke: {err}") from err
+        if sent < len(chunk):
+            self._out.append(memoryview(chunk)[sent:])
+            await self._write(wait=wait)
+
+    async def respond(self, response: Response) -> None:
+        """Send a plain HTTP response (headers and body)."""
+        await fastio.checkpoint()
+        self._out.append(response.serialize())
+        await self._write(wait=True)
+
+    async def reject(self, status: int, reason: str, headers: Headers | None = None) -> None:
+        """Answer with ``status`` and a one-line plain-text reason; the connection then ends."""
+        response = self.protocol.reject(status, reason + "\n")
+        if headers is not None:
+            response.headers.update(headers)
+        await self.respond(response)
+
+    async def send_file(self, fileno: int, size: int) -> None:
+        """Send ``size`` bytes of an open file after what is queued (zero-copy)."""
+        await self._write(wait=True)
+        offset = 0
+        while offset < size:
+            await fastio.checkpoint()
+            try:
+                sent = os.sendfile(self.fd, fileno, offset, size - offset)
+            except BlockingIOError:
+                sent = -1
+            if sent == 0:
+                raise trio.BrokenResourceError("file shrank while being sent")
+            if sent > 0:
+                offset += sent
+                self.broken = True  # until the whole body is out: a cut body cannot resume
+            if offset < size:
+                await fastio.wait_writable(self.fd)
+        self.broken = False
+
+    async def _write(self, *, wait: bool) -> None:
+        """Write the queue out; the caller has passed a checkpoint already."""
+        if self._writing:
+            # Another task is writing; it sends our bytes too, in order.
+            if wait:
+                if self._idle is None:
+                    self._idle = trio.Event()
+                await self._idle.wait()
+                if self.broken:
+                    raise trio.BrokenResourceError("the connection broke while writing")
+            return
+        if self.broken:
+            raise trio.BrokenResourceError("the connection broke while writing")
+        self._writing = True
+        out = self._out
+        try:
+            while out:
+                chunk = out[0]
+                if not chunk:  # the protocol's end-of-stream marker
+                    out.popleft()
+                    self._shutdown()
+                    continue
+                try:
+                    sent = os.write(self.fd, chunk)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(chunk):
+                    out.popleft()
+                    continue
+                out[0] = memoryview(chunk)[sent:]  # the rest stays first in line
+                await fastio.wait_writable(self.fd)
+        except OSError as err:
+            self.broken = True
+            out.clear()
+            raise trio.BrokenResourceError(f"the connection broke: {err}") from err
+        finally:
+            self._writing = False
+            if self._idle is not None:
+                self._idle.set()
+                self._idle = None
+
+    def _shutdown(self) -> None:
+        if not self._shut:
+            self._shut = True
+            try:
+                self.stream.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    # Closing
+
+    async def finish(self) -> None:
+        """Close cleanly: send what is queued, half-close, read until the peer closes too.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy
+        the answer or close frame still in flight; hence the bounded lingering read. Shielded
+        (and bounded), so a cancelled relay still closes every connection this way.
+        """
+        with trio.CancelScope(shield=True):
+            try:
+                # With bytes still queued, an earlier write stalled: the peer is not reading.
+                if not self._out and not self.broken:
+                    with trio.move_on_after(LINGER_TIMEOUT):
+                        await self._linger()
+            finally:
+                self.stream.socket.close()
+
+    async def _linger(self) -> None:
+        try:
+            await self.flush()
+            self._shutdown()
+            while not self.eof:
+                await self.receive()
+                self.protocol.events_received()  # discarded: the exchange is over
+                await self.flush()
+        except trio.BrokenResourceError:
+            pass
+
+
+def http_date(timestamp: float | None = None) -> str:
+    """An HTTP date (RFC 9110), now or at ``timestamp``."""
+    return email.utils.formatdate(timestamp, usegmt=True)
