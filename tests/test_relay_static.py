@@ -41,6 +41,7 @@ def site(tmp_path: Path) -> Path:
     (root / "main.wasm").write_bytes(b"\0asm\1\0\0\0")
     (root / "boot.mjs").write_text("export {}")
     (root / "sub" / "index.html").write_text("sub")
+    (root / "with space.txt").write_text("spaced")
     (tmp_path / "secret.txt").write_text("secret")
     (root / "link").symlink_to(tmp_path / "secret.txt")
     return root
@@ -59,6 +60,7 @@ async def test_serves_files_with_mime_types(site: Path) -> None:
             _, headers, _ = await get(relay.addr, "/boot.mjs")
             assert headers["content-type"] == "text/javascript"
             assert (await get(relay.addr, "/sub/"))[2] == b"sub"
+            assert (await get(relay.addr, "/with%20space.txt?v=1"))[2] == b"spaced"
             status, headers, body = await get(relay.addr, "/main.wasm", "HEAD")
             assert status == 200 and body == b"" and headers["content-length"] == "8"
             etag = headers["etag"]
