@@ -33,7 +33,10 @@ from relay import fastio
 from relay.security import pick_subprotocol
 
 #: Bytes read from the socket at once.
-READ_SIZE = 1 << 18
+# 128 KiB, not more: CPython allocates the whole size for every read, and glibc serves bigger
+# blocks so that each read of a small message costs ~13 us more (measured: 2.4 vs 15 us),
+# while full reads are no faster.
+READ_SIZE = 1 << 17
 #: Seconds a client has to send its request head.
 REQUEST_TIMEOUT = 10.0
 #: Seconds spent closing: flushing, then reading until the peer closes too.

@@ -19,13 +19,15 @@ import trio
 from relay import fastio
 from relay.addrfile import remove_addr_file, wants_addr_file, write_addr_file
 from relay.config import HostPort, RelayConfig, format_hostport
+from relay.connection import READ_SIZE
 from relay.matchers import Matcher, TunnelRequest
 from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, WebSocketStream
 
 log = logging.getLogger("relay")
 
-#: TCP read size; each read becomes one WebSocket message.
-TCP_CHUNK = 1 << 18
+#: TCP read size; each read becomes one WebSocket message. The same size as the WebSocket
+#: side's reads, for the same reason (see ``relay.connection.READ_SIZE``).
+TCP_CHUNK = READ_SIZE
 #: Seconds the relay spends closing a tunnel (close frame, sockets, address file).
 CLEANUP_TIMEOUT = 2.0
 _TCP_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)

@@ -166,7 +166,7 @@ async def test_listen_pipes_both_ways_byte_exact() -> None:
 @pytest.mark.trio
 async def test_message_boundaries_mean_nothing() -> None:
     """Scenario 5: "ab" + "cd" arrive as "abcd"; a 1 MiB TCP write comes as several messages
-    (reads of at most 256 KiB), whose concatenation is exact."""
+    (reads of at most 128 KiB), whose concatenation is exact."""
     big = os.urandom(1 << 20)
     with trio.fail_after(TIMEOUT):
         received = trio.Event()
