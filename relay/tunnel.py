@@ -67,10 +67,6 @@ class Tunnel:
         self.cancel_scope.cancel()
 
 
-async def _tcp_send(tcp: trio.SocketStream, data: bytes) -> None:
-    await fastio.send_all(tcp.socket.fileno(), data)
-
-
 class _TcpSlot:
     """The TCP side of a tunnel, which a listen tunnel only gets once a peer connects.
 
@@ -79,6 +75,7 @@ class _TcpSlot:
 
     def __init__(self, stream: trio.SocketStream | None = None) -> None:
         self.stream = stream
+        self.fd = stream.socket.fileno() if stream is not None else -1
         self.ready = trio.Event()
         self.pending: deque[bytes] = deque()
         self.held = 0
@@ -87,19 +84,22 @@ class _TcpSlot:
 
     async def attach(self, stream: trio.SocketStream) -> None:
         """Send what is pending, then hand the stream to the WebSocket reader."""
+        fd = stream.socket.fileno()
         while self.pending:  # the reader may add more while we send
             chunk = self.pending.popleft()
             self.held -= len(chunk)
-            await _tcp_send(stream, chunk)
+            await fastio.send_all(fd, chunk)
+        self.fd = fd
         self.stream = stream  # no checkpoint since the queue was seen empty: order is kept
         self.ready.set()
 
 
 async def _tcp_to_ws(tunnel: Tunnel, tcp: trio.SocketStream, nursery: trio.Nursery) -> None:
     try:
-        reader = fastio.SocketReader(tcp.socket.fileno(), TCP_CHUNK)
-        while data := await reader.recv():
-            await tunnel.ws.send_all(data)
+        recv = fastio.SocketReader(tcp.socket.fileno(), TCP_CHUNK).recv
+        send = tunnel.ws.send_all
+        while data := await recv():
+            await send(data)
         tunnel.end(NORMAL, "tcp peer closed")
     except trio.ClosedResourceError:
         tunnel.end(NORMAL, "websocket closed")
@@ -113,15 +113,16 @@ async def _ws_to_tcp(
 ) -> None:
     # Before a listen tunnel has its TCP peer, keep reading (to notice the browser leaving)
     # but hold at most ``pending_limit`` bytes, then stop reading: backpressure, not buffering.
+    receive = tunnel.ws.receive_some
     try:
-        while data := await tunnel.ws.receive_some():
+        while data := await receive():
             if slot.stream is None:
                 slot.pending.append(data)
                 slot.held += len(data)
                 if slot.held >= pending_limit:
                     await slot.ready.wait()
                 continue
-            await _tcp_send(slot.stream, data)
+            await fastio.send_all(slot.fd, data)
         ws = tunnel.ws
         tunnel.end(NORMAL, f"websocket closed by peer: {ws.peer_close_code} {ws.peer_close_reason}")
     except trio.BrokenResourceError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 
 import trio
+from websockets.exceptions import InvalidState
 from websockets.frames import BINARY, CLOSE, CONT, TEXT
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
@@ -122,10 +123,13 @@ class WebSocketStream(trio.abc.Stream):
         self._sending = True
         try:
             if len(data) <= MAX_OUT_MESSAGE:  # the common case: one message
-                if self._eof or self._protocol.state is not OPEN:
+                if self._eof:
                     raise trio.BrokenResourceError("the WebSocket peer has gone")
                 if data:
-                    self._protocol.send_binary(data)
+                    try:
+                        self._protocol.send_binary(data)
+                    except InvalidState:  # closing: the peer sent or was sent a close frame
+                        raise trio.BrokenResourceError("the WebSocket peer has gone") from None
                 await self._conn.flush()
                 return
             view = memoryview(data)
