@@ -249,8 +249,8 @@ class Connection:
                 await self.receive()
                 self.protocol.events_received()  # discarded: the exchange is over
                 await self.flush()
-        except trio.BrokenResourceError:
-            pass
+        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+            pass  # gone, or a handler's stray task still uses the stream: just close
 
 
 def http_date(timestamp: float | None = None) -> str:

@@ -68,7 +68,7 @@ async def serve_static(root: Path | None, conn: Connection, request: Request, pa
         await conn.reject(404, "not found")
         return
     try:
-        f = open(file, "rb")  # noqa: SIM115 (closed below; a local file opens at once)
+        f = open(file, "rb")  # closed below; a local file opens at once
     except OSError:  # removed or unreadable since it was resolved
         await conn.reject(404, "not found")
         return
