@@ -193,3 +193,36 @@ async def test_shutdown_is_prompt_with_a_client_that_stopped_reading() -> None:
             nursery.cancel_scope.cancel()
         conn.close_timeout = 0.1
         await trio.to_thread.run_sync(conn.close)
+
+
+@pytest.mark.trio
+async def test_another_client_implementation_interoperates() -> None:
+    """trio-websocket (wsproto underneath, the aRPC transport's client) through a dial tunnel
+    to TCP: bytes both ways, then its close code reaches the relay and the TCP side ends."""
+    from trio_websocket import open_websocket_url
+
+    tcp_closed = trio.Event()
+
+    async def tcp_echo(stream: trio.SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+        tcp_closed.set()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, tcp_echo, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            async with open_relay(config()) as relay:
+                url = f"ws://{relay.addr}/dial/m/127.0.0.1:{port}"
+                async with open_websocket_url(url) as ws:
+                    for size in (1, 125, 126, 65535, 65536, 300_000):
+                        blob = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+                        await ws.send_message(blob)
+                        got = b""
+                        while len(got) < size:
+                            got += await ws.get_message()
+                        assert got == blob, size
+                    await ws.aclose(code=4001, reason="done")
+                await tcp_closed.wait()
+            nursery.cancel_scope.cancel()
