@@ -7,19 +7,9 @@ transitions of a local machine. Nothing here imports trio or asyncio at module l
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 
-
-def _running_trio() -> bool:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return False
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
+from machines.aio import current_library
 
 
 class Waiters:
@@ -35,7 +25,7 @@ class Waiters:
         """Until `predicate()` holds (True), or `timeout` seconds pass (False)."""
         if predicate():
             return True
-        if _running_trio():
+        if current_library() == "trio":
             import trio
 
             event = trio.Event()
