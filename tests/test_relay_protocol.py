@@ -226,3 +226,37 @@ async def test_another_client_implementation_interoperates() -> None:
                     await ws.aclose(code=4001, reason="done")
                 await tcp_closed.wait()
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_many_tunnels_at_once_stay_separate() -> None:
+    """30 tunnels echo different data at the same time; each gets exactly its own back."""
+
+    async def tcp_echo(stream: trio.SocketStream) -> None:
+        async with stream:
+            try:
+                while data := await stream.receive_some():
+                    await stream.send_all(data)
+            except trio.BrokenResourceError:
+                pass
+
+    async def one(addr: str, port: int, n: int) -> None:
+        from trio_websocket import open_websocket_url
+
+        blob = bytes([n]) * 200_000
+        async with open_websocket_url(f"ws://{addr}/dial/t{n}/127.0.0.1:{port}") as ws:
+            for start in range(0, len(blob), 50_000):
+                await ws.send_message(blob[start : start + 50_000])
+            got = b""
+            while len(got) < len(blob):
+                got += await ws.get_message()
+            assert got == blob
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, tcp_echo, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            async with open_relay(config()) as relay, trio.open_nursery() as clients:
+                for n in range(30):
+                    clients.start_soon(one, relay.addr, port, n)
+            nursery.cancel_scope.cancel()
