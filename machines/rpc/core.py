@@ -1,0 +1,548 @@
+"""What each aRPC event means, written once for every driver (no trio, no asyncio, no I/O).
+
+`protocol` turns bytes into events; the cores here act on them: the client core mirrors clocks
+into its NetMach, finishes pending calls, hands payloads to callbacks and the consumer machine;
+the server core answers hellos, runs requested mutations on the source with their source, and
+batches clock pushes. Two kinds of drivers move the bytes, as with h11: the trio `Client` /
+`Server` (own a stream, reconnect, pace pushes with trio timers, keep lifecycle machines) and
+the callback endpoints the browser feeds from its WebSocket (endpoint.py). A driver supplies
+the clock (`_now`), the sending, and how a waiting caller is woken.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import RpcConnectionLost, RpcNotConnected, RpcTimeout
+from .netmach import NetMach
+from .protocol import (
+    DEFAULT_MAX_FRAME,
+    ByeReceived,
+    CallFailed,
+    ClientConnection,
+    ClockChanged,
+    HandshakeDone,
+    HelloReceived,
+    MutationDone,
+    MutationRequested,
+    PayloadReceived,
+    PeerError,
+    RemoteError,
+    SchemaChanged,
+    ServerConnection,
+    SourceExport,
+    SyncDone,
+    SyncOptions,
+    SyncRequested,
+    VersionMismatch,
+    schema_to_wire,
+)
+from .waiting import Waiters
+
+log = logging.getLogger("machines.rpc")
+_MUTATORS = ("add", "remove", "set")
+
+
+def source_tuple(source: Any) -> tuple[str, str, int] | None:
+    """A MutSource, a machine id, or a handler event (its machine and transition)."""
+    if source is None:
+        return None
+    if isinstance(source, str):
+        return (source, "", 0)
+    if hasattr(source, "machine_id"):
+        return (source.machine_id, source.tx_id or "", int(source.mach_time or 0))
+    mach = getattr(source, "machine", None)
+    if mach is not None:
+        tx = getattr(source, "transition", None)
+        return (mach.id, str(getattr(tx, "id", "") or ""), 0)
+    raise TypeError(f"cannot use {source!r} as a mutation source")
+
+
+def export_source(mach: Any) -> SourceExport:
+    """Read what a hello needs from a machine of the core API."""
+    return SourceExport(
+        id=mach.id,
+        names=list(mach.state_names),
+        time=list(mach.time()),
+        queue_tick=mach.queue_tick,
+        machine_tick=mach.machine_tick,
+        schema=schema_to_wire(mach.schema),
+    )
+
+
+def log_connected(source: Any, client_source_id: str | None) -> None:
+    """`[rpc:connected] <id>` on the source machine: the debugger's diagrams draw the link
+    between the machine a client acts for and this one from it (see dbg/model.py)."""
+    log_graph = getattr(source, "log_graph", None)
+    if log_graph is not None and client_source_id:
+        log_graph(f"[rpc:connected] {client_source_id}")
+
+
+# --- client ----------------------------------------------------------------------------------
+
+
+class PendingCall:
+    """A call in flight: its outcome, its deadline, and how to wake whoever awaits it."""
+
+    __slots__ = ("done", "result", "error", "deadline", "what", "wake")
+
+    def __init__(self, deadline: float, what: str, wake: Callable[[], Any] | None) -> None:
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.deadline = deadline
+        self.what = what
+        self.wake = wake
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        if self.done:  # e.g. an answer after the timeout
+            return
+        self.done, self.result, self.error = True, result, error
+        if self.wake is not None:
+            self.wake()
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class ClientCore:
+    """The client role: a NetMach mirrored from the peer, calls matched to their answers.
+
+    Drivers implement `_now()`, `_await_call(seq, what)` and `_send()`, open a session with
+    `_open_session()`, feed bytes to `_feed()` and end with `_close_session()`.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        addr: str | None = None,
+        source: Any = None,
+        schema: Mapping[str, Any] | None = None,
+        allowed: list[str] | None = None,
+        skipped: list[str] | None = None,
+        no_schema: bool = False,
+        shallow: bool = False,
+        sync_mutations: bool = False,
+        consumer: Any = None,
+        call_timeout: float = 3.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.id = id
+        self.addr = addr  # for messages; None where the host owns the transport
+        self.source_id = getattr(source, "id", source) or id
+        self.schema = schema
+        self.options = SyncOptions(allowed, skipped, no_schema, shallow, sync_mutations)
+        self.consumer = consumer
+        self.call_timeout = call_timeout
+        self.max_frame = max_frame
+        self.netmach = NetMach(f"rnm-{id}", link=self, parent_id=getattr(source, "id", None))
+        if schema is not None:  # names known before the first handshake
+            self.netmach._set_remote("", list(schema), schema_to_wire(schema))
+        self.on_payload: list[Callable[[PayloadReceived], None]] = []
+        self.connects = 0  # successful handshakes
+        self.calls = 0  # calls sent
+        self.last_error = ""
+        self.fatal: Exception | None = None
+        self._conn: ClientConnection | None = None
+        self._handshaken = False  # this session's handshake
+        self._gave_up = False
+        self._calls: dict[int, PendingCall] = {}
+        self._waiters = Waiters()  # connection events: handshake, sync, loss
+
+    # --- driver hooks --------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    async def _await_call(self, seq: int, what: str) -> Any:
+        raise NotImplementedError
+
+    async def _send(self) -> None:
+        """Send what the protocol queued."""
+        raise NotImplementedError
+
+    def _on_handshake(self, conn: ClientConnection) -> None:
+        """The session is handshaken (after the whole batch that did it is applied)."""
+
+    def _on_fatal(self, err: Exception) -> None:
+        """The server refused the handshake: no point in reconnecting."""
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.handshaken
+
+    @property
+    def conn(self) -> ClientConnection | None:
+        return self._conn
+
+    def _where(self) -> str:
+        return f" to {self.addr}" if self.addr else ""
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Until handshaken; raises the fatal error if the server refused us."""
+        await self._waiters.wait(
+            lambda: self.connected or self.fatal is not None or self._gave_up, timeout
+        )
+        if self.fatal is not None:
+            raise self.fatal
+        if self.connected:
+            return
+        if self._gave_up:
+            raise RpcNotConnected(f"client {self.id}: gave up on {self.addr}: {self.last_error}")
+        raise RpcNotConnected(f"client {self.id}: no handshake in {timeout}s")
+
+    async def wait_disconnected(self) -> None:
+        await self.wait_until(lambda: not self.connected)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Until `predicate()` holds, re-checked on every connection event (attempts, etc.)."""
+        await self._waiters.wait(predicate)
+
+    # --- remote calls (the NetMach's link) -----------------------------------------------------
+
+    def check(self) -> None:
+        """Raise RpcNotConnected unless a call can go out now (the NetMach asks first)."""
+        self._live()
+
+    def _live(self) -> ClientConnection:
+        conn = self._conn
+        if conn is None or not conn.handshaken:
+            why = f" ({self.last_error})" if self.last_error else ""
+            raise RpcNotConnected(f"client {self.id}: not connected{self._where()}{why}")
+        return conn
+
+    async def mutate(
+        self, mutation_type: int, states: list[str], args: Mapping[str, Any] | None, source: Any
+    ) -> int:
+        conn = self._live()
+        seq = conn.mutate(mutation_type, states, args, source_tuple(source))
+        return await self._await_call(seq, f"mutation of {states}")
+
+    async def add_ns(self, states: list[str], args: Mapping[str, Any] | None, source: Any) -> None:
+        self._live().add_ns(states, args, source_tuple(source))
+        self.calls += 1
+        await self._send()
+
+    async def sync(self) -> None:
+        """Fetch the full clock now (after no-sync adds, or to double-check)."""
+        conn = self._live()
+        seq = conn.sync()
+        if seq is None:  # one is in flight already: wait for the clock it brings
+            done = await self._waiters.wait(
+                lambda: not conn.syncing or self._conn is not conn, self.call_timeout
+            )
+            if not done:
+                raise self._timeout("sync")
+            return
+        await self._await_call(seq, "sync")
+
+    def _start_call(self, seq: int, what: str, wake: Callable[[], Any] | None) -> PendingCall:
+        call = PendingCall(self._now() + self.call_timeout, what, wake)
+        self._calls[seq] = call
+        self.calls += 1
+        return call
+
+    def _timeout(self, what: str) -> RpcTimeout:
+        return RpcTimeout(f"client {self.id}: {what} got no answer in {self.call_timeout}s")
+
+    def _expire(self, now: float) -> float:
+        """Fail calls unanswered at their deadline; returns when to look again."""
+        wake = now + self.call_timeout  # new calls always expire later
+        for call in list(self._calls.values()):
+            if call.done:
+                continue
+            if call.deadline <= now:
+                call.finish(error=self._timeout(call.what))
+            else:
+                wake = min(wake, call.deadline)
+        return wake
+
+    def _resolve(self, seq: int, result: Any = None, error: BaseException | None = None) -> None:
+        call = self._calls.get(seq)
+        if call is not None:  # else it timed out already
+            call.finish(result, error)
+
+    # --- session -------------------------------------------------------------------------------
+
+    def _open_session(self) -> ClientConnection:
+        """A fresh protocol connection with its hello queued."""
+        conn = self._conn = ClientConnection(
+            self.id, self.source_id, self.options, self.schema, max_frame=self.max_frame
+        )
+        self._handshaken = False
+        conn.hello()
+        self.calls += 1
+        return conn
+
+    def _close_session(self, reason: str, record: bool = True) -> None:
+        """The connection is gone: every pending call fails now (waiters: the driver's turn)."""
+        self._conn = None
+        if record:
+            self.last_error = reason
+        lost = RpcConnectionLost(f"client {self.id}: connection{self._where()} lost: {reason}")
+        for call in list(self._calls.values()):
+            call.finish(error=lost)
+
+    def _feed(self, conn: ClientConnection, data: bytes) -> bool:
+        """Apply inbound bytes in order (ProtocolError propagates); True ends the session."""
+        end = False
+        for ev in conn.receive_data(data):
+            end = self._dispatch(conn, ev) or end
+        if conn.handshaken and not self._handshaken:
+            self._handshaken = True
+            self.connects += 1
+            self.last_error = ""
+            self._on_handshake(conn)
+            self._waiters.check()
+        return end
+
+    def _dispatch(self, conn: ClientConnection, ev: Any) -> bool:
+        """Apply one protocol event; True ends the session."""
+        net = self.netmach
+        if isinstance(ev, ClockChanged):
+            net._apply(ev.after, ev.queue_tick, ev.machine_tick, ev.full, ev.mutation)
+        elif isinstance(ev, MutationDone):
+            self._resolve(ev.seq, ev.result)
+        elif isinstance(ev, SyncDone):
+            self._resolve(ev.seq)
+            self._waiters.check()
+        elif isinstance(ev, HandshakeDone):
+            partial = self.options.allowed is not None or bool(self.options.skipped)
+            net._set_remote(ev.source_id, ev.names, conn.schema, partial)
+        elif isinstance(ev, SchemaChanged):
+            net._set_remote(conn.remote_id or "", ev.names, ev.schema, net.is_partial)
+        elif isinstance(ev, CallFailed):
+            if ev.method == "h":
+                cls = VersionMismatch if "version mismatch" in ev.message else RemoteError
+                self.fatal = cls(f"{self.addr or 'server'} refused the handshake: {ev.message}")
+                self.last_error = str(self.fatal)
+                self._on_fatal(self.fatal)
+                log.warning("rpc client %s: %s", self.id, self.fatal)
+                return True
+            msg = f"{self.addr}: {ev.message}" if self.addr else ev.message
+            self._resolve(ev.seq, error=RemoteError(msg))
+            if ev.method == "y":
+                self._waiters.check()
+        elif isinstance(ev, PayloadReceived):
+            self._payload(ev)
+        elif isinstance(ev, PeerError):
+            log.warning("rpc client %s: server reports: %s", self.id, ev.message)
+        elif isinstance(ev, ByeReceived):
+            return True
+        return False
+
+    def _payload(self, ev: PayloadReceived) -> None:
+        for fn in list(self.on_payload):
+            try:
+                fn(ev)
+            except Exception as err:
+                log.warning("rpc client %s: payload callback failed: %s", self.id, err)
+        if self.consumer is not None:
+            try:
+                self.consumer.add("ServerPayload", {"payload": ev})
+            except Exception as err:
+                log.warning("rpc client %s: consumer refused payload: %s", self.id, err)
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+def _make_tracer(server: ServerCore) -> Any:
+    """A core Tracer that tells the server of source changes; built lazily so the import order
+    does not matter."""
+    from machines import Tracer
+
+    class _PushTracer(Tracer):
+        def transition_end(self, tx: Any) -> None:
+            server._source_changed(tx)
+
+        def schema_change(self, mach: Any, old_schema: Any) -> None:
+            server._schema_changed()
+
+    return _PushTracer()
+
+
+class ServerCore:
+    """The server role: exposes `source` to the one peer of a connection.
+
+    Drivers implement `_now()`, `_wake_writer()` (frames were queued outside the receive path)
+    and `_wake_pusher()` (the source changed: push within `push_interval`), open with
+    `_attach()`, feed bytes to `_feed()` and end with `_detach()`.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        id: str | None = None,
+        push_interval: float | None = 0.25,
+        allow_id: str | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.source = source
+        self.id = id or f"rs-{source.id}"
+        self.push_interval = push_interval
+        self.allow_id = allow_id
+        self.max_frame = max_frame
+        self.conn: ServerConnection | None = None
+        self.peer = ""
+        self.calls = 0  # requests served
+        self._last_sent = -math.inf
+        self._tracer: Any = None
+
+    # --- driver hooks --------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    def _wake_writer(self) -> None:
+        raise NotImplementedError
+
+    def _wake_pusher(self) -> None:
+        raise NotImplementedError
+
+    def _accepting(self) -> bool:
+        """Whether frames queued now would still go out."""
+        return self.conn is not None
+
+    def _on_hello(self, ev: HelloReceived) -> None:
+        """A hello arrived (accepted or not)."""
+
+    def _on_refused(self, message: str) -> None:
+        """The hello was refused (`allow_id`)."""
+
+    def _on_handshake(self, ev: HelloReceived) -> None:
+        """The hello was accepted: the session is handshaken."""
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str | None:
+        return self.conn.client_id if self.conn and self.conn.handshaken else None
+
+    @property
+    def pushes(self) -> int:
+        return self.conn.pushes if self.conn else 0
+
+    def _who(self) -> str:
+        cid = self.conn.client_id if self.conn else None
+        return f"{cid or 'client'}@{self.peer}" if self.peer else (cid or "client")
+
+    def _clock(self) -> tuple[list[int], int, int]:
+        src = self.source
+        return src.time(), src.queue_tick, src.machine_tick
+
+    # --- API -----------------------------------------------------------------------------------
+
+    def send_payload(
+        self, name: str, data: Any, *, destination: str | None = None, source: str = ""
+    ) -> str:
+        """Queue a payload for the client (callable from sync handlers); returns its token."""
+        conn = self.conn
+        if conn is None or not conn.handshaken or not self._accepting():
+            raise RpcNotConnected(f"server {self.id}: no client to send payload {name!r} to")
+        if destination is not None and destination != conn.client_id:
+            raise ValueError(f"wrong destination: {destination} != {conn.client_id}")
+        token = secrets.token_hex(4)
+        conn.send_payload(name, data, source or self.source.id, token)
+        self._wake_writer()
+        return token
+
+    # --- session -------------------------------------------------------------------------------
+
+    def _attach(self) -> ServerConnection:
+        """A fresh protocol connection, and the tracer that reports source changes to it."""
+        self.conn = ServerConnection(self.max_frame)
+        self._tracer = _make_tracer(self)
+        self.source.tracer_bind(self._tracer)
+        return self.conn
+
+    def _detach(self) -> None:
+        if self._tracer is not None:
+            self.source.tracer_detach(self._tracer)
+            self._tracer = None
+
+    def _feed(self, conn: ServerConnection, data: bytes) -> bool:
+        """Act on inbound bytes (ProtocolError propagates); True when the client said bye."""
+        bye = False
+        for ev in conn.receive_data(data):
+            self.calls += 1
+            if isinstance(ev, MutationRequested):
+                self._mutate(conn, ev)
+            elif isinstance(ev, HelloReceived):
+                self._hello(conn, ev)
+            elif isinstance(ev, SyncRequested):
+                conn.respond_sync(ev.seq, *self._clock())
+            elif isinstance(ev, ByeReceived):
+                bye = True
+            elif isinstance(ev, PeerError):
+                log.warning("rpc server %s: %s reports: %s", self.id, self._who(), ev.message)
+        return bye
+
+    def _hello(self, conn: ServerConnection, ev: HelloReceived) -> None:
+        self._on_hello(ev)
+        if self.allow_id is not None and ev.client_id != self.allow_id:
+            msg = f"no access: {ev.client_id} != {self.allow_id}"
+            conn.reject_hello(ev.seq, msg)
+            self._on_refused(msg)
+            return
+        conn.accept_hello(ev.seq, export_source(self.source))
+        self._last_sent = self._now()
+        log_connected(self.source, conn.source_id)
+        self._on_handshake(ev)
+
+    def _mutate(self, conn: ServerConnection, ev: MutationRequested) -> None:
+        from machines import MutSource
+
+        if ev.source is not None:
+            src = MutSource(*ev.source)
+        else:
+            src = MutSource(machine_id=conn.source_id or "")
+        try:
+            result = getattr(self.source, _MUTATORS[ev.mutation_type])(
+                ev.states, ev.args, source=src
+            )
+        except Exception as err:  # e.g. a disposed source; the client gets the reason
+            if ev.seq:
+                conn.respond_error(ev.seq, f"{type(err).__name__}: {err}")
+            return
+        if ev.seq:
+            conn.respond_mutation(ev.seq, int(result), *self._clock())
+            self._last_sent = self._now()
+
+    # --- pushes --------------------------------------------------------------------------------
+
+    def _source_changed(self, tx: Any = None) -> None:
+        conn = self.conn
+        if conn is not None and conn.options.mutations:
+            mut = getattr(tx, "mutation", None)
+            kind = int(mut.type) if mut is not None else None
+            conn.record(kind, mut.called if mut is not None else (), *self._clock())
+        self._wake_pusher()
+
+    def _schema_changed(self) -> None:
+        if self.conn is not None and self.conn.handshaken:
+            self.conn.schema_changed(export_source(self.source))
+            self._wake_writer()
+
+    def _push_due(self) -> float:
+        """When the next push may go: the first change after a quiet period goes at once,
+        later ones are batched to at most one push per `push_interval`."""
+        return self._last_sent + (self.push_interval or 0.0)
+
+    def _push(self) -> bool:
+        """Queue a push of whatever changed; True if one was queued."""
+        conn = self.conn
+        if conn is not None and conn.push(*self._clock()):
+            self._last_sent = self._now()
+            return True
+        return False
