@@ -48,7 +48,7 @@ class MachineRecord:
             raw, self._raw = self._raw, []
             for arr, arrived in raw:
                 try:
-                    tx = DbgMsgTx.from_dict(tx_message(arr))
+                    tx = DbgMsgTx.from_dict(tx_message(arr, self.schema.tx_id_prefix))
                 except ValueError as err:
                     if not self.bad:
                         log.warning(

@@ -291,6 +291,9 @@ class DbgMsgStruct:
     groups_order: list[str] = field(default_factory=list)
     parent: str = ""
     tags: list[str] = field(default_factory=list)
+    #: telemetry only: transitions may carry their id as a number, the id being this prefix
+    #: and the number as 8 hex digits (saves the producer formatting and sending a string)
+    tx_id_prefix: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = _compact(self)
@@ -320,6 +323,7 @@ class DbgMsgStruct:
             groups_order=_str_list(d, "groups_order", where),
             parent=_get(d, "parent", str, "", where),
             tags=_str_list(d, "tags", where),
+            tx_id_prefix=_get(d, "tx_id_prefix", str, "", where),
         )
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import cbor2
 
 from .tracer import Tracer
+from .transition import ID_PREFIX, tx_id
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -164,11 +165,15 @@ STEP_FIELDS = ("type", "from_state", "to_state", "rel_type", "is_final", "is_sel
 FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED = 1, 2, 4, 8
 
 
-def tx_message(arr: list[Any]) -> dict[str, Any]:
-    """The :mod:`dbg.model` dict form of a transition array; ``ValueError`` when malformed."""
+def tx_message(arr: list[Any], id_prefix: str = "") -> dict[str, Any]:
+    """The :mod:`dbg.model` dict form of a transition array; ``ValueError`` when malformed.
+
+    A numeric id is expanded with ``id_prefix`` (the schema message's ``tx_id_prefix``)."""
     if not isinstance(arr, list) or len(arr) != len(TX_FIELDS):
         raise ValueError(f"telemetry: a transition is an array of {len(TX_FIELDS)} items")
     msg = {k: v for k, v in zip(TX_FIELDS, arr, strict=True) if v is not None}
+    if isinstance(msg.get("id"), int):
+        msg["id"] = tx_id(id_prefix, msg["id"])
     flags = msg.pop("flags", 0)
     if not isinstance(flags, int):
         raise ValueError("telemetry: transition flags must be an integer")
@@ -207,6 +212,7 @@ def schema_message(mach: Machine) -> dict[str, Any]:
         "id": mach.id,
         "states_index": mach.state_names,
         "states": {n: _state_dict(s) for n, s in mach.schema.items()},
+        "tx_id_prefix": ID_PREFIX,
     }
     if mach.parent_id:
         msg["parent"] = mach.parent_id
@@ -253,7 +259,7 @@ class DbgTracer(Tracer):
             args = {k: _short(v) for k, v in mut.args.items() if not k.startswith("_")}
         flags = tx.accepted | (mut.auto << 1) | (mut.check << 2)
         self.outbox.put((
-            mach.id, tx.id, tx.time_after, mach.queue_tick, int(mut.type), mut.called, flags,
+            mach.id, tx.num, tx.time_after, mach.queue_tick, int(mut.type), mut.called, flags,
             tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
             tx.pre_log_entries or None, args,
             (src.machine_id, src.tx_id, src.mach_time) if src is not None else None,

@@ -71,20 +71,21 @@ class ExceptionArgs:
     panic: dict[str, Any] | None = None
 
 
-_ID_PREFIX = os.urandom(4).hex()
+ID_PREFIX = os.urandom(4).hex()
+"""Transition ids are this per-process random prefix and a counter: unique and cheap."""
 _id_counter = itertools.count(1)
 
 
-def new_id() -> str:
-    """A 16-hex-digit id, unique in the process (random prefix) and cheap (a counter)."""
-    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
+def tx_id(prefix: str, num: int) -> str:
+    """The 16-hex-digit id of transition number ``num`` of a process."""
+    return f"{prefix}{num & 0xFFFFFFFF:08x}"
 
 
 class Transition:
     """One mutation being applied: who called what, what was resolved, what happened."""
 
     __slots__ = (
-        "_id",
+        "num",
         "machine",
         "mutation",
         "plan",
@@ -102,7 +103,7 @@ class Transition:
     )
 
     def __init__(self, machine: Machine, mutation: Mutation) -> None:
-        self._id = ""
+        self.num = next(_id_counter)
         self.machine = machine
         self.mutation = mutation
         self.plan: Any = None
@@ -120,10 +121,8 @@ class Transition:
 
     @property
     def id(self) -> str:
-        """Random-looking 16-hex id, made on first use (most transitions never need one)."""
-        if not self._id:
-            self._id = new_id()
-        return self._id
+        """16 hex digits: :data:`ID_PREFIX` and :attr:`num` (formatted only when asked for)."""
+        return tx_id(ID_PREFIX, self.num)
 
     # views named as in the reference
     @property
