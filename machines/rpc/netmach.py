@@ -408,26 +408,27 @@ class NetMach:
             check()
         return self._link
 
+    async def _mutate(
+        self, kind: int, states: str | Iterable[str], args: Mapping[str, Any] | None, source: Any
+    ) -> Any:
+        link, names = self._link_or_raise(), _as_list(states)
+        self._idx(names)  # unknown names fail here, before anything is sent
+        return _result(await link.mutate(kind, names, args, source))
+
     async def add(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
     ) -> Any:
-        link, names = self._link_or_raise(), _as_list(states)
-        self._idx(names)
-        return _result(await link.mutate(MUT_ADD, names, args, source))
+        return await self._mutate(MUT_ADD, states, args, source)
 
     async def remove(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
     ) -> Any:
-        link, names = self._link_or_raise(), _as_list(states)
-        self._idx(names)
-        return _result(await link.mutate(MUT_REMOVE, names, args, source))
+        return await self._mutate(MUT_REMOVE, states, args, source)
 
     async def set(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None
     ) -> Any:
-        link, names = self._link_or_raise(), _as_list(states)
-        self._idx(names)
-        return _result(await link.mutate(MUT_SET, names, args, source))
+        return await self._mutate(MUT_SET, states, args, source)
 
     async def toggle(self, state: str, args: Mapping[str, Any] | None = None, *, source=None):
         """Decided locally: remove if active, else add."""
