@@ -10,15 +10,15 @@ pushes and response diffs can never race. While disconnected, mutations fail at 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
-from .core import ClientCore
+from .core import ClientCore, ClientOptions
 from .errors import RpcConnectionLost, RpcNotConnected
-from .protocol import DEFAULT_MAX_FRAME, ClientConnection, ProtocolError
+from .protocol import ClientConnection, ProtocolError
 from .states import CLIENT_SCHEMA, mark, mark_err, new_machine
 from .transport import open_tcp, unwrap_group
 
@@ -34,46 +34,24 @@ class Client(ClientCore):
         addr: str | None = None,
         *,
         id: str,
-        source: Any = None,
-        schema: Mapping[str, Any] | None = None,
-        allowed: list[str] | None = None,
-        skipped: list[str] | None = None,
-        no_schema: bool = False,
-        shallow: bool = False,
-        sync_mutations: bool = False,
-        consumer: Any = None,
         stream: trio.abc.Stream | None = None,
         stream_factory: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
         reconnect: bool = True,
-        call_timeout: float = 3.0,
         connect_timeout: float = 3.0,
         retry_delay: float = 0.05,
         retry_max_delay: float = 2.0,
-        max_frame: int = DEFAULT_MAX_FRAME,
+        **opts: Unpack[ClientOptions],
     ) -> None:
+        """The connection options are here; what to mirror and how to call: `ClientOptions`."""
         if addr is None and stream is None and stream_factory is None:
             raise ValueError("connect needs an address, a stream or a stream factory")
-        super().__init__(
-            id,
-            addr=addr or "stream",
-            source=source,
-            schema=schema,
-            allowed=allowed,
-            skipped=skipped,
-            no_schema=no_schema,
-            shallow=shallow,
-            sync_mutations=sync_mutations,
-            consumer=consumer,
-            call_timeout=call_timeout,
-            max_frame=max_frame,
-        )
+        super().__init__(id, addr or "stream", **opts)
         self.reconnect = reconnect and stream is None
         self.connect_timeout = connect_timeout
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
-        self.mach = new_machine(
-            CLIENT_SCHEMA, f"rc-{id}", ["rpc-client", f"addr:{self.addr}"], parent=source
-        )
+        tags = ["rpc-client", f"addr:{self.addr}"]
+        self.mach = new_machine(CLIENT_SCHEMA, f"rc-{id}", tags, parent=opts.get("source"))
         self.attempts = 0  # connection attempts
         self._stream = stream
         self._stream_factory = stream_factory

@@ -15,7 +15,7 @@ import logging
 import math
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .errors import RpcConnectionLost, RpcNotConnected, RpcTimeout
 from .netmach import NetMach
@@ -111,6 +111,21 @@ class PendingCall:
         return self.result
 
 
+class ClientOptions(TypedDict, total=False):
+    """Options of every client: the trio `Client` (and `connect`) and the `ClientEndpoint`."""
+
+    source: Any  # the machine (or its id) the client acts for: the source of its mutations
+    schema: Mapping[str, Any] | None  # the remote schema if known: names before the handshake
+    allowed: list[str] | None  # mirror only these states (None: all)
+    skipped: list[str] | None  # and not these
+    no_schema: bool  # no relations, only the tracked states (default False)
+    shallow: bool  # 0/1 clocks instead of ticks (default False)
+    sync_mutations: bool  # one NetMach transition per source mutation (default False)
+    consumer: Any  # a machine that gets `ServerPayload` with each payload
+    call_timeout: float  # seconds until a call fails with RpcTimeout (default 3)
+    max_frame: int  # the largest frame accepted or sent, in bytes (default 1 MiB)
+
+
 class ClientCore:
     """The client role: a NetMach mirrored from the peer, calls matched to their answers.
 
@@ -118,30 +133,26 @@ class ClientCore:
     `_open_session()`, feed bytes to `_feed()` and end with `_close_session()`.
     """
 
-    def __init__(
-        self,
-        id: str,
-        *,
-        addr: str | None = None,
-        source: Any = None,
-        schema: Mapping[str, Any] | None = None,
-        allowed: list[str] | None = None,
-        skipped: list[str] | None = None,
-        no_schema: bool = False,
-        shallow: bool = False,
-        sync_mutations: bool = False,
-        consumer: Any = None,
-        call_timeout: float = 3.0,
-        max_frame: int = DEFAULT_MAX_FRAME,
-    ) -> None:
+    def __init__(self, id: str, addr: str | None = None, **opts: Unpack[ClientOptions]) -> None:
+        """`addr` names the peer in messages (None where the host owns the transport)."""
+        unknown = opts.keys() - ClientOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"unknown client option(s): {', '.join(sorted(unknown))}")
+        source, schema = opts.get("source"), opts.get("schema")
         self.id = id
-        self.addr = addr  # for messages; None where the host owns the transport
+        self.addr = addr
         self.source_id = getattr(source, "id", source) or id
         self.schema = schema
-        self.options = SyncOptions(allowed, skipped, no_schema, shallow, sync_mutations)
-        self.consumer = consumer
-        self.call_timeout = call_timeout
-        self.max_frame = max_frame
+        self.options = SyncOptions(
+            opts.get("allowed"),
+            opts.get("skipped"),
+            opts.get("no_schema", False),
+            opts.get("shallow", False),
+            opts.get("sync_mutations", False),
+        )
+        self.consumer = opts.get("consumer")
+        self.call_timeout = opts.get("call_timeout", 3.0)
+        self.max_frame = opts.get("max_frame", DEFAULT_MAX_FRAME)
         self.netmach = NetMach(f"rnm-{id}", link=self, parent_id=getattr(source, "id", None))
         if schema is not None:  # names known before the first handshake
             self.netmach._set_remote("", list(schema), schema_to_wire(schema))

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Unpack
 
-from .core import ClientCore, ServerCore, export_source, log_connected, source_tuple
+from .core import ClientCore, ClientOptions, ServerCore, export_source, log_connected, source_tuple
 from .protocol import DEFAULT_MAX_FRAME, ProtocolError
 
 __all__ = [
@@ -58,34 +58,10 @@ class ClientEndpoint(ClientCore):
     """The client side: a NetMach mirrored from the peer, mutations sent to it."""
 
     def __init__(
-        self,
-        id: str,
-        send: Callable[[bytes], Any],
-        *,
-        source: Any = None,
-        schema: Mapping[str, Any] | None = None,
-        allowed: list[str] | None = None,
-        skipped: list[str] | None = None,
-        no_schema: bool = False,
-        shallow: bool = False,
-        sync_mutations: bool = False,
-        consumer: Any = None,
-        call_timeout: float = 3.0,
-        max_frame: int = DEFAULT_MAX_FRAME,
+        self, id: str, send: Callable[[bytes], Any], **opts: Unpack[ClientOptions]
     ) -> None:
-        super().__init__(
-            id,
-            source=source,
-            schema=schema,
-            allowed=allowed,
-            skipped=skipped,
-            no_schema=no_schema,
-            shallow=shallow,
-            sync_mutations=sync_mutations,
-            consumer=consumer,
-            call_timeout=call_timeout,
-            max_frame=max_frame,
-        )
+        """`send(bytes)` hands outbound bytes to the transport; options: `ClientOptions`."""
+        super().__init__(id, **opts)
         self._send_bytes = send
 
     def connection_made(self) -> None:
