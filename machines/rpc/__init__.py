@@ -1,7 +1,8 @@
 """aRPC: remote machines kept in sync by clock diffs.
 
-`protocol` (sans-IO, also runs in the browser) holds the wire format; `server`, `mux` and `client`
-are the trio drivers; `netmach` is the client-side mirror. Importing this package does not import
+`protocol` (sans-IO, also runs in the browser) holds the wire format; `core` what its events mean
+for either end; `server`, `mux` and `client` are the trio drivers of that core, `endpoint` the
+browser's; `netmach` is the client-side mirror. Importing this package does not import
 trio until a driver is used, so the browser can import `machines.rpc.protocol` and
 `machines.rpc.netmach` directly.
 """
