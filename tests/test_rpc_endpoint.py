@@ -11,6 +11,7 @@ import trio
 
 from machines import Machine, MutSource, Result, State
 from machines.rpc import RpcConnectionLost, RpcNotConnected, RpcTimeout, connect, serve
+from machines.rpc.client import Client
 from machines.rpc.endpoint import ClientEndpoint, ServerEndpoint
 from machines.rpc.server import Server
 from machines.rpc.transport import open_tcp
@@ -95,6 +96,27 @@ def test_client_endpoint_call_timeout_under_asyncio():
         drop["on"] = True  # the server never hears of the next call
         with pytest.raises(RpcTimeout, match="no answer in 0.2s"):
             await client.netmach.add("C")
+
+    asyncio.run(main())
+
+
+def test_client_options_are_checked_alike_for_every_client():
+    """The endpoint and the trio Client take one set of options, and refuse a misspelt one."""
+    with pytest.raises(TypeError, match="unknown client option.*alowed"):
+        ClientEndpoint("bar", lambda b: None, alowed=["A"])
+    with pytest.raises(TypeError, match="unknown client option.*alowed"):
+        Client("127.0.0.1:1", id="bar", alowed=["A"])
+
+
+def test_concurrent_syncs_share_one_request_under_asyncio():
+    async def main():
+        src = Machine(SCHEMA, id="foo")
+        server, client = asyncio_pair(src, push_interval=None)
+        await client.wait_connected(2)
+        src.add("C")  # no pushes: only a sync brings it
+        assert not client.netmach.is_active("C")
+        await asyncio.wait_for(asyncio.gather(client.sync(), client.sync()), 2)
+        assert client.netmach.is_active("A", "C") and client.conn.syncs == 1
 
     asyncio.run(main())
 
