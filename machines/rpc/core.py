@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypedDict, Unpack
 
@@ -386,8 +387,10 @@ class ServerCore:
     """The server role: exposes `source` to the one peer of a connection.
 
     Drivers implement `_now()`, `_wake_writer()` (frames were queued outside the receive path)
-    and `_wake_pusher()` (the source changed: push within `push_interval`), open with
-    `_attach()`, feed bytes to `_feed()` and end with `_detach()`.
+    and `_wake_pusher()` (the source changed: push within `push_interval`, from `_push_due()`),
+    open with `_attach()`, feed bytes to `_feed()` and end with `_detach()`. A driver whose
+    source may be mutated from other threads sets `_thread` (its own) and `_hop(fn, *args)`
+    (runs fn on it).
     """
 
     def __init__(
@@ -409,6 +412,8 @@ class ServerCore:
         self.calls = 0  # requests served
         self._last_sent = -math.inf
         self._tracer: Any = None
+        self._thread: int | None = None
+        self._hop: Callable[..., Any] | None = None
 
     # --- driver hooks --------------------------------------------------------------------------
 
@@ -419,6 +424,7 @@ class ServerCore:
         raise NotImplementedError
 
     def _wake_pusher(self) -> None:
+        """Called on every source change (a driver may bind an attribute instead: no frame)."""
         raise NotImplementedError
 
     def _accepting(self) -> bool:
@@ -533,6 +539,10 @@ class ServerCore:
     # --- pushes --------------------------------------------------------------------------------
 
     def _source_changed(self, tx: Any = None) -> None:
+        if self._hop is not None and threading.get_ident() != self._thread:
+            # the source was mutated from another thread: hand over to the driver's
+            self._hop(self._source_changed, tx)
+            return
         conn = self.conn
         if conn is not None and conn.options.mutations:
             mut = getattr(tx, "mutation", None)
@@ -541,7 +551,9 @@ class ServerCore:
         self._wake_pusher()
 
     def _schema_changed(self) -> None:
-        if self.conn is not None and self.conn.handshaken:
+        if self._hop is not None and threading.get_ident() != self._thread:
+            self._hop(self._schema_changed)
+        elif self.conn is not None and self.conn.handshaken:
             self.conn.schema_changed(export_source(self.source))
             self._wake_writer()
 

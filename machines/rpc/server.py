@@ -54,6 +54,7 @@ class Server(ServerCore):
         self._stream: trio.abc.Stream | None = None
         self._sending = False
         self._dirty = trio.Event()
+        self._wake_pusher = self._dirty.set  # bound to the current event: no frame per change
         self._outbox = trio.Event()
         self._cancel: trio.CancelScope | None = None
         self.on_handshake: list[Callable[[], None]] = []
@@ -77,7 +78,7 @@ class Server(ServerCore):
         self.peer = peer
         self._stream = stream
         self._thread = threading.get_ident()
-        self._token = trio.lowlevel.current_trio_token()
+        self._hop = trio.lowlevel.current_trio_token().run_sync_soon
         self._attach()
         mark(self.mach, "add", ["Start", "ClientConnected"])
         try:
@@ -105,17 +106,13 @@ class Server(ServerCore):
 
     # --- driver hooks of the core --------------------------------------------------------------
 
-    def _now(self) -> float:
-        return trio.current_time()
+    _now = staticmethod(trio.current_time)  # no Python frame on the per-call path
 
     def _accepting(self) -> bool:
         return not self.closed.is_set()
 
     def _wake_writer(self) -> None:
         self._outbox.set()
-
-    def _wake_pusher(self) -> None:
-        self._dirty.set()
 
     def _on_hello(self, ev: HelloReceived) -> None:
         mark(self.mach, "add", "Handshaking")
@@ -130,19 +127,6 @@ class Server(ServerCore):
         for fn in list(self.on_handshake):
             fn()
         log.debug("rpc server %s: handshake with %s", self.id, self._who())
-
-    def _source_changed(self, tx: Any = None) -> None:
-        if threading.get_ident() != self._thread:
-            # the source was mutated from another thread: hand over to trio's
-            self._token.run_sync_soon(self._source_changed, tx)
-        else:
-            super()._source_changed(tx)
-
-    def _schema_changed(self) -> None:
-        if threading.get_ident() != self._thread:
-            self._token.run_sync_soon(self._schema_changed)
-        else:
-            super()._schema_changed()
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -162,35 +146,38 @@ class Server(ServerCore):
                 bye = self._feed(conn, data)
             except ProtocolError as err:
                 return f"bad input: {err}"
-            try:
-                await self._flush()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if not await self._flush():
                 return "connection lost while sending"
             if bye:
                 return "client said bye"
 
-    async def _flush(self) -> None:
-        """Send what the protocol queued, in order, one sender at a time.
+    async def _flush(self) -> bool:
+        """Send what the protocol queued, in order, one sender at a time; False if the
+        connection broke.
 
         A task that finds a send in progress returns at once: the active sender loops until the
         outbox is empty. (A lock would cost a scheduling round per frame, the p50 latency.)
         """
         if self._sending:
-            return
+            return True
         assert self.conn is not None and self._stream is not None
         self._sending = True
         try:
             while data := self.conn.data_to_send():
                 await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
         finally:
             self._sending = False
+        return True
 
     async def _writer(self) -> None:
         """Sends frames queued outside the receive loop (payloads, schema changes)."""
         while True:
             await self._outbox.wait()
             self._outbox = trio.Event()
-            if not await self._flush_or_close():
+            if not await self._flush():
+                self.close()
                 return
 
     async def _pusher(self) -> None:
@@ -198,14 +185,8 @@ class Server(ServerCore):
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
+            self._wake_pusher = self._dirty.set
             await trio.sleep_until(self._push_due())
-            if self._push() and not await self._flush_or_close():
+            if self._push() and not await self._flush():
+                self.close()
                 return
-
-    async def _flush_or_close(self) -> bool:
-        try:
-            await self._flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.close()
-            return False
-        return True
