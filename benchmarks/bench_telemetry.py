@@ -76,9 +76,22 @@ def main() -> None:
     addr = f"127.0.0.1:{port}"
     out = tempfile.mkdtemp()
     dbg = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "dbg", "--headless", "--listen-addr", addr,
-         "--ws-port", "0", "--dir", out],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "dbg",
+            "--headless",
+            "--listen-addr",
+            addr,
+            "--ws-port",
+            "0",
+            "--dir",
+            out,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     try:
@@ -89,9 +102,14 @@ def main() -> None:
             ("relations + handlers, log off", RELS, rels, 0, Handlers),
             ("relations + handlers, log ops", RELS, rels, 3, Handlers),
         ):
+
             def make(on: bool, schema=schema, level=level, handlers=handlers) -> Machine:
-                m = Machine(schema, log_level=level, logger=lambda *_: None,
-                            handlers=handlers() if handlers else None)
+                m = Machine(
+                    schema,
+                    log_level=level,
+                    logger=lambda *_: None,
+                    handlers=handlers() if handlers else None,
+                )
                 if on:
                     telemetry.attach(m, addr)
                 return m
@@ -116,13 +134,26 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             res = subprocess.run(
-                [sys.executable, "-m", "cli.main", "vis", "render-dump", str(FIXTURE), "-o",
-                 str(Path(tmp) / "fixture")], capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "cli.main",
+                    "vis",
+                    "render-dump",
+                    str(FIXTURE),
+                    "-o",
+                    str(Path(tmp) / "fixture"),
+                ],
+                capture_output=True,
+                text=True,
+            )
             render = time.perf_counter() - t
         status = "ok" if res.returncode == 0 else f"failed: {res.stderr.strip()}"
-        print(f"Go fixture: decode {decode * 1000:.0f} ms ({len(dumps)} machines, "
-              f"{sum(len(d.txs) for d in dumps)} transitions); "
-              f"am vis render-dump {render * 1000:.0f} ms end to end ({status})")
+        print(
+            f"Go fixture: decode {decode * 1000:.0f} ms ({len(dumps)} machines, "
+            f"{sum(len(d.txs) for d in dumps)} transitions); "
+            f"am vis render-dump {render * 1000:.0f} ms end to end ({status})"
+        )
 
 
 if __name__ == "__main__":
