@@ -14,7 +14,7 @@ Layers, like the rest of the core:
   schema on each (re)connect (the collector ignores transitions of machines whose schema did not
   come over the same connection) and streams the outbox. Threads keep it independent of
   whichever event loop (trio, asyncio or none) the process runs. The browser has no threads;
-  there a WebSocket driver drains :meth:`Outbox.take` instead.
+  there :mod:`machines.telemetry_browser` drains the outbox into a WebSocket instead.
 
 Environment (as in the reference): ``AM_DBG_ADDR`` (``1`` = ``localhost:6831``) turns it on for
 every machine created afterwards; ``AM_LOG`` sets the log level shipped with each transition;
@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -393,4 +394,8 @@ def auto_attach(mach: Machine) -> DbgTracer | None:
         return None
     if any(t in RPC_TAGS for t in mach.tags) and not os.environ.get("AM_RPC_DBG"):
         return None
+    if sys.platform == "emscripten":  # the browser: no threads, no TCP; the WebSocket path
+        from . import telemetry_browser
+
+        return telemetry_browser.attach(mach, telemetry_browser.url_from_env(addr))
     return attach(mach, DEFAULT_ADDR if addr == "1" else addr)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +162,41 @@ def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
             asyncio.run(main_asyncio())
 
     return runner
+
+
+# -- the browser's Python (Pyodide) ---------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's wheel, built the way a release is (hatchling; no network needed)."""
+    out = tmp_path_factory.mktemp("wheel")
+    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)]
+    proc = subprocess.run(
+        [*cmd, str(REPO)], capture_output=True, text=True, timeout=120, check=False
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"building the wheel failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
+    wheels = list(out.glob("*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+@pytest.fixture(scope="session")
+def cbor2_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = getattr(pytestconfig, "cache", None)  # absent with -p no:cacheprovider
+    cache = Path(store.mkdir("cbor2-pure-wheel") if store else tmp_path_factory.mktemp("cbor2"))
+    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
+    if found:
+        return found[0]
+    cmd = [sys.executable, "-m", "pip", "download", "cbor2==5.9.0", "--no-deps"]
+    cmd += ["--only-binary=:all:", "--platform", "any", "--python-version", "3.14"]
+    proc = subprocess.run(
+        [*cmd, "-d", str(cache)], capture_output=True, text=True, timeout=120, check=False
+    )
+    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
+    if proc.returncode != 0 or not found:
+        pytest.fail(f"could not fetch the pure cbor2 wheel ({' '.join(cmd)}):\n{proc.stderr}")
+    return found[0]

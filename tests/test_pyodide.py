@@ -25,10 +25,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "pyodide"
 SCENARIOS = HERE / "core_scenarios.py"
-RUNNER = HERE / "run_core.mjs"
+RUNNER = HERE / "run.mjs"
 PYODIDE = REPO / "node_modules" / "pyodide" / "pyodide.mjs"
 NODE_TIMEOUT = 120  # loading Pyodide takes about 5 s here
-BUILD_TIMEOUT = 120
 CPYTHON_TIMEOUT = 60
 
 EXPECTED_SCENARIOS = {
@@ -58,22 +57,7 @@ def _json_line(stdout: str, what: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This checkout's wheel, built the way a release is (hatchling; no network needed)."""
-    out = tmp_path_factory.mktemp("wheel")
-    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)]
-    proc = subprocess.run(
-        [*cmd, str(REPO)], capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"building the wheel failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-    wheels = list(out.glob("*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
-
-
-@pytest.fixture(scope="module")
-def pyodide_results(wheel: Path) -> dict[str, Any]:
+def pyodide_results(project_wheel: Path) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("Pyodide tests need Node.js (`node` is not on PATH): install it, then run "
@@ -83,7 +67,7 @@ def pyodide_results(wheel: Path) -> dict[str, Any]:
                     "`task deps` (npm ci; CI does it)")  # fmt: skip
     try:
         proc = subprocess.run(
-            [node, str(RUNNER), str(wheel), str(SCENARIOS)],
+            [node, str(RUNNER), str(project_wheel), str(SCENARIOS)],
             capture_output=True,
             text=True,
             timeout=NODE_TIMEOUT,

@@ -18,7 +18,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PYODIDE = REPO / "node_modules" / "pyodide" / "pyodide.mjs"
-CBOR2_PURE = "cbor2==5.9.0"
 
 SCENARIO = r'''
 import json, sys
@@ -142,24 +141,6 @@ await rpc_scenario.main()
 `);
 process.exit(0);
 """
-
-
-@pytest.fixture(scope="module")
-def cbor2_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = getattr(pytestconfig, "cache", None)  # absent with -p no:cacheprovider
-    cache = Path(store.mkdir("cbor2-pure-wheel") if store else tmp_path_factory.mktemp("cbor2"))
-    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
-    if found:
-        return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", CBOR2_PURE, "--no-deps"]
-    cmd += ["--only-binary=:all:", "--platform", "any", "--python-version", "3.14"]
-    proc = subprocess.run(
-        [*cmd, "-d", str(cache)], capture_output=True, text=True, timeout=120, check=False
-    )
-    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
-    if proc.returncode != 0 or not found:
-        pytest.fail(f"could not fetch the pure cbor2 wheel ({' '.join(cmd)}):\n{proc.stderr}")
-    return found[0]
 
 
 @pytest.fixture(scope="module")
