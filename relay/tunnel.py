@@ -10,6 +10,7 @@ speed of either side.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from collections import deque
 from pathlib import Path
@@ -21,6 +22,7 @@ from relay.addrfile import remove_addr_file, wants_addr_file, write_addr_file
 from relay.config import HostPort, RelayConfig, format_hostport
 from relay.connection import READ_SIZE
 from relay.matchers import Matcher, TunnelRequest
+from relay.pump import Pump
 from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, WebSocketStream
 
 log = logging.getLogger("relay")
@@ -31,6 +33,9 @@ TCP_CHUNK = READ_SIZE
 #: Seconds the relay spends closing a tunnel (close frame, sockets, address file).
 CLEANUP_TIMEOUT = 2.0
 _TCP_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+#: Pump threads: one per established tunnel, as many as there are tunnels (the relay's
+#: ``max_tunnels`` bounds them), never queued behind trio's default limit of 40.
+_PUMP_THREADS = trio.CapacityLimiter(math.inf)
 
 
 class Tunnel:
@@ -161,7 +166,34 @@ async def run_dial(tunnel: Tunnel, config: RelayConfig) -> None:
         return
     async with tcp:
         await tunnel.ws.accept()
-        await _pipe(tunnel, tcp, config.max_message)
+        await _pump(tunnel, tcp)
+
+
+async def _pump(tunnel: Tunnel, tcp: trio.SocketStream) -> None:
+    """Pipe both ways in a worker thread (:mod:`relay.pump`): no scheduler round per chunk.
+
+    Cancelling (``Tunnel.stop``, the relay closing) wakes the thread, which returns at once;
+    the thread is always waited for, so the sockets are never closed under it.
+    """
+    ws = tunnel.ws
+    pump = ws.make_pump(tcp.socket.fileno(), TCP_CHUNK)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wake_when_cancelled, pump)
+            result = await trio.to_thread.run_sync(pump.run, limiter=_PUMP_THREADS)
+            nursery.cancel_scope.cancel()
+    finally:
+        pump.close()
+    ended = await ws.settle_pump(result)
+    if ended is not None:
+        tunnel.end(*ended)
+
+
+async def _wake_when_cancelled(pump: Pump) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        pump.wake()
 
 
 async def open_listener(target: HostPort, backlog: int = 1) -> trio.SocketListener:

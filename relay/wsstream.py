@@ -22,6 +22,7 @@ from websockets.protocol import OPEN
 
 from relay import fastio
 from relay.connection import Connection
+from relay.pump import Pump, PumpResult
 
 # Close codes (RFC 6455 section 7.4.1).
 NORMAL = 1000
@@ -203,6 +204,48 @@ class WebSocketStream(trio.abc.Stream):
         if out:
             conn.queue(out)
             await self._flush_quietly(wait=False)
+
+    # Pumping in a worker thread (relay.pump)
+
+    def make_pump(self, tcp_fd: int, read_size: int) -> Pump:
+        """A pump for this WebSocket and ``tcp_fd``; nothing else may use either while it runs.
+
+        Only for a tunnel's raw bytes, before anything was read through :meth:`receive_some`.
+        """
+        conn = self._conn
+        return Pump(self._protocol, conn.fd, tcp_fd, read_size, conn._out)
+
+    async def settle_pump(self, result: PumpResult) -> tuple[int, str] | None:
+        """Take over from a pump that stopped; the close code and reason the tunnel ends with
+        (None: it was stopped from outside, whose reason stands)."""
+        protocol = self._protocol
+        if result.reason == "ws_eof":
+            self._eof = True
+            if result.socket_eof:
+                self._conn.eof = True
+            close = protocol.close_rcvd
+            self.peer_close_code = close.code if close is not None else ABNORMAL
+            self.peer_close_reason = close.reason if close is not None else ""
+            reason = f"websocket closed by peer: {self.peer_close_code} {self.peer_close_reason}"
+            return NORMAL, reason
+        if result.reason == "ws_text":
+            await self.close(UNSUPPORTED_DATA, "text messages are not supported")
+            return self.close_code or UNSUPPORTED_DATA, self.close_reason
+        if result.reason == "ws_protocol":
+            sent = protocol.close_sent
+            self._closed = True
+            if sent is not None:
+                self.close_code, self.close_reason = sent.code, sent.reason
+            await self._flush_quietly()
+            return self.close_code or NORMAL, self.close_reason
+        if result.reason == "ws_error":
+            self._conn.broken = True
+            return NORMAL, f"websocket broken: {result.detail}"
+        if result.reason == "tcp_eof":
+            return NORMAL, "tcp peer closed"
+        if result.reason == "tcp_error":
+            return NORMAL, f"tcp peer gone: {result.detail}"
+        return None
 
     async def _flush_quietly(self, *, wait: bool = True) -> None:
         try:
