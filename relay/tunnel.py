@@ -2,9 +2,9 @@
 
 A tunnel ends as soon as either side ends, and the other side learns it at once: when the TCP
 peer leaves, the WebSocket is closed with 1000 and the listening port is already free; when
-the WebSocket goes, the TCP connection is closed. Each pump moves one chunk at a time and
-awaits its delivery before reading the next, so memory per tunnel stays bounded whatever the
-speed of either side.
+the WebSocket goes, the TCP connection is closed. Once both sides are connected, a worker
+thread moves the bytes (:mod:`relay.pump`), one socket read at a time per direction, so memory
+per tunnel stays bounded whatever the speed of either side; everything else stays on trio.
 """
 
 from __future__ import annotations
@@ -72,79 +72,35 @@ class Tunnel:
         self.cancel_scope.cancel()
 
 
-class _TcpSlot:
-    """The TCP side of a tunnel, which a listen tunnel only gets once a peer connects.
-
-    Until then, bytes from the browser wait in ``pending`` (bounded by the reader).
-    """
-
-    def __init__(self, stream: trio.SocketStream | None = None) -> None:
-        self.stream = stream
-        self.fd = stream.socket.fileno() if stream is not None else -1
-        self.ready = trio.Event()
-        self.pending: deque[bytes] = deque()
-        self.held = 0
-        if stream is not None:
-            self.ready.set()
-
-    async def attach(self, stream: trio.SocketStream) -> None:
-        """Send what is pending, then hand the stream to the WebSocket reader."""
-        fd = stream.socket.fileno()
-        while self.pending:  # the reader may add more while we send
-            chunk = self.pending.popleft()
-            self.held -= len(chunk)
-            await fastio.send_all(fd, chunk)
-        self.fd = fd
-        self.stream = stream  # no checkpoint since the queue was seen empty: order is kept
-        self.ready.set()
-
-
-async def _tcp_to_ws(tunnel: Tunnel, tcp: trio.SocketStream, nursery: trio.Nursery) -> None:
-    try:
-        recv = fastio.SocketReader(tcp.socket.fileno(), TCP_CHUNK).recv
-        send = tunnel.ws.send_all
-        while data := await recv():
-            await send(data)
-        tunnel.end(NORMAL, "tcp peer closed")
-    except trio.ClosedResourceError:
-        tunnel.end(NORMAL, "websocket closed")
-    except _TCP_ERRORS as err:
-        tunnel.end(NORMAL, f"tcp peer gone: {err}")
-    nursery.cancel_scope.cancel()
-
-
-async def _ws_to_tcp(
-    tunnel: Tunnel, slot: _TcpSlot, pending_limit: int, nursery: trio.Nursery
+async def _read_ahead(
+    tunnel: Tunnel,
+    pending: deque[bytes],
+    limit: int,
+    reading: trio.CancelScope,
+    nursery: trio.Nursery,
 ) -> None:
-    # Before a listen tunnel has its TCP peer, keep reading (to notice the browser leaving)
-    # but hold at most ``pending_limit`` bytes, then stop reading: backpressure, not buffering.
-    receive = tunnel.ws.receive_some
-    try:
-        while data := await receive():
-            if slot.stream is None:
-                slot.pending.append(data)
-                slot.held += len(data)
-                if slot.held >= pending_limit:
-                    await slot.ready.wait()
-                continue
-            await fastio.send_all(slot.fd, data)
-        ws = tunnel.ws
-        tunnel.end(NORMAL, f"websocket closed by peer: {ws.peer_close_code} {ws.peer_close_reason}")
-    except trio.BrokenResourceError:
-        ws = tunnel.ws
-        if ws.close_code is not None:  # the WebSocket closed itself (1003, 1009, 1002)
-            tunnel.end(ws.close_code, ws.close_reason)
-        else:
-            tunnel.end(NORMAL, "websocket broken")
-    except _TCP_ERRORS as err:
-        tunnel.end(NORMAL, f"tcp peer gone: {err}")
-    nursery.cancel_scope.cancel()
-
-
-async def _pipe(tunnel: Tunnel, tcp: trio.SocketStream, pending_limit: int) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_tcp_to_ws, tunnel, tcp, nursery)
-        nursery.start_soon(_ws_to_tcp, tunnel, _TcpSlot(tcp), pending_limit, nursery)
+    """Before a listen tunnel has its TCP peer: keep reading the WebSocket (to notice the
+    browser leaving) but hold at most ``limit`` bytes, then stop reading: backpressure, not
+    buffering. The peer's arrival cancels ``reading``; a cancelled read loses no byte (what
+    was read stays buffered in the WebSocket)."""
+    ws = tunnel.ws
+    held = 0
+    with reading:
+        try:
+            while data := await ws.receive_some():
+                pending.append(data)
+                held += len(data)
+                if held >= limit:
+                    await trio.sleep_forever()
+            tunnel.end(
+                NORMAL, f"websocket closed by peer: {ws.peer_close_code} {ws.peer_close_reason}"
+            )
+        except trio.BrokenResourceError:
+            if ws.close_code is not None:  # the WebSocket closed itself (1003, 1009, 1002)
+                tunnel.end(ws.close_code, ws.close_reason)
+            else:
+                tunnel.end(NORMAL, "websocket broken")
+        nursery.cancel_scope.cancel()
 
 
 async def _refuse(tunnel: Tunnel, reason: str) -> None:
@@ -220,26 +176,6 @@ async def open_listener(target: HostPort, backlog: int = 1) -> trio.SocketListen
     return trio.SocketListener(sock)
 
 
-async def _accept_one(
-    tunnel: Tunnel, listener: trio.SocketListener, slot: _TcpSlot, nursery: trio.Nursery
-) -> None:
-    # One TCP peer per tunnel: once it is in, the port is closed, so a second client is
-    # refused at once instead of waiting forever; the browser opens a new tunnel for the next.
-    try:
-        stream = await listener.accept()
-    finally:
-        await listener.aclose()
-        tunnel.port_freed.set()
-    async with stream:
-        try:
-            await slot.attach(stream)
-        except _TCP_ERRORS as err:
-            tunnel.end(NORMAL, f"tcp peer gone: {err}")
-            nursery.cancel_scope.cancel()
-            return
-        await _tcp_to_ws(tunnel, stream, nursery)
-
-
 async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
     """``/listen/``: listen on the target for one TCP peer, then pipe."""
     request = tunnel.request
@@ -259,10 +195,7 @@ async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
         try:
             log.info("tunnel listen %r on %s", request.id, tunnel.bound_addr)
             await tunnel.ws.accept()
-            slot = _TcpSlot()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_accept_one, tunnel, listener, slot, nursery)
-                nursery.start_soon(_ws_to_tcp, tunnel, slot, config.max_message, nursery)
+            await _listen_and_pipe(tunnel, listener, config.max_message)
         finally:
             if addr_file is not None:
                 remove_addr_file(addr_file, tunnel.bound_addr)
@@ -270,6 +203,47 @@ async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
         with trio.CancelScope(shield=True):
             await listener.aclose()
         tunnel.port_freed.set()
+
+
+async def _listen_and_pipe(tunnel: Tunnel, listener: trio.SocketListener, limit: int) -> None:
+    ws = tunnel.ws
+    pending: deque[bytes] = deque()
+    reading = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        stopped = trio.Event()
+
+        async def read_ahead() -> None:
+            try:
+                await _read_ahead(tunnel, pending, limit, reading, nursery)
+            finally:
+                stopped.set()
+
+        nursery.start_soon(read_ahead)
+        # One TCP peer per tunnel: once it is in, the port is closed, so a second client is
+        # refused at once instead of waiting forever; the browser opens a new tunnel for the
+        # next.
+        try:
+            stream = await listener.accept()
+        finally:
+            await listener.aclose()
+            tunnel.port_freed.set()
+        async with stream:
+            reading.cancel()
+            await stopped.wait()
+            pending.extend(ws.take_buffered())
+            fd = stream.socket.fileno()
+            try:
+                for chunk in pending:
+                    await fastio.send_all(fd, chunk)
+            except _TCP_ERRORS as err:
+                tunnel.end(NORMAL, f"tcp peer gone: {err}")
+            else:
+                if ws.closed:  # the browser left while the peer came: what it sent is out
+                    reason = f"{ws.peer_close_code} {ws.peer_close_reason}"
+                    tunnel.end(NORMAL, f"websocket closed by peer: {reason}")
+                else:
+                    await _pump(tunnel, stream)
+        nursery.cancel_scope.cancel()
 
 
 async def run_matched(tunnel: Tunnel, matcher: Matcher) -> None:

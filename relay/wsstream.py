@@ -207,10 +207,19 @@ class WebSocketStream(trio.abc.Stream):
 
     # Pumping in a worker thread (relay.pump)
 
+    def take_buffered(self) -> list[bytes]:
+        """Received bytes not read yet (taken: a pump takes over from here)."""
+        chunks = list(self._chunks)
+        if self._offset < len(self._message):
+            chunks.insert(0, self._message[self._offset :])
+        self._chunks.clear()
+        self._message, self._offset = b"", 0
+        return chunks
+
     def make_pump(self, tcp_fd: int, read_size: int) -> Pump:
         """A pump for this WebSocket and ``tcp_fd``; nothing else may use either while it runs.
 
-        Only for a tunnel's raw bytes, before anything was read through :meth:`receive_some`.
+        Received bytes not read yet must be taken first (:meth:`take_buffered`).
         """
         conn = self._conn
         return Pump(self._protocol, conn.fd, tcp_fd, read_size, conn._out)
