@@ -26,6 +26,8 @@ from websockets.protocol import Protocol
 
 _READ = select.EPOLLIN
 _WRITE = select.EPOLLOUT
+#: Outgoing WebSocket writes (a frame, pongs) queued before the WebSocket is no longer read.
+_MAX_QUEUED = 16
 _NOT_READ = ~select.EPOLLIN  # writable, or an error or hang-up
 _NOT_WRITE = ~select.EPOLLOUT  # readable, or an error or hang-up
 
@@ -95,7 +97,10 @@ class Pump:
             poll = ep.poll
             while result is None:
                 # Read a side only when the other side took everything from its last read.
-                want_ws = (_READ if self._to_tcp is None else 0) | (_WRITE if self._to_ws else 0)
+                # The WebSocket is read while its own output is stuck (the client may be
+                # writing before it reads), but not without end: pongs queue up there.
+                reading_ws = self._to_tcp is None and len(self._to_ws) < _MAX_QUEUED
+                want_ws = (_READ if reading_ws else 0) | (_WRITE if self._to_ws else 0)
                 want_tcp = (_READ if not self._to_ws else 0) | (
                     _WRITE if self._to_tcp is not None else 0
                 )
