@@ -9,7 +9,8 @@ or ``relay = await nursery.start(serve_relay, config)``. Leaving the block (or c
 ``serve_relay``) closes every tunnel with 1001, removes address files, then stops HTTP.
 
 The HTTP side is a plain trio accept loop: one task per connection (:mod:`relay.app`), each
-driving the sans-I/O ``websockets`` protocol over its socket (:mod:`relay.connection`).
+driving the sans-I/O ``websockets`` protocol over its socket (:mod:`relay.connection`). Once a
+tunnel's two sockets are connected, a worker thread pumps its bytes (:mod:`relay.pump`).
 """
 
 from __future__ import annotations
