@@ -20,16 +20,18 @@ import selectors
 import socket
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from websockets.frames import BINARY, CLOSE, CONT, TEXT
 from websockets.protocol import Protocol
 
-_READ = select.EPOLLIN
-_WRITE = select.EPOLLOUT
+# poll(2) flags; epoll(7) uses the same values on Linux, where epoll is used (elsewhere, poll)
+_READ = select.POLLIN
+_WRITE = select.POLLOUT
 #: Outgoing WebSocket writes (a frame, pongs) queued before the WebSocket is no longer read.
 _MAX_QUEUED = 16
-_NOT_READ = ~select.EPOLLIN  # writable, or an error or hang-up
-_NOT_WRITE = ~select.EPOLLOUT  # readable, or an error or hang-up
+_NOT_READ = ~select.POLLIN  # writable, or an error or hang-up
+_NOT_WRITE = ~select.POLLOUT  # readable, or an error or hang-up
 
 
 @dataclass
@@ -84,7 +86,7 @@ class Pump:
         # epoll itself rather than ``selectors``: its per-call bookkeeping is a measurable share
         # of a small message's cost. Level-triggered, registered once; interest changes only
         # when a socket's buffer fills.
-        ep = select.epoll()
+        ep = select.epoll() if hasattr(select, "epoll") else select.poll()
         try:
             ep.register(wake_fd, _READ)
             ws_mask = tcp_mask = _READ
@@ -127,10 +129,11 @@ class Pump:
             result.unsent = self._to_ws
             return result
         finally:
-            ep.close()
+            if hasattr(ep, "close"):  # poll objects hold no descriptor
+                ep.close()
 
     @staticmethod
-    def _set(ep: select.epoll, fd: int, old: int, new: int) -> int:
+    def _set(ep: Any, fd: int, old: int, new: int) -> int:
         # Unregistered rather than registered for nothing: epoll would still report a hang-up.
         if not old:
             ep.register(fd, new)

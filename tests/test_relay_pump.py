@@ -140,3 +140,21 @@ async def test_a_dropped_websocket_and_a_leaving_tcp_peer_end_the_tunnel() -> No
                 conn = await ws_open(f"ws://{relay.addr}/dial/c/127.0.0.1:{closing}")
                 assert await close_of(conn) == (1000, "tcp peer closed")
                 nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def without_epoll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pump as on systems without epoll (macOS, BSD): plain poll(2), same flags."""
+    import select
+    import types
+
+    import relay.pump
+
+    portable = types.SimpleNamespace(**{k: v for k, v in vars(select).items() if k != "epoll"})
+    monkeypatch.setattr(relay.pump, "select", portable)
+
+
+@pytest.mark.trio
+async def test_the_pump_works_with_poll_where_there_is_no_epoll(without_epoll) -> None:
+    await test_pings_fragments_and_the_peers_close_reach_the_tcp_side()
+    await test_a_dropped_websocket_and_a_leaving_tcp_peer_end_the_tunnel()
