@@ -554,7 +554,7 @@ class Machine:
             or self._on_change
             or self._queue_waits
             or self._queue_end_waits
-            or self._subs.pending
+            or self._subs
         ):
             # nothing observes this machine: a known plan is applied without a Transition
             plan = self._plans.get((mtype, called, self._active, False, False))
@@ -562,7 +562,7 @@ class Machine:
                 # the waits' lock too: a wait registered from another thread meanwhile either
                 # sees the new ticks or sends this mutation down the path that notifies it
                 with self._lock, self._subs.lock:
-                    if not self._processing and not queue and not self._subs.pending:
+                    if not self._processing and not queue and not self._subs:
                         ticks, index, active = self._ticks, self._index, self._active_set
                         for s in plan.exits:
                             ticks[index[s]] += 1
@@ -804,7 +804,7 @@ class Machine:
                 if isinstance(ret, _Panic):
                     self._recover_finals(tx, plan, state if is_state else None, name, ret)
                     return False
-            if is_state and subs.pending and subs.wants_args(state):
+            if is_state and subs and subs.wants_args(state):
                 subs.notify_args(state, tx.mutation.args)
         return True
 

@@ -127,10 +127,6 @@ class Subscriptions:
         self.lock = threading.Lock()
 
     def __bool__(self) -> bool:
-        return bool(self._shared or self._queries)
-
-    @property
-    def pending(self) -> bool:
         """Any wait registered (cheap: the machine checks it on every mutation)."""
         return bool(self._shared or self._queries)
 
