@@ -511,14 +511,20 @@ class Machine:
             return CANCELED
         called = names_of(states)
         self._check_known(called)
-        if self._processing:
-            return Result.QUEUED
         mut = Mutation(mtype, called, args, check=True)
         with self._lock:
-            self._processing = True
-            self._processor = threading.get_ident()
+            if not self._claim():
+                return Result.QUEUED
             self._queue.appendleft(mut)
         return self._drain()
+
+    def _claim(self) -> bool:
+        """Become the thread that drains the queue; False if one already is (hold the lock)."""
+        if self._processing:
+            return False
+        self._processing = True
+        self._processor = threading.get_ident()
+        return True
 
     def _in_backoff(self) -> bool:
         return bool(self._backoff_until) and time.monotonic() < self._backoff_until
@@ -574,10 +580,8 @@ class Machine:
                         return EXECUTED
         mut = Mutation(mtype, called, args, source=source)
         with self._lock:
-            if self._processing:
+            if not self._claim():
                 return self._postpone(mut)
-            self._processing = True
-            self._processor = threading.get_ident()
             self._appended += 1
             mut.queue_tick = self.queue_tick + self._appended
             queue.append(mut)
@@ -1267,14 +1271,11 @@ class Machine:
         done = threading.Event()
         mut = Mutation(EVAL, (), {"fn": fn, "done": done})
         with self._lock:
-            busy = self._processing
+            busy = not self._claim()
             if busy:
                 # queued under the lock: the draining thread checks the queue under it too,
                 # so it cannot finish its drain without seeing this eval
                 self._queue.appendleft(mut)
-            else:
-                self._processing = True
-                self._processor = threading.get_ident()
         if not busy:
             try:
                 self._run_eval(fn)
@@ -1299,10 +1300,8 @@ class Machine:
 
     def _mutate_resume(self) -> None:
         with self._lock:
-            if self._processing:
+            if not self._claim():
                 return
-            self._processing = True
-            self._processor = threading.get_ident()
         self._drain()
 
     # -- export / import ---------------------------------------------------------------------
