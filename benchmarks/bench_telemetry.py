@@ -23,7 +23,7 @@ from machines import Machine, State, telemetry
 
 N = 100_000
 REPEATS = 3
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "go-am-dbg-sim.gob.br"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 
 FLAT = {"A": State(remove=["B"]), "B": State(remove=["A"])}
 RELS = {

@@ -30,7 +30,7 @@ from vis.graph import Graph  # noqa: E402
 from vis.presets import preset_map, preset_single  # noqa: E402
 from vis.render import render_svg  # noqa: E402
 
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "go-am-dbg-sim.gob.br"
+FIXTURE = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 
 
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:

@@ -29,7 +29,7 @@ from dbg.model import (
     StepType,
 )
 
-FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"
 GO_DUMP = FIXTURES / "go-am-dbg-sim.gob.br"
 
 

@@ -26,7 +26,7 @@ from vis.d2 import render_d2
 from vis.graph import Graph, is_inherited
 from vis.presets import preset_bird, preset_map, preset_single
 
-FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"
 GO_DUMP = FIXTURES / "go-am-dbg-sim.gob.br"
 RUNNER = CliRunner()
 
