@@ -86,9 +86,7 @@ class MachineHistory:
 
     def _reindex(self) -> None:
         self._index = idx = self.states
-        self._errs = tuple(
-            i for i, s in enumerate(idx) if s.startswith("Err") or s == "Exception"
-        )
+        self._errs = tuple(i for i, s in enumerate(idx) if s.startswith("Err") or s == "Exception")
         self._health = frozenset(i for i, s in enumerate(idx) if s in HEALTH_STATES)
 
     def _trim(self, txs: list[DbgMsgTx]) -> None:

@@ -143,14 +143,16 @@ class Session:
         return h.infos[i] if h is not None and i >= 0 else None
 
     @property
-    def next_info(self) -> TxInfo | None:
-        """The transition whose steps the steps timeline walks."""
-        h = self.current
-        if h is None:
-            return None
+    def next_index(self) -> int:
+        """Index of the next visible transition (whose steps the steps timeline walks)."""
         vis = self.visible()
         k = bisect.bisect_right(vis, self.index)
-        return h.infos[vis[k]] if k < len(vis) else None
+        return vis[k] if k < len(vis) else -1
+
+    @property
+    def next_info(self) -> TxInfo | None:
+        h, j = self.current, self.next_index
+        return h.infos[j] if h is not None and j >= 0 else None
 
     @property
     def now_ts(self) -> float:
@@ -213,6 +215,31 @@ class Session:
             return False
         self._set(vis[target] if target >= 0 else -1)
         return True
+
+    def jump_to(self, index: int) -> None:
+        """Put the cursor on the transition at ``index`` (a click in the log or rain)."""
+        self._pause()
+        h = self.current
+        if h is not None and -1 <= index < len(h.infos):
+            self._set(index)
+
+    def seek(self, fraction: float) -> None:
+        """Jump to a fraction of the visible transitions (a click on the timeline)."""
+        vis = self.visible()
+        if vis:
+            k = min(len(vis) - 1, max(0, round(fraction * len(vis)) - 1))
+            self.jump_to(vis[k])
+
+    def graph_sum(self) -> int:
+        """Machine time summed over every machine at the cursor's time."""
+        ts, total = self.now_ts, 0
+        for mach_id in list(self.collector.machines):
+            h = self.hist(mach_id)
+            if h is None or not h.infos:
+                continue
+            i = self.index if mach_id == self.mach else (h.at_time(ts) if ts else len(h) - 1)
+            total += h.infos[i].time_sum if i >= 0 else 0
+        return total
 
     def first(self) -> None:
         self._pause()
