@@ -129,7 +129,7 @@ class MachineHistory:
             kinds |= K_QUEUED
         if tx.is_auto:
             kinds |= K_AUTO
-        if not ticked and not tx.is_queued:
+        if not ticked and tx.accepted and not tx.is_queued:
             kinds |= K_EMPTY
         if called and all(i in self._health for i in called):
             kinds |= K_HEALTH

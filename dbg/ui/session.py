@@ -73,7 +73,7 @@ class Session:
         self.step = 0
         self.state: str | None = None  # the selected state (tree), for Alt+H/L
         self.history = AddrHistory()
-        self.search = ""  # machine list type-to-search
+        self.search = ""  # machine list type-to-search: selects the first id containing it
         self._hists: dict[str, MachineHistory] = {}
         self._vis: tuple[tuple[int, int, int], list[int]] = ((-1, -1, -1), [])
         self._connected_seen: set[str] = set()
@@ -427,9 +427,6 @@ class Session:
             m: r for m, r in machines.items()
             if not self.filters.hides_machine(r.connected, r.schema.tags)
         }  # fmt: skip
-        if self.search:
-            q = self.search.lower()
-            shown = {m: r for m, r in shown.items() if q in m.lower()}
         children: dict[str, list[str]] = {}
         roots = []
         for m, r in shown.items():
