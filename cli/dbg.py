@@ -181,13 +181,12 @@ def _ui(
     log_level: int,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received."""
-    from dbg.collector import Collector
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
-    from dbg.ui.live import LiveServer, check_free
+    from dbg.ui.live import LiveServer, LockedCollector, check_free
     from dbg.ui.session import Session
 
-    collector = Collector()
+    collector = LockedCollector()
     collector.load(imported)
     live, info = None, f"dir: {out_dir}"
     if listen is not None:

@@ -24,6 +24,7 @@ from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
 __all__ = ["Collector", "MachineRecord", "serve_collector"]
 
 log = logging.getLogger("dbg.collector")
+_CLOCKS = TX_FIELDS.index("clocks")
 
 
 @dataclass
@@ -67,6 +68,14 @@ class MachineRecord:
 
     def __len__(self) -> int:
         return len(self._txs) + len(self._raw)
+
+    def latest_clocks(self) -> list[int]:
+        """Clocks after the newest transition without parsing the pending ones ([] when
+        none): summaries such as the UI's machine list stay cheap while data streams in."""
+        if self._raw:
+            clocks = self._raw[-1][0][_CLOCKS]
+            return clocks if isinstance(clocks, list) else []
+        return self._txs[-1].clocks if self._txs else []
 
 
 class Collector:

@@ -18,7 +18,7 @@ from dbg.dump import read_dump
 from dbg.ui.address import AddrError, AddrHistory, MachAddr
 from dbg.ui.app import DebuggerApp
 from dbg.ui.history import step_text
-from dbg.ui.live import LiveServer
+from dbg.ui.live import LiveServer, LockedCollector
 from dbg.ui.matrix import matrix_rows, rain_cells
 from dbg.ui.session import Session
 from machines import Machine, State, telemetry
@@ -115,7 +115,7 @@ def text(app: DebuggerApp, wid: str) -> str:
 
 
 def test_live_producer_listed_selected_in_tail_mode_at_its_last_tx():
-    collector = Collector()
+    collector = LockedCollector()
     live = LiveServer(collector, "127.0.0.1", 0, ws_port=None)
 
     async def body(app, pilot):
@@ -169,7 +169,7 @@ def _tx(mid: str, tid: str, clocks: list[int]) -> list:
 
 
 def test_foreign_and_unknown_txs_ignored_garbage_dropped_disconnect_greys():
-    collector = Collector()
+    collector = LockedCollector()
     live = LiveServer(collector, "127.0.0.1", 0, ws_port=None)
     schema = {"id": "raw-1", "states_index": ["A", "B"], "states": {"A": {}, "B": {}}}
 

@@ -44,6 +44,9 @@ NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
 FRAME = 1 / 30
+DATA_FRAME = 0.1  # new data repaints at most this often; keys repaint at once
+CATCH_UP_BUDGET = 0.008  # seconds per frame for reading other machines' histories
+QUIET = 0.5  # seconds without new data before other machines' histories are read
 
 
 class DebuggerApp(App[None]):
@@ -119,6 +122,8 @@ class DebuggerApp(App[None]):
         self.info = info
         self._pending = open_addr
         self._dirty = True
+        self._painted_at = 0.0
+        self._data_at = 0.0
         self._search_at = 0.0
         self._unsub = None
         self.paints = 0  # for tests and benchmarks: frames painted
@@ -153,8 +158,9 @@ class DebuggerApp(App[None]):
         self.set_interval(PLAY_INTERVAL, self._play)
         self.call_after_refresh(self._frame)
 
-    def _changed(self) -> None:
+    def _changed(self) -> None:  # called by the collector, possibly from its thread
         self._dirty = True
+        self._data_at = time.monotonic()
 
     def on_resize(self, event: events.Resize) -> None:
         self._layout_classes(event.size.width, event.size.height)
@@ -179,9 +185,17 @@ class DebuggerApp(App[None]):
         if self._pending is not None and self._pending.mach_id in self.session.collector.machines:
             addr, self._pending = self._pending, None
             self._goto(addr)
-        if self._dirty:
+        now = time.monotonic()
+        caught_up = True
+        if not self.session.tail and now - self._data_at > QUIET:
+            # other machines at the cursor's time need their history; read it while the
+            # stream is quiet (reading a machine can take long; keys must not wait for it)
+            caught_up = self.session.catch_up(CATCH_UP_BUDGET)
+        if self._dirty and now - self._painted_at >= DATA_FRAME:
             self._dirty = False
             self.session.sync()
+            self.paint()
+        elif not caught_up:
             self.paint()
 
     def _play(self) -> None:
@@ -193,6 +207,7 @@ class DebuggerApp(App[None]):
         s = self.session
         if not self.is_mounted:
             return
+        self._painted_at = time.monotonic()
         for wid in ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain",
                     "#txbar", "#txtl", "#nextbar", "#steptl", "#toolbar"):  # fmt: skip
             w = self.query_one(wid)
@@ -249,8 +264,7 @@ class DebuggerApp(App[None]):
                 k = h.states.index(s.state) + n if s.state in h.states else 0
                 s.state = h.states[max(0, min(k, len(h.states) - 1))]
         else:
-            rows = self.query_one(MachineList).rows or s.rows()
-            ids = [r.id for r in rows]
+            ids = self.query_one(MachineList).ids or [m for m, _ in s.tree()]
             if ids:
                 k = ids.index(s.mach) + n if s.mach in ids else 0
                 s.select(ids[max(0, min(k, len(ids) - 1))])
@@ -378,7 +392,7 @@ class DebuggerApp(App[None]):
         else:
             return
         event.stop()
-        hit = next((r.id for r in s.rows() if s.search and s.search in r.id.lower()), None)
+        hit = next((m for m, _ in s.tree() if s.search and s.search in m.lower()), None)
         if hit is not None and hit != s.mach:
             s.select(hit)
         self.paint()

@@ -8,16 +8,16 @@ from __future__ import annotations
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widgets import Static
 
 from .filters import FILTERS
+from .pane import Pane
 from .session import Session
 from .timelines import current_step_text
 
 __all__ = ["AddressBar", "StatusBar", "Toolbar"]
 
 
-class ClickableLine(Static):
+class ClickableLine(Pane):
     """A line whose painted parts map x ranges to actions."""
 
     class Clicked(Message):
@@ -57,7 +57,7 @@ class AddressBar(ClickableLine):
         self._part(t, f" {addr or 'mach://'} ", "bold cyan", "edit_address")
         if session.state:
             t.append(f" state:{session.state}", style="yellow")
-        self.update(t)
+        self.show(t)
 
 
 class Toolbar(ClickableLine):
@@ -72,10 +72,10 @@ class Toolbar(ClickableLine):
                        f"filter('{name}')")  # fmt: skip
             t.append(" ")
         self._part(t, f"0:log {session.log_level}", "bold", "log_level")
-        self.update(t)
+        self.show(t)
 
 
-class StatusBar(Static):
+class StatusBar(Pane):
     """Left: ``Graph:t<sum>`` across machines at the cursor's time and the selected state;
     right: the current step as text, or the last message."""
 
@@ -95,4 +95,4 @@ class StatusBar(Static):
             pad = max(1, self.content_size.width - len(t) - len(right))
             t.append(" " * pad)
             t.append(right, style="cyan")
-        self.update(t)
+        self.show(t)

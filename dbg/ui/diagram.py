@@ -26,7 +26,7 @@ def render_diagram(session: Session, out_dir: Path) -> Path:
         raise RenderError("no machine selected")
     ts = session.now_ts
     dumps = []
-    for mach_id in session.collector.machines:
+    for mach_id in list(session.collector.machines):
         h = session.hist(mach_id)
         if h is None:
             continue

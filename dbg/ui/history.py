@@ -11,7 +11,9 @@ counts it in :attr:`MachineHistory.offset`, so absolute positions stay valid.
 from __future__ import annotations
 
 import bisect
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from dbg.model import DbgMsgTx, StepType
 
@@ -43,14 +45,16 @@ class TxInfo:
 class MachineHistory:
     """The derived history of one machine (see the module doc)."""
 
-    def __init__(self, record: object) -> None:
+    def __init__(self, record: object, lock: Any = None) -> None:
         self.record = record  # dbg.collector.MachineRecord
+        self._lock = lock or nullcontext()  # held while the collector's list is read
         self.infos: list[TxInfo] = []
         self.offset = 0  # transitions trimmed from the front so far
         self._index: list[str] = []
         self._errs: tuple[int, ...] = ()
         self._health: frozenset[int] = frozenset()
         self.errors: list[int] = []  # absolute positions of error transitions
+        self.sourced: list[int] = []  # absolute positions of transitions another machine caused
 
     @property
     def id(self) -> str:
@@ -65,12 +69,15 @@ class MachineHistory:
 
     def sync(self) -> int:
         """Catch up with the collector; returns how many transitions are new."""
-        txs = self.record.txs
+        with self._lock:  # parses what arrived; the list itself is only replaced, never edited
+            txs = self.record.txs
         infos = self.infos
         if self._index is not self.states:
             self._reindex()
-            if infos:
-                infos.clear()  # other states: derive everything again
+            if infos:  # other states: derive everything again
+                infos.clear()
+                self.errors.clear()
+                self.sourced.clear()
         if infos and (not txs or txs[0] is not infos[0].tx):
             self._trim(txs)
         n = len(infos)
@@ -81,6 +88,8 @@ class MachineHistory:
             infos.append(self._derive(tx, prev))
             if infos[-1].error:
                 self.errors.append(self.offset + len(infos) - 1)
+            if tx.source_machine_id:
+                self.sourced.append(self.offset + len(infos) - 1)
             prev = tx.clocks
         return len(txs) - n
 
@@ -99,6 +108,7 @@ class MachineHistory:
         del self.infos[:cut]
         self.offset += cut
         self.errors = [e for e in self.errors if e >= self.offset]
+        self.sourced = [e for e in self.sourced if e >= self.offset]
 
     def _derive(self, tx: DbgMsgTx, prev: list[int] | None) -> TxInfo:
         clocks = tx.clocks

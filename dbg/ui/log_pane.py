@@ -15,12 +15,12 @@ import time
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widgets import Static
 
 from dbg.model import MutationType, StepType
 
 from .address import MachAddr
 from .history import TxInfo
+from .pane import Pane
 from .session import Session
 
 __all__ = ["LogPane", "LogReader", "tx_log_lines"]
@@ -55,7 +55,7 @@ def _mtype(t: int) -> str:
         return str(t)
 
 
-class LogPane(Static, can_focus=True):
+class LogPane(Pane, can_focus=True):
     """The log, windowed so that the current transition is in view; click a line's
     transition to jump there."""
 
@@ -73,7 +73,7 @@ class LogPane(Static, can_focus=True):
         info = session.info
         self.border_title = f"Log:{session.log_level} (t{info.time_sum if info else 0})"
         if h is None:
-            self.update("")
+            self.show("")
             return
         vis, cur = session.visible(), session.index
         import bisect
@@ -100,7 +100,7 @@ class LogPane(Static, can_focus=True):
         start = max(0, min(cur_first - height // 3, len(rows) - height))
         shown = rows[start : start + height]
         self._tx_at = [j for j, _ in shown]
-        self.update(Text("\n").join(t for _, t in shown))
+        self.show(Text("\n").join(t for _, t in shown))
 
     def on_click(self, event: events.Click) -> None:
         off = event.get_content_offset(self)
@@ -108,7 +108,7 @@ class LogPane(Static, can_focus=True):
             self.post_message(self.Jump(self._tx_at[off.y]))
 
 
-class LogReader(Static, can_focus=True):
+class LogReader(Pane, can_focus=True):
     """What the current transition says beyond its log (see the module doc)."""
 
     class Follow(Message):
@@ -137,7 +137,7 @@ class LogReader(Static, can_focus=True):
         h, info = session.current, session.info
         self._links = {}
         if h is None or info is None:
-            self.update(Text("no transition selected", style="grey50"))
+            self.show(Text("no transition selected", style="grey50"))
             return
         tx, states = info.tx, h.states
         lines: list[Text] = []
@@ -184,7 +184,7 @@ class LogReader(Static, can_focus=True):
             add("Time ", tx.time.isoformat())
         if tx.stack_trace:
             add("Trace ", tx.stack_trace.splitlines()[0])
-        self.update(Text("\n").join(lines))
+        self.show(Text("\n").join(lines))
         self.border_title = "Reader"
 
     def on_click(self, event: events.Click) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widgets import Static
 
-from .session import MachineRow, Session
+from .pane import Pane
+from .session import Session
 
 __all__ = ["MachineList"]
 
 
-class MachineList(Static, can_focus=True):
+class MachineList(Pane, can_focus=True):
     """Rows from :meth:`Session.rows`, windowed around the selected machine."""
 
     class Picked(Message):
@@ -27,14 +27,15 @@ class MachineList(Static, can_focus=True):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self._ids: list[str] = []  # machine id per painted line (for clicks)
-        self.rows: list[MachineRow] = []
+        self.ids: list[str] = []  # every listed machine, in order
 
     def paint(self, session: Session) -> None:
-        rows = self.rows = session.rows()
+        tree = session.tree()
+        self.ids = [m for m, _ in tree]
         height = max(self.content_size.height, 1)
-        sel = next((i for i, r in enumerate(rows) if r.id == session.mach), 0)
-        start = max(0, min(sel - height // 2, len(rows) - height))
-        shown = rows[start : start + height]
+        sel = next((i for i, (m, _) in enumerate(tree) if m == session.mach), 0)
+        start = max(0, min(sel - height // 2, len(tree) - height))
+        shown = [session.row(m, d) for m, d in tree[start : start + height]]
         self._ids = [r.id for r in shown]
         text = Text(no_wrap=True, overflow="ellipsis")
         for r in shown:
@@ -52,9 +53,9 @@ class MachineList(Static, can_focus=True):
             if marks:
                 text.append(" " + marks, style="bold " + ("red" if r.error_now else "green"))
             text.append(f" |{r.txs}{'+' if r.more else ''}\n", style="grey70")
-        self.update(text)
-        total = sum(len(h) for h in (session.collector.machines.values()))
-        self.border_title = f"Machines:{len(rows)} T:{total}"
+        self.show(text)
+        total = sum(len(r) for r in list(session.collector.machines.values()))
+        self.border_title = f"Machines:{len(tree)} T:{total}"
         if session.search:
             self.border_subtitle = f"search: {session.search}"
         else:

@@ -15,9 +15,9 @@ import bisect
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widgets import Static
 
 from .history import MachineHistory, TxInfo
+from .pane import Pane
 from .session import Session
 
 __all__ = ["MatrixView", "RainView", "matrix_rows", "rain_cells"]
@@ -73,11 +73,11 @@ def rain_cells(h: MachineHistory, index: int) -> list[tuple[str, bool, bool]]:
     return out
 
 
-class MatrixView(Static):
+class MatrixView(Pane):
     def paint(self, session: Session) -> None:
         h = session.current
         if h is None:
-            self.update("")
+            self.show("")
             return
         labels, rows = matrix_rows(h, session.index)
         width = max((len(x) for x in labels), default=0)
@@ -95,12 +95,12 @@ class MatrixView(Static):
             t.append("\n")
             if label not in ("called", "ticks"):
                 total += sum(row)
-        self.update(t)
+        self.show(t)
         info = session.info
         self.border_title = f"Matrix:{total} Time:t{info.time_sum if info else 0}"
 
 
-class RainView(Static, can_focus=True):
+class RainView(Pane, can_focus=True):
     """Rows up to the cursor (highlighted); a click selects the state and the transition."""
 
     class Picked(Message):
@@ -116,7 +116,7 @@ class RainView(Static, can_focus=True):
     def paint(self, session: Session) -> None:
         h = session.current
         if h is None:
-            self.update("")
+            self.show("")
             return
         vis, cur = session.visible(), session.index
         height = max(self.content_size.height, 1)
@@ -134,7 +134,7 @@ class RainView(Static, can_focus=True):
             tx = h.infos[j].tx
             stamp = tx.time.strftime("%H:%M:%S") if tx.time else ""
             t.append(f" {h.offset + j + 1} {stamp}\n", style="reverse" if j == cur else "grey50")
-        self.update(t)
+        self.show(t)
         self.border_title = "Rain"
 
     def on_click(self, event: events.Click) -> None:

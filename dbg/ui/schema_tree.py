@@ -10,8 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widgets import Static
 
+from .pane import Pane
 from .session import Session
 
 __all__ = ["SchemaTree"]
@@ -20,7 +20,7 @@ _MARK_STYLE = {"+": "bold green", "-": "bold red", "*": "bold cyan", "!": "bold 
 _RELATIONS = ("require", "add", "remove", "after")
 
 
-class SchemaTree(Static, can_focus=True):
+class SchemaTree(Pane, can_focus=True):
     """States of the selected machine at the cursor (plus ``step`` steps of the next tx)."""
 
     class Picked(Message):
@@ -37,7 +37,7 @@ class SchemaTree(Static, can_focus=True):
     def paint(self, session: Session) -> None:
         h = session.current
         if h is None:
-            self.update("no machine yet")
+            self.show("no machine yet")
             self.border_title = "Schema"
             return
         i = session.index
@@ -87,7 +87,7 @@ class SchemaTree(Static, can_focus=True):
         start = max(0, min(sel - height // 2, len(lines) - height))
         shown = lines[start : start + height]
         self._states = [s for s, _ in shown]
-        self.update(Text("\n").join(t for _, t in shown))
+        self.show(Text("\n").join(t for _, t in shown))
         self.border_title = f"Schema:{len(states)}"
 
     def on_click(self, event: events.Click) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import bisect
 import re
+import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +65,8 @@ class Session:
         log_level: int = 2,
     ) -> None:
         self.collector = collector
+        # the live collector's lock (dbg.ui.live.LockedCollector), else none needed
+        self.lock = getattr(collector, "lock", None) or nullcontext()
         self.filters = filters or Filters()
         self.select_connected = select_connected
         self.tail = tail
@@ -77,6 +81,7 @@ class Session:
         self._hists: dict[str, MachineHistory] = {}
         self._vis: tuple[tuple[int, int, int], list[int]] = ((-1, -1, -1), [])
         self._connected_seen: set[str] = set()
+        self._catch = 0  # where catch_up goes on
 
     # ----- the store
 
@@ -87,9 +92,35 @@ class Session:
             return None
         h = self._hists.get(mach_id)
         if h is None or h.record is not rec:  # new, or replaced by a reconnect
-            h = self._hists[mach_id] = MachineHistory(rec)
+            h = self._hists[mach_id] = MachineHistory(rec, self.lock)
         h.sync()
         return h
+
+    def _read(self, mach_id: str) -> MachineHistory | None:
+        """The history of a machine as far as it was read, without reading more."""
+        h = self._hists.get(mach_id)
+        rec = self.collector.machines.get(mach_id)
+        return h if h is not None and h.record is rec else None
+
+    def catch_up(self, budget: float) -> bool:
+        """Read other machines' new transitions for about ``budget`` seconds (a machine at a
+        time, round robin); True when all are read. The machine list, the graph time and
+        cross-machine links use what is read, so a flood of telemetry is parsed at the pace
+        the UI can afford, not at once."""
+        deadline = time.perf_counter() + budget
+        machines = dict(self.collector.machines)
+        ids = list(machines)
+        n = len(ids)
+        for k in range(n):
+            mach_id = ids[(self._catch + k) % n]
+            h = self._read(mach_id)
+            if h is not None and len(machines[mach_id]) == h.offset + len(h.infos):
+                continue
+            self.hist(mach_id)
+            if time.perf_counter() > deadline:
+                self._catch = (self._catch + k + 1) % n
+                return False
+        return True
 
     @property
     def current(self) -> MachineHistory | None:
@@ -97,7 +128,7 @@ class Session:
 
     def sync(self) -> None:
         """Follow the store after a change: auto-select, tail mode."""
-        machines = self.collector.machines
+        machines = dict(self.collector.machines)  # a snapshot: the collector thread adds
         for gone in set(self._hists) - set(machines):
             del self._hists[gone]
         newly = [m for m, r in machines.items() if r.connected and m not in self._connected_seen]
@@ -233,9 +264,12 @@ class Session:
     def graph_sum(self) -> int:
         """Machine time summed over every machine at the cursor's time."""
         ts, total = self.now_ts, 0
-        for mach_id in list(self.collector.machines):
-            h = self.hist(mach_id)
-            if h is None or not h.infos:
+        for mach_id, rec in list(self.collector.machines.items()):
+            h = self.hist(mach_id) if mach_id == self.mach else self._read(mach_id)
+            if h is None or self.tail:  # the newest, without parsing
+                total += sum(rec.latest_clocks())
+                continue
+            if not h.infos:
                 continue
             i = self.index if mach_id == self.mach else (h.at_time(ts) if ts else len(h) - 1)
             total += h.infos[i].time_sum if i >= 0 else 0
@@ -397,10 +431,11 @@ class Session:
         for mach_id in list(self.collector.machines):
             if mach_id == self.mach:
                 continue
-            h = self.hist(mach_id)
-            for f in h.infos if h else ():
-                if f.tx.source_tx_id == tx_id and f.tx.source_machine_id == self.mach:
-                    yield MachAddr(mach_id, f.tx.id)
+            h = self._read(mach_id)  # histories read so far (see catch_up)
+            for pos in h.sourced if h else ():
+                tx = h.infos[pos - h.offset].tx
+                if tx.source_tx_id == tx_id and tx.source_machine_id == self.mach:
+                    yield MachAddr(mach_id, tx.id)
 
     def follow(self) -> MachAddr | None:
         """Jump to the source of the current transition, else to the first one it caused."""
@@ -418,11 +453,10 @@ class Session:
 
     # ----- the machine list
 
-    def rows(self) -> list[MachineRow]:
-        """Machines as a tree by parent, human-sorted, filtered; markers at the cursor's
-        time (the selected machine's current transition)."""
-        machines = self.collector.machines
-        ts = self.now_ts
+    def tree(self) -> list[tuple[str, int]]:
+        """(machine id, depth) of the machine list: a tree by parent, human-sorted, without
+        the machines the filters hide. Cheap: nothing is parsed."""
+        machines = dict(self.collector.machines)  # a snapshot: the collector thread adds
         shown = {
             m: r for m, r in machines.items()
             if not self.filters.hides_machine(r.connected, r.schema.tags)
@@ -435,30 +469,42 @@ class Session:
                 children.setdefault(p, []).append(m)
             else:
                 roots.append(m)
-        out: list[MachineRow] = []
+        out: list[tuple[str, int]] = []
         seen: set[str] = set()
-
-        def walk(m: str, depth: int) -> None:
+        stack = [(m, 0) for m in sorted(roots, key=_human_key, reverse=True)]
+        while stack:
+            m, depth = stack.pop()
             if m in seen:
-                return
+                continue
             seen.add(m)
-            out.append(self._row(m, depth, ts))
-            for c in sorted(children.get(m, ()), key=_human_key):
-                walk(c, depth + 1)
-
-        for m in sorted(roots, key=_human_key):
-            walk(m, 0)
+            out.append((m, depth))
+            kids = sorted(children.get(m, ()), key=_human_key, reverse=True)
+            stack.extend((c, depth + 1) for c in kids)
         return out
 
-    def _row(self, mach_id: str, depth: int, ts: float) -> MachineRow:
-        h = self.hist(mach_id)
-        rec = h.record
-        if mach_id == self.mach:
-            i = self.index
+    def rows(self) -> list[MachineRow]:
+        """Every row of the machine list (see :meth:`row`)."""
+        return [self.row(m, d) for m, d in self.tree()]
+
+    def row(self, mach_id: str, depth: int = 0) -> MachineRow:
+        """One machine at the cursor's time (the selected machine's current transition).
+
+        Other machines are never parsed here (see :meth:`catch_up`): in tail mode, or until
+        their history is read, they show their newest clocks; once read, the cursor's time."""
+        rec = self.collector.machines[mach_id]
+        states = rec.schema.states_index
+        h = self.hist(mach_id) if mach_id == self.mach else self._read(mach_id)
+        if h is None or (self.tail and mach_id != self.mach):
+            clocks, count, more, pos = rec.latest_clocks(), len(rec), False, len(rec) - 1
+            errors = h.errors if h is not None else []
         else:
-            i = h.at_time(ts) if ts else len(h.infos) - 1
-        clocks = h.clocks_at(i)
-        states = h.states
+            ts = self.now_ts
+            if mach_id == self.mach:
+                i = self.index
+            else:
+                i = h.at_time(ts) if ts and not self.tail else len(h.infos) - 1
+            clocks, count, more = h.clocks_at(i), i + 1, i + 1 < len(h.infos)
+            pos, errors = h.offset + i, h.errors
 
         def on(name: str) -> bool:
             try:
@@ -467,17 +513,20 @@ class Session:
                 return False
             return k < len(clocks) and bool(clocks[k] % 2)
 
-        error_now = i >= 0 and h.infos[i].error
-        pos = h.offset + i
-        j = bisect.bisect_right(h.errors, pos)
-        recent = j > 0 and pos - h.errors[j - 1] < RECENT_ERRORS
+        error_now = any(
+            t % 2 and (n.startswith("Err") or n == "Exception")
+            for n, t in zip(states, clocks, strict=False)
+        )
+        j = bisect.bisect_right(errors, pos)
+        recent = j > 0 and pos - errors[j - 1] < RECENT_ERRORS
         return MachineRow(
-            mach_id, depth, rec.connected, i + 1, i + 1 < len(h.infos), on("Start"),
-            on("Ready"), error_now, recent and not error_now,
+            mach_id, depth, rec.connected, count, more, on("Start"), on("Ready"), error_now,
+            recent and not error_now,
         )  # fmt: skip
 
     def remove_machine(self, mach_id: str) -> None:
-        self.collector.machines.pop(mach_id, None)
+        with self.lock:
+            self.collector.machines.pop(mach_id, None)
         self._hists.pop(mach_id, None)
         if self.mach == mach_id:
             self.mach = None
@@ -495,9 +544,12 @@ class Session:
         """Write every machine the machine filters let through as a dump (re-importable)."""
         from dbg.dump import write_dump
 
+        with self.lock:
+            records = list(self.collector.machines.values())
+            txs = [list(r.txs) for r in records]
         dumps = [
-            MachineDump(r.schema, list(r.txs))
-            for r in self.collector.machines.values()
+            MachineDump(r.schema, t)
+            for r, t in zip(records, txs, strict=True)
             if not self.filters.hides_machine(r.connected, r.schema.tags)
         ]
         return write_dump(path, dumps)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widgets import Static
 
 from .history import TxInfo, step_text
 from .log_pane import _mtype
+from .pane import Pane
 from .session import Session
 
 __all__ = ["StepTimeline", "TxBar", "TxTimeline"]
@@ -56,7 +56,7 @@ def describe(info: TxInfo | None, states: list[str], prev_sum: int | None) -> Te
     return t
 
 
-class TxBar(Static):
+class TxBar(Pane):
     """The current (or, with ``nxt``, the next) transition's info bar."""
 
     def __init__(self, nxt: bool = False, **kw) -> None:
@@ -67,7 +67,7 @@ class TxBar(Static):
         h = session.current
         t = Text(no_wrap=True, overflow="ellipsis")
         if h is None:
-            self.update(t)
+            self.show(t)
             return
         if self.nxt:
             j = session.next_index
@@ -80,10 +80,10 @@ class TxBar(Static):
             t.append(f"tx:{h.offset + j + 1 if j >= 0 else 0} ")
         prev = h.infos[j - 1].time_sum if j > 0 else None
         t.append_text(describe(info, h.states, prev))
-        self.update(t)
+        self.show(t)
 
 
-class TxTimeline(Static, can_focus=True):
+class TxTimeline(Pane, can_focus=True):
     """``Transition N / M [raw]`` and a bar; a click jumps to that point."""
 
     class Seek(Message):
@@ -99,7 +99,7 @@ class TxTimeline(Static, can_focus=True):
         self._label_width = len(label)
         t = Text(label, style="bold" if self.has_focus else "", no_wrap=True)
         t.append_text(_bar(n, m, self.content_size.width - len(label), "cyan"))
-        self.update(t)
+        self.show(t)
 
     def on_click(self, event: events.Click) -> None:
         off = event.get_content_offset(self)
@@ -108,7 +108,7 @@ class TxTimeline(Static, can_focus=True):
             self.post_message(self.Seek((off.x - self._label_width + 1) / width))
 
 
-class StepTimeline(Static, can_focus=True):
+class StepTimeline(Pane, can_focus=True):
     """Steps of the next transition; focused, ←/→ walk steps instead of transitions."""
 
     def paint(self, session: Session) -> None:
@@ -121,7 +121,7 @@ class StepTimeline(Static, can_focus=True):
             style = "red"
         t = Text(label, style="bold" if self.has_focus else "", no_wrap=True)
         t.append_text(_bar(session.step, total, self.content_size.width - len(label), style))
-        self.update(t)
+        self.show(t)
 
 
 def current_step_text(session: Session) -> str:
