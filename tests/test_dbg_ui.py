@@ -15,6 +15,7 @@ import pytest
 
 from dbg.collector import Collector
 from dbg.dump import read_dump
+from dbg.model import MachineDump
 from dbg.ui.address import AddrError, AddrHistory, MachAddr
 from dbg.ui.app import DebuggerApp
 from dbg.ui.history import step_text
@@ -513,10 +514,15 @@ def test_export_then_import_round_trip(tmp_path: Path):
 # ----- 19: the whole layout renders headless, narrow and tiny terminals too
 
 
+@pytest.fixture(scope="module")
+def go_dump():
+    return read_dump(GO_DUMP)
+
+
 @pytest.mark.parametrize("size", [(200, 60), (80, 24), (40, 12), (20, 5)])
-def test_layouts_never_crash(size):
+def test_layouts_never_crash(size, go_dump):
     collector = Collector()
-    collector.load(read_dump(GO_DUMP))
+    collector.load(go_dump)
 
     async def body(app, pilot):
         await pilot.press("right", "alt+m", "alt+m", "alt+m", "alt+m", "alt+m", "left")
@@ -528,9 +534,9 @@ def test_layouts_never_crash(size):
     assert run(body, collector, size=size) > 0
 
 
-def test_go_dump_machine_list_search_and_mouse():
+def test_go_dump_machine_list_search_and_mouse(go_dump):
     collector = Collector()
-    collector.load(read_dump(GO_DUMP))
+    collector.load(go_dump)
 
     async def body(app, pilot):
         s = app.session
@@ -607,3 +613,40 @@ def test_trimmed_history_keeps_the_cursor_on_its_transition():
     rec.txs = rec.txs[len(rec.txs) - 3 :]  # trimmed past the cursor: the oldest kept
     s.sync()
     assert s.info.tx.id == rec.txs[0].id
+
+
+def test_select_connected_and_an_address_that_appears_later():
+    rec = Recorder()
+    a = rec.attach(_mach("sc-a"))
+    a.add("Start")
+    collector = rec.flush()
+    s = Session(collector, select_connected=True)
+    s.sync()
+    assert s.mach == "sc-a"
+    collector.disconnect(rec.conn)
+    conn2 = collector.connect()
+    b = _mach("sc-b")
+    box = Outbox()
+    telemetry.DbgTracer(box).attach(b)
+    b.add(["Start", "Ready"])
+    for kind, msg in FrameDecoder().feed(box.take()):
+        collector.ingest(conn2, kind, msg)
+    s.sync()
+    assert s.mach == "sc-b"  # the only connected machine
+
+    # MACH_URL for a machine that has not connected yet: opened once it does
+    tx_id = collector.machines["sc-b"].txs[0].id
+    later = Collector()
+
+    async def body(app, pilot):
+        await pilot.pause(0.1)
+        assert app.session.mach is None
+        later.load([MachineDump(collector.machines["sc-b"].schema, collector.machines["sc-b"].txs)])
+        later._changed()
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if app.session.mach == "sc-b":
+                break
+        assert str(app.session.addr()) == f"mach://sc-b/{tx_id}"
+
+    run(body, later, open_addr=MachAddr("sc-b", tx_id))

@@ -61,12 +61,12 @@ class DebuggerApp(App[None]):
     #tree { width: 1fr; height: 100%; min-width: 20; border: round $primary-darken-2; }
     #right { width: 2fr; height: 100%; }
     #log, #matrix, #rain { height: 1fr; border: round $primary-darken-2; }
-    #reader { height: 9; border: round $primary-darken-2; }
+    #reader { height: 35%; max-height: 12; border: round $primary-darken-2; }
     #list:focus, #tree:focus, #log:focus, #reader:focus, #rain:focus { border: round $accent; }
     #txtl:focus, #steptl:focus { background: $boost; }
     #status { background: $panel; }
     .narrow #list { display: none; }
-    .short #reader, .short #nextbar { display: none; }
+    .short #nextbar { display: none; }
     .no-tree #tree { display: none; }
     """
 
