@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["FILTERS", "Filters", "K_AUTO", "K_CANCELED", "K_CHECK", "K_EMPTY", "K_HEALTH"]
+__all__ = [
+    "FILTERS",
+    "Filters",
+    "K_AUTO",
+    "K_CANCELED",
+    "K_CHECK",
+    "K_EMPTY",
+    "K_HEALTH",
+    "K_QUEUED",
+]
 
 # what a transition is (bits of TxInfo.kinds); a filter hides transitions having its bit
 K_CANCELED = 1

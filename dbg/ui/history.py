@@ -15,11 +15,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from dbg.model import DbgMsgTx, StepType
+from dbg.model import DbgMsgTx, MutationType, StepType
 
 from .filters import K_AUTO, K_CANCELED, K_CHECK, K_EMPTY, K_HEALTH, K_QUEUED
 
-__all__ = ["MachineHistory", "TxInfo"]
+__all__ = ["MachineHistory", "TxInfo", "mutation_name", "step_text"]
 
 HEALTH_STATES = frozenset(("Healthcheck", "Heartbeat"))
 
@@ -230,3 +230,11 @@ def step_text(st: object) -> str:
         else:
             state += "Enter" if st.is_enter else "Exit"
     return f"{kind} {state}"
+
+
+def mutation_name(t: int) -> str:
+    """``add``, ``remove``, ``set`` or ``eval`` (the number itself when unknown)."""
+    try:
+        return str(MutationType(t))
+    except ValueError:
+        return str(t)

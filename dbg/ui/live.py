@@ -11,6 +11,7 @@ transition is lost or read half-way.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from typing import Any
@@ -97,6 +98,4 @@ class LiveServer:
                 self._token.run_sync_soon(self._scope.cancel)
             except trio.RunFinishedError:
                 pass
-        import asyncio
-
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 5)

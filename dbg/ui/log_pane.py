@@ -10,16 +10,17 @@ caused in other machines, handlers run, arguments and queue details.
 
 from __future__ import annotations
 
+import bisect
 import time
 
 from rich.text import Text
 from textual import events
 from textual.message import Message
 
-from dbg.model import MutationType, StepType
+from dbg.model import StepType
 
 from .address import MachAddr
-from .history import TxInfo
+from .history import TxInfo, mutation_name, step_text
 from .pane import Pane
 from .session import Session
 
@@ -39,20 +40,13 @@ def tx_log_lines(info: TxInfo, states: list[str], level: int) -> list[str]:
     args = f" ({args})" if args else ""
     if tx.is_queued:
         tag = "aqueu" if tx.is_auto else "queue"
-        return [f"[{tag}] {_mtype(tx.type)} {called}{args}"]
+        return [f"[{tag}] {mutation_name(tx.type)} {called}{args}"]
     if not tx.accepted:
-        return [f"[cance] {_mtype(tx.type)} {called}{args}"]
+        return [f"[cance] {mutation_name(tx.type)} {called}{args}"]
     if not info.added and not info.removed:
-        return [f"[empty] {_mtype(tx.type)} {called}{args}"]
+        return [f"[empty] {mutation_name(tx.type)} {called}{args}"]
     diff = " ".join([f"+{states[i]}" for i in info.added] + [f"-{states[i]}" for i in info.removed])
     return [f"[state] {diff}{args}"]
-
-
-def _mtype(t: int) -> str:
-    try:
-        return str(MutationType(t))
-    except ValueError:
-        return str(t)
 
 
 class LogPane(Pane, can_focus=True):
@@ -76,8 +70,6 @@ class LogPane(Pane, can_focus=True):
             self.show("")
             return
         vis, cur = session.visible(), session.index
-        import bisect
-
         k = bisect.bisect_right(vis, cur) - 1
         lo, hi = max(0, k - _WINDOW), min(len(vis), k + _WINDOW + 1)
         states = h.states
@@ -151,7 +143,7 @@ class LogReader(Pane, can_focus=True):
             lines.append(t)
 
         called = " ".join(states[i] for i in info.called)
-        add("Tx ", f"{tx.id} [{_mtype(tx.type)}] {called}")
+        add("Tx ", f"{tx.id} [{mutation_name(tx.type)}] {called}")
         src = session.source()
         if src is not None:
             add("Source ", f"{src} (Alt+G)", "underline cyan", src)
@@ -163,8 +155,6 @@ class LogReader(Pane, can_focus=True):
             s for s in tx.steps if s.type & StepType.HANDLER and not s.type & StepType.CANCEL
         ]
         names = []
-        from .history import step_text
-
         for s in handlers:
             names.append(step_text(s).split(" ", 1)[1])
         if not names:

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbg.dump import write_dump
 from dbg.model import MachineDump
 
 from .address import AddrError, AddrHistory, MachAddr
@@ -542,8 +543,6 @@ class Session:
 
     def export(self, path: Path) -> Path:
         """Write every machine the machine filters let through as a dump (re-importable)."""
-        from dbg.dump import write_dump
-
         with self.lock:
             records = list(self.collector.machines.values())
             txs = [list(r.txs) for r in records]

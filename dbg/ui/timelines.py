@@ -12,8 +12,7 @@ from rich.text import Text
 from textual import events
 from textual.message import Message
 
-from .history import TxInfo, step_text
-from .log_pane import _mtype
+from .history import TxInfo, mutation_name, step_text
 from .pane import Pane
 from .session import Session
 
@@ -41,7 +40,7 @@ def describe(info: TxInfo | None, states: list[str], prev_sum: int | None) -> Te
         t.append(f" +{info.time_sum - prev_sum}", style="grey70")
     if tx.is_queued:
         t.append(" q", style="yellow")
-    t.append(f" [{_mtype(tx.type)}] ", style="bold")
+    t.append(f" [{mutation_name(tx.type)}] ", style="bold")
     t.append(" ".join(states[i] for i in info.called))
     for flag, on, style in (
         ("auto", tx.is_auto, "blue"),
