@@ -650,3 +650,31 @@ def test_select_connected_and_an_address_that_appears_later():
         assert str(app.session.addr()) == f"mach://sc-b/{tx_id}"
 
     run(body, later, open_addr=MachAddr("sc-b", tx_id))
+
+
+def test_browser_producer_over_the_websocket_path():
+    from websockets.sync.client import connect
+
+    collector = LockedCollector()
+    live = LiveServer(collector, "127.0.0.1", 0, ws_port=0)
+    schema = {"id": "ws-m1", "states_index": ["A", "B"], "states": {"A": {}, "B": {}}}
+
+    async def body(app, pilot):
+        for _ in range(100):
+            if live.bound:
+                break
+            await asyncio.sleep(0.02)
+        ws_port = live.bound[1]
+        with connect(f"ws://127.0.0.1:{ws_port}/dbg.ws", open_timeout=10) as ws:
+            ws.send(encode_frame("schema", schema))
+            txs = [_tx("ws-m1", f"t{i}", [i * 2 + 1, 0]) for i in range(3)]
+            ws.send(encode_frame("txs", txs))
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if app.session.counts() == (3, 3, 3):
+                    break
+        s = app.session
+        assert s.mach == "ws-m1" and s.tail and s.counts() == (3, 3, 3)
+        assert str(s.addr()) == "mach://ws-m1/t2"
+
+    run(body, collector, live=live)
