@@ -401,7 +401,7 @@ def test_filters_change_navigation_counts_and_log():
         await pilot.press("7")
         assert [r.id for r in s.rows()] == ["m1"]
         collector.disconnect("conn-1")
-        await pilot.pause(0.1)
+        await pilot.pause(0.5)  # data repaints at most every 0.25 s
         assert s.rows() == [] and "m1" not in text(app, "#list")
 
     run(body, collector, session={"tail": True})
@@ -678,3 +678,20 @@ def test_browser_producer_over_the_websocket_path():
         assert str(s.addr()) == "mach://ws-m1/t2"
 
     run(body, collector, live=live)
+
+
+def test_keys_under_the_help_and_data_during_a_dialog_do_not_crash(tmp_path: Path):
+    collector = story()
+
+    async def body(app, pilot):
+        await pilot.press("question_mark", "1", "right", "alt+m")
+        collector._changed()  # new data while the help covers the panes
+        await pilot.pause(0.4)
+        assert "canceled" not in app.session.filters.on
+        await pilot.press("escape", "alt+s")
+        collector._changed()
+        await pilot.pause(0.4)
+        await pilot.press("escape", "1")
+        assert "canceled" in app.session.filters.on
+
+    run(body, collector, out_dir=tmp_path)

@@ -15,6 +15,7 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, Toolbar
@@ -40,11 +41,13 @@ _VIEW_PANES = {
     "matrix": {"matrix"},
     "matrix-rain": {"matrix", "rain"},
 }
+_PANES = ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar", "#txtl",
+          "#nextbar", "#steptl", "#toolbar")  # fmt: skip
 NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
 FRAME = 1 / 30
-DATA_FRAME = 0.1  # new data repaints at most this often; keys repaint at once
+DATA_FRAME = 0.25  # new data repaints at most this often; keys repaint at once
 CATCH_UP_BUDGET = 0.008  # seconds per frame for reading other machines' histories
 QUIET = 0.5  # seconds without new data before other machines' histories are read
 
@@ -208,17 +211,24 @@ class DebuggerApp(App[None]):
         if not self.is_mounted:
             return
         self._painted_at = time.monotonic()
-        for wid in ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain",
-                    "#txbar", "#txtl", "#nextbar", "#steptl", "#toolbar"):  # fmt: skip
-            w = self.query_one(wid)
+        try:
+            panes = [self.query_one(w) for w in _PANES]
+            status = self.query_one(StatusBar)
+        except NoMatches:  # closing: the main screen is gone, a timer fired late
+            return
+        for w in panes:
             if w.display:
                 w.paint(s)
-        self.query_one(StatusBar).paint(s, s.graph_sum())
+        status.paint(s, s.graph_sum())
         self.paints += 1
 
     def status(self, message: str) -> None:
-        self.query_one(StatusBar).message = message
+        StatusBar.message = message
         self.paint()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # under a dialog or the help only quitting reaches the app (the panes are hidden)
+        return action == "quit" or len(self.screen_stack) <= 1
 
     # ----- actions (keys)
 

@@ -79,7 +79,7 @@ class StatusBar(Pane):
     """Left: ``Graph:t<sum>`` across machines at the cursor's time and the selected state;
     right: the current step as text, or the last message."""
 
-    message = ""
+    message = ""  # the last notice (export, diagram, errors), shown until replaced
 
     def paint(self, session: Session, graph_sum: int) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
