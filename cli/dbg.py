@@ -15,7 +15,7 @@ DUMP_NAME = "am-dbg-dump.cbor.br"
 
 def dbg(
     mach_url: str | None = typer.Argument(
-        None, help="Open there: mach://ID[/TX[/STEP]] (a bare machine id works too)."
+        None, help="Open there: mach://ID/TX/STEP (TX and STEP optional; a bare id works too)."
     ),
     listen_addr: str = typer.Option(
         "localhost:6831",

@@ -55,6 +55,8 @@ def test_unreachable_url_and_bad_arguments():
     assert p.returncode == 2 and "not a machine address" in p.stderr
     p = _am("--view", "sideways", "-l", "-1")
     assert p.returncode == 2 and "unknown --view" in p.stderr
+    p = _am("--help")
+    assert p.returncode == 0 and "mach://ID/TX/STEP" in p.stdout
 
 
 def test_listen_port_taken_fails_before_the_ui():
