@@ -695,3 +695,16 @@ def test_keys_under_the_help_and_data_during_a_dialog_do_not_crash(tmp_path: Pat
         assert "canceled" in app.session.filters.on
 
     run(body, collector, out_dir=tmp_path)
+
+
+def test_queued_records_are_not_shown_as_canceled():
+    rec = Recorder()
+    m = rec.attach(_mach(), full=True)  # full: a record per queued mutation too
+    m.add("Start")
+    s = Session(rec.flush())
+    s.sync()
+    h = s.current
+    queued = [i for i, f in enumerate(h.infos) if f.tx.is_queued]
+    assert queued
+    assert all(sym != "c" for sym, _, _ in rain_cells(h, queued[0]))
+    assert not h.infos[queued[0]].kinds & 1  # not counted by the canceled filter

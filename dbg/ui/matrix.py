@@ -52,7 +52,7 @@ def rain_cells(h: MachineHistory, index: int) -> list[tuple[str, bool, bool]]:
     """(symbol, called, error) per state of the transition at ``index``."""
     info: TxInfo = h.infos[index]
     clocks = info.tx.clocks
-    canceled = not info.tx.accepted
+    canceled = not info.tx.accepted and not info.tx.is_queued  # queued records: not yet run
     out = []
     for i, name in enumerate(h.states):
         active = i < len(clocks) and clocks[i] % 2 == 1
