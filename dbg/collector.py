@@ -69,6 +69,18 @@ class MachineRecord:
     def __len__(self) -> int:
         return len(self._txs) + len(self._raw)
 
+    def read(self, limit: int) -> list[DbgMsgTx]:
+        """The history after parsing at most ``limit`` more pending transitions (the rest
+        stay pending, in order): a UI reads a flood a slice at a time instead of stalling.
+        Call it where :meth:`Collector.ingest` cannot run at the same time."""
+        pending = self._raw
+        if len(pending) <= limit:
+            return self.txs
+        self._raw = pending[:limit]
+        txs = self.txs
+        self._raw = pending[limit:]
+        return txs
+
     def latest_clocks(self) -> list[int]:
         """Clocks after the newest transition without parsing the pending ones ([] when
         none): summaries such as the UI's machine list stay cheap while data streams in."""

@@ -50,6 +50,7 @@ FRAME = 1 / 30
 DATA_FRAME = 0.25  # new data repaints at most this often; keys repaint at once
 CATCH_UP_BUDGET = 0.008  # seconds per frame for reading other machines' histories
 QUIET = 0.5  # seconds without new data before other machines' histories are read
+HOLD_MAX = 0.5  # seconds the UI may keep the live collector waiting
 
 
 class DebuggerApp(App[None]):
@@ -127,6 +128,7 @@ class DebuggerApp(App[None]):
         self._dirty = True
         self._painted_at = 0.0
         self._data_at = 0.0
+        self._holding = False
         self._search_at = 0.0
         self._unsub = None
         self.paints = 0  # for tests and benchmarks: frames painted
@@ -160,6 +162,31 @@ class DebuggerApp(App[None]):
         self.set_interval(FRAME, self._frame)
         self.set_interval(PLAY_INTERVAL, self._play)
         self.call_after_refresh(self._frame)
+
+    # ----- the UI first: ingest waits while a key or a frame is being painted
+
+    def _hold(self) -> None:
+        """Pause the live collector (it ingests under the same lock) until the screen was
+        refreshed: two threads share one interpreter lock, and under a flood of telemetry
+        the UI otherwise gets a small share of it (keys took ~0.5 s). Bounded: released
+        after the refresh, or after ``HOLD_MAX`` at the latest."""
+        lock = getattr(self.session.collector, "lock", None)
+        if lock is None or self._holding or self.live is None:
+            return
+        if lock.acquire(timeout=0.05):
+            self._holding = True
+            self.call_after_refresh(self._release)
+            self.set_timer(HOLD_MAX, self._release)
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self.session.collector.lock.release()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self._hold()
+        await super().on_event(event)
 
     def _changed(self) -> None:  # called by the collector, possibly from its thread
         self._dirty = True
@@ -196,6 +223,7 @@ class DebuggerApp(App[None]):
             caught_up = self.session.catch_up(CATCH_UP_BUDGET)
         if self._dirty and now - self._painted_at >= DATA_FRAME:
             self._dirty = False
+            self._hold()
             self.session.sync()
             self.paint()
         elif not caught_up:
@@ -377,6 +405,7 @@ class DebuggerApp(App[None]):
         self.paint()
 
     async def action_quit(self) -> None:
+        self._release()
         if self._unsub is not None:
             self._unsub()
             self._unsub = None

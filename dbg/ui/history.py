@@ -67,10 +67,17 @@ class MachineHistory:
     def __len__(self) -> int:
         return len(self.infos)
 
-    def sync(self) -> int:
-        """Catch up with the collector; returns how many transitions are new."""
+    @property
+    def pending(self) -> int:
+        """Transitions the collector holds that are not read here yet."""
+        return len(self.record) - self.offset - len(self.infos)
+
+    def sync(self, limit: int | None = None) -> int:
+        """Catch up with the collector (reading at most ``limit`` new transitions); returns
+        how many transitions are new."""
         with self._lock:  # parses what arrived; the list itself is only replaced, never edited
-            txs = self.record.txs
+            rec = self.record
+            txs = rec.txs if limit is None else rec.read(limit)
         infos = self.infos
         if self._index is not self.states:
             self._reindex()

@@ -30,6 +30,8 @@ from .history import MachineHistory, TxInfo
 __all__ = ["FAST_JUMP", "MachineRow", "Session"]
 
 FAST_JUMP = 50
+#: transitions read from the collector at a time (a frame reads a flood a slice at a time)
+READ_CHUNK = 200
 #: a machine with an error within this many transitions before the cursor is "recent error"
 RECENT_ERRORS = 100
 
@@ -86,7 +88,8 @@ class Session:
 
     # ----- the store
 
-    def hist(self, mach_id: str) -> MachineHistory | None:
+    def hist(self, mach_id: str, limit: int | None = None) -> MachineHistory | None:
+        """A machine's history, reading what arrived (at most ``limit`` transitions)."""
         rec = self.collector.machines.get(mach_id)
         if rec is None:
             self._hists.pop(mach_id, None)
@@ -94,7 +97,7 @@ class Session:
         h = self._hists.get(mach_id)
         if h is None or h.record is not rec:  # new, or replaced by a reconnect
             h = self._hists[mach_id] = MachineHistory(rec, self.lock)
-        h.sync()
+        h.sync(limit)
         return h
 
     def _read(self, mach_id: str) -> MachineHistory | None:
@@ -115,9 +118,12 @@ class Session:
         for k in range(n):
             mach_id = ids[(self._catch + k) % n]
             h = self._read(mach_id)
-            if h is not None and len(machines[mach_id]) == h.offset + len(h.infos):
+            if h is not None and not h.pending:
                 continue
-            self.hist(mach_id)
+            while (h := self.hist(mach_id, READ_CHUNK)) is not None and h.pending:
+                if time.perf_counter() > deadline:
+                    self._catch = (self._catch + k) % n
+                    return False
             if time.perf_counter() > deadline:
                 self._catch = (self._catch + k + 1) % n
                 return False
@@ -125,7 +131,11 @@ class Session:
 
     @property
     def current(self) -> MachineHistory | None:
-        return self.hist(self.mach) if self.mach else None
+        """The selected machine's history as read so far (:meth:`sync` reads more)."""
+        if self.mach is None:
+            return None
+        h = self._read(self.mach)
+        return h if h is not None else self.hist(self.mach, READ_CHUNK)
 
     def sync(self) -> None:
         """Follow the store after a change: auto-select, tail mode."""
@@ -148,7 +158,7 @@ class Session:
             live = [m for m, r in machines.items() if r.connected]
             if len(live) == 1 and live[0] != self.mach:
                 self.select(live[0])
-        h = self.current
+        h = self.hist(self.mach, READ_CHUNK) if self.mach else None
         if h is None:
             return
         if self.tail:
@@ -266,7 +276,7 @@ class Session:
         """Machine time summed over every machine at the cursor's time."""
         ts, total = self.now_ts, 0
         for mach_id, rec in list(self.collector.machines.items()):
-            h = self.hist(mach_id) if mach_id == self.mach else self._read(mach_id)
+            h = self.current if mach_id == self.mach else self._read(mach_id)
             if h is None or self.tail:  # the newest, without parsing
                 total += sum(rec.latest_clocks())
                 continue
@@ -494,7 +504,7 @@ class Session:
         their history is read, they show their newest clocks; once read, the cursor's time."""
         rec = self.collector.machines[mach_id]
         states = rec.schema.states_index
-        h = self.hist(mach_id) if mach_id == self.mach else self._read(mach_id)
+        h = self.current if mach_id == self.mach else self._read(mach_id)
         if h is None or (self.tail and mach_id != self.mach):
             clocks, count, more, pos = rec.latest_clocks(), len(rec), False, len(rec) - 1
             errors = h.errors if h is not None else []
