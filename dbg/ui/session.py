@@ -158,7 +158,7 @@ class Session:
             live = [m for m, r in machines.items() if r.connected]
             if len(live) == 1 and live[0] != self.mach:
                 self.select(live[0])
-        h = self.hist(self.mach, READ_CHUNK) if self.mach else None
+        h = self.hist(self.mach, 5 * READ_CHUNK) if self.mach else None
         if h is None:
             return
         if self.tail:
@@ -362,9 +362,14 @@ class Session:
         """Select a machine; the cursor goes to its last transition in tail mode, else to
         its transition at the current cursor's time (context across machines)."""
         ts = self.now_ts
-        h = self.hist(mach_id)
+        h = self.hist(mach_id, READ_CHUNK)
         if h is None:
             raise KeyError(mach_id)
+        if not self.tail and ts:  # read only as far as the cursor's time needs
+            while h.pending and (not h.infos or h.infos[-1].ts <= ts):
+                h.sync(READ_CHUNK)
+        elif not self.tail:
+            h.sync()
         self.mach, self.step, self.state = mach_id, 0, None
         vis = self.visible()
         if self.tail or not ts:
