@@ -129,6 +129,7 @@ class DebuggerApp(App[None]):
         self._painted_at = 0.0
         self._data_at = 0.0
         self._holding = False
+        self._caught_up = False  # other machines' histories all read (see _frame)
         self._search_at = 0.0
         self._unsub = None
         self.paints = 0  # for tests and benchmarks: frames painted
@@ -173,7 +174,7 @@ class DebuggerApp(App[None]):
         lock = getattr(self.session.collector, "lock", None)
         if lock is None or self._holding or self.live is None:
             return
-        if lock.acquire(timeout=0.05):
+        if lock.acquire(timeout=0.2):
             self._holding = True
             self.call_after_refresh(self._release)
             self.set_timer(HOLD_MAX, self._release)
@@ -190,6 +191,7 @@ class DebuggerApp(App[None]):
 
     def _changed(self) -> None:  # called by the collector, possibly from its thread
         self._dirty = True
+        self._caught_up = False
         self._data_at = time.monotonic()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -217,13 +219,16 @@ class DebuggerApp(App[None]):
             self._goto(addr)
         now = time.monotonic()
         caught_up = True
-        if not self.session.tail and now - self._data_at > QUIET:
+        data_frame = self._dirty and now - self._painted_at >= DATA_FRAME
+        catching_up = not self.session.tail and not self._caught_up and now - self._data_at > QUIET
+        if data_frame or catching_up:
+            self._hold()
+        if catching_up:
             # other machines at the cursor's time need their history; read it while the
             # stream is quiet (reading a machine can take long; keys must not wait for it)
-            caught_up = self.session.catch_up(CATCH_UP_BUDGET)
-        if self._dirty and now - self._painted_at >= DATA_FRAME:
+            caught_up = self._caught_up = self.session.catch_up(CATCH_UP_BUDGET)
+        if data_frame:
             self._dirty = False
-            self._hold()
             self.session.sync()
             self.paint()
         elif not caught_up:
