@@ -184,19 +184,16 @@ def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheels[0]
 
 
+#: where ``task setup`` puts the wheels the browser's Python installs (git-ignored)
+WHEELS = REPO / "build" / "wheels"
+CBOR2_WHEEL = "cbor2-5.9.0-py3-none-any.whl"
+
+
 @pytest.fixture(scope="session")
-def cbor2_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = getattr(pytestconfig, "cache", None)  # absent with -p no:cacheprovider
-    cache = Path(store.mkdir("cbor2-pure-wheel") if store else tmp_path_factory.mktemp("cbor2"))
-    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
-    if found:
-        return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "cbor2==5.9.0", "--no-deps"]
-    cmd += ["--only-binary=:all:", "--platform", "any", "--python-version", "3.14"]
-    proc = subprocess.run(
-        [*cmd, "-d", str(cache)], capture_output=True, text=True, timeout=120, check=False
-    )
-    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
-    if proc.returncode != 0 or not found:
-        pytest.fail(f"could not fetch the pure cbor2 wheel ({' '.join(cmd)}):\n{proc.stderr}")
-    return found[0]
+def cbor2_wheel() -> Path:
+    """The pure-Python cbor2 wheel Pyodide installs, fetched by the install step, not by a test
+    (the test run needs no network)."""
+    wheel = WHEELS / CBOR2_WHEEL
+    if not wheel.is_file():
+        pytest.fail(f"{wheel} is missing: run `task setup` (it downloads the browser's wheels)")
+    return wheel
