@@ -612,7 +612,7 @@ async def test_pipe_netmach_changes_into_a_local_machine():
     with trio.fail_after(TIMEOUT):
         async with pair(NORELS, push_interval=0) as (src, mux, client, net):
             local.set(net.active_states)
-            net.on_change(lambda tx: local.set(tx.target_states))
+            net.on_change(lambda mach, before, after: local.set(mach.active_states))
             src.add("A")
             src.add("B")
             with trio.fail_after(1):
