@@ -13,8 +13,8 @@ The one difference is when a mutation's answer is known: a local machine returns
 
 from __future__ import annotations
 
-from inspect import isawaitable
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .mutation import MutSource, Result
@@ -105,7 +105,6 @@ async def settle(answer: T | Awaitable[T]) -> T:
 
 
 if TYPE_CHECKING:  # the type checker proves both implementations conform
-
     from .machine import Machine
     from .rpc.netmach import NetMach
 

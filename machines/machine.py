@@ -1105,9 +1105,7 @@ class Machine:
             s = mut.source
             self._log(LogLevel.OPS, f"[source] {s.machine_id}/{s.tx_id}/{s.mach_time}")
 
-    def on_change(
-        self, fn: Callable[[Machine, list[int], list[int]], None]
-    ) -> Callable[[], None]:
+    def on_change(self, fn: Callable[[Machine, list[int], list[int]], None]) -> Callable[[], None]:
         """Call ``fn(machine, time_before, time_after)`` after every transition; returns the
         function that unsubscribes it (as a NetMach's ``on_change`` does)."""
         self._on_change.append(fn)

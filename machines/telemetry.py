@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import cbor2
 
+from .addr import parse_hostport
 from .tracer import Tracer
 from .transition import ID_PREFIX, tx_id
 
@@ -355,10 +356,11 @@ class TcpSender:
 
 
 def _split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"telemetry: bad debugger address {addr!r} (want HOST:PORT)")
-    return host.strip("[]"), int(port)
+    try:
+        hp = parse_hostport(addr)
+    except ValueError as err:
+        raise ValueError(f"telemetry: bad debugger address (AM_DBG_ADDR): {err}") from None
+    return hp.host, hp.port
 
 
 _process_lock = threading.Lock()

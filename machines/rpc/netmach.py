@@ -382,9 +382,7 @@ class NetMach:
     def tracer_detach(self, tracer: Any) -> None:
         self._tracers.remove(tracer)
 
-    def on_change(
-        self, fn: Callable[[NetMach, list[int], list[int]], None]
-    ) -> Callable[[], None]:
+    def on_change(self, fn: Callable[[NetMach, list[int], list[int]], None]) -> Callable[[], None]:
         """Call `fn(netmach, time_before, time_after)` after each applied clock update (as a
         local machine calls it after a transition); returns an unsubscribe function."""
         self._listeners.append(fn)

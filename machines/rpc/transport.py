@@ -12,6 +12,8 @@ from typing import Any
 
 import trio
 
+from ..addr import parse_hostport
+
 
 @contextmanager
 def unwrap_group() -> Iterator[None]:
@@ -30,10 +32,8 @@ def unwrap_group() -> Iterator[None]:
 
 def parse_addr(addr: str) -> tuple[str, int]:
     """`"host:port"` (or `"[v6]:port"`) to (host, port); a clear error for anything else."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"bad address {addr!r}: expected host:port")
-    return host.strip("[]"), int(port)
+    hp = parse_hostport(addr)
+    return hp.host, hp.port
 
 
 async def open_tcp(addr: str) -> trio.SocketStream:
