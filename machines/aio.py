@@ -105,7 +105,7 @@ async def run_cancellable(
     import asyncio
 
     task = asyncio.ensure_future(fn(*args))
-    unsubscribe = on_cancel(task.cancel)
+    unsubscribe = on_cancel(lambda: None if task.cancel() else None)
     try:
         return await task
     except asyncio.CancelledError:

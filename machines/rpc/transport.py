@@ -107,7 +107,7 @@ class CountingStream(trio.abc.Stream):
         await self.inner.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = await self.inner.receive_some(max_bytes)
+        data = bytes(await self.inner.receive_some(max_bytes))
         self.received += len(data)
         return data
 

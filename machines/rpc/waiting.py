@@ -40,7 +40,12 @@ class Waiters:
         import asyncio
 
         fut = asyncio.get_running_loop().create_future()
-        item = (predicate, lambda: fut.done() or fut.set_result(None))
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        item = (predicate, wake)
         self._items.append(item)
         try:
             await asyncio.wait_for(fut, timeout)
