@@ -35,7 +35,7 @@ def test_fresh_clone_passes_a_quick_subset(tmp_path: Path) -> None:
     assert sorted(p.name for p in clone.parent.iterdir()) == ["clone"]
     env = {**os.environ, "PYTHONPATH": str(clone)}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *SUBSET],
         cwd=clone,
         env=env,
         capture_output=True,
