@@ -88,7 +88,7 @@ def dbg(
     ws = port + 1 if ws_port == -1 and port else ws_port
     where = listen_addr if ws in (-1, 0) else f"{listen_addr} (WebSocket port {ws})"
     run_listening(
-        "dbg",
+        "am dbg",
         where,
         "--listen-addr or --ws-port",
         _headless,

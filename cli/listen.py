@@ -36,14 +36,14 @@ def _is_resolve_error(err: OSError) -> bool:
 
 
 def run_listening(
-    command: str,
+    prog: str,
     addr: str,
     how_to_set: str,
     main: Callable[..., Awaitable[Any]],
     *args: Any,
 ) -> None:
-    """``trio.run(main, *args)``; if listening fails, print one line naming ``addr`` and
-    ``how_to_set`` (e.g. ``"--listen-addr or RELAY_HTTP_ADDR"``) and exit 1."""
+    """``trio.run(main, *args)``; if listening fails, print one line (``prog: cannot listen on
+    ADDR: reason (set HOW_TO_SET)``, e.g. ``"--listen-addr or RELAY_HTTP_ADDR"``) and exit 1."""
     import trio
 
     try:
@@ -53,5 +53,5 @@ def run_listening(
         if found is None:
             raise
         reason = found.strerror or str(found)
-        typer.echo(f"am {command}: cannot listen on {addr}: {reason} (set {how_to_set})", err=True)
+        typer.echo(f"{prog}: cannot listen on {addr}: {reason} (set {how_to_set})", err=True)
         raise typer.Exit(1) from None

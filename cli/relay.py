@@ -92,7 +92,7 @@ def relay(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-    run_listening("relay", listen_addr, "--listen-addr or RELAY_HTTP_ADDR", _serve, config)
+    run_listening("am relay", listen_addr, "--listen-addr or RELAY_HTTP_ADDR", _serve, config)
     typer.echo("relay stopped")
 
 

@@ -75,3 +75,12 @@ def test_bind_error_is_found_in_nested_groups() -> None:
     assert bind_error(group) is busy
     assert bind_error(ExceptionGroup("g", [OSError(errno.EPIPE, "Broken pipe")])) is None
     assert bind_error(busy) is busy
+
+
+def test_rpc_example_serve_on_a_busy_address(busy_port: int) -> None:
+    addr = f"127.0.0.1:{busy_port}"
+    res = subprocess.run(
+        [sys.executable, "-m", "machines.rpc.example", "serve", "--addr", addr],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert_one_line(res, f"example serve: cannot listen on {addr}", "in use", "--addr")
