@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from machines import Machine, State
 
@@ -162,6 +163,14 @@ def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
             asyncio.run(main_asyncio())
 
     return runner
+
+
+@pytest.fixture
+def jump_clock() -> trio.testing.MockClock:
+    """A virtual clock for rate and timeout tests: pytest-trio runs a test that asks for it on
+    this clock, whose time jumps to the next deadline once every task has waited 0.1 s of real
+    time (real sockets on loopback answer well within that)."""
+    return trio.testing.MockClock(autojump_threshold=0.1)
 
 
 # -- the browser's Python (Pyodide) ---------------------------------------------------------
