@@ -372,7 +372,8 @@ class Machine:
         )
 
     def switch(self, *states: str) -> str:
-        """The first of ``states`` that is active, or ``""``."""
+        """The first of ``states`` that is active, or ``""``; unknown names raise."""
+        self._check_known(states)
         return next((s for s in states if s in self._active_set), "")
 
     def __str__(self) -> str:

@@ -99,6 +99,8 @@ QUERIES: list[Callable[[MachineApi], Any]] = [
     lambda m: m.when("Nope"),
     lambda m: m.when_not("A", "Nope"),
     lambda m: m.when_ticks("Nope", 1),
+    lambda m: m.switch("A", "Nope"),
+    lambda m: m.is_clock({"Nope": 1}),
 ]
 
 

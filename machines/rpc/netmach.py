@@ -283,10 +283,10 @@ class NetMach:
         return self.clock(list(clock)) == dict(clock)
 
     def switch(self, *groups: str | Iterable[str]) -> str:
-        for name in [n for g in groups for n in _as_list(g)]:
-            if self.is_active(name):
-                return name
-        return ""
+        """The first of the given states that is active, or ``""``; unknown names raise."""
+        names = [n for g in groups for n in _as_list(g)]
+        self._idx(names)
+        return next((n for n in names if n in self._active), "")
 
     def __str__(self) -> str:
         return "(" + " ".join(f"{n}:{self.tick(n)}" for n in self._active) + ")"
