@@ -12,13 +12,13 @@ from pathlib import Path
 
 from machines.addr import HostPort, format_hostport, parse_hostport
 
+__all__ = ["HostPort", "RelayConfig", "format_hostport", "parse_hostport"]
+
 #: The reference relay's default HTTP address (``am-relay wasm``).
 DEFAULT_LISTEN_ADDR = "localhost:12733"
 DEFAULT_MAX_MESSAGE = 1 << 20
 DEFAULT_MAX_TUNNELS = 100
 DEFAULT_DIAL_TIMEOUT = 10.0
-
-__all__ = ["HostPort", "RelayConfig", "format_hostport", "parse_hostport"]
 
 # RFC 7230 "token" characters: the only ones a browser lets through in Sec-WebSocket-Protocol.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

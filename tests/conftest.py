@@ -194,7 +194,7 @@ def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: where ``task setup`` puts the wheels the browser's Python installs (git-ignored)
-WHEELS = REPO / "build" / "wheels"
+WHEELS = REPO / "web" / "build" / "cache"
 CBOR2_WHEEL = "cbor2-5.9.0-py3-none-any.whl"
 
 

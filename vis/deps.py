@@ -24,7 +24,7 @@ PACKAGES = ("machines", "relay", "dbg", "vis", "cli")
 #: the module the page runs (and headless browser-side peers)
 BROWSER_ENTRY = "machines.example.browser"
 #: where `task setup` puts the wheels the page installs into Pyodide
-WHEELS = REPO / "build" / "wheels"
+WHEELS = REPO / "web" / "build" / "cache"
 #: modules Pyodide itself provides (no wheel)
 PYODIDE_BUILTINS = frozenset({"js", "pyodide", "pyodide_js"})
 
