@@ -147,7 +147,7 @@ process.exit(0);
 def runs(tmp_path_factory: pytest.TempPathFactory, cbor2_wheel: Path) -> dict:
     node = shutil.which("node")
     if node is None or not PYODIDE.is_file():
-        pytest.fail("needs Node.js and the pinned Pyodide in node_modules: run `task deps`")
+        pytest.fail("needs Node.js and the pinned Pyodide in node_modules: run `task setup`")
     tmp = tmp_path_factory.mktemp("rpc-pyodide")
     (tmp / "rpc_scenario.py").write_text(SCENARIO)
     (tmp / "runner.mjs").write_text(RUNNER)
