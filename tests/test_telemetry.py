@@ -121,7 +121,7 @@ def test_frame_decoder_rejects_oversized_and_non_cbor():
     dec = FrameDecoder(max_frame=10)
     with pytest.raises(FrameError, match="exceeds"):
         dec.feed(b"\x00\x00\x01\x00")
-    with pytest.raises(FrameError, match="not CBOR"):
+    with pytest.raises(FrameError, match="malformed CBOR"):
         FrameDecoder().feed(b"\x00\x00\x00\x01\xff")
     frame = encode_frame("txs", [["x"]])
     dec = FrameDecoder()
