@@ -7,6 +7,7 @@ opt-in: with ``AM_DBG_ADDR`` set, a new machine attaches telemetry, which sends 
 background thread (`machines.telemetry`).
 """
 
+from .api import MachineApi, settle
 from .machine import HandlerTimeoutError, Machine
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .schema import EXCEPTION, Relation, Schema, State, extend, merge, states_by_tag
@@ -21,6 +22,7 @@ __all__ = [
     "HandlerTimeoutError",
     "LogLevel",
     "Machine",
+    "MachineApi",
     "MutSource",
     "Mutation",
     "MutationType",
@@ -36,5 +38,6 @@ __all__ = [
     "Waitable",
     "extend",
     "merge",
+    "settle",
     "states_by_tag",
 ]

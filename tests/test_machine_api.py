@@ -11,8 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from machines import Machine, Result, State
-from machines.api import MachineApi, settle
+from machines import Machine, MachineApi, Result, State, settle
 from machines.rpc import connect, serve
 
 TIMEOUT = 10
