@@ -315,8 +315,10 @@ class Machine:
         active = self._active_set
         for s in _flat(states):
             if s not in active:
-                # off the hot path: only a negative answer pays for the name check
-                self._check_known(tuple(_flat(states)))
+                # only a negative answer pays for the name check (unknown names are never
+                # active); one known name, the common call, costs one lookup
+                if len(states) > 1 or s not in self._index or not isinstance(states[0], str):
+                    self._check_known(tuple(_flat(states)))
                 return False
         return True
 
@@ -324,10 +326,13 @@ class Machine:
         """At least one of the given states is active; unknown names raise ``ValueError``."""
         if self._disposed:
             return False
-        called = tuple(_flat(states))
-        self._check_known(called)
-        active = self._active_set
-        return any(s in active for s in called)
+        active, index, hit = self._active_set, self._index, False
+        for s in _flat(states):
+            if s in active:
+                hit = True
+            elif s not in index:
+                self._check_known(tuple(_flat(states)))
+        return hit
 
     def not_active(self, *states: str | Iterable[str]) -> bool:
         """None of the given states is active."""
