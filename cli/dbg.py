@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import signal
 import sys
+from dataclasses import astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+
+from cli.listen import run_listening
+from machines.addr import parse_hostport
 
 DUMP_NAME = "am-dbg-dump.cbor.br"
 
@@ -124,14 +128,16 @@ def dbg(
         except (DumpError, OSError) as err:
             typer.echo(f"am dbg: {err}", err=True)
             raise typer.Exit(1) from None
-    no_servers = listen_addr == "-1"
-    host, _, port = listen_addr.rpartition(":")
-    if not no_servers and (not host or not port.isdigit()):
-        typer.echo(f"am dbg: bad --listen-addr {listen_addr!r} (want HOST:PORT)", err=True)
-        raise typer.Exit(2)
-    wsp = None if ws_port == -1 and (no_servers or port == "0") else (
-        int(port) + 1 if ws_port == -1 else ws_port
-    )  # fmt: skip
+    listen: tuple[str, int] | None = None
+    if headless or listen_addr != "-1":
+        try:
+            listen = astuple(parse_hostport(listen_addr))
+        except ValueError as err:
+            typer.echo(f"am dbg: bad --listen-addr: {err}", err=True)
+            raise typer.Exit(2) from None
+    wsp = None
+    if listen is not None and not (ws_port == -1 and listen[1] == 0):
+        wsp = listen[1] + 1 if ws_port == -1 else ws_port
     if not headless:
         flags = {
             "canceled": filter_canceled, "queued": filter_queued, "auto": filter_auto,
@@ -139,31 +145,21 @@ def dbg(
             "disconn": filter_disconn, "rpc": filter_rpc_machs,
         }  # fmt: skip
         _ui(
-            imported, None if no_servers else (host, int(port), wsp), out_dir, open_addr,
+            imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
             select_connected, view, view_tail and open_addr is None,
             {k for k, on in flags.items() if on}, filter_log_level,
         )  # fmt: skip
         return
-    if no_servers:
-        typer.echo("am dbg: --headless needs a --listen-addr", err=True)
-        raise typer.Exit(2)
+    host, port = listen
     out_dir.mkdir(parents=True, exist_ok=True)
-    import trio
-
-    try:
-        trio.run(
-            _headless,
-            host,
-            int(port),
-            wsp,
-            out_dir,
-            dump_interval,
-            imported,
-            (rotate_txs, rotate_secs),
-        )
-    except OSError as err:
-        typer.echo(f"am dbg: cannot listen on {listen_addr}: {err.strerror or err}", err=True)
-        raise typer.Exit(1) from None
+    where = listen_addr if wsp in (None, 0) else f"{listen_addr} (WebSocket port {wsp})"
+    run_listening(
+        "am dbg",
+        where,
+        "--listen-addr or --ws-port",
+        _headless,
+        *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
+    )
 
 
 _VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
@@ -196,7 +192,12 @@ def _ui(
             if wsp:
                 check_free(host, wsp)
         except OSError as err:
-            typer.echo(f"am dbg: cannot listen on {host}:{port}: {err.strerror or err}", err=True)
+            reason = err.strerror or err
+            typer.echo(
+                f"am dbg: cannot listen on {host}:{port}: {reason} (set --listen-addr or "
+                "--ws-port)",
+                err=True,
+            )
             raise typer.Exit(1) from None
         live = LiveServer(collector, host, port, wsp)
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
