@@ -150,6 +150,7 @@ def dbg(
             {k for k, on in flags.items() if on}, filter_log_level,
         )  # fmt: skip
         return
+    assert listen is not None  # headless always parses --listen-addr
     host, port = listen
     out_dir.mkdir(parents=True, exist_ok=True)
     where = listen_addr if wsp in (None, 0) else f"{listen_addr} (WebSocket port {wsp})"

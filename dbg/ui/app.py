@@ -9,7 +9,9 @@ per transition.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from textual import events
 from textual.app import App, ComposeResult
@@ -88,8 +90,8 @@ class DebuggerApp(App[None]):
         Binding("up", "updown(-1)", show=False),
         Binding("down", "updown(1)", show=False),
         Binding("alt+g", "follow", show=False),
-        Binding("left_square_bracket", "back", show=False),
-        Binding("right_square_bracket", "forward", show=False),
+        Binding("left_square_bracket", "history_back", show=False),
+        Binding("right_square_bracket", "history_forward", show=False),
         Binding("ctrl+l", "edit_address", show=False),
         Binding("alt+m", "cycle_view", show=False),
         Binding("alt+r", "rain", show=False),
@@ -129,9 +131,10 @@ class DebuggerApp(App[None]):
         self._painted_at = 0.0
         self._data_at = 0.0
         self._holding = False
+        self._held: Any = None  # the collector's lock while _holding
         self._caught_up = False  # other machines' histories all read (see _frame)
         self._search_at = 0.0
-        self._unsub = None
+        self._unsub: Callable[[], None] | None = None
         self.paints = 0  # for tests and benchmarks: frames painted
 
     # ----- layout
@@ -171,18 +174,18 @@ class DebuggerApp(App[None]):
         refreshed: two threads share one interpreter lock, and under a flood of telemetry
         the UI otherwise gets a small share of it (keys took ~0.5 s). Bounded: released
         after the refresh, or after ``HOLD_MAX`` at the latest."""
-        lock = getattr(self.session.collector, "lock", None)
+        lock = getattr(self.session.collector, "lock", None)  # a LockedCollector's
         if lock is None or self._holding or self.live is None:
             return
         if lock.acquire(timeout=0.2):
-            self._holding = True
+            self._held, self._holding = lock, True
             self.call_after_refresh(self._release)
             self.set_timer(HOLD_MAX, self._release)
 
     def _release(self) -> None:
         if self._holding:
             self._holding = False
-            self.session.collector.lock.release()
+            self._held.release()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseDown)):
@@ -241,11 +244,9 @@ class DebuggerApp(App[None]):
 
     def paint(self) -> None:
         s = self.session
-        if not self.is_mounted:
-            return
         self._painted_at = time.monotonic()
         try:
-            panes = [self.query_one(w) for w in _PANES]
+            panes: list[Any] = [self.query_one(w) for w in _PANES]  # each has paint(session)
             status = self.query_one(StatusBar)
         except NoMatches:  # closing: the main screen is gone, a timer fired late
             return
@@ -317,11 +318,11 @@ class DebuggerApp(App[None]):
         target = self.session.follow()
         self.status(f"jumped to {target}" if target else "no source or caused transition")
 
-    def action_back(self) -> None:
+    def action_history_back(self) -> None:
         self.session.back()
         self.paint()
 
-    def action_forward(self) -> None:
+    def action_history_forward(self) -> None:
         self.session.forward()
         self.paint()
 

@@ -51,8 +51,8 @@ class AddressBar(ClickableLine):
         self._spans = []
         t = Text(no_wrap=True, overflow="ellipsis")
         hist = session.history
-        self._part(t, " ◀ ", "bold" if hist.can_back else "grey30", "back")
-        self._part(t, " ▶ ", "bold" if hist.can_forward else "grey30", "forward")
+        self._part(t, " ◀ ", "bold" if hist.can_back else "grey30", "history_back")
+        self._part(t, " ▶ ", "bold" if hist.can_forward else "grey30", "history_forward")
         addr = session.addr()
         self._part(t, f" {addr or 'mach://'} ", "bold cyan", "edit_address")
         if session.state:

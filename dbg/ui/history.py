@@ -15,7 +15,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from dbg.model import DbgMsgTx, MutationType, StepType
+from dbg.collector import MachineRecord
+from dbg.model import DbgMsgTx, MutationType, Step, StepType
 
 from .filters import K_AUTO, K_CANCELED, K_CHECK, K_EMPTY, K_HEALTH, K_QUEUED
 
@@ -45,8 +46,8 @@ class TxInfo:
 class MachineHistory:
     """The derived history of one machine (see the module doc)."""
 
-    def __init__(self, record: object, lock: Any = None) -> None:
-        self.record = record  # dbg.collector.MachineRecord
+    def __init__(self, record: MachineRecord, lock: Any = None) -> None:
+        self.record = record
         self._lock = lock or nullcontext()  # held while the collector's list is read
         self.infos: list[TxInfo] = []
         self.offset = 0  # transitions trimmed from the front so far
@@ -223,7 +224,7 @@ _STEP_NAMES = (
 )
 
 
-def step_text(st: object) -> str:
+def step_text(st: Step) -> str:
     """A step as the reference prints it: ``A require B`` or ``handler FooEnter``."""
     if st.type & StepType.RELATION:
         return f"{st.from_state} {_REL_NAMES.get(st.rel_type, '?')} {st.to_state}"

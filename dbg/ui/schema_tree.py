@@ -92,5 +92,6 @@ class SchemaTree(Pane, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         off = event.get_content_offset(self)
-        if off is not None and 0 <= off.y < len(self._states) and self._states[off.y]:
-            self.post_message(self.Picked(self._states[off.y]))
+        state = self._states[off.y] if off is not None and 0 <= off.y < len(self._states) else None
+        if state:
+            self.post_message(self.Picked(state))

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbg.collector import Collector
 from dbg.dump import write_dump
 from dbg.model import MachineDump
 
@@ -60,7 +61,7 @@ class Session:
 
     def __init__(
         self,
-        collector: object,
+        collector: Collector,
         *,
         filters: Filters | None = None,
         select_connected: bool = False,
@@ -167,7 +168,7 @@ class Session:
             self.step = 0
         elif self.pos >= 0 and self.pos < h.offset:
             self.pos = h.offset  # trimmed under the cursor: the oldest kept
-        self.history.replace(self.addr())
+        self._remember()
 
     # ----- where the cursor is
 
@@ -219,6 +220,12 @@ class Session:
             return 0, 0, 0
         vis = self.visible()
         return bisect.bisect_right(vis, self.index), len(vis), len(h.infos)
+
+    def _remember(self, push: bool = False) -> None:
+        """Record where the cursor is in the address history (a new entry with ``push``)."""
+        addr = self.addr()
+        if addr is not None:
+            (self.history.push if push else self.history.replace)(addr)
 
     def addr(self) -> MachAddr | None:
         if self.mach is None:
@@ -304,7 +311,7 @@ class Session:
             return False
         if self.step < len(nxt.tx.steps):
             self.step += 1
-            self.history.replace(self.addr())
+            self._remember()
         else:
             self.move(1)
         return True
@@ -313,13 +320,13 @@ class Session:
         self._pause()
         if self.step > 0:
             self.step -= 1
-            self.history.replace(self.addr())
+            self._remember()
             return True
         if not self.move(-1):
             return False
         nxt = self.next_info
         self.step = len(nxt.tx.steps) if nxt else 0
-        self.history.replace(self.addr())
+        self._remember()
         return True
 
     def jump(self, direction: int) -> bool:
@@ -379,7 +386,7 @@ class Session:
             index = vis[k] if k >= 0 else (vis[0] if vis else -1)
         self._set(index, record=False)
         if push:
-            self.history.push(self.addr())
+            self._remember(push=True)
 
     def goto(self, addr: MachAddr | str) -> None:
         """Open an address (``mach://id/tx/step`` or ``?t=``/``?q=``/``?ht=``); raises
@@ -407,7 +414,7 @@ class Session:
             self._set(index, min(addr.step, nxt_steps), record=False)
         if (st := addr.get("state")) and st in h.states:
             self.state = st
-        self.history.push(self.addr())
+        self._remember(push=True)
 
     def back(self) -> bool:
         addr = self.history.back()
@@ -448,7 +455,9 @@ class Session:
             if mach_id == self.mach:
                 continue
             h = self._read(mach_id)  # histories read so far (see catch_up)
-            for pos in h.sourced if h else ():
+            if h is None:
+                continue
+            for pos in h.sourced:
                 tx = h.infos[pos - h.offset].tx
                 if tx.source_tx_id == tx_id and tx.source_machine_id == self.mach:
                     yield MachAddr(mach_id, tx.id)
