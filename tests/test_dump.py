@@ -3,6 +3,7 @@ sniffing, and clear one-line errors for anything that is not a dump."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
 import random
@@ -296,3 +297,10 @@ def test_read_dump_from_http_url() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_go_dump_loads_to_the_same_model_as_ever(go_machines: list[MachineDump]) -> None:
+    """A digest of the model built from the Go fixture (every field, times with their zone):
+    the fast loading path must build exactly what the first, plain implementation built."""
+    digest = hashlib.sha256(repr(go_machines).encode()).hexdigest()
+    assert digest == "d6ff34f89355c6e87f0dd53f6daaa1823e32603c36c3f29e79e09197732046a0"

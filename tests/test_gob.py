@@ -3,6 +3,7 @@ and corrupt streams (which must raise a GobError saying where, never anything el
 
 from __future__ import annotations
 
+import hashlib
 import random
 import struct
 from datetime import UTC, datetime, timedelta, timezone
@@ -324,3 +325,11 @@ def test_feed_errors_carry_stream_offsets() -> None:
     assert "message 1" in str(exc.value)
     with pytest.raises(GobError, match="too large"):
         GobDecoder(max_message=1000).feed(u(5000))
+
+
+def test_fixture_decodes_to_the_same_values_as_ever() -> None:
+    """A digest of everything decoded from the Go fixture: the fast paths of the decoder must
+    give exactly the values of the first, plain implementation (types, zones and order too)."""
+    values = loads_all(brotli.decompress(GO_DUMP.read_bytes()))
+    digest = hashlib.sha256(repr(values).encode()).hexdigest()
+    assert digest == "8d680b558a02930c4bb6fe1ecf118cf62e5aa1835fa4ff2134aeb6e2b6ebc18b"
