@@ -205,16 +205,20 @@ def _read_uint(var: str, ind: str) -> list[str]:
     ]
 
 
-def _read_counted(var: str, what: str, ind: str) -> list[str]:
+def _read_length(what: str, ind: str) -> list[str]:
+    """Lines that read a length prefix into ``n``, bounded by the bytes left (each counted
+    item takes at least one byte)."""
     return [
         f"{ind}at = pos",
         *_read_uint("n", ind),
         f"{ind}if n > len(data) - pos:",
         f"{ind}    raise GobError(f'{what} length {{n}} exceeds the {{len(data) - pos}} bytes "
         "left', at)",
-        f"{ind}{var} = data[pos : pos + n]",
-        f"{ind}pos += n",
     ]
+
+
+def _read_counted(var: str, what: str, ind: str) -> list[str]:
+    return [*_read_length(what, ind), f"{ind}{var} = data[pos : pos + n]", f"{ind}pos += n"]
 
 
 def _read_value(tid: int, var: str, ind: str) -> list[str]:
@@ -279,7 +283,7 @@ def _struct_source(tid: int, wt: _WireType) -> list[str]:
 
 
 def _seq_source(tid: int, elem: int, what: str, length: int | None) -> list[str]:
-    lines = [f"def d_{tid}(data, pos, depth):", *_read_counted_len(what)]
+    lines = [f"def d_{tid}(data, pos, depth):", *_read_length(what, _INDENT)]
     if length is not None:
         lines += [
             f"    if n != {length}:",
@@ -301,20 +305,11 @@ def _seq_source(tid: int, elem: int, what: str, length: int | None) -> list[str]
     return lines
 
 
-def _read_counted_len(what: str) -> list[str]:
-    return [
-        "    at = pos",
-        *_read_uint("n", _INDENT),
-        "    if n > len(data) - pos:",
-        f"        raise GobError(f'{what} length {{n}} exceeds the {{len(data) - pos}} bytes left', at)",
-    ]
-
-
 def _map_source(tid: int, key: int, elem: int, basic_key: bool) -> list[str]:
     store = "out[k] = v" if basic_key else "out[_map_key(k, at)] = v"
     return [
         f"def d_{tid}(data, pos, depth):",
-        *_read_counted_len("map"),
+        *_read_length("map", _INDENT),
         "    out = {}",
         "    for _ in range(n):",
         *_read_value(key, "k", _INDENT * 2),
