@@ -30,6 +30,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from types import CodeType
 from typing import Any
 
 __all__ = [
@@ -333,6 +334,22 @@ def _map_key(key: Any, at: int) -> Any:
     return key
 
 
+#: Compiled decoders by their source: the same shapes recur in every stream of a producer (and
+#: the bootstrap types in all), and compiling costs more than decoding a small stream.
+_COMPILED: dict[str, CodeType] = {}
+_COMPILED_MAX = 1024  # a hostile stream of ever new shapes is compiled, not remembered
+
+
+def _exec(lines: list[str], ns: dict[str, Any]) -> None:
+    source = "\n".join(lines)
+    code = _COMPILED.get(source)
+    if code is None:
+        code = compile(source, "<gob decoder>", "exec")
+        if len(_COMPILED) < _COMPILED_MAX:
+            _COMPILED[source] = code
+    exec(code, ns)
+
+
 #: Types whose values are always hashable map keys.
 _BASIC_KEYS = frozenset((T_BOOL, T_INT, T_UINT, T_FLOAT, T_BYTES, T_STRING, T_COMPLEX))
 
@@ -538,7 +555,7 @@ class GobDecoder:
             if dep not in self._types:
                 raise GobError(f"value of undefined type id {dep}", at)
         if lines:
-            exec(compile("\n".join(lines), f"<gob decoder of type {tid}>", "exec"), ns)
+            _exec(lines, ns)
         self._decs[tid] = ns[f"d_{tid}"]
         assert self._new is not None
         self._new.append(tid)
@@ -589,7 +606,7 @@ class GobDecoder:
     def _install_predefined(self) -> None:
         ns = self._ns
         for tid in (T_BOOL, T_INT, T_UINT, T_FLOAT, T_BYTES, T_STRING):
-            exec(compile("\n".join(_basic_source(tid)), f"<gob decoder of type {tid}>", "exec"), ns)
+            _exec(_basic_source(tid), ns)
         ns[f"d_{T_COMPLEX}"] = _complex
         ns[f"d_{T_INTERFACE}"] = self._interface
         for tid in range(T_BOOL, T_INTERFACE + 1):
