@@ -139,7 +139,8 @@ def test_handler_rebinding_invalidates_cached_calls(seed):
     # a plan's cached handler calls belong to one set of bound handlers
     rnd = random.Random(seed)
     logs: tuple[list, list] = ([], [])
-    ms = [cls(SCHEMA, log_level=0, log_stack_trace=False, handler_timeout=60) for cls in (Uncached, Machine)]
+    opts = {"log_level": 0, "log_stack_trace": False, "handler_timeout": 60}
+    ms = [cls(SCHEMA, **opts) for cls in (Uncached, Machine)]
     for step in range(400):
         if step % 50 == 0:
             for m, log in zip(ms, logs, strict=True):
