@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from inspect import iscoroutine
 from itertools import islice
+from threading import get_ident
 from time import perf_counter
 from typing import Any
 
@@ -581,8 +582,10 @@ class Machine:
                         return EXECUTED
         mut = Mutation(mtype, called, args, source=source)
         with self._lock:
-            if not self._claim():
+            if self._processing:  # as _claim(), inlined: this runs on every mutation
                 return self._postpone(mut)
+            self._processing = True
+            self._processor = get_ident()
             direct = not queue and "mutation_queued" not in self._hooks
             if direct:
                 # the queue is empty and nobody watches it: run at once, as if queued and popped
@@ -651,7 +654,8 @@ class Machine:
             with self._lock:
                 self._processing = False
             raise
-        self._queue_ended()
+        if self._queue_end_waits or self._hooks or self._dispose_pending:
+            self._queue_ended()
         return CANCELED if first is None else first
 
     def _queue_ended(self) -> None:
@@ -672,17 +676,13 @@ class Machine:
                 self._run_eval(fn)
             done.set()
             return EXECUTED
-        tx = Transition(self, mut)
         before = self._active
         plan = self._plans.get((mut.type, mut.called, before, mut.auto, mut.check))
         if plan is None:
             plan = self._resolve(mut, before)
-        tx.plan = plan
-        tx.targets = plan.targets
-        tx.states_before = before
+        tx = Transition(self, mut, plan, before, self._ticks[:])
         if self.log_steps:
             tx.steps = list(plan.steps)
-        tx.time_before = self._ticks[:]
         if self._pre_log:
             tx.pre_log_entries, self._pre_log = self._pre_log, []
         self.transition = tx
@@ -788,25 +788,31 @@ class Machine:
         return EXECUTED
 
     def _bump(self, plan: Plan) -> None:
-        """Apply ``plan``'s tick changes: +1 per exit and per first entry, +2 to re-enter an
-        active Multi state. Cached per plan as (index, delta) pairs: a plan is keyed by the
-        active states it starts from, and the cache is dropped when the index changes."""
-        bumps = plan.bumps
-        if bumps is None:
-            index, active = self._index, self._active_set
-            bumps = plan.bumps = tuple(
-                [(index[s], 1) for s in plan.exits]
-                + [(index[s], 2 if s in active else 1) for s in plan.enters]
-            )
+        """Apply ``plan``'s tick changes and active states."""
         ticks = self._ticks
-        for i, delta in bumps:
+        for i, delta in plan.bumps or self._bumps(plan):
             ticks[i] += delta
         self._active = plan.active
         self._active_set = plan.target_set
 
+    def _bumps(self, plan: Plan) -> tuple[tuple[int, int], ...]:
+        """``plan``'s tick changes as (index, delta): +1 per exit and per first entry, +2 to
+        re-enter an active Multi state. Cached on the plan: a plan is keyed by the active states
+        it starts from, and the plan cache is dropped when the index changes."""
+        index, active = self._index, self._active_set
+        plan.bumps = tuple(
+            [(index[s], 1) for s in plan.exits]
+            + [(index[s], 2 if s in active else 1) for s in plan.enters]
+        )
+        return plan.bumps
+
     def _apply(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
-        self._bump(plan)
-        tx.time_after = self._ticks[:]
+        ticks = self._ticks
+        for i, delta in plan.bumps or self._bumps(plan):
+            ticks[i] += delta
+        self._active = plan.active
+        self._active_set = plan.target_set
+        tx.time_after = ticks[:]
         if self.log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
