@@ -416,6 +416,8 @@ class SourceHub:
         self._idle: set[ServerCore] = set()  # pushers waiting for the next change
         self._snap: Snapshot | None = None
         self._tracer: Any = None
+        #: the server whose client's mutation runs now: its answer carries the change
+        self.answering: ServerCore | None = None
 
     def join(self, server: ServerCore) -> None:
         self.servers.append(server)
@@ -472,6 +474,10 @@ class SourceHub:
             server._source_changed(tx)
         if self._idle:
             waiting, self._idle = self._idle, set()
+            answering = self.answering
+            if answering in waiting:
+                waiting.discard(answering)
+                self._idle.add(answering)
             for server in waiting:
                 server._wake_pusher()
 
@@ -638,6 +644,9 @@ class ServerCore:
             src = MutSource(*ev.source)
         else:
             src = MutSource(machine_id=conn.source_id or "")
+        hub = self._hub
+        if hub is not None and ev.seq:
+            hub.answering = self  # the change goes out in the answer: no push, no pusher wake
         try:
             result = getattr(self.source, _MUTATORS[ev.mutation_type])(
                 ev.states, ev.args, source=src
@@ -646,8 +655,16 @@ class ServerCore:
             if ev.seq:
                 conn.respond_error(ev.seq, f"{type(err).__name__}: {err}")
             return
+        finally:
+            if hub is not None:
+                hub.answering = None
         if ev.seq:
-            conn.respond_mutation(ev.seq, int(result), *self._clock())
+            if hub is not None:
+                snap = hub.snapshot()
+                conn.respond_mutation(ev.seq, int(result), snap.time, snap.q, snap.m)
+                conn.pushed_at = snap
+            else:
+                conn.respond_mutation(ev.seq, int(result), *self._clock())
             self._last_sent = self._now()
 
     # --- pushes --------------------------------------------------------------------------------
@@ -673,14 +690,15 @@ class ServerCore:
 
     def _push_due(self) -> float:
         """When the next push may go: the first change after a quiet period goes at once,
-        later ones are batched to at most one push per `push_interval`. With `push_interval`
-        0, changes made while a push was being written, and for `_PACE` times as long after,
-        are coalesced into the next push: under load a client's pushes space out with the
-        time they take to write (which grows with the number of clients), so the loop stays
-        mostly free for the source; each client's final clock is still exact."""
+        later ones are batched to at most one push per `push_interval`. Changes made while a
+        push was being written, and for `_PACE` times as long after, are coalesced into the
+        next push too (with `push_interval` 0 that is all the batching): under load a client's
+        pushes space out with the time they take to write (which grows with the number of
+        clients), so the loop stays mostly free for the source; final clocks are still exact."""
+        paced = self._written + _PACE * self._busy
         if self.push_interval:
-            return self._last_sent + self.push_interval
-        return self._written + _PACE * self._busy
+            return max(self._last_sent + self.push_interval, paced)
+        return paced
 
     def _push(self) -> bool:
         """Queue a push of whatever changed; True if one was queued."""
