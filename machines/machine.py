@@ -920,10 +920,11 @@ class Machine:
         names = [(f"{s}End", s, False) for s in plan.exits]
         names += [(f"{s}State", s, True) for s in plan.enters]
         names.append(("AnyState", "", False))
-        plain: list[tuple[int, str, Any, str, str | None]] = []
-        notify: list[tuple[int, str, Any, str, str | None]] = []
+        FinalStep = tuple[int, str, Callable | None, str, str | None]
+        plain: list[FinalStep] = []
+        notify: list[FinalStep] = []
         for name, state, is_state in names:
-            steps = [
+            steps: list[FinalStep] = [
                 (_CALL, name, fn, g.id, state if is_state else None)
                 for g in self._groups
                 if (fn := g.lookup(name)) is not None
