@@ -28,8 +28,9 @@ per changed state) -> ``_result`` -> ``_queue_ended``; about 1.0x ``transitions`
 calls: a mutation on an idle queue runs at once, each plan caches its tick deltas as (index,
 delta) pairs and its final calls without the empty ones, the Transition is built with its
 plan and clock, and queue-end hooks run only when wanted; the rest is the per-handler call
-(Event, the handler-timeout clock) and the Transition. Every cache is checked against an
-uncached replay in tests/test_perf_core.py.
+(Event, the handler-timeout clock) and the Transition: about 1.8x ``transitions`` (median of
+7 on a loaded 2-core machine; 1.2x for the code before, same run conditions). Every cache is
+checked against an uncached replay in tests/test_perf_core.py.
 """
 
 from __future__ import annotations
