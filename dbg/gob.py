@@ -427,7 +427,7 @@ class GobDecoder:
     def _messages(self, data: bytes, base: int) -> Iterator[Any]:
         pos = 0
         while pos < len(data):
-            start = pos  # where the message's data begins, once its length is read
+            body = 0  # where the message's own bytes begin, once its length is read
             try:
                 try:
                     size, start = _uint(data, pos)
@@ -441,7 +441,7 @@ class GobDecoder:
                         "(truncated stream?)",
                         pos,
                     )
-                pos = start + size
+                body, pos = start, start + size
                 # One message is decoded from its own bytes: reading past them is an
                 # IndexError, and offsets in errors are relative to the message.
                 try:
@@ -453,7 +453,7 @@ class GobDecoder:
             except GobError as e:
                 e.message_index = self._n_msg
                 if e.offset is not None:
-                    e.offset += base + (start if start != pos or e.offset != pos else 0)
+                    e.offset += base + body
                 raise
             self._n_msg += 1
             if is_value:

@@ -333,3 +333,13 @@ def test_fixture_decodes_to_the_same_values_as_ever() -> None:
     values = loads_all(brotli.decompress(GO_DUMP.read_bytes()))
     digest = hashlib.sha256(repr(values).encode()).hexdigest()
     assert digest == "8d680b558a02930c4bb6fe1ecf118cf62e5aa1835fa4ff2134aeb6e2b6ebc18b"
+
+
+def test_errors_in_a_message_length_name_its_byte() -> None:
+    first = slice_def(66, STRING)
+    with pytest.raises(GobError, match="empty message") as exc:
+        loads_all(first + b"\x00")
+    assert exc.value.offset == len(first)
+    with pytest.raises(GobError, match="truncated") as exc:
+        loads_all(first + b"\x05\x01")
+    assert exc.value.offset == len(first)
