@@ -256,7 +256,12 @@ _GO_TX = {
     "QueueDump": ("queue_dump", list),
     "StackTrace": ("stack_trace", str),
 }
-_GO_TX_LISTS = (("clocks", int), ("called_states", str), ("called_states_idxs", int))
+_GO_TX_LISTS = (
+    ("clocks", int),
+    ("called_states", str),
+    ("called_states_idxs", int),
+    ("queue_dump", str),
+)
 _GO_STEP = {
     "Type": ("type", int),
     "RelType": ("rel_type", int),
@@ -336,8 +341,6 @@ def _tx_from_go(raw: Any, index: dict[str, int], what: str) -> DbgMsgTx:
     for key, kind in _GO_TX_LISTS:
         if key in kw:
             _check_items(kw[key], kind, f"{what}.{key}")
-    if "queue_dump" in kw:
-        _check_items(kw["queue_dump"], str, f"{what}.queue_dump")
     t = raw.get("Time")
     if type(t) is GobOpaque:  # time.Time travels as its MarshalBinary bytes
         kw["time"] = go_time_utc(t.data)
