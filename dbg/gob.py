@@ -523,7 +523,7 @@ class GobDecoder:
             self._build(tid, at)
         except GobError:
             if outermost:  # nothing half-built stays: its decoders would call missing ones
-                for t in self._new:
+                for t in self._new or ():
                     self._decs.pop(t, None)
                     self._ns.pop(f"d_{t}", None)
             raise
