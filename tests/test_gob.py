@@ -343,3 +343,12 @@ def test_errors_in_a_message_length_name_its_byte() -> None:
     with pytest.raises(GobError, match="truncated") as exc:
         loads_all(first + b"\x05\x01")
     assert exc.value.offset == len(first)
+
+
+def test_a_type_that_failed_to_build_is_built_again_once_complete() -> None:
+    dec = GobDecoder()
+    dec.feed(struct_def(65, "T", [("L", 66)]))
+    with pytest.raises(GobError, match="undefined type id 66"):
+        dec.feed(msg(i(65) + u(0)))
+    dec.feed(slice_def(66, STRING))
+    assert dec.feed(msg(i(65) + u(1) + u(1) + s("x") + u(0))) == [{"L": ["x"]}]
