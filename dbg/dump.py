@@ -18,7 +18,6 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
-import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +68,8 @@ def read_dump(source: str | os.PathLike[str], timeout: float = 30.0) -> list[Mac
     """Read a dump from a path or an ``http(s)://`` URL; the format is detected from content."""
     name = os.fspath(source)
     if name.startswith(("http://", "https://")):
+        import urllib.request  # only here: http.client and email cost a file read start-up time
+
         try:
             with urllib.request.urlopen(name, timeout=timeout) as resp:
                 data = resp.read(MAX_RAW_SIZE + 1)
