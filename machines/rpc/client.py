@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Unpack
 
 import trio
@@ -173,6 +173,8 @@ class Client(ClientCore):
                     break
         except ProtocolError as err:
             reason = f"bad input from server: {err}"
+            with trio.move_on_after(1), suppress(RpcConnectionLost):
+                await self._flush()  # the error frame saying why
             log.warning("rpc client %s: %s: %s", self.id, self.addr, reason)
             mark_err(self.mach, "ErrRpc", err)
         except (trio.BrokenResourceError, trio.ClosedResourceError, RpcConnectionLost) as err:

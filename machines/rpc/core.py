@@ -32,6 +32,7 @@ from .protocol import (
     MutationRequested,
     PayloadReceived,
     PeerError,
+    ProtocolError,
     RemoteError,
     SchemaChanged,
     ServerConnection,
@@ -40,6 +41,7 @@ from .protocol import (
     SyncOptions,
     SyncRequested,
     VersionMismatch,
+    input_error,
     schema_to_wire,
 )
 from .waiting import Waiters
@@ -305,7 +307,16 @@ class ClientCore:
             call.finish(error=lost)
 
     def _feed(self, conn: ClientConnection, data: bytes) -> bool:
-        """Apply inbound bytes in order (ProtocolError propagates); True ends the session."""
+        """Apply inbound bytes in order; True ends the session. Raises only ProtocolError for
+        anything the input causes (see ServerCore._feed)."""
+        try:
+            return self._act(conn, data)
+        except ProtocolError:
+            raise
+        except Exception as err:
+            raise input_error(err) from None
+
+    def _act(self, conn: ClientConnection, data: bytes) -> bool:
         end = False
         for ev in conn.receive_data(data):
             end = self._dispatch(conn, ev) or end
@@ -489,7 +500,18 @@ class ServerCore:
             self._tracer = None
 
     def _feed(self, conn: ServerConnection, data: bytes) -> bool:
-        """Act on inbound bytes (ProtocolError propagates); True when the client said bye."""
+        """Act on inbound bytes; True when the client said bye.
+
+        Raises only ProtocolError for anything the input causes, so that a driver catching it
+        ends this connection alone."""
+        try:
+            return self._act(conn, data)
+        except ProtocolError:
+            raise
+        except Exception as err:
+            raise input_error(err) from None
+
+    def _act(self, conn: ServerConnection, data: bytes) -> bool:
         bye = False
         for ev in conn.receive_data(data):
             self.calls += 1

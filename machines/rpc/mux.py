@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from .errors import RpcNotConnected
+from .protocol import brief_error
 from .server import Server
 from .states import MUX_SCHEMA, mark, new_machine
 from .transport import parse_addr, unwrap_group
@@ -63,6 +64,9 @@ class Mux:
         self._notify()
         try:
             await server.serve(stream, peer or _peer_of(stream))
+        except Exception as err:  # a bug hit by one connection must not end the listener
+            why = brief_error(err)
+            log.warning("rpc mux %s: connection %s failed: %s", self.id, server.id, why)
         finally:
             self.servers.remove(server)
             if not self.servers:

@@ -145,6 +145,8 @@ class Server(ServerCore):
             try:
                 bye = self._feed(conn, data)
             except ProtocolError as err:
+                with trio.move_on_after(1):  # the error frame saying why, if the peer reads
+                    await self._flush()
                 return f"bad input: {err}"
             if not await self._flush():
                 return "connection lost while sending"
