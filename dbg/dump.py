@@ -16,6 +16,7 @@ Uncompressed files of either format are read too. Whatever goes wrong, the calle
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import tempfile
 import urllib.request
@@ -29,6 +30,8 @@ import cbor2
 
 from dbg.gob import GobError, GobInterface, GobOpaque, decode_go_time, loads_all
 from dbg.model import DbgMsgStruct, DbgMsgTx, MachineDump, time_to_ns
+
+log = logging.getLogger("dbg.dump")
 
 __all__ = [
     "DEFAULT_DUMP_NAME",
@@ -316,14 +319,36 @@ def _tx_from_go(raw: Any, index: dict[str, int]) -> dict[str, Any]:
 
 def encode_dump(machines: Iterable[MachineDump]) -> bytes:
     """The bytes of a dump file in this project's format (brotli-compressed CBOR)."""
+    machines = list(machines)
     with _no_gc():
-        doc = {
-            "format": DUMP_FORMAT,
-            "version": DUMP_VERSION,
-            "machines": [m.to_dict() for m in machines],
-        }
-        raw = cbor2.dumps(doc)
+        try:
+            raw = _encode(m.to_dict() for m in machines)
+        except Exception:  # one bad record must not cost the dump: find it, skip it
+            raw = _encode(_checked_dict(m) for m in machines)
     return brotli.compress(raw, quality=BROTLI_QUALITY)
+
+
+def _encode(machines: Iterable[dict[str, Any]]) -> bytes:
+    doc = {"format": DUMP_FORMAT, "version": DUMP_VERSION, "machines": list(machines)}
+    return cbor2.dumps(doc)
+
+
+def _checked_dict(m: MachineDump) -> dict[str, Any]:
+    """The slow path of encode_dump: each transition encoded on its own, failures skipped."""
+    out = type(m)(m.schema, [], m.version).to_dict()  # a failure here is not a record's
+    txs, skipped = [], 0
+    for tx in m.txs:
+        try:
+            d = tx.to_dict()
+            cbor2.dumps(d)
+        except Exception:
+            skipped += 1
+            continue
+        txs.append(d)
+    if skipped:
+        log.warning("dump: %s: skipped %d transition(s) that cannot be encoded", m.id, skipped)
+    out["txs"] = txs
+    return out
 
 
 def write_dump(path: str | os.PathLike[str], machines: Iterable[MachineDump]) -> Path:
