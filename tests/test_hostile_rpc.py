@@ -109,3 +109,100 @@ def test_untrusted_values_format_bounded():
     for _ in range(10_000):
         nested = [nested]
     assert len(p.brief(nested)) < 100
+
+
+# --- resources: tracers, handshake timeout, connection cap -------------------------------------
+
+
+def test_tracer_attach_and_detach_do_not_walk_every_tracer(monkeypatch):
+    from machines import Tracer
+    from machines import machine as machine_mod
+
+    class T(Tracer):
+        def transition_end(self, tx) -> None:
+            self.seen = True
+
+    calls = [0]
+    real = machine_mod.overridden
+
+    def counting(tracer, hook):
+        calls[0] += 1
+        return real(tracer, hook)
+
+    monkeypatch.setattr(machine_mod, "overridden", counting)
+    m = Machine(SCHEMA, id="m")
+    tracers = [T() for _ in range(500)]
+    for t in tracers:
+        m.tracer_bind(t)
+    assert calls[0] <= 500 * 20  # a constant per bind, not one per bound tracer
+    for t in tracers[:250]:
+        m.tracer_detach(t)
+    assert calls[0] <= 500 * 20
+    m.add("A")
+    assert not hasattr(tracers[0], "seen") and tracers[-1].seen
+    assert m.tracers == tracers[250:]
+
+
+async def _idle(addr: str, n: int) -> list:
+    return [await open_tcp(addr) for _ in range(n)]
+
+
+@pytest.mark.trio
+async def test_the_tracer_is_attached_only_after_the_handshake():
+    src = Machine(SCHEMA, id="src")
+    base = len(src.tracers)
+    with trio.fail_after(20):
+        async with serve(src, "127.0.0.1:0") as mux:
+            idle = await _idle(mux.addr, 20)
+            while len(mux.servers) < 20:
+                await trio.sleep(0.01)
+            assert len(src.tracers) == base
+            async with connect(mux.addr, id="good"):
+                assert len(src.tracers) == base + 1
+            for s in idle:
+                await s.aclose()
+            await mux.wait_idle()
+    assert len(src.tracers) == base
+
+
+@pytest.mark.trio
+async def test_a_connection_without_a_handshake_is_closed(caplog):
+    caplog.set_level(logging.INFO, logger="machines.rpc")
+    src = Machine(SCHEMA, id="src")
+    with trio.fail_after(20):
+        async with serve(src, "127.0.0.1:0", handshake_timeout=0.3) as mux:
+            (idle,) = await _idle(mux.addr, 1)
+            reader, got = p.FrameReader(), []
+            while data := await idle.receive_some(65536):  # the server closes it
+                got += reader.feed(data)
+            assert got[-1][:2] == [p.ERROR, 0] and "no handshake" in got[-1][2]
+            async with connect(mux.addr, id="slow-is-fine"):
+                await trio.sleep(0.6)  # handshaken: the timeout no longer applies
+                assert src.tracers
+    assert any("no handshake in 0.3" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.trio
+async def test_the_connection_cap_evicts_idle_ones_then_refuses_clearly(caplog):
+    caplog.set_level(logging.INFO, logger="machines.rpc")
+    src = Machine(SCHEMA, id="src")
+    with trio.fail_after(30):
+        async with serve(src, "127.0.0.1:0", max_conns=3) as mux:
+            idle = await _idle(mux.addr, 3)
+            while len(mux.servers) < 3:
+                await trio.sleep(0.01)
+            # idle connections cannot lock a legit client out: the oldest one makes room
+            async with connect(mux.addr, id="c1"), connect(mux.addr, id="c2"):
+                async with connect(mux.addr, id="c3") as c3:
+                    await c3.netmach.add("A")
+                    assert len(mux.servers) == 3
+                    # all three handshaken: a fourth is refused with a reason
+                    stream = await open_tcp(mux.addr)
+                    reader, got = p.FrameReader(), []
+                    while data := await stream.receive_some(65536):
+                        got += reader.feed(data)
+                    await stream.aclose()
+                    assert got and "server full: 3 connections" in got[-1][2]
+            for s in idle:
+                await s.aclose()
+    assert mux.refused == 1 and mux.evicted == 3

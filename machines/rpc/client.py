@@ -157,6 +157,7 @@ class Client(ClientCore):
 
     async def _session(self, stream: trio.abc.Stream) -> bool:
         conn = self._open_session()
+        self.complaint = ""
         reason = "closed"
         mark(self.mach, "add", "Connected")
         try:
@@ -165,6 +166,8 @@ class Client(ClientCore):
                 data = await stream.receive_some(_READ_SIZE)
                 if not data:
                     reason = "server closed the connection"
+                    if self.complaint:
+                        reason += f": {self.complaint}"
                     break
                 end = self._feed(conn, data)
                 await self._flush()

@@ -164,6 +164,7 @@ class ClientCore:
         self.calls = 0  # calls sent
         self.last_error = ""
         self.fatal: Exception | None = None
+        self.complaint = ""  # the server's last error frame without a call (seq 0)
         self._conn: ClientConnection | None = None
         self._handshaken = False  # this session's handshake
         self._gave_up = False
@@ -358,6 +359,7 @@ class ClientCore:
         elif isinstance(ev, PayloadReceived):
             self._payload(ev)
         elif isinstance(ev, PeerError):
+            self.complaint = ev.message  # e.g. "server full": the reason of the coming close
             log.warning("rpc client %s: server reports: %s", self.id, ev.message)
         elif isinstance(ev, ByeReceived):
             return True
@@ -488,10 +490,9 @@ class ServerCore:
     # --- session -------------------------------------------------------------------------------
 
     def _attach(self) -> ServerConnection:
-        """A fresh protocol connection, and the tracer that reports source changes to it."""
+        """A fresh protocol connection; the tracer that reports source changes to it is bound
+        at the handshake (a connection that never says hello costs the source nothing)."""
         self.conn = ServerConnection(self.max_frame)
-        self._tracer = _make_tracer(self)
-        self.source.tracer_bind(self._tracer)
         return self.conn
 
     def _detach(self) -> None:
@@ -534,6 +535,9 @@ class ServerCore:
             conn.reject_hello(ev.seq, msg)
             self._on_refused(msg)
             return
+        if self._tracer is None:  # bound before the clock is read: no change falls between
+            self._tracer = _make_tracer(self)
+            self.source.tracer_bind(self._tracer)
         conn.accept_hello(ev.seq, export_source(self.source))
         self._last_sent = self._now()
         log_connected(self.source, conn.source_id)

@@ -21,11 +21,13 @@ from .core import ServerCore, export_source
 from .protocol import DEFAULT_MAX_FRAME, HelloReceived, ProtocolError
 from .states import SERVER_SCHEMA, mark, mark_err, new_machine
 
-__all__ = ["DEFAULT_PUSH_INTERVAL", "Server", "export_source"]
+__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_PUSH_INTERVAL", "Server", "export_source"]
 
 log = logging.getLogger("machines.rpc")
 
 DEFAULT_PUSH_INTERVAL = 0.25
+#: Seconds a connection may take to say hello; then it is closed (it holds a slot of the mux).
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 _READ_SIZE = 65536
 
 
@@ -40,15 +42,19 @@ class Server(ServerCore):
         push_interval: float | None = DEFAULT_PUSH_INTERVAL,
         allow_id: str | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         parent: Any = None,
     ) -> None:
         """`push_interval`: seconds between batched pushes; 0 = every change, None = no pushes.
+        `handshake_timeout`: seconds until a connection without a hello is closed (None: never).
         `parent`: the machine owning this server's own machine (`self.mach`), e.g. a mux's."""
         super().__init__(
             source, id=id, push_interval=push_interval, allow_id=allow_id, max_frame=max_frame
         )
         self.mach = new_machine(SERVER_SCHEMA, self.id, ["rpc-server"], parent=parent)
+        self.handshake_timeout = handshake_timeout
         self.handshake_done = trio.Event()
+        self._farewell = False  # an error frame says why we close: flush it first
         self.closed = trio.Event()
         self.close_reason = ""
         self._stream: trio.abc.Stream | None = None
@@ -65,6 +71,17 @@ class Server(ServerCore):
         """Drop the connection (the client sees it close)."""
         if self._cancel is not None:
             self._cancel.cancel()
+
+    def refuse(self, reason: str) -> None:
+        """Close the connection with an error frame that tells the client why."""
+        if self.closed.is_set():
+            return
+        if not self.close_reason:
+            self.close_reason = reason
+        if self.conn is not None:
+            self.conn.respond_error(0, reason)
+            self._farewell = True
+        self.close()
 
     def push_now(self) -> None:
         """Push pending changes now, whatever the interval (e.g. before changing it)."""
@@ -87,6 +104,8 @@ class Server(ServerCore):
                     nursery.start_soon(self._writer)
                     if self.push_interval is not None:
                         nursery.start_soon(self._pusher)
+                    if self.handshake_timeout is not None:
+                        nursery.start_soon(self._handshake_deadline)
                     self.close_reason = await self._receive_loop()
                     nursery.cancel_scope.cancel()
             if self._cancel.cancelled_caught and not self.close_reason:
@@ -100,6 +119,8 @@ class Server(ServerCore):
             self.closed.set()
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):
+                    if self._farewell:
+                        await self._flush()
                     await stream.aclose()
         level = logging.WARNING if self.close_reason.startswith("bad input") else logging.INFO
         log.log(level, "rpc server %s: closed %s: %s", self.id, self._who(), self.close_reason)
@@ -129,6 +150,12 @@ class Server(ServerCore):
         log.debug("rpc server %s: handshake with %s", self.id, self._who())
 
     # --- tasks ---------------------------------------------------------------------------------
+
+    async def _handshake_deadline(self) -> None:
+        with trio.move_on_after(self.handshake_timeout):
+            await self.handshake_done.wait()
+            return
+        self.refuse(f"no handshake in {self.handshake_timeout:g} s")
 
     async def _receive_loop(self) -> str:
         assert self.conn is not None and self._stream is not None
