@@ -51,7 +51,8 @@ class Server(ServerCore):
         super().__init__(
             source, id=id, push_interval=push_interval, allow_id=allow_id, max_frame=max_frame
         )
-        self.mach = new_machine(SERVER_SCHEMA, self.id, ["rpc-server"], parent=parent)
+        self._parent = parent
+        self._mach: Any = None
         self.handshake_timeout = handshake_timeout
         self.handshake_done = trio.Event()
         self._farewell = False  # an error frame says why we close: flush it first
@@ -63,7 +64,17 @@ class Server(ServerCore):
         self._wake_pusher = self._dirty.set  # bound to the current event: no frame per change
         self._outbox = trio.Event()
         self._cancel: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
         self.on_handshake: list[Callable[[], None]] = []
+
+    @property
+    def mach(self) -> Any:
+        """This connection's lifecycle machine, made at its first frame: a connection that
+        never says anything costs no machine (thousands of idle sockets stay cheap)."""
+        if self._mach is None:
+            self._mach = new_machine(SERVER_SCHEMA, self.id, ["rpc-server"], parent=self._parent)
+            mark(self._mach, "add", ["Start", "ClientConnected"])
+        return self._mach
 
     # --- API -----------------------------------------------------------------------------------
 
@@ -97,13 +108,10 @@ class Server(ServerCore):
         self._thread = threading.get_ident()
         self._hop = trio.lowlevel.current_trio_token().run_sync_soon
         self._attach()
-        mark(self.mach, "add", ["Start", "ClientConnected"])
         try:
             with trio.CancelScope() as self._cancel:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    if self.push_interval is not None:
-                        nursery.start_soon(self._pusher)
+                    self._nursery = nursery  # the writer and pusher start at the handshake
                     if self.handshake_timeout is not None:
                         nursery.start_soon(self._handshake_deadline)
                     self.close_reason = await self._receive_loop()
@@ -112,10 +120,12 @@ class Server(ServerCore):
                 self.close_reason = "closed by the server"
         finally:
             self._detach()
-            if self.close_reason.startswith("bad input"):
-                mark_err(self.mach, "ErrRpc", ValueError(self.close_reason))
-            mark(self.mach, "remove", "ClientConnected")
-            self.mach.dispose()
+            self._nursery = None
+            if self._mach is not None:
+                if self.close_reason.startswith("bad input"):
+                    mark_err(self._mach, "ErrRpc", ValueError(self.close_reason))
+                mark(self._mach, "remove", "ClientConnected")
+                self._mach.dispose()
             self.closed.set()
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):
@@ -145,6 +155,10 @@ class Server(ServerCore):
         # the debugger draws the rpc edge from this (client machine id in the args)
         mark(self.mach, "add", "HandshakeDone", {"id": f"rc-{ev.client_id}"})
         self.handshake_done.set()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._writer)
+            if self.push_interval is not None:
+                self._nursery.start_soon(self._pusher)
         for fn in list(self.on_handshake):
             fn()
         log.debug("rpc server %s: handshake with %s", self.id, self._who())
