@@ -81,6 +81,7 @@ def main() -> None:
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=args.server_path,  # `-c` puts the working directory first on sys.path
     )
     try:
         addr = server.stdout.readline().strip()
