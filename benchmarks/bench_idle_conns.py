@@ -45,7 +45,9 @@ trio.run(main)
 async def legit(addr: str, timeout: float) -> float:
     start = time.perf_counter()
     with trio.fail_after(timeout):
-        async with connect(addr, id=f"legit-{time.monotonic_ns()}", connect_timeout=timeout) as c:
+        async with connect(
+            addr, id=f"legit-{time.monotonic_ns()}", connect_timeout=timeout, ready_timeout=timeout
+        ) as c:
             await c.wait_connected(timeout)
             await c.netmach.add("A")
     return time.perf_counter() - start
