@@ -30,8 +30,10 @@ import cbor2
 
 from dbg.gob import GobError, GobInterface, GobOpaque, decode_go_time, loads_all
 from dbg.model import DbgMsgStruct, DbgMsgTx, MachineDump, time_to_ns
+from machines.rpc.protocol import brief, brief_error
 
 log = logging.getLogger("dbg.dump")
+_WORD_MIN, _WORD_MAX = -(1 << 63), (1 << 64) - 1
 
 __all__ = [
     "DEFAULT_DUMP_NAME",
@@ -175,16 +177,26 @@ def _from_cbor(raw: bytes, source: str) -> list[MachineDump]:
         raise DumpError(f"{source}: unknown format: a CBOR document but not an {DUMP_FORMAT}")
     version = doc.get("version")
     if not isinstance(version, int) or version > DUMP_VERSION:
-        raise DumpError(f"{source}: unsupported dump version {version!r}")
+        raise DumpError(f"{source}: unsupported dump version {brief(version)}")
     machines = doc.get("machines")
     if not isinstance(machines, list):
         raise DumpError(f"{source}: corrupt dump: 'machines' is not a list")
     try:
         out = [MachineDump.from_dict(m, f"machines[{i}]") for i, m in enumerate(machines)]
-    except ValueError as e:
-        raise DumpError(f"{source}: corrupt dump: {_one_line(e)}") from None
+        for m in out:
+            _check_ticks(m)
+    except Exception as e:  # ValueError by contract; any other failure is a corrupt file too
+        raise DumpError(f"{source}: corrupt dump: {brief_error(e, 300)}") from None
     _check_unique(out, source)
     return out
+
+
+def _check_ticks(m: MachineDump) -> None:
+    """Clocks are machine words: a 4,000-digit tick would break every tool that prints it."""
+    for tx in m.txs:
+        clocks = tx.clocks
+        if clocks and (min(clocks) < _WORD_MIN or max(clocks) > _WORD_MAX):
+            raise ValueError(f"{m.id}: transition {brief(tx.id)}: a clock is not a 64-bit integer")
 
 
 def _from_gob(raw: bytes, source: str) -> list[MachineDump]:
@@ -198,8 +210,11 @@ def _from_gob(raw: bytes, source: str) -> list[MachineDump]:
     for i, entry in enumerate(values[0]):
         try:
             out.append(_machine_from_go(entry))
-        except (ValueError, TypeError, KeyError) as e:
-            raise DumpError(f"{source}: corrupt Go dump: entry {i}: {_one_line(e)}") from None
+            _check_ticks(out[-1])
+        except Exception as e:  # whatever a corrupt entry makes fail
+            raise DumpError(
+                f"{source}: corrupt Go dump: entry {i}: {brief_error(e, 300)}"
+            ) from None
     _check_unique(out, source)
     return out
 
@@ -208,7 +223,7 @@ def _check_unique(machines: list[MachineDump], source: str) -> None:
     seen: set[str] = set()
     for m in machines:
         if m.id in seen:
-            raise DumpError(f"{source}: corrupt dump: machine {m.id!r} appears twice")
+            raise DumpError(f"{source}: corrupt dump: machine {brief(m.id)} appears twice")
         seen.add(m.id)
 
 
