@@ -319,7 +319,8 @@ class Collector:
             return 0
         rss = rss_bytes()
         kept = sum(len(r) for r in self.machines.values())
-        if rss > self.max_mem and (self._budget is None or rss > self._rss_at_cut):
+        over = rss > self.max_mem and (self._budget is None or rss > self._rss_at_cut)
+        if over:
             self._budget = kept // 2
             self._rss_at_cut = rss + self.max_mem // 20  # noise of the allocator
         elif self._budget is None or kept <= self._budget:
@@ -329,11 +330,15 @@ class Collector:
             dropped += rec.drop_oldest((len(rec) + 1) // 2)
         self.trimmed += dropped
         if dropped:
-            log.warning(
-                "dbg: memory %d MB over --max-mem %d MB: dropped the oldest %d transitions",
+            # the first cut of a budget is news; keeping to it afterwards is routine
+            log.log(
+                logging.WARNING if over else logging.DEBUG,
+                "dbg: memory %d MB, --max-mem %d MB: dropped the oldest %d transitions "
+                "(keeping at most %d)",
                 rss >> 20,
                 self.max_mem >> 20,
                 dropped,
+                self._budget,
             )
             self._changed()
         return dropped
