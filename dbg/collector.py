@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from machines.rpc.protocol import brief, brief_error
-from machines.telemetry import TX_FIELDS, FrameDecoder, FrameError, tx_message
+from machines.telemetry import TX_FIELDS, FrameDecoder, tx_message
 
 from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
 
@@ -395,7 +395,7 @@ def _feed(collector: Collector, session: _Session, data: bytes) -> bool:
     """Decode and ingest; False (and one log line) when the stream is unusable."""
     try:
         frames = session.decoder.feed(data)
-    except FrameError as err:
+    except Exception as err:  # FrameError by contract; anything else is as bad
         log.warning("dbg: closing %s (%s): %s", session.conn_id, session.peer, brief_error(err))
         return False
     for kind, msg in frames:
