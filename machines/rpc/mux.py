@@ -166,7 +166,8 @@ def _peer_of(stream: Any) -> str:
 async def serve(source: Any, addr: str = "127.0.0.1:0", **opts: Any) -> AsyncIterator[Mux]:
     """Listen on `addr` ("host:port", port 0 picks one) and serve `source` to every client.
 
-    `opts` go to Mux/Server: `push_interval`, `allow_id`, `max_frame`, `name`, `factory`.
+    `opts` go to Mux/Server: `push_interval`, `allow_id`, `max_frame`, `handshake_timeout`
+    (seconds, default 10), `max_conns` (default 1000), `name`, `factory`.
     Leaving the block closes the listener and every connection.
     """
     host, port = parse_addr(addr)
