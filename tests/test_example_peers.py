@@ -1,0 +1,88 @@
+"""The example's server and its browser program in one trio run: the browser side runs as
+headless peers (trio-websocket over the real relay), exactly what ``am start --bars`` runs.
+The same program in Chromium is tested in test_example_browser.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from machines.example.browser import BrowserBar
+from machines.example.config import Config
+from machines.example.server import run_server
+from machines.example.trio_io import HeadlessUI, TrioHost
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.trio]
+
+
+def config(tmp_path: Path, **kw: float) -> Config:
+    return Config(
+        foo_tcp_addr="127.0.0.1:0",
+        foo_repl_addr="127.0.0.1:0",
+        bar_repl_addr="127.0.0.1:0",
+        relay_http_addr="127.0.0.1:0",
+        repl_dir=str(tmp_path / "tmp"),
+        **kw,
+    )
+
+
+async def start_peer(nursery: trio.Nursery, url: str, cfg: Config) -> tuple[BrowserBar, HeadlessUI]:
+    ui = HeadlessUI()
+    peer = BrowserBar(TrioHost(nursery, url.replace("http://", "ws://")), ui, cfg)
+    await peer.start()
+    await peer.bar.when("Ready")
+    return peer, ui
+
+
+async def test_messages_reach_the_server_and_every_other_peer(tmp_path: Path) -> None:
+    lines: list[str] = []
+    cfg = config(tmp_path)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            a, ui_a = await start_peer(nursery, server.url, cfg)
+            b, ui_b = await start_peer(nursery, server.url, cfg)
+            await server.browsers.wait_until(lambda br: len(br.ready()) == 2)
+            assert "[bar] StartState" in ui_a.lines
+            ui_a.type("hi there")
+            await ui_b.wait_for(lambda ui: f"[{a.bar.id}] hi there" in ui.lines)
+            assert f"[{a.bar.id}] hi there" in lines
+            assert "[bar] hi there" in ui_a.lines
+            assert not any("hi there" in line and a.bar.id in line for line in ui_a.lines)
+            # an empty message is refused: nothing appended, nothing sent
+            before_a, before_srv = list(ui_a.lines), list(lines)
+            ui_a.type("   ")
+            ui_a.type("after")
+            await ui_b.wait_for(lambda ui: f"[{a.bar.id}] after" in ui.lines)
+            assert ui_a.lines.count("[bar]    ") == 0
+            assert [x for x in ui_a.lines if x not in before_a] == ["[bar] after"]
+            assert [x for x in lines if x not in before_srv] == [f"[{a.bar.id}] after"]
+            # REPL address files: the server's, and each peer's tunnel (written by the relay)
+            repl_dir = Path(cfg.repl_dir)
+            assert (repl_dir / "server-foo-repl.addr").read_text().startswith("127.0.0.1:")
+            for peer in (a, b):
+                f = repl_dir / f"repl-{peer.bar.id}.addr"
+                with trio.fail_after(5):
+                    while not f.exists():
+                        await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert not list(Path(cfg.repl_dir).glob("*.addr"))
+
+
+async def test_hellos_and_boredom_reach_every_peer(tmp_path: Path) -> None:
+    lines: list[str] = []
+    cfg = config(tmp_path, foo_hello_interval=0.5, foo_bored_after=1.0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            peers = [await start_peer(nursery, server.url, cfg) for _ in range(2)]
+            for _, ui in peers:
+                await ui.wait_for(lambda ui: "[server-foo] hello" in ui.lines)
+            assert "[server-foo] hello" in lines
+            for peer, ui in peers:
+                await ui.wait_for(lambda ui: "foo is bored..." in ui.lines)
+                assert peer.foo.is_active("Bored")
+            assert "foo is bored..." in lines
+            nursery.cancel_scope.cancel()
