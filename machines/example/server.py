@@ -237,5 +237,6 @@ async def run_server(
         server = Server(
             foo, mux, repl, relay, browsers, relay.url, repl_dir / f"{SERVER_ID}-repl.addr"
         )
+        foo.add("Ready")  # every endpoint listens
         task_status.started(server)
         await trio.sleep_forever()
