@@ -60,9 +60,22 @@ def start(
 
     try:
         trio.run(_main, cfg, bars, out_dir if dbg else None)
-    except StartError as err:
+    except BaseException as exc:
+        err = _start_error(exc, StartError)
+        if err is None:
+            raise
         typer.echo(f"am start: {err}", err=True)
         raise typer.Exit(1) from None
+
+
+def _start_error(exc: BaseException, kind: type) -> BaseException | None:
+    """The StartError inside ``exc`` (nurseries wrap it in exception groups), if any."""
+    if isinstance(exc, kind):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        if (found := _start_error(inner, kind)) is not None:
+            return found
+    return None
 
 
 def _build() -> str:

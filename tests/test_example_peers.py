@@ -14,7 +14,7 @@ from machines.example.config import Config
 from machines.example.server import run_server
 from machines.example.trio_io import HeadlessUI, TrioHost
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.trio]
+pytestmark = pytest.mark.timeout(60)
 
 
 def config(tmp_path: Path, **kw: float) -> Config:
@@ -36,6 +36,7 @@ async def start_peer(nursery: trio.Nursery, url: str, cfg: Config) -> tuple[Brow
     return peer, ui
 
 
+@pytest.mark.trio
 async def test_messages_reach_the_server_and_every_other_peer(tmp_path: Path) -> None:
     lines: list[str] = []
     cfg = config(tmp_path)
@@ -71,6 +72,7 @@ async def test_messages_reach_the_server_and_every_other_peer(tmp_path: Path) ->
     assert not list(Path(cfg.repl_dir).glob("*.addr"))
 
 
+@pytest.mark.trio
 async def test_hellos_and_boredom_reach_every_peer(tmp_path: Path) -> None:
     lines: list[str] = []
     cfg = config(tmp_path, foo_hello_interval=0.5, foo_bored_after=1.0)
@@ -86,3 +88,43 @@ async def test_hellos_and_boredom_reach_every_peer(tmp_path: Path) -> None:
                 assert peer.foo.is_active("Bored")
             assert "foo is bored..." in lines
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_garbage_on_either_tunnel_closes_only_that_connection(tmp_path: Path) -> None:
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    lines: list[str] = []
+    cfg = config(tmp_path)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            a, ui_a = await start_peer(nursery, server.url, cfg)
+            b, ui_b = await start_peer(nursery, server.url, cfg)
+            base = server.url.replace("http://", "ws://").rstrip("/")
+            for path in ("/listen/browser-bar-bad1/localhost:1", "/dial/browser-foo-bad1/x:1"):
+                async with open_websocket_url(base + path) as ws:
+                    await ws.send_message(b"\xff" * 64 + b"not a frame")
+                    with pytest.raises(ConnectionClosed):
+                        while True:  # the server may answer with an error first
+                            await ws.get_message()
+            assert "browser-bar-bad1" not in server.browsers.clients
+            ui_a.type("still here")
+            await ui_b.wait_for(lambda ui: f"[{a.bar.id}] still here" in ui.lines)
+            assert f"[{a.bar.id}] still here" in lines
+            nursery.cancel_scope.cancel()
+
+
+def test_config_from_env_file_and_environment(tmp_path: Path) -> None:
+    from machines.example.config import load
+
+    env = tmp_path / ".env"
+    env.write_text("FOO_TCP_ADDR=localhost:15000\nFOO_BORED_AFTER=3\nAM_DBG_ADDR=1\n")
+    cfg = load(env, {"FOO_BORED_AFTER": "2.5"})
+    assert cfg.foo_tcp_addr == "localhost:15000"  # from the file
+    assert cfg.foo_bored_after == 2.5  # the environment wins
+    assert cfg.foo_hello_interval == 10  # the reference's default
+    assert cfg.relay_http_addr == "localhost:12733"
+    assert cfg.page()["env"] == {"AM_DBG_ADDR": "1"}
+    with pytest.raises(ValueError, match="FOO_HELLO_INTERVAL"):
+        load(None, {"FOO_HELLO_INTERVAL": "soon"})
