@@ -120,6 +120,8 @@ class DomUI:
         self.input = doc.getElementById("input")
         self._submit: Any = None
         self._pending = False
+        self._status = ""
+        self._last: tuple[Machine, Any] | None = None
 
     def _text(self, id: str, text: str) -> None:
         el = self.doc.getElementById(id)
@@ -138,6 +140,9 @@ class DomUI:
         el = self.doc.getElementById("status")
         if el is not None:
             el.className = status
+        self._status = status
+        if self._last is not None:
+            self.show(*self._last)
 
     def show(self, bar: Machine, foo: Any) -> None:
         # at most one redraw per animation frame, however many transitions happen
@@ -151,7 +156,13 @@ class DomUI:
         bar, foo = self._last
         self._text("bar-id", bar.id)
         self._text("bar-states", _states(bar))
-        self._text("foo-states", _states(foo) if foo.state_names else "(not connected)")
+        if not foo.state_names:
+            foo_text = "(not connected yet)"
+        elif self._status != "connected":
+            foo_text = f"{_states(foo)} (last known; {self._status})"
+        else:
+            foo_text = _states(foo)
+        self._text("foo-states", foo_text)
 
     def on_submit(self, fn: Callable[[str], None]) -> None:
         if self._submit is not None:
