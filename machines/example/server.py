@@ -39,6 +39,8 @@ BAR_PREFIX = "browser-bar-"
 HELLO_MAX_MSG_TICK = 20
 #: seconds a server-bar client waits for the tab's handshake
 HANDSHAKE_TIMEOUT = 10.0
+#: tunnels the relay holds at once: each tab uses three (bar, foo, its REPL)
+MAX_TUNNELS = 3000
 
 
 class StartError(Exception):
@@ -224,6 +226,7 @@ async def run_server(
             static_dir=static_dir,
             repl_addr_dir=repl_dir,
             allow=(cfg.bar_repl_addr,),  # only the REPL tunnels dial out of the process
+            max_tunnels=MAX_TUNNELS,
         )
         relay = await _bind(
             stack, "relay", "RELAY_HTTP_ADDR", cfg.relay_http_addr, open_relay(relay_cfg)
