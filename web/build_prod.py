@@ -76,7 +76,10 @@ def build_prod() -> Path:
     if proc.returncode != 0:
         raise BuildError(f"the Pyodide snapshot failed: {proc.stderr.strip()[-800:]}")
     snapshot = _hashed(snap_tmp, out, "snapshot", ".bin")
-    wheels = [_hashed(project, out, "asyncmachine_wasm", ".whl"), _hashed(cbor2, out, "cbor2", ".whl")]
+    wheels = [
+        _hashed(project, out, "asyncmachine_wasm", ".whl"),
+        _hashed(cbor2, out, "cbor2", ".whl"),
+    ]
     shutil.rmtree(tmp)
     files = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size >= MIN_COMPRESS]
     with ThreadPoolExecutor() as pool:  # brotli releases the GIL
