@@ -87,7 +87,7 @@ def _build(page: str) -> str:
     """Build the page if needed; the kind the page should load (``prod`` when fresh)."""
     sys.path.insert(0, str(WEB))
     try:
-        import build as web_build
+        import build_page as web_build
     finally:
         sys.path.remove(str(WEB))
     prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
@@ -102,7 +102,7 @@ def _build(page: str) -> str:
         typer.echo("am start: web/build/prod is stale (task build-prod); using the dev build")
     if not web_build.is_fresh("dev"):
         typer.echo("am start: building the page (web/build/dev)...")
-        proc = subprocess.run([sys.executable, str(WEB / "build.py")], check=False)
+        proc = subprocess.run([sys.executable, str(WEB / "build_page.py")], check=False)
         if proc.returncode != 0:
             raise typer.Exit(1)
     return "dev"

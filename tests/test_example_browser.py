@@ -286,7 +286,7 @@ def test_the_prod_build_is_served_compressed_and_works(browser, tmp_path: Path) 
     """``task build-prod`` (rebuilt here when stale): the page restores the Pyodide snapshot,
     the big files come brotli-compressed, and the example works as with the dev build."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "web" / "build.py"), "--prod", "--if-stale"],
+        [sys.executable, str(REPO / "web" / "build_page.py"), "--prod", "--if-stale"],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

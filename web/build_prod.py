@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import brotli
-from build import (
+from build_page import (
     NODE_PYODIDE,
     OUT,
     PYODIDE_FILES,

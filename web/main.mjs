@@ -1,6 +1,6 @@
 // The page's bootstrap: load Pyodide from the relay (no CDN), install this project's wheel and
 // the pure cbor2 wheel, then run the browser side (machines.example.web_io) in Python.
-// The build (web/build.py) writes build/{dev,prod}/manifest.json; the prod build wins.
+// The build (web/build_page.py) writes build/{dev,prod}/manifest.json; the prod build wins.
 const $ = (id) => document.getElementById(id);
 const progress = (text) => { $("progress").textContent = text; $("progress").hidden = !text; };
 
