@@ -159,7 +159,6 @@ class BrowserBar:
         self.net = self.client.netmach
         self.tunnels_up: dict[str, bool] = {name: False for name in self.paths}
         self.status = CONNECTING
-        self.closed = False
         self.bar.on_change(lambda *_: self._show())
         self.net.on_change(self._piped)
 
@@ -174,9 +173,6 @@ class BrowserBar:
         await self.client.wait_connected()
         self._sync_handler_machine()
         self.bar.add("Start")
-
-    def close(self) -> None:
-        self.closed = True
 
     # --- tunnels -------------------------------------------------------------------------------
 
@@ -219,7 +215,7 @@ class BrowserBar:
     async def _keep(self, name: str, session: Callable[[Socket], Awaitable[None]]) -> None:
         """Keep one tunnel open: reconnect after every loss, with backoff."""
         delay = RETRY_FIRST
-        while not self.closed:
+        while True:  # until the host cancels it (the page closes, the process stops)
             try:
                 async with self.host.open(self.paths[name]) as sock:
                     delay = RETRY_FIRST
@@ -251,7 +247,7 @@ class BrowserBar:
     def _sync_handler_machine(self) -> None:
         active = [s for s in self.net.active_states if self.foo.has(s)]
         if active and set(active) != set(self.foo.active_states):
-            self.foo.set(active)
+            self.foo.set(active, source=MutSource(self.net.id))
 
     def _show(self) -> None:
         self.ui.show(self.bar, self.net)
