@@ -171,7 +171,7 @@ async def _serve_bar_tunnel(
         try:
             await client.wait_connected(HANDSHAKE_TIMEOUT)
         except RpcError as err:
-            log.warning("%s: no aRPC handshake: %s", bar_id, err)
+            log.info("%s: no aRPC handshake: %s", bar_id, err)  # the rpc log said why
             await stream.aclose()
             return
         browsers.clients[bar_id] = client
