@@ -85,6 +85,9 @@ def _start_error(exc: BaseException, kind: type) -> BaseException | None:
 
 def _build(page: str) -> str:
     """Build the page if needed; the kind the page should load (``prod`` when fresh)."""
+    if not (WEB / "build_page.py").is_file():
+        typer.echo(f"am start: the page's sources are missing ({WEB}): run it from a clone")
+        raise typer.Exit(1)
     sys.path.insert(0, str(WEB))
     try:
         import build_page as web_build
