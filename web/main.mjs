@@ -48,11 +48,12 @@ async function main() {
     stderr: (line) => console.warn(line),
   };
   if (manifest.snapshot) opts._loadSnapshot = getBytes(manifest.snapshot);
+  const wheelsFetched = Promise.all(manifest.wheels.map(getBytes)); // while Python boots
   mark("manifest");
   const py = await loadPyodide(opts);
   mark("pyodide");
   progress("Installing the wheels…");
-  const wheels = await Promise.all(manifest.wheels.map(getBytes));
+  const wheels = await wheelsFetched;
   for (const whl of wheels) py.unpackArchive(whl, "wheel");
   mark("wheels");
   progress("Starting the machines…");
