@@ -307,6 +307,11 @@ def test_the_prod_build_is_served_compressed_and_works(browser, tmp_path: Path) 
         assert encodings["pyodide.asm.wasm"] == "br"
         snapshot = [k for k in encodings if re.fullmatch(r"snapshot-[0-9a-f]{12}\.bin", k)]
         assert snapshot and encodings[snapshot[0]] == "br"
+        # a module the snapshot does not hold is imported from the browser zip
+        where = page.evaluate(
+            "window.amExample.py.runPython('import machines.pipes; machines.pipes.__file__')"
+        )
+        assert where.startswith("/lib/browser-site.zip/"), where
         page.fill("#input", "from the prod page")
         page.press("#input", "Enter")
         srv.wait_line(r"^\[browser-bar-[0-9a-f]{4}\] from the prod page$")
