@@ -131,7 +131,7 @@ def wait_li(page, text: str, timeout: float = 20_000) -> None:
 
 
 def test_two_tabs_messages_boredom_and_the_panel(browser, tmp_path: Path) -> None:
-    srv = AmStart(tmp_path, base_env(FOO_BORED_AFTER=3))
+    srv = AmStart(tmp_path, base_env(FOO_BORED_AFTER=3), "--page", "dev")
     try:
         one = open_tab(browser, srv.url)
         two = open_tab(browser, srv.url)
