@@ -282,6 +282,7 @@ def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path
         proc.wait(10)
 
 
+@pytest.mark.timeout(1200)  # builds the prod page first when it is stale (about a minute)
 def test_the_prod_build_is_served_compressed_and_works(browser, tmp_path: Path) -> None:
     """``task build-prod`` (rebuilt here when stale): the page restores the Pyodide snapshot,
     the big files come brotli-compressed, and the example works as with the dev build."""
