@@ -167,8 +167,9 @@ class BrowserBar:
     async def start(self) -> None:
         """Open every tunnel, wait for server-foo's mirror, then add Start on bar."""
         self.ui.status(self.status, self.sess)
-        self.host.spawn(self._keep, "repl", self._serve(REPL_PUSH_INTERVAL))
-        self.host.spawn(self._keep, "bar", self._serve(BAR_PUSH_INTERVAL))
+        bar_id = self.bar.id
+        self.host.spawn(self._keep, "repl", self._serve(f"rs-repl-{bar_id}", REPL_PUSH_INTERVAL))
+        self.host.spawn(self._keep, "bar", self._serve(f"rs-{bar_id}", BAR_PUSH_INTERVAL))
         self.host.spawn(self._keep, "foo", self._client_session)
         await self.client.wait_connected()
         self._sync_handler_machine()
@@ -176,12 +177,16 @@ class BrowserBar:
 
     # --- tunnels -------------------------------------------------------------------------------
 
-    def _serve(self, push_interval: float) -> Callable[[Socket], Awaitable[None]]:
-        """A session of an aRPC server of bar on one socket (a fresh endpoint each time)."""
+    def _serve(self, id: str, push_interval: float) -> Callable[[Socket], Awaitable[None]]:
+        """Sessions of an aRPC server of bar, one per socket (a fresh endpoint each time)."""
 
         async def session(sock: Socket) -> None:
             server = ServerEndpoint(
-                self.bar, sock.send, push_interval=push_interval, call_later=self.host.call_later
+                self.bar,
+                sock.send,
+                id=id,
+                push_interval=push_interval,
+                call_later=self.host.call_later,
             )
             server.connection_made()
             try:
