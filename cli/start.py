@@ -8,6 +8,7 @@ everything and removes the address files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -50,9 +51,11 @@ def start(
     except ValueError as err:
         typer.echo(f"am start: {err}", err=True)
         raise typer.Exit(2) from None
-    if dbg and not cfg.env.get("AM_DBG_ADDR"):
-        cfg = type(cfg)(**{**cfg.as_dict(), "env": {**cfg.env, "AM_DBG_ADDR": DEFAULT_DBG_ADDR}})
-    for key, value in (cfg.env or {}).items():
+    env = dict(cfg.env or {})
+    if dbg and not env.get("AM_DBG_ADDR"):
+        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR
+        cfg = dataclasses.replace(cfg, env=env)
+    for key, value in env.items():
         os.environ[key] = value  # .env's debug variables reach this process's machines too
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     if page not in ("auto", "dev", "prod"):
@@ -66,10 +69,10 @@ def start(
     try:
         trio.run(_main, cfg, bars, out_dir if dbg else None)
     except BaseException as exc:
-        err = _start_error(exc, StartError)
-        if err is None:
+        found = _start_error(exc, StartError)
+        if found is None:
             raise
-        typer.echo(f"am start: {err}", err=True)
+        typer.echo(f"am start: {found}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -90,7 +93,7 @@ def _build(page: str) -> str:
         raise typer.Exit(1)
     sys.path.insert(0, str(WEB))
     try:
-        import build_page as web_build
+        import build_page as web_build  # type: ignore[import-not-found]  # web/, not a package
     finally:
         sys.path.remove(str(WEB))
     prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
@@ -146,7 +149,7 @@ async def _main(cfg, bars: int, dump_dir: Path | None) -> None:
                     break
                 _out("stopping...")
                 inner.cancel_scope.cancel()
-            if collector is not None:
+            if collector is not None and dump_dir is not None:
                 await _write_dump(collector, dump_dir)
             nursery.cancel_scope.cancel()
 

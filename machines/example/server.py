@@ -175,7 +175,7 @@ async def _serve_bar_tunnel(
             await stream.aclose()
             return
         browsers.clients[bar_id] = client
-        client.netmach.on_change(lambda tx: browsers._notify())  # e.g. the tab became Ready
+        client.netmach.on_change(lambda *_: browsers._notify())  # e.g. the tab became Ready
         browsers._notify()
         out(f"aRPC connected via WebSocket: {bar_id}")
 
