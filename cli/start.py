@@ -64,26 +64,16 @@ def start(
     _write_page_config(cfg, _build(page))
     import trio
 
-    from machines.example.server import StartError
+    from machines.example.server import StartError, find_exception
 
     try:
         trio.run(_main, cfg, bars, out_dir if dbg else None)
     except BaseException as exc:
-        found = _start_error(exc, StartError)
+        found = find_exception(exc, StartError)
         if found is None:
             raise
         typer.echo(f"am start: {found}", err=True)
         raise typer.Exit(1) from None
-
-
-def _start_error(exc: BaseException, kind: type) -> BaseException | None:
-    """The StartError inside ``exc`` (nurseries wrap it in exception groups), if any."""
-    if isinstance(exc, kind):
-        return exc
-    for inner in getattr(exc, "exceptions", ()):
-        if (found := _start_error(inner, kind)) is not None:
-            return found
-    return None
 
 
 def _build(page: str) -> str:
@@ -160,7 +150,7 @@ def _out(line: str) -> None:
 
 async def _start_collector(nursery, addr: str):
     from dbg.collector import Collector, serve_collector
-    from machines.example.server import StartError
+    from machines.example.server import StartError, find_exception
 
     host, _, port = addr.rpartition(":")
     if not host or not port.isdigit():
@@ -172,9 +162,14 @@ async def _start_collector(nursery, addr: str):
                 collector, host, int(port), ws_port=int(port) + 1, task_status=task_status
             )
         )
-    except OSError as err:
+    except BaseException as exc:  # the collector's nursery wraps a bind error in a group
+        err = find_exception(exc, OSError)
+        if not isinstance(err, OSError):
+            raise
         reason = "address in use" if err.errno == 98 else (err.strerror or str(err))
-        raise StartError(f"cannot listen on {addr} (AM_DBG_ADDR, debugger): {reason}") from None
+        raise StartError(
+            f"cannot listen on {addr} or the next port (AM_DBG_ADDR, debugger): {reason}"
+        ) from None
     _out(f"debugger: collecting on {host}:{bound} and ws://{host}:{ws}/dbg.ws")
     return collector
 

@@ -196,9 +196,22 @@ async def _bind(stack: AsyncExitStack, what: str, var: str, addr: str, cm: Any) 
     variable that sets it."""
     try:
         return await stack.enter_async_context(cm)
-    except OSError as err:
+    except BaseException as exc:  # a listener's nursery may wrap the bind error in a group
+        err = find_exception(exc, OSError)
+        if not isinstance(err, OSError):
+            raise
         reason = "address in use" if err.errno == 98 else (err.strerror or str(err))
         raise StartError(f"cannot listen on {addr} ({var}, {what}): {reason}") from None
+
+
+def find_exception(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` itself or the first ``kind`` inside its (nested) exception groups."""
+    if isinstance(exc, kind):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        if (found := find_exception(inner, kind)) is not None:
+            return found
+    return None
 
 
 async def run_server(
