@@ -426,7 +426,7 @@ async def list_(s: Session, states: bool, states_all: bool, disconn: bool, **fil
     lines = []
     for n, p in enumerate(peers, start=max(filters.get("from_") or 1, 1)):
         net = p.netmach
-        lines.append(f"{n}. {p.name} t{p.time_sum()}")
+        lines.append(f"{n}. {p.name} t{p.time_sum()}" if net.state_names else f"{n}. {p.name}")
         remote = "-"
         if net.has("Ready") and net.is_active("Ready"):
             remote = "R"
@@ -434,7 +434,7 @@ async def list_(s: Session, states: bool, states_all: bool, disconn: bool, **fil
             remote = "S"
         marks = ("C" if p.connected else "D") + remote
         if not net.state_names:
-            detail = f"{p.addr}: {p.error or 'connecting'}"
+            detail = f"{p.addr}: {p.error or 'no handshake yet'}"
         elif states_all:
             detail = net.string_all()
         elif states:
