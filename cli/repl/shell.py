@@ -55,10 +55,12 @@ def run_lines(make_session: Callable[[Output], Session], stream: Any) -> int:
         session = make_session(out)
         async with session.running():
             await session.peers.settle(session.connect_timeout)
-            lines = trio.wrap_file(stream)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_interrupt_on_sigint, session)
-                async for line in lines:
+                # a thread per line, abandoned on Ctrl-C (a blocked read cannot be cancelled)
+                while line := await trio.to_thread.run_sync(
+                    stream.readline, abandon_on_cancel=True
+                ):
                     await session.execute(line)
                     if session.exit_requested:
                         break
