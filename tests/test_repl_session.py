@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from cli.repl.completer import ReplCompleter
 from cli.repl.output import Output
 from cli.repl.session import Session
 from machines import Machine, State
-from machines.rpc.repl import ReplEndpoint, expose
+from machines.rpc.repl import ReplEndpoint, expose, expose_env
 
 pytestmark = pytest.mark.timeout(60)
 TIMEOUT = 20
@@ -76,6 +78,9 @@ class Lines(Output):
 
     def notice(self, text: str) -> None:
         self._write("=> ", text, "notice")
+
+    def warning(self, text: str) -> None:
+        self._write("err> ", text, "warning")
 
     async def wait_for(self, text: str) -> str:
         """The first line (output or notice) containing `text`, once there is one."""
@@ -654,3 +659,44 @@ async def test_completion_of_commands_machines_states_and_args() -> None:
             assert complete(s, "help wa") == ["watch "]
             assert complete(s, "nosuch ") == []
             assert complete(s, "add nosuch ") == []
+
+
+# --- exposing --------------------------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_expose_env_follows_am_repl_addr_and_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = Handlers()
+    mach = Machine(SCHEMA, id="env", handlers=handlers)
+    monkeypatch.delenv("AM_TEST_RUNNER", raising=False)
+    monkeypatch.setenv("AM_REPL_DIR", str(tmp_path))
+    with trio.fail_after(TIMEOUT):
+        for off in ("", "0"):
+            monkeypatch.setenv("AM_REPL_ADDR", off)
+            async with expose_env(mach) as mux:
+                assert mux is None and list(tmp_path.iterdir()) == []
+        monkeypatch.setenv("AM_REPL_ADDR", "1")  # any free port on loopback
+        async with expose_env(mach, args=ARGS) as mux:
+            assert mux is not None and mux.addr.startswith("127.0.0.1:")
+            assert (tmp_path / "env-repl.addr").read_text() == mux.addr
+            async with session(directory=tmp_path) as (s, out):
+                ok, lines = await run(s, out, "add env Msg --arg Msg.Msg --val from-env")
+                assert (ok, lines) == (True, ["=> Executed"])
+        assert handlers.messages == [(repl_source_id(), "from-env")]
+        assert list(tmp_path.iterdir()) == []  # removed on the way out
+        monkeypatch.setenv("AM_TEST_RUNNER", "1")  # off under a test runner, as the reference
+        async with expose_env(mach) as mux:
+            assert mux is None
+
+
+def test_the_repl_endpoint_imports_without_trio() -> None:
+    """What a browser tab needs (`ReplEndpoint`) must import where there is no trio."""
+    code = (
+        "import sys; from machines.rpc.repl import ReplEndpoint, ReplSource; "
+        "assert 'trio' not in sys.modules, sorted(m for m in sys.modules if 'trio' in m)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -256,6 +256,8 @@ async def _group(s: Session, kind: str, states: list[str], args, filters) -> Non
     text = ", ".join(f"{k}: {v}" for k, v in counts.items() if v or k != "Failed")
     skipped = len(list(s.peers)) - len(targets)
     s.out.result(text + (f" (skipped {skipped})" if skipped else ""))
+    if counts["Failed"]:
+        raise CommandError(f"{kind} failed on {counts['Failed']} of {len(targets)} machines")
 
 
 @command("group-add", "any-state")

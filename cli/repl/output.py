@@ -19,7 +19,6 @@ class Output:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self.errors = 0  # error lines printed, for the exit code
 
     def _write(self, prefix: str, text: str, kind: str) -> None:
         stream = self._stream or sys.stdout
@@ -31,11 +30,16 @@ class Output:
         self._write(RESULT, text, "result")
 
     def error(self, text: str) -> None:
-        self.errors += 1
         self._write(ERROR, text, "error")
 
     def notice(self, text: str) -> None:
         """Something that happened by itself (a machine appeared); only shown interactively."""
+
+    def warning(self, text: str) -> None:
+        """A problem outside any command (a malformed ``.addr`` file): an ``err>`` line on
+        stderr, so stdout holds only the command's answer and the exit code only its outcome."""
+        sys.stderr.write(f"{ERROR}{text}\n")
+        sys.stderr.flush()
 
 
 class PromptOutput(Output):
@@ -54,3 +58,6 @@ class PromptOutput(Output):
 
     def notice(self, text: str) -> None:
         self._write(RESULT, text, "notice")
+
+    def warning(self, text: str) -> None:
+        self._write(ERROR, text, "error")

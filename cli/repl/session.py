@@ -96,7 +96,7 @@ class Session:
             try:
                 addr = check_addr(addr)
             except ValueError as err:
-                self.out.error(str(err))
+                self.out.warning(f"{err} (skipped)")
                 continue
             self.peers.add(f"addr:{addr}", addr)
         if self.directory is not None:
@@ -124,7 +124,7 @@ class Session:
         key = f"file:{change.path}"
         if change.error is not None:
             self.peers.drop(key)
-            self.out.error(f"{change.path}: {change.error} (skipped)")
+            self.out.warning(f"{change.path}: {change.error} (skipped)")
         elif change.addr is None:
             peer = self.peers.drop(key)
             if peer is not None:

@@ -42,16 +42,17 @@ def run_once(make_session: Callable[[Output], Session], line: str) -> int:
                 nursery.start_soon(_interrupt_on_sigint, session)
                 ok = await session.execute(line)
                 nursery.cancel_scope.cancel()
-        return 0 if ok and not out.errors else 1
+        return 0 if ok else 1
 
     return trio.run(main)
 
 
 def run_lines(make_session: Callable[[Output], Session], stream: Any) -> int:
-    """Run each line read from `stream` (not a terminal) in turn; 1 if any printed an error."""
+    """Run each line read from `stream` (not a terminal) in turn; 1 if any failed."""
     out = Output()
 
     async def main() -> int:
+        failed = False
         session = make_session(out)
         async with session.running():
             await session.peers.settle(session.connect_timeout)
@@ -61,11 +62,12 @@ def run_lines(make_session: Callable[[Output], Session], stream: Any) -> int:
                 while line := await trio.to_thread.run_sync(
                     stream.readline, abandon_on_cancel=True
                 ):
-                    await session.execute(line)
+                    if not await session.execute(line):
+                        failed = True
                     if session.exit_requested:
                         break
                 nursery.cancel_scope.cancel()
-        return 1 if out.errors else 0
+        return 1 if failed else 0
 
     return trio.run(main)
 
