@@ -51,6 +51,10 @@ def demo() -> None:
     run()
 
 
+from cli.start import start as _start  # noqa: E402
+
+app.command("start")(_start)
+
 from cli.relay import relay as _relay  # noqa: E402
 
 app.command("relay")(_relay)
