@@ -29,9 +29,10 @@ from typing import Any, Protocol
 from machines import Machine, MutSource
 from machines.rpc import RpcError
 from machines.rpc.endpoint import ClientEndpoint, ServerEndpoint
+from machines.rpc.repl import ReplEndpoint
 
 from .config import Config
-from .schemas import BAR, FOO, author_of, msg_args, msg_of
+from .schemas import BAR, FOO, REPL_ARGS, author_of, msg_args, msg_of
 
 __all__ = ["UI", "BrowserBar", "Host", "Socket", "tunnel_paths"]
 
@@ -168,7 +169,7 @@ class BrowserBar:
     async def start(self) -> None:
         """Open every tunnel, wait for server-foo's mirror, then add Start on bar."""
         self.ui.status(self.status, self.sess)
-        self.host.spawn(self._keep, "repl", self._serve(REPL_PUSH_INTERVAL))
+        self.host.spawn(self._keep, "repl", self._serve(REPL_PUSH_INTERVAL, repl=True))
         self.host.spawn(self._keep, "bar", self._serve(BAR_PUSH_INTERVAL))
         self.host.spawn(self._keep, "foo", self._client_session)
         await self.client.wait_connected()
@@ -180,13 +181,18 @@ class BrowserBar:
 
     # --- tunnels -------------------------------------------------------------------------------
 
-    def _serve(self, push_interval: float) -> Callable[[Socket], Awaitable[None]]:
-        """A session of an aRPC server of bar on one socket (a fresh endpoint each time)."""
+    def _serve(
+        self, push_interval: float, repl: bool = False
+    ) -> Callable[[Socket], Awaitable[None]]:
+        """A session of an aRPC server of bar on one socket (a fresh endpoint each time); for
+        the REPL, one that translates the REPL's argument names and announces them."""
 
         async def session(sock: Socket) -> None:
-            server = ServerEndpoint(
-                self.bar, sock.send, push_interval=push_interval, call_later=self.host.call_later
-            )
+            opts = {"push_interval": push_interval, "call_later": self.host.call_later}
+            if repl:
+                server = ReplEndpoint(self.bar, sock.send, args=REPL_ARGS, **opts)
+            else:
+                server = ServerEndpoint(self.bar, sock.send, **opts)
             server.connection_made()
             try:
                 while (data := await sock.receive()) is not None:
