@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import click
 import typer
@@ -78,7 +78,7 @@ def repl(
         typer.echo("err> nothing after --: give a command, e.g. -- list", err=True)
         raise typer.Exit(2)
 
-    def make_session(out: Output, **extra: Any) -> Session:
+    def make_session(out: Output) -> Session:
         return Session(
             out,
             addrs=addrs or [],
@@ -86,7 +86,6 @@ def repl(
             watch=watch,
             connect_timeout=connect_timeout,
             call_timeout=call_timeout,
-            **extra,
         )
 
     if words is not None:
@@ -96,7 +95,5 @@ def repl(
 
         code = run_lines(make_session, sys.stdin)
     else:
-        code = run_interactive(
-            lambda out: make_session(out, interactive=True), history.expanduser()
-        )
+        code = run_interactive(make_session, history.expanduser())
     raise typer.Exit(code)

@@ -7,10 +7,8 @@ connection attempt is bounded by the connect timeout, so a dead address never bl
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -20,8 +18,6 @@ from machines.rpc.netmach import NetMach
 from machines.rpc.protocol import PayloadReceived
 from machines.rpc.repl import ARGS_PAYLOAD
 from machines.rpc.transport import open_websocket_stream
-
-log = logging.getLogger("cli.repl")
 
 
 class Peer:
@@ -33,17 +29,14 @@ class Peer:
         *,
         client_id: str,
         repl_id: str,
-        origin: Path | None = None,
         connect_timeout: float = 3.0,
         call_timeout: float = 3.0,
         on_change: Callable[[Peer, bool], None] | None = None,
     ) -> None:
-        """`origin`: the ``.addr`` file it came from (None: given on the command line).
-        Mutations carry `repl_id` as their source. `on_change(peer, connected)` is called on
+        """Mutations carry `repl_id` as their source. `on_change(peer, connected)` is called on
         each handshake and each loss of a handshaken connection."""
         self.addr = addr
         self.on_change = on_change
-        self.origin = origin
         self.arg_names: list[str] | None = None  # from the endpoint, for completion and checks
         self._nursery: trio.Nursery | None = None
         factory = None
@@ -142,6 +135,11 @@ class Peer:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Dropped by the REPL (its loss is not news)."""
+        return self._stop.is_set()
+
     async def wait_lost(self) -> str:
         """Until the connection drops or the peer is dropped; returns why."""
         async with trio.open_nursery() as nursery:
@@ -192,7 +190,7 @@ class Peers:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def add(self, key: str, addr: str, origin: Path | None = None) -> Peer:
+    def add(self, key: str, addr: str) -> Peer:
         """Connect to `addr` (replacing the peer that had `key`)."""
         self.drop(key)
         self._counter += 1
@@ -200,7 +198,6 @@ class Peers:
             addr,
             client_id=f"{self._hash}-{self._counter}",
             repl_id=self.repl_id,
-            origin=origin,
             connect_timeout=self.connect_timeout,
             call_timeout=self.call_timeout,
             on_change=self.on_change,
@@ -217,9 +214,6 @@ class Peers:
 
     def keys(self) -> list[str]:
         return list(self._by_key)
-
-    def get(self, key: str) -> Peer | None:
-        return self._by_key.get(key)
 
     async def settle(self, timeout: float) -> None:
         """Until every peer is connected or has failed once, at most `timeout` seconds."""

@@ -44,7 +44,6 @@ class Session:
         watch: bool = True,
         connect_timeout: float = 3.0,
         call_timeout: float = 3.0,
-        interactive: bool = False,
     ) -> None:
         self.out = out
         self.addrs = list(addrs)
@@ -52,7 +51,6 @@ class Session:
         self.watch = watch
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
-        self.interactive = interactive
         self.id = repl_id()
         self.exit_requested = False
         self.script_depth = 0
@@ -84,11 +82,11 @@ class Session:
             try:
                 yield self
             finally:
-                for key in self.peers.keys():
-                    self.peers.drop(key)
+                leaving = [self.peers.drop(key) for key in self.peers.keys()]
                 with trio.move_on_after(2):  # let the peers say bye
-                    for peer in list(self.peers):
-                        await peer.gone.wait()
+                    for peer in leaving:
+                        if peer is not None:
+                            await peer.gone.wait()
                 nursery.cancel_scope.cancel()
 
     def _add_sources(self) -> None:
@@ -130,12 +128,12 @@ class Session:
             if peer is not None:
                 self.out.notice(f"- {peer.name} ({change.path.name} removed)")
         else:
-            self.peers.add(key, change.addr, origin=change.path)
+            self.peers.add(key, change.addr)
 
     def _peer_changed(self, peer: Peer, connected: bool) -> None:
         if connected:
             self.out.notice(f"+ {peer.id} ({peer.addr})")
-        elif not peer._stop.is_set():
+        elif not peer.stopping:
             self.out.notice(f"- {peer.name} disconnected")
 
     # --- finding machines ----------------------------------------------------------------------
