@@ -11,6 +11,7 @@ Layout: `discovery` (addresses and ``.addr`` files), `peers` (one aRPC client pe
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -88,12 +89,13 @@ def repl(
             call_timeout=call_timeout,
         )
 
-    if words is not None:
-        code = run_once(make_session, shlex.join(words))
-    elif not is_terminal():
-        import sys
-
-        code = run_lines(make_session, sys.stdin)
-    else:
-        code = run_interactive(make_session, history.expanduser())
+    try:
+        if words is not None:
+            code = run_once(make_session, shlex.join(words))
+        elif not is_terminal():
+            code = run_lines(make_session, sys.stdin)
+        else:
+            code = run_interactive(make_session, history.expanduser())
+    except KeyboardInterrupt:  # Ctrl-C with no command running (e.g. while connecting)
+        code = 130
     raise typer.Exit(code)

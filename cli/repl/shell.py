@@ -129,6 +129,8 @@ class _Shell:
         self._token = trio.lowlevel.current_trio_token()
         session = self.session
         hist = FileHistory(str(self.history)) if self.history is not None else InMemoryHistory()
+        # Tab completes as in a shell (the common part, then a menu); completing while typing
+        # would drop a Tab that arrives while the previous keystroke's completion still runs
         prompt = PromptSession(
             history=hist, completer=ReplCompleter(session), complete_while_typing=False
         )
