@@ -182,6 +182,11 @@ def test_one_shot_errors_exit_1_with_one_err_line(
     # piped lines: each runs, the exit code says whether any failed
     out = repl("--dir", str(addr_dir), input="mach foo\nadd foo Nope\nmach bar\n")
     assert out.returncode == 1 and out.stdout.count("=> (Start:1 Ready:1)") == 2
+    out = repl("--dir", str(addr_dir), "127.0.0.1:1", "--req-all", "--", "list")
+    assert (out.returncode, out.stdout) == (
+        1,
+        "err> connected to 2 of 3 (--req-all); not: 127.0.0.1:1\n",
+    )
     out = repl("--dir", str(addr_dir), "--")
     assert out.returncode == 2 and "nothing after --" in out.stderr
     out = repl("--", "list")

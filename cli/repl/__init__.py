@@ -58,6 +58,12 @@ def repl(
         float, typer.Option(help="Seconds one connection attempt (and a one-shot) may wait.")
     ] = 3.0,
     call_timeout: Annotated[float, typer.Option(help="Seconds a mutation may wait.")] = 3.0,
+    req_all: Annotated[
+        bool,
+        typer.Option(
+            "--req-all", "-a", help="One-shot: fail (exit 1) unless every machine connected."
+        ),
+    ] = False,
     history: Annotated[
         Path, typer.Option(help="History file of the interactive prompt.")
     ] = DEFAULT_HISTORY,
@@ -91,7 +97,7 @@ def repl(
 
     try:
         if words is not None:
-            code = run_once(make_session, shlex.join(words))
+            code = run_once(make_session, shlex.join(words), req_all=req_all)
         elif not is_terminal():
             code = run_lines(make_session, sys.stdin)
         else:

@@ -30,14 +30,22 @@ T = TypeVar("T")
 PROMPT = "am> "
 
 
-def run_once(make_session: Callable[[Output], Session], line: str) -> int:
-    """Connect, run one command line, exit: 0 if it succeeded, 1 if it printed an error."""
+def run_once(make_session: Callable[[Output], Session], line: str, req_all: bool = False) -> int:
+    """Connect, run one command line, exit: 0 if it succeeded, 1 if it printed an error.
+
+    With `req_all`, fail before running it unless every machine connected.
+    """
     out = Output()
 
     async def main() -> int:
         session = make_session(out)
         async with session.running():
             await session.peers.settle(session.connect_timeout)
+            connected, total = len(session.connected()), len(session.peers)
+            if req_all and connected < total:
+                missing = ", ".join(p.name for p in session.peers if not p.connected)
+                out.error(f"connected to {connected} of {total} (--req-all); not: {missing}")
+                return 1
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_interrupt_on_sigint, session)
                 ok = await session.execute(line)
