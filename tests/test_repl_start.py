@@ -29,12 +29,6 @@ def wait_files(directory: Path, count: int, timeout: float = 60) -> list[Path]:
         time.sleep(0.1)
 
 
-def tick(addr_dir: Path, mach: str, state: str) -> int:
-    out = repl("--dir", str(addr_dir), "--", "time", mach, state)
-    assert out.returncode == 0, out
-    return int(re.fullmatch(rf"=> {state}:(\d+)\n", out.stdout).group(1))
-
-
 def test_one_repl_reaches_server_foo_and_both_bars(tmp_path: Path) -> None:
     srv = AmStart(tmp_path, base_env(FOO_BORED_AFTER=3), "--bars", "2")
     addr_dir = tmp_path / "tmp"
@@ -57,12 +51,14 @@ def test_one_repl_reaches_server_foo_and_both_bars(tmp_path: Path) -> None:
         assert (out.returncode, out.stdout) == (0, "=> Executed\n")
         srv.wait_line(rf"^\[{repl_source_id()}\] hi$")
 
-        # a bar peer gets it too: its Msg ticks
-        before = tick(addr_dir, bars[0], "Msg")
-        out = repl("--dir", str(addr_dir), "--", "add", bars[0], "Msg", "--arg", "Msg.Msg",
-                   "--val", "hey")  # fmt: skip
-        assert (out.returncode, out.stdout) == (0, "=> Executed\n")
-        assert tick(addr_dir, bars[0], "Msg") > before
+        # a bar peer gets it too: its Msg ticks. One REPL for the three commands: a browser-side
+        # machine's listen tunnel serves one REPL connection, then the tab opens a new one.
+        out = repl("--dir", str(addr_dir), input=f"time {bars[0]} Msg\nadd {bars[0]} Msg "
+                   f"--arg Msg.Msg --val hey\ntime {bars[0]} Msg\n")  # fmt: skip
+        assert out.returncode == 0, out
+        before, result, after = out.stdout.splitlines()
+        assert result == "=> Executed"
+        assert int(after.split(":")[1]) > int(before.split(":")[1]), out.stdout
 
         # when / when-not return once server-foo changes: bored after 3 s of silence, then a
         # message makes it not bored
@@ -92,14 +88,15 @@ def test_a_repl_add_shows_in_the_tab(browser, tmp_path: Path) -> None:  # noqa: 
         tab = [f for f in wait_files(addr_dir, 2) if f.name.startswith("repl-browser-bar-")]
         assert len(tab) == 1
         bar = tab[0].stem.removeprefix("repl-")
-        out = repl("--dir", str(addr_dir), "--", "add", bar, "Msg", "--arg", "Msg.Msg",
-                   "--val", "from the repl")  # fmt: skip
-        assert (out.returncode, out.stdout) == (0, "=> Executed\n"), out
+        # one REPL, three commands (see above); the tab's endpoint knows the argument names
+        out = repl("--dir", str(addr_dir), input=f"add {bar} Msg --arg Msg.Msg --val 'from the "
+                   f"repl'\nadd {bar} Msg --arg Nope --val x\nlist -p browser-bar-\n")  # fmt: skip
+        lines = out.stdout.splitlines()
+        assert lines[0] == "=> Executed", out
+        assert lines[1] == f"err> unknown argument Nope for {bar} (known: Msg.Msg)"
+        assert re.fullmatch(rf"=> 1\. {bar} t\d+", lines[2]) and lines[3].startswith("=>    CR: ")
         wait_li(page, f"[{repl_source_id()}] from the repl")
         page.screenshot(path=str(tmp_path / "tab.png"))
-        # and the REPL lists the tab's machine, connected and ready
-        out = repl("--dir", str(addr_dir), "--", "list", "-p", "browser-bar-")
-        assert re.search(rf"^=> 1\. {bar} t\d+\n=>    CR: ", out.stdout, re.M), out.stdout
         page.close()
         # the tab is gone: the relay removes its address file
         deadline = time.monotonic() + 30
