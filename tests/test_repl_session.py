@@ -661,6 +661,13 @@ async def test_completion_of_commands_machines_states_and_args() -> None:
             assert complete(s, "add nosuch ") == []
 
 
+@pytest.mark.trio
+async def test_completion_of_script_files(tmp_path: Path) -> None:
+    (tmp_path / "cmds.txt").write_text("list\n")
+    async with session() as (s, out):
+        assert complete(s, f"script {tmp_path}/cm") == ["ds.txt"]
+
+
 # --- exposing --------------------------------------------------------------------------------
 
 
