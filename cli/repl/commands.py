@@ -38,6 +38,11 @@ OPTION_VALUES = {
     "arg": "arg",
 }
 
+#: how `help` lists them: looking first, then changing, then waiting, then the REPL itself
+HELP_ORDER = ("list", "status", "mach", "time", "inspect", "add", "remove", "group-add",
+              "group-remove", "when", "when-not", "when-time", "watch", "connect", "script",
+              "help", "exit")  # fmt: skip
+
 _SETTINGS = {"help_option_names": [], "max_content_width": 100}
 
 
@@ -71,7 +76,7 @@ async def run_command(session: Session, words: list[str]) -> None:
 
 
 def usage(cmd: click.Command) -> str:
-    with click.Context(cmd, info_name=cmd.name) as ctx:
+    with click.Context(cmd, info_name=cmd.name, **cmd.context_settings) as ctx:
         return cmd.get_help(ctx)
 
 
@@ -418,8 +423,12 @@ async def inspect(s: Session, mach: str, states: tuple[str, ...]) -> None:
 @click.option("-Z", "--states-all", is_flag=True, help="print every state")
 @click.option("--disconn/--no-disconn", default=True, help="list disconnected machines")
 async def list_(s: Session, states: bool, states_all: bool, disconn: bool, **filters) -> None:
-    """List the machines: `N. ID tTIME`, then `C`onnected or `D`isconnected, the remote
-    machine `R`eady or only `S`tarted, and its states."""
+    """List the machines, their connection and their states; filters narrow the list.
+
+    Each machine is two lines: `N. ID tTIME` (TIME: the sum of its ticks), then `C`onnected
+    or `D`isconnected, the remote machine `R`eady or only `S`tarted (`-`: neither), and its
+    active states.
+    """
     peers = [p for p in s.peers if disconn or p.connected]
     peers = _filter(peers, filters)
     if not peers:
@@ -501,7 +510,8 @@ async def help_(s: Session, name: str | None) -> None:
         s.out.result(usage(cmd))
         return
     width = max(len(n) for n in COMMANDS)
-    lines = [f"{n:<{width}}  {c.get_short_help_str(limit=90)}" for n, c in COMMANDS.items()]
+    names = [*HELP_ORDER, *(n for n in COMMANDS if n not in HELP_ORDER)]
+    lines = [f"{n:<{width}}  {COMMANDS[n].get_short_help_str(limit=90)}" for n in names]
     lines.append("MACH is a machine id, or `.` for the first connected machine.")
     lines.append("`help COMMAND` or `COMMAND --help` explains one.")
     s.out.result("\n".join(lines))
