@@ -13,9 +13,8 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -26,7 +25,7 @@ class ReplCommand(TyperCommand):
     """Takes the one-shot command after ``--`` off before click parses the rest (click would
     merge both sides of ``--`` into the ADDR arguments)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if "--" in args:
             cut = args.index("--")
             ctx.meta["repl_command"] = args[cut + 1 :]

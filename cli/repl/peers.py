@@ -98,6 +98,9 @@ class Peer:
         """Connected, or the first attempt has failed."""
         return self.client.connected or bool(self.client.last_error)
 
+    async def wait_settled(self) -> None:
+        await self.client.wait_until(lambda: self.settled)
+
     @property
     def error(self) -> str:
         return self.client.last_error
@@ -219,4 +222,4 @@ class Peers:
         """Until every peer is connected or has failed once, at most `timeout` seconds."""
         with trio.move_on_after(timeout):
             for peer in list(self._by_key.values()):
-                await peer.client.wait_until(lambda p=peer: p.settled)
+                await peer.wait_settled()

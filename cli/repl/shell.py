@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,13 +97,18 @@ async def _host(make_session: Callable[[Output], Session], history: Path | None)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
     shell = _Shell(loop, make_session(PromptOutput()), history)
+
+    def finished(outcome: Any) -> None:
+        if not done.done():
+            done.set_result(outcome)
+
     # before trio starts, so it leaves SIGINT to us; prompt_toolkit is told not to touch it
     loop.add_signal_handler(signal.SIGINT, shell.sigint)
     try:
         trio.lowlevel.start_guest_run(
             shell.main,
             run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            done_callback=lambda outcome: done.done() or done.set_result(outcome),
+            done_callback=finished,
             host_uses_signal_set_wakeup_fd=True,
         )
         outcome = await done
@@ -139,7 +144,7 @@ class _Shell:
         hist = FileHistory(str(self.history)) if self.history is not None else InMemoryHistory()
         # Tab completes as in a shell (the common part, then a menu); completing while typing
         # would drop a Tab that arrives while the previous keystroke's completion still runs
-        prompt = PromptSession(
+        prompt: PromptSession[str] = PromptSession(
             history=hist, completer=ReplCompleter(session), complete_while_typing=False
         )
         async with session.running():
@@ -164,11 +169,11 @@ class _Shell:
         except EOFError:
             return "eof", ""
 
-    async def _on_host(self, coro: Awaitable[T]) -> T:
+    async def _on_host(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` as an asyncio task and wait for it from trio."""
         assert self._token is not None
         token, finished = self._token, trio.Event()
-        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+        task = self.loop.create_task(coro)
         task.add_done_callback(lambda _: token.run_sync_soon(finished.set))
         try:
             await finished.wait()
