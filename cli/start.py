@@ -36,7 +36,11 @@ def start(
     ),
     out_dir: Path = typer.Option(Path("."), "--dir", "-d", help="Where --dbg writes its dump."),
     env_file: Path = typer.Option(Path(".env"), "--env-file", help="The .env to read, if any."),
-    no_build: bool = typer.Option(False, "--no-build", help="Serve the page as it is built."),
+    page: str = typer.Option(
+        "auto",
+        "--page",
+        help="Which build the page loads: auto (prod when built and fresh, else dev), dev, prod.",
+    ),
 ) -> None:
     """Start server-foo, its aRPC and REPL endpoints and the relay serving the page."""
     from machines.example.config import load
@@ -51,9 +55,10 @@ def start(
     for key, value in (cfg.env or {}).items():
         os.environ[key] = value  # .env's debug variables reach this process's machines too
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    kind = None if no_build else _build()
-    if kind is not None:
-        _write_page_config(cfg, kind)
+    if page not in ("auto", "dev", "prod"):
+        typer.echo(f"am start: --page must be auto, dev or prod, not {page!r}", err=True)
+        raise typer.Exit(2)
+    _write_page_config(cfg, _build(page))
     import trio
 
     from machines.example.server import StartError
@@ -78,20 +83,29 @@ def _start_error(exc: BaseException, kind: type) -> BaseException | None:
     return None
 
 
-def _build() -> str:
+def _build(page: str) -> str:
     """Build the page if needed; the kind the page should load (``prod`` when fresh)."""
+    if not (WEB / "build_page.py").is_file():
+        typer.echo(f"am start: the page's sources are missing ({WEB}): run it from a clone")
+        raise typer.Exit(1)
     sys.path.insert(0, str(WEB))
     try:
-        import build as web_build
+        import build_page as web_build
     finally:
         sys.path.remove(str(WEB))
-    if web_build.is_fresh("prod"):
+    prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
+    if page == "prod":
+        if not prod_built:
+            typer.echo("am start: no prod build: run `task build-prod`", err=True)
+            raise typer.Exit(1)
         return "prod"
-    if (web_build.OUT / "prod" / "manifest.json").is_file():
+    if page == "auto" and web_build.is_fresh("prod"):
+        return "prod"
+    if page == "auto" and prod_built:
         typer.echo("am start: web/build/prod is stale (task build-prod); using the dev build")
     if not web_build.is_fresh("dev"):
         typer.echo("am start: building the page (web/build/dev)...")
-        proc = subprocess.run([sys.executable, str(WEB / "build.py")], check=False)
+        proc = subprocess.run([sys.executable, str(WEB / "build_page.py")], check=False)
         if proc.returncode != 0:
             raise typer.Exit(1)
     return "dev"

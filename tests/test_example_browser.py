@@ -131,7 +131,7 @@ def wait_li(page, text: str, timeout: float = 20_000) -> None:
 
 
 def test_two_tabs_messages_boredom_and_the_panel(browser, tmp_path: Path) -> None:
-    srv = AmStart(tmp_path, base_env(FOO_BORED_AFTER=3))
+    srv = AmStart(tmp_path, base_env(FOO_BORED_AFTER=3), "--page", "dev")
     try:
         one = open_tab(browser, srv.url)
         two = open_tab(browser, srv.url)
@@ -222,21 +222,27 @@ def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_bars_and_dbg_as_a_process(tmp_path: Path) -> None:
+def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
+    """Three headless peers and a page; the dump holds server-foo and every tab's bar (the
+    page's machines report over the debugger's WebSocket, from Pyodide)."""
     from dbg.dump import read_dump
 
     port = free_port()
     env = base_env(FOO_HELLO_INTERVAL=0.5, AM_DBG_ADDR=f"127.0.0.1:{port}")
     srv = AmStart(tmp_path, env, "--bars", "3", "--dbg", "--dir", "out")
     try:
-        for _ in range(3):
-            srv.wait_line(r"^aRPC connected via WebSocket: browser-bar-", 60)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while sum("aRPC connected" in x for x in srv.lines) < 3:
             assert time.monotonic() < deadline, srv.lines
             time.sleep(0.1)
         srv.wait_line(r"^\[server-foo\] hello$")
+        page = open_tab(browser, srv.url)
+        wait_li(page, "[server-foo] hello")
+        page_bar = f"browser-bar-{page.inner_text('#session')}"
         bars = {x.split(": ")[1] for x in srv.lines if x.startswith("aRPC connected")}
+        assert page_bar in bars and len(bars) == 4
+        page.close()  # its telemetry socket flushes on the way
+        srv.wait_line(rf"^aRPC disconnected: {page_bar}$")
     finally:
         rc, took = srv.stop()
     assert rc == 0 and took < 2.0, (rc, took)
@@ -274,3 +280,43 @@ def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+@pytest.mark.timeout(1200)  # builds the prod page first when it is stale (about a minute)
+def test_the_prod_build_is_served_compressed_and_works(browser, tmp_path: Path) -> None:
+    """``task build-prod`` (rebuilt here when stale): the page restores the Pyodide snapshot,
+    the big files come brotli-compressed, and the example works as with the dev build."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "web" / "build_page.py"), "--prod", "--if-stale"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    srv = AmStart(tmp_path, base_env(), "--page", "prod")
+    try:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        encodings: dict[str, str | None] = {}
+        page.on(
+            "response",
+            lambda r: encodings.__setitem__(
+                r.url.rsplit("/", 1)[-1], r.headers.get("content-encoding")
+            ),
+        )
+        page.goto(srv.url)
+        page.wait_for_selector("#list li:text-is('[bar] StartState')", timeout=LOAD_MS)
+        assert page.evaluate("window.amExample.kind") == "prod"
+        assert encodings["pyodide.asm.wasm"] == "br"
+        snapshot = [k for k in encodings if re.fullmatch(r"snapshot-[0-9a-f]{12}\.bin", k)]
+        assert snapshot and encodings[snapshot[0]] == "br"
+        # a module the snapshot does not hold is imported from the browser zip
+        where = page.evaluate(
+            "window.amExample.py.runPython('import machines.pipes; machines.pipes.__file__')"
+        )
+        assert where.startswith("/lib/browser-site.zip/"), where
+        page.fill("#input", "from the prod page")
+        page.press("#input", "Enter")
+        srv.wait_line(r"^\[browser-bar-[0-9a-f]{4}\] from the prod page$")
+        ctx.close()
+    finally:
+        rc, _ = srv.stop()
+    assert rc == 0

@@ -128,3 +128,32 @@ def test_config_from_env_file_and_environment(tmp_path: Path) -> None:
     assert cfg.page()["env"] == {"AM_DBG_ADDR": "1"}
     with pytest.raises(ValueError, match="FOO_HELLO_INTERVAL"):
         load(None, {"FOO_HELLO_INTERVAL": "soon"})
+
+
+@pytest.mark.trio
+async def test_repl_endpoints_of_the_server_and_of_a_tab(tmp_path: Path) -> None:
+    """What ``am repl --dir tmp`` does: dial each address file and mutate the machine."""
+    from machines.rpc import connect
+
+    lines: list[str] = []
+    cfg = config(tmp_path)
+    repl_dir = Path(cfg.repl_dir)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            a, ui_a = await start_peer(nursery, server.url, cfg)
+            tab_file = repl_dir / f"repl-{a.bar.id}.addr"
+            while not tab_file.exists():
+                await trio.sleep(0.05)  # written by the relay when the tab's tunnel opens
+            async with connect(tab_file.read_text(), id="repl-test") as repl:
+                assert repl.netmach.remote_id == a.bar.id
+                await repl.netmach.add("Msg", {"Msg.Msg": "via the tab's REPL"})
+                await ui_a.wait_for(lambda ui: "[repl-test] via the tab's REPL" in ui.lines)
+            foo_file = repl_dir / "server-foo-repl.addr"
+            async with connect(foo_file.read_text(), id="repl-test") as repl:
+                assert repl.netmach.remote_id == "server-foo"
+                await repl.netmach.add("Msg", {"Msg.Msg": "via foo's REPL"})
+                # the server prints it and, beyond the reference, every tab gets it
+                await ui_a.wait_for(lambda ui: "[repl-test] via foo's REPL" in ui.lines)
+            assert "[repl-test] via foo's REPL" in lines
+            nursery.cancel_scope.cancel()

@@ -1,6 +1,6 @@
 // The page's bootstrap: load Pyodide from the relay (no CDN), install this project's wheel and
 // the pure cbor2 wheel, then run the browser side (machines.example.web_io) in Python.
-// The build (web/build.py) writes build/{dev,prod}/manifest.json; the prod build wins.
+// The build (web/build_page.py) writes build/{dev,prod}/manifest.json; the prod build wins.
 const $ = (id) => document.getElementById(id);
 const progress = (text) => { $("progress").textContent = text; $("progress").hidden = !text; };
 
@@ -48,12 +48,20 @@ async function main() {
     stderr: (line) => console.warn(line),
   };
   if (manifest.snapshot) opts._loadSnapshot = getBytes(manifest.snapshot);
+  // fetched while Python boots: the wheels (dev) or one zip of the browser's packages (prod)
+  const wheelsFetched = Promise.all((manifest.wheels ?? []).map(getBytes));
+  const siteFetched = manifest.site ? getBytes(manifest.site) : null;
   mark("manifest");
   const py = await loadPyodide(opts);
   mark("pyodide");
   progress("Installing the wheels…");
-  const wheels = await Promise.all(manifest.wheels.map(getBytes));
-  for (const whl of wheels) py.unpackArchive(whl, "wheel");
+  for (const whl of await wheelsFetched) py.unpackArchive(whl, "wheel");
+  if (siteFetched) {
+    // the snapshot holds every module the page imports, not their files: the zip serves
+    // whatever is imported later (zipimport, nothing unpacked)
+    py.FS.writeFile("/lib/browser-site.zip", await siteFetched);
+    py.runPython("from machines.example import web_io; web_io.use_site_zip('/lib/browser-site.zip')");
+  }
   mark("wheels");
   progress("Starting the machines…");
   py.globals.set("page_config", py.toPy(config));

@@ -25,7 +25,9 @@ py.runPython(`
 import machines, machines.rpc.endpoint, machines.rpc.netmach, machines.rpc.protocol
 import machines.telemetry, machines.telemetry_browser
 import machines.example.browser, machines.example.config, machines.example.schemas
+import machines.example.web_io
 import asyncio, cbor2, json
+import zipimport  # the page imports what comes later from a zip
 `);
 const snapshot = py.makeMemorySnapshot();
 writeFileSync(out, snapshot);

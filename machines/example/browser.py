@@ -160,7 +160,6 @@ class BrowserBar:
         self.net = self.client.netmach
         self.tunnels_up: dict[str, bool] = {name: False for name in self.paths}
         self.status = CONNECTING
-        self.closed = False
         self.bar.on_change(lambda *_: self._show())
         self.net.on_change(self._piped)
 
@@ -169,30 +168,42 @@ class BrowserBar:
     async def start(self) -> None:
         """Open every tunnel, wait for server-foo's mirror, then add Start on bar."""
         self.ui.status(self.status, self.sess)
-        self.host.spawn(self._keep, "repl", self._serve(REPL_PUSH_INTERVAL, repl=True))
-        self.host.spawn(self._keep, "bar", self._serve(BAR_PUSH_INTERVAL))
+        bar_id = self.bar.id
+        repl = self._serve(f"rs-repl-{bar_id}", REPL_PUSH_INTERVAL, repl=True)
+        self.host.spawn(self._keep, "repl", repl)
+        self.host.spawn(self._keep, "bar", self._serve(f"rs-{bar_id}", BAR_PUSH_INTERVAL))
         self.host.spawn(self._keep, "foo", self._client_session)
         await self.client.wait_connected()
         self._sync_handler_machine()
         self.bar.add("Start")
 
-    def close(self) -> None:
-        self.closed = True
-
     # --- tunnels -------------------------------------------------------------------------------
 
     def _serve(
-        self, push_interval: float, repl: bool = False
+        self, id: str, push_interval: float, repl: bool = False
     ) -> Callable[[Socket], Awaitable[None]]:
-        """A session of an aRPC server of bar on one socket (a fresh endpoint each time); for
+        """Sessions of an aRPC server of bar, one per socket (a fresh endpoint each time); for
         the REPL, one that translates the REPL's argument names and announces them."""
 
         async def session(sock: Socket) -> None:
-            opts = {"push_interval": push_interval, "call_later": self.host.call_later}
+            server: ServerEndpoint
             if repl:
-                server = ReplEndpoint(self.bar, sock.send, args=REPL_ARGS, **opts)
+                server = ReplEndpoint(
+                    self.bar,
+                    sock.send,
+                    args=REPL_ARGS,
+                    id=id,
+                    push_interval=push_interval,
+                    call_later=self.host.call_later,
+                )
             else:
-                server = ServerEndpoint(self.bar, sock.send, **opts)
+                server = ServerEndpoint(
+                    self.bar,
+                    sock.send,
+                    id=id,
+                    push_interval=push_interval,
+                    call_later=self.host.call_later,
+                )
             server.connection_made()
             try:
                 while (data := await sock.receive()) is not None:
@@ -225,7 +236,7 @@ class BrowserBar:
     async def _keep(self, name: str, session: Callable[[Socket], Awaitable[None]]) -> None:
         """Keep one tunnel open: reconnect after every loss, with backoff."""
         delay = RETRY_FIRST
-        while not self.closed:
+        while True:  # until the host cancels it (the page closes, the process stops)
             try:
                 async with self.host.open(self.paths[name]) as sock:
                     delay = RETRY_FIRST
@@ -257,7 +268,7 @@ class BrowserBar:
     def _sync_handler_machine(self) -> None:
         active = [s for s in self.net.active_states if self.foo.has(s)]
         if active and set(active) != set(self.foo.active_states):
-            self.foo.set(active)
+            self.foo.set(active, source=MutSource(self.net.id))
 
     def _show(self) -> None:
         self.ui.show(self.bar, self.net)

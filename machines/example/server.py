@@ -39,6 +39,8 @@ BAR_PREFIX = "browser-bar-"
 HELLO_MAX_MSG_TICK = 20
 #: seconds a server-bar client waits for the tab's handshake
 HANDSHAKE_TIMEOUT = 10.0
+#: tunnels the relay holds at once: each tab uses three (bar, foo, its REPL)
+MAX_TUNNELS = 3000
 
 
 class StartError(Exception):
@@ -109,9 +111,12 @@ class FooHandlers:
         foo.add("Msg", msg_args("hello"))
 
     async def _send(self, client: Client, text: str, author: str | None) -> None:
-        """Add ``Msg`` on one tab's bar; ``author`` (a machine id) overrides the source."""
+        """Add ``Msg`` on one tab's bar; ``author`` (a machine id) overrides the source.
+
+        No-sync add: nothing waits for the answer, and the tab's own push brings its new
+        clock anyway (a third less server CPU per tab at 200 tabs)."""
         try:
-            await client.netmach.add("Msg", msg_args(text), source=author)
+            await client.netmach.add_ns("Msg", msg_args(text), source=author)
         except RpcError as err:  # the tab went away meanwhile: it gets no copy
             log.info("%s: message not delivered: %s", client.id, err)
 
@@ -166,7 +171,7 @@ async def _serve_bar_tunnel(
         try:
             await client.wait_connected(HANDSHAKE_TIMEOUT)
         except RpcError as err:
-            log.warning("%s: no aRPC handshake: %s", bar_id, err)
+            log.info("%s: no aRPC handshake: %s", bar_id, err)  # the rpc log said why
             await stream.aclose()
             return
         browsers.clients[bar_id] = client
@@ -224,6 +229,7 @@ async def run_server(
             static_dir=static_dir,
             repl_addr_dir=repl_dir,
             allow=(cfg.bar_repl_addr,),  # only the REPL tunnels dial out of the process
+            max_tunnels=MAX_TUNNELS,
         )
         relay = await _bind(
             stack, "relay", "RELAY_HTTP_ADDR", cfg.relay_http_addr, open_relay(relay_cfg)

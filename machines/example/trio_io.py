@@ -13,13 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionTimeout,
-    DisconnectionTimeout,
-    HandshakeError,
-    open_websocket_url,
-)
+from trio_websocket import ConnectionClosed, HandshakeError, connect_websocket_url
 
 from machines import Machine
 
@@ -69,22 +63,24 @@ class TrioHost:
 
     @asynccontextmanager
     async def open(self, path: str) -> AsyncIterator[TrioSocket]:
-        opened = False
-        try:
-            async with open_websocket_url(
-                self.base_url + path,
-                connect_timeout=CONNECT_TIMEOUT,
-                disconnect_timeout=1,
-                message_queue_size=0,
-            ) as ws:
-                opened = True
-                async with trio.open_nursery() as nursery:
+        url, ws, error = self.base_url + path, None, "timed out"
+        async with trio.open_nursery() as nursery:  # trio-websocket's reader lives here
+            with trio.move_on_after(CONNECT_TIMEOUT):
+                try:
+                    ws = await connect_websocket_url(nursery, url, message_queue_size=0)
+                except (OSError, HandshakeError, ConnectionClosed) as err:
+                    error = str(err) or type(err).__name__
+            if ws is None:
+                nursery.cancel_scope.cancel()
+            else:
+                try:
                     yield TrioSocket(ws, nursery)
+                finally:
                     nursery.cancel_scope.cancel()
-        except (OSError, HandshakeError, ConnectionTimeout, DisconnectionTimeout) as err:
-            if opened:
-                raise
-            raise ConnectionError(f"cannot open {path}: {err or type(err).__name__}") from None
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                        await ws.aclose()
+        if ws is None:
+            raise ConnectionError(f"cannot open {path}: {error}")
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         self.nursery.start_soon(fn, *args)

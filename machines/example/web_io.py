@@ -180,6 +180,20 @@ class DomUI:
         self.input.focus()
 
 
+def use_site_zip(path: str) -> None:
+    """Import what is not in memory from the zip at ``path`` (the prod build's packages).
+
+    After a snapshot restore the packages are imported but their files are gone; their
+    ``__path__`` still names the old directories, so the zip's directories join them.
+    """
+    import sys
+
+    sys.path.insert(0, path)
+    for name, mod in list(sys.modules.items()):
+        if name.split(".")[0] in ("machines", "cbor2") and hasattr(mod, "__path__"):
+            mod.__path__.append(f"{path}/{name.replace('.', '/')}")
+
+
 _app: BrowserBar | None = None
 
 

@@ -1,4 +1,4 @@
-"""Build the page's assets: ``python web/build.py [--prod] [--if-stale]``.
+"""Build the page's assets: ``python web/build_page.py [--prod] [--if-stale]``.
 
 Development build (``web/build/dev``): the pinned Pyodide files copied from ``node_modules``
 (so the page loads Python from the relay, offline), this project's wheel and the pure cbor2
@@ -40,7 +40,8 @@ class BuildError(Exception):
 
 def newest_source() -> float:
     """The newest modification time of what goes into the wheel (and the build scripts)."""
-    times = [(ROOT / "pyproject.toml").stat().st_mtime, Path(__file__).stat().st_mtime]
+    times = [(ROOT / "pyproject.toml").stat().st_mtime]
+    times += [p.stat().st_mtime for p in (*WEB.glob("*.py"), WEB / "snapshot.mjs")]
     for pkg in SOURCES:
         times += [p.stat().st_mtime for p in (ROOT / pkg).rglob("*.py")]
     return max(times)
