@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import signal
 import sys
+from dataclasses import astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+
+from cli.listen import run_listening
+from machines.addr import parse_hostport
 
 DUMP_NAME = "am-dbg-dump.cbor.br"
 
@@ -75,27 +79,21 @@ def dbg(
             raise typer.Exit(2)
         _print_summary(imported)
         return
-    host, _, port = listen_addr.rpartition(":")
-    if not host or not port.isdigit():
-        typer.echo(f"am dbg: bad --listen-addr {listen_addr!r} (want HOST:PORT)", err=True)
-        raise typer.Exit(2)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    import trio
-
     try:
-        trio.run(
-            _headless,
-            host,
-            int(port),
-            ws_port,
-            out_dir,
-            dump_interval,
-            imported,
-            (rotate_txs, rotate_secs),
-        )
-    except OSError as err:
-        typer.echo(f"am dbg: cannot listen on {listen_addr}: {err.strerror or err}", err=True)
-        raise typer.Exit(1) from None
+        host, port = astuple(parse_hostport(listen_addr))
+    except ValueError as err:
+        typer.echo(f"am dbg: bad --listen-addr: {err}", err=True)
+        raise typer.Exit(2) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ws = port + 1 if ws_port == -1 and port else ws_port
+    where = listen_addr if ws in (-1, 0) else f"{listen_addr} (WebSocket port {ws})"
+    run_listening(
+        "am dbg",
+        where,
+        "--listen-addr or --ws-port",
+        _headless,
+        *(host, port, ws_port, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
+    )
 
 
 def _print_summary(dumps: list) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from cli.listen import run_listening
 from relay.config import DEFAULT_LISTEN_ADDR, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_TUNNELS
 
 
@@ -75,8 +76,6 @@ def relay(
     /listen/<id>/<host:port> listens there for one TCP peer; /dial/<id>/<host:port> dials
     there. Runs until Ctrl-C, which closes every tunnel and removes address files.
     """
-    import trio
-
     from relay import RelayConfig
 
     try:
@@ -93,11 +92,7 @@ def relay(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-    try:
-        trio.run(_serve, config)
-    except OSError as err:
-        typer.echo(f"am relay: cannot serve on {listen_addr}: {err}", err=True)
-        raise typer.Exit(1) from None
+    run_listening("am relay", listen_addr, "--listen-addr or RELAY_HTTP_ADDR", _serve, config)
     typer.echo("relay stopped")
 
 

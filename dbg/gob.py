@@ -26,6 +26,7 @@ at which field path it was found.
 
 from __future__ import annotations
 
+import builtins
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ class _Reader:
         u = self.uint()
         return ~(u >> 1) if u & 1 else u >> 1
 
-    def count(self, what: str) -> int:
+    def count(self, what: str) -> builtins.int:  # ``int`` is the method above
         """A length prefix; every counted item takes at least one byte, which bounds it."""
         start = self.pos
         n = self.uint()
@@ -178,7 +179,7 @@ class _Reader:
             raise GobError(f"{what} length {n} exceeds the {self.end - self.pos} bytes left", start)
         return n
 
-    def raw(self, n: int) -> bytes:
+    def raw(self, n: builtins.int) -> bytes:
         pos = self.pos
         self.pos = pos + n
         return self.data[pos : pos + n]
@@ -400,7 +401,7 @@ class GobDecoder:
     def _seq_dec(elem: _Dec, what: str) -> _Dec:
         def dec(r: _Reader) -> list[Any]:
             n = r.count(what)
-            out = []
+            out: list[Any] = []
             append = out.append
             for i in range(n):
                 try:

@@ -491,7 +491,7 @@ class MachineDump:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "machine") -> MachineDump:
         d = _dict(d, where)
-        schema = DbgMsgStruct.from_dict(d.get("schema"), f"{where}.schema")
+        schema = DbgMsgStruct.from_dict(d.get("schema"), f"{where}.schema")  # type: ignore[arg-type]  # checked there
         where = f"machine {schema.id!r}"
         txs = _get(d, "txs", list, [], where)
         return cls(

@@ -1,9 +1,13 @@
 """asyncmachine runtime: states, relations, clocks, the queue and waiting.
 
-The core is sans-IO: it imports neither trio nor asyncio at module load, so the same code runs
-in CPython servers and in the browser's Python (Pyodide).
+The core (schema, resolver, machine, queue, waiting) does no I/O and imports neither trio nor
+asyncio at module load, so the same code runs in CPython servers and in the browser's Python
+(Pyodide); awaiting goes through `machines.aio` to whichever loop runs. The one exception is
+opt-in: with ``AM_DBG_ADDR`` set, a new machine attaches telemetry, which sends from a
+background thread (`machines.telemetry`).
 """
 
+from .api import MachineApi, settle
 from .machine import HandlerTimeoutError, Machine
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .schema import EXCEPTION, Relation, Schema, State, extend, merge, states_by_tag
@@ -18,6 +22,7 @@ __all__ = [
     "HandlerTimeoutError",
     "LogLevel",
     "Machine",
+    "MachineApi",
     "MutSource",
     "Mutation",
     "MutationType",
@@ -33,5 +38,6 @@ __all__ = [
     "Waitable",
     "extend",
     "merge",
+    "settle",
     "states_by_tag",
 ]

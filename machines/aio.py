@@ -36,8 +36,11 @@ def current_library() -> str:
     return "asyncio"
 
 
-async def wait_signal(subscribe: Callable[[Callable[[], None]], Callable[[], None]]) -> None:
-    """Sleep until the callback given to ``subscribe`` is called.
+async def wait_signal(
+    subscribe: Callable[[Callable[[], None]], Callable[[], None]], timeout: float | None = None
+) -> bool:
+    """Sleep until the callback given to ``subscribe`` is called (True), or ``timeout`` seconds
+    pass (False). The one bridge from a callback to an awaiting task, under trio or asyncio.
 
     ``subscribe(cb)`` registers ``cb`` and returns a function that unregisters it (called when
     the waiter is cancelled, so a cancelled waiter leaves nothing behind). The callback may be
@@ -58,10 +61,14 @@ async def wait_signal(subscribe: Callable[[Callable[[], None]], Callable[[], Non
 
         unsubscribe = subscribe(wake)
         try:
-            await event.wait()
+            if timeout is None:  # the common case: no cancel scope to set up
+                await event.wait()
+            else:
+                with trio.move_on_after(timeout):
+                    await event.wait()
         finally:
             unsubscribe()
-        return
+        return event.is_set()
 
     import asyncio
 
@@ -80,9 +87,12 @@ async def wait_signal(subscribe: Callable[[Callable[[], None]], Callable[[], Non
 
     unsubscribe = subscribe(wake_async)
     try:
-        await fut
+        await asyncio.wait_for(fut, timeout)
+    except TimeoutError:
+        return False
     finally:
         unsubscribe()
+    return True
 
 
 async def run_cancellable(
@@ -105,7 +115,7 @@ async def run_cancellable(
     import asyncio
 
     task = asyncio.ensure_future(fn(*args))
-    unsubscribe = on_cancel(task.cancel)
+    unsubscribe = on_cancel(lambda: None if task.cancel() else None)
     try:
         return await task
     except asyncio.CancelledError:

@@ -232,8 +232,11 @@ class Machine:
         return not self._disposed and all(s in self._index for s in _flat(states))
 
     def index(self, state: str) -> int:
-        """Position of ``state`` in the index, -1 if unknown (or disposed)."""
-        return -1 if self._disposed else self._index.get(state, -1)
+        """Position of ``state`` in the index (-1 once disposed); unknown names raise."""
+        if self._disposed:
+            return -1
+        self._check_known((state,))
+        return self._index[state]
 
     def verify_states(self, names: Iterable[str]) -> None:
         """Set the index order; ``names`` must list every state exactly (ValueError otherwise)."""
@@ -306,20 +309,30 @@ class Machine:
         return [n for i, n in enumerate(self._names) if ticks[i] & 1]
 
     def is_active(self, *states: str | Iterable[str]) -> bool:
-        """All given states are active (unknown names count as inactive)."""
+        """All given states are active; unknown names raise ``ValueError``."""
         if self._disposed:
             return False
         active = self._active_set
         for s in _flat(states):
             if s not in active:
+                # only a negative answer pays for the name check (unknown names are never
+                # active); one known name, the common call, costs one lookup
+                if len(states) > 1 or s not in self._index or not isinstance(states[0], str):
+                    self._check_known(tuple(_flat(states)))
                 return False
         return True
 
     def any_active(self, *states: str | Iterable[str]) -> bool:
+        """At least one of the given states is active; unknown names raise ``ValueError``."""
         if self._disposed:
             return False
-        active = self._active_set
-        return any(s in active for s in _flat(states))
+        active, index, hit = self._active_set, self._index, False
+        for s in _flat(states):
+            if s in active:
+                hit = True
+            elif s not in index:
+                self._check_known(tuple(_flat(states)))
+        return hit
 
     def not_active(self, *states: str | Iterable[str]) -> bool:
         """None of the given states is active."""
@@ -331,10 +344,13 @@ class Machine:
         return self.is_active(EXCEPTION)
 
     def tick(self, state: str) -> int:
+        """The state's clock (odd: active); unknown names raise ``ValueError``."""
         if self._disposed:
             return 0
         i = self._index.get(state)
-        return 0 if i is None else self._ticks[i]
+        if i is None:
+            self._check_known((state,))
+        return self._ticks[i]  # type: ignore[index]  # _check_known raised for None
 
     def time(self, states: str | Iterable[str] | None = None) -> list[int]:
         """Ticks in index order (or in the order of ``states``)."""
@@ -361,7 +377,8 @@ class Machine:
         )
 
     def switch(self, *states: str) -> str:
-        """The first of ``states`` that is active, or ``""``."""
+        """The first of ``states`` that is active, or ``""``; unknown names raise."""
+        self._check_known(states)
         return next((s for s in states if s in self._active_set), "")
 
     def __str__(self) -> str:
@@ -1094,30 +1111,37 @@ class Machine:
             s = mut.source
             self._log(LogLevel.OPS, f"[source] {s.machine_id}/{s.tx_id}/{s.mach_time}")
 
-    def on_change(self, fn: Callable[[Machine, list[int], list[int]], None]) -> None:
-        """Call ``fn(machine, time_before, time_after)`` after every transition."""
+    def on_change(self, fn: Callable[[Machine, list[int], list[int]], None]) -> Callable[[], None]:
+        """Call ``fn(machine, time_before, time_after)`` after every transition; returns the
+        function that unsubscribes it (as a NetMach's ``on_change`` does)."""
         self._on_change.append(fn)
+
+        def unsubscribe() -> None:
+            if fn in self._on_change:
+                self._on_change.remove(fn)
+
+        return unsubscribe
 
     # -- waiting -----------------------------------------------------------------------------
 
-    def when(self, states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
+    def when(self, *states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
         """Completes when all ``states`` are active (at once if they are)."""
-        called = names_of(states)
+        called = names_of(_flat(states))
         self._check_known(called)
         if self._disposed:
             return Waitable(True)
         return self._subs.when(called, ctx)
 
-    def when_not(self, states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
+    def when_not(self, *states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
         """Completes when none of ``states`` is active."""
-        called = names_of(states)
+        called = names_of(_flat(states))
         self._check_known(called)
         if self._disposed:
             return Waitable(True)
         return self._subs.when_not(called, ctx)
 
     def when_err(self, ctx: Waitable | None = None) -> Waitable:
-        return self.when(EXCEPTION, ctx)
+        return self.when(EXCEPTION, ctx=ctx)
 
     def when_time(
         self, states: str | Iterable[str], ticks: Iterable[int], ctx: Waitable | None = None

@@ -57,7 +57,7 @@ def names_of(states: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(seen)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class State:
     """One state's definition: two flags, four relations and free-form tags.
 
@@ -73,9 +73,25 @@ class State:
     multi: bool = False
     tags: tuple[str, ...] = field(default=())
 
-    def __post_init__(self) -> None:
-        for f in ("require", "add", "remove", "after", "tags"):
-            object.__setattr__(self, f, names_of(getattr(self, f)))
+    def __init__(
+        self,
+        require: str | Iterable[str] = (),
+        add: str | Iterable[str] = (),
+        remove: str | Iterable[str] = (),
+        after: str | Iterable[str] = (),
+        auto: bool = False,
+        multi: bool = False,
+        tags: str | Iterable[str] = (),
+    ) -> None:
+        # frozen: fields are set once, here, as de-duplicated tuples
+        set_ = object.__setattr__
+        set_(self, "require", names_of(require))
+        set_(self, "add", names_of(add))
+        set_(self, "remove", names_of(remove))
+        set_(self, "after", names_of(after))
+        set_(self, "auto", auto)
+        set_(self, "multi", multi)
+        set_(self, "tags", names_of(tags))
 
     def extend(self, overlay: State) -> State:
         """Union of relation lists (this ++ overlay); ``auto``/``multi`` only switched on."""
@@ -91,11 +107,11 @@ class State:
 
     def set(self, auto: bool, multi: bool, **relations: Iterable[str]) -> State:
         """Replace the given relation lists and set both flags explicitly."""
-        return replace(self, auto=auto, multi=multi, **relations)
+        return replace(self, auto=auto, multi=multi, **relations)  # type: ignore[arg-type]
 
     def set_rels(self, **relations: Iterable[str]) -> State:
         """Replace the given relation lists, keeping the flags."""
-        return replace(self, **relations)
+        return replace(self, **relations)  # type: ignore[arg-type]
 
     def relations(self) -> dict[Relation, tuple[str, ...]]:
         return {

@@ -7,8 +7,8 @@ Layers, like the rest of the core:
   costs the machine an ``append``; when full, the oldest messages are dropped and counted, and
   the drop is reported once.
 * :func:`encode_frame` / :class:`FrameDecoder`: the wire format, length-prefixed CBOR
-  (4-byte big-endian length, then ``{"t": "schema", "m": <schema dict>}`` or
-  ``{"t": "txs", "m": [<transition array>, ...]}``); schema dicts use the field names of
+  (:mod:`machines.framing`: 4-byte big-endian length, then ``{"t": "schema", "m": <schema>}``
+  or ``{"t": "txs", "m": [<transition array>, ...]}``); schema dicts use the field names of
   :mod:`dbg.model`, transition arrays the order of :data:`TX_FIELDS` (see :func:`tx_message`).
 * :class:`TcpSender`: a daemon thread that connects to the debugger, re-sends every machine's
   schema on each (re)connect (the collector ignores transitions of machines whose schema did not
@@ -28,15 +28,14 @@ import atexit
 import logging
 import os
 import socket
-import struct
 import sys
 import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import cbor2
-
+from . import framing
+from .addr import parse_hostport
 from .tracer import Tracer
 from .transition import ID_PREFIX, tx_id
 
@@ -61,7 +60,6 @@ __all__ = [
 DEFAULT_ADDR = "localhost:6831"
 MAX_FRAME = 16 * 1024 * 1024
 RPC_TAGS = ("rpc-server", "rpc-client", "rpc-mux")
-_HEADER = struct.Struct(">I")
 
 log = logging.getLogger("machines.telemetry")
 
@@ -71,33 +69,19 @@ class FrameError(ValueError):
 
 
 def encode_frame(kind: str, message: dict[str, Any] | list[Any]) -> bytes:
-    body = cbor2.dumps({"t": kind, "m": message})
-    return _HEADER.pack(len(body)) + body
+    """One telemetry frame (`machines.framing`): ``{"t": kind, "m": message}``."""
+    return framing.encode_frame({"t": kind, "m": message})
 
 
 class FrameDecoder:
     """Sans-IO: feed bytes, get ``(kind, message)`` pairs; raises :class:`FrameError`."""
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._buf = bytearray()
-        self._max = max_frame
+        self._reader = framing.FrameReader(max_frame, FrameError)
 
     def feed(self, data: bytes) -> list[tuple[str, Any]]:
-        self._buf += data
         out = []
-        buf = self._buf
-        while len(buf) >= 4:
-            (size,) = _HEADER.unpack_from(buf)
-            if size > self._max:
-                raise FrameError(f"telemetry frame of {size} bytes exceeds {self._max}")
-            if len(buf) < 4 + size:
-                break
-            body = bytes(buf[4 : 4 + size])
-            del buf[: 4 + size]
-            try:
-                doc = cbor2.loads(body)
-            except Exception as err:
-                raise FrameError(f"telemetry frame is not CBOR: {err}") from None
+        for doc in self._reader.feed(data):
             if not isinstance(doc, dict) or doc.get("t") not in ("schema", "txs"):
                 raise FrameError("telemetry frame is not a {t: schema|txs, m: ...} map")
             if not isinstance(doc.get("m"), dict if doc["t"] == "schema" else list):
@@ -355,10 +339,11 @@ class TcpSender:
 
 
 def _split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"telemetry: bad debugger address {addr!r} (want HOST:PORT)")
-    return host.strip("[]"), int(port)
+    try:
+        hp = parse_hostport(addr)
+    except ValueError as err:
+        raise ValueError(f"telemetry: bad debugger address (AM_DBG_ADDR): {err}") from None
+    return hp.host, hp.port
 
 
 _process_lock = threading.Lock()

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .addr import format_hostport, parse_hostport
 from .telemetry import DbgTracer, Outbox
 
 __all__ = ["DEFAULT_URL", "WebSocketSender", "attach", "sender_for", "url_from_env"]
@@ -33,10 +34,11 @@ def url_from_env(addr: str) -> str:
         return addr
     if addr in ("", "1"):
         return DEFAULT_URL
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"telemetry: bad debugger address {addr!r} (want HOST:PORT or ws://)")
-    return f"ws://{host}:{int(port) + 1}/dbg.ws"
+    try:
+        hp = parse_hostport(addr)
+    except ValueError as err:
+        raise ValueError(f"telemetry: bad debugger address (AM_DBG_ADDR): {err}") from None
+    return f"ws://{format_hostport(hp.host, hp.port + 1)}/dbg.ws"
 
 
 class WebSocketSender:

@@ -174,7 +174,8 @@ class Transition:
 
     def time_diff(self) -> tuple[list[str], list[str]]:
         """(activated incl. Multi re-activations, deactivated) state names."""
-        added, removed = [], []
+        added: list[str] = []
+        removed: list[str] = []
         for name, b, a in zip(
             self.machine.state_names, self.time_before, self.time_after, strict=False
         ):

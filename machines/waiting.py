@@ -111,6 +111,13 @@ class Clocked(Protocol):
 
 class _Sub(Waitable):
     __slots__ = ("key", "kind", "states", "ticks", "args", "fn")
+    # set by Subscriptions._watch / when_query; which ones depends on ``kind``
+    key: Any
+    kind: str
+    states: tuple[str, ...]
+    ticks: tuple[int, ...]
+    args: Any
+    fn: Any
 
 
 class Subscriptions:

@@ -1,4 +1,4 @@
-"""Relay configuration and address parsing.
+"""Relay configuration (addresses are parsed by `machines.addr`).
 
 Everything the relay needs to decide is in one frozen value, so a caller (the CLI, `am start`,
 a test) builds it once and the server never reads globals or the environment.
@@ -10,6 +10,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machines.addr import HostPort, format_hostport, parse_hostport
+
+__all__ = ["HostPort", "RelayConfig", "format_hostport", "parse_hostport"]
+
 #: The reference relay's default HTTP address (``am-relay wasm``).
 DEFAULT_LISTEN_ADDR = "localhost:12733"
 DEFAULT_MAX_MESSAGE = 1 << 20
@@ -18,45 +22,6 @@ DEFAULT_DIAL_TIMEOUT = 10.0
 
 # RFC 7230 "token" characters: the only ones a browser lets through in Sec-WebSocket-Protocol.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-@dataclass(frozen=True, order=True)
-class HostPort:
-    """A TCP address as written by people: ``host:port`` or ``[v6]:port``."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return format_hostport(self.host, self.port)
-
-
-def format_hostport(host: str, port: int | str) -> str:
-    """``host:port``, bracketing IPv6 literals so the result parses back."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_hostport(text: str, *, allow_any_port: bool = False) -> HostPort:
-    """Parse ``host:port`` (``[v6]:port`` for IPv6); raise ValueError with a readable reason.
-
-    With ``allow_any_port`` the port may be ``*`` (stored as -1): an allow-list wildcard.
-    """
-    if not text or "/" in text or any(c.isspace() for c in text):
-        raise ValueError(f"bad address {text!r}: expected HOST:PORT")
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"bad address {text!r}: expected HOST:PORT")
-    if host.startswith("["):
-        if not host.endswith("]") or len(host) < 3:
-            raise ValueError(f"bad address {text!r}: unbalanced brackets")
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"bad address {text!r}: write IPv6 hosts as [addr]:port")
-    if allow_any_port and port_text == "*":
-        return HostPort(host.lower(), -1)
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"bad address {text!r}: port must be 0-65535")
-    return HostPort(host.lower(), int(port_text))
 
 
 def _normalize_origin(origin: str) -> str:

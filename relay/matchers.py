@@ -60,7 +60,7 @@ def parse_tunnel_path(path: str) -> TunnelRequest | None:
         target = parse_hostport(addr)
     except ValueError as err:
         raise BadPath(str(err)) from None
-    return TunnelRequest(kind, tunnel_id, target)  # type: ignore[arg-type]
+    return TunnelRequest(kind, tunnel_id, target)
 
 
 #: An in-process tunnel handler: it owns the stream until it returns; the relay then closes

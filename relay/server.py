@@ -70,6 +70,12 @@ class Relay:
 
     # Matchers
 
+    async def wait_idle(self, at_most: int = 0) -> None:
+        """Return once at most ``at_most`` tunnels are open: waits on the tunnels' ``done``
+        events (set when a tunnel has ended), no polling."""
+        while len(self._tunnels) > at_most:
+            await next(iter(self._tunnels)).done.wait()
+
     def add_matcher(
         self, kind: TunnelKind, pattern: str | re.Pattern[str], handler: Handler
     ) -> Matcher:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from machines import Machine, State
 
@@ -164,6 +165,14 @@ def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
     return runner
 
 
+@pytest.fixture
+def jump_clock() -> trio.testing.MockClock:
+    """A virtual clock for rate and timeout tests: pytest-trio runs a test that asks for it on
+    this clock, whose time jumps to the next deadline once every task has waited 0.1 s of real
+    time (real sockets on loopback answer well within that)."""
+    return trio.testing.MockClock(autojump_threshold=0.1)
+
+
 # -- the browser's Python (Pyodide) ---------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,19 +193,16 @@ def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheels[0]
 
 
+#: where ``task setup`` puts the wheels the browser's Python installs (git-ignored)
+WHEELS = REPO / "web" / "build" / "cache"
+CBOR2_WHEEL = "cbor2-5.9.0-py3-none-any.whl"
+
+
 @pytest.fixture(scope="session")
-def cbor2_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = getattr(pytestconfig, "cache", None)  # absent with -p no:cacheprovider
-    cache = Path(store.mkdir("cbor2-pure-wheel") if store else tmp_path_factory.mktemp("cbor2"))
-    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
-    if found:
-        return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "cbor2==5.9.0", "--no-deps"]
-    cmd += ["--only-binary=:all:", "--platform", "any", "--python-version", "3.14"]
-    proc = subprocess.run(
-        [*cmd, "-d", str(cache)], capture_output=True, text=True, timeout=120, check=False
-    )
-    found = sorted(cache.glob("cbor2-5.9.0-py3-none-any.whl"))
-    if proc.returncode != 0 or not found:
-        pytest.fail(f"could not fetch the pure cbor2 wheel ({' '.join(cmd)}):\n{proc.stderr}")
-    return found[0]
+def cbor2_wheel() -> Path:
+    """The pure-Python cbor2 wheel Pyodide installs, fetched by the install step, not by a test
+    (the test run needs no network)."""
+    wheel = WHEELS / CBOR2_WHEEL
+    if not wheel.is_file():
+        pytest.fail(f"{wheel} is missing: run `task setup` (it downloads the browser's wheels)")
+    return wheel

@@ -153,8 +153,8 @@ def test_39_subscriptions_are_shared():
     assert m.when("B") is not m.when_not("A")
     assert m.when_args("B", {"foo": "bar"}) is not m.when_args("B", {"foo": "baz"})
     ctx = Waitable()
-    assert m.when("B", ctx) is not m.when("B")
-    assert m.when("B", ctx) is m.when("B", ctx)
+    assert m.when("B", ctx=ctx) is not m.when("B")
+    assert m.when("B", ctx=ctx) is m.when("B", ctx=ctx)
 
 
 def test_40_context_bound_waits(run):
@@ -166,7 +166,7 @@ def test_40_context_bound_waits(run):
             m.when_ticks("A", 4, ctx),
             m.when_time("A", [7], ctx),
             m.when_args("B", {"x": 1}, ctx),
-            m.when("C", ctx),
+            m.when("C", ctx=ctx),
         ]
         assert not any(w.done for w in waits)
         assert m._subs  # the machine indexes them
@@ -179,7 +179,7 @@ def test_40_context_bound_waits(run):
         assert not m._subs  # bookkeeping emptied
 
         # a context cancelled already: completed at once
-        assert m.when("C", ctx).done and m.when_time("A", [9], ctx).done
+        assert m.when("C", ctx=ctx).done and m.when_time("A", [9], ctx).done
 
         # mismatched lengths: completed at once, and an error
         assert m.when_time(["A", "B"], [1]).done
@@ -192,7 +192,7 @@ def test_40_state_ctx_as_wait_context(run):
     async def body(kit):
         m = Machine(norels())
         m.add("A")
-        w = m.when("C", m.new_state_ctx("A"))
+        w = m.when("C", ctx=m.new_state_ctx("A"))
         assert not w.done
         kit.spawn(_remove_soon, kit, m, "A")
         await w

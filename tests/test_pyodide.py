@@ -6,7 +6,7 @@ The same scenarios also run in this CPython, so each expectation below is checke
 runtimes: the browser must behave exactly like the server. The scenario script only observes;
 every verdict is here, one test per scenario, so a failure names it and shows what was seen.
 
-Node and ``node_modules/pyodide`` are required, not optional: ``task deps`` installs them (CI
+Node and ``node_modules/pyodide`` are required, not optional: ``task setup`` installs them (CI
 does). When they are missing the tests fail and say so rather than being skipped.
 """
 
@@ -61,10 +61,10 @@ def pyodide_results(project_wheel: Path) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("Pyodide tests need Node.js (`node` is not on PATH): install it, then run "
-                    "`task deps` (CI installs both)")  # fmt: skip
+                    "`task setup` (CI installs both)")  # fmt: skip
     if not PYODIDE.is_file():
         pytest.fail(f"the pinned Pyodide is missing ({PYODIDE.relative_to(REPO)}): run "
-                    "`task deps` (npm ci; CI does it)")  # fmt: skip
+                    "`task setup` (npm ci; CI does it)")  # fmt: skip
     try:
         proc = subprocess.run(
             [node, str(RUNNER), str(project_wheel), str(SCENARIOS)],

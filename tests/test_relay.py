@@ -214,8 +214,7 @@ async def test_tcp_peer_leaving_closes_1000_and_frees_port() -> None:
             await tcp.aclose()
             assert await ws.wait_closed() == (1000, "tcp peer closed")
             assert not port_is_listening(port)
-            while relay.tunnels:
-                await trio.sleep(0.01)
+            await relay.wait_idle()
 
 
 @pytest.mark.trio
@@ -234,8 +233,7 @@ async def test_websocket_leaving_closes_tcp_and_port() -> None:
             # Before a TCP peer came, a leaving browser frees the port too.
             ws = await Ws.open(f"ws://{relay.addr}/listen/m2/127.0.0.1:{port}")
             await ws.close()
-            while relay.tunnels:
-                await trio.sleep(0.01)
+            await relay.wait_idle()
             with socket.socket() as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", port))
@@ -307,8 +305,7 @@ async def test_repl_address_file_holds_real_port(tmp_path: Path) -> None:
             assert sorted(p.name for p in tmp_path.iterdir()) == ["repl-foo.addr"]
             await tcp.aclose()
             await ws.wait_closed()
-            while len(relay.tunnels) > 1:
-                await trio.sleep(0.01)
+            await relay.wait_idle(at_most=1)
             assert not path.exists()
             await other.close()
 

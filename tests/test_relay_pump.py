@@ -21,6 +21,21 @@ from relay import RelayConfig, open_relay
 TIMEOUT = 20
 
 
+@pytest.fixture(params=["epoll", "poll"])
+def pump_select(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The pump with epoll, and as on systems without it (macOS, BSD): plain poll(2), same
+    flags."""
+    if request.param == "poll":
+        import select
+        import types
+
+        import relay.pump
+
+        portable = types.SimpleNamespace(**{k: v for k, v in vars(select).items() if k != "epoll"})
+        monkeypatch.setattr(relay.pump, "select", portable)
+    return request.param
+
+
 async def ws_open(url: str, **kwargs: object):
     kwargs.setdefault("open_timeout", 5)
     kwargs.setdefault("legacy", True)
@@ -69,7 +84,7 @@ async def tcp_peer() -> AsyncIterator[tuple[int, trio.MemoryReceiveChannel]]:
 
 
 @pytest.mark.trio
-async def test_pings_fragments_and_the_peers_close_reach_the_tcp_side() -> None:
+async def test_pings_fragments_and_the_peers_close_reach_the_tcp_side(pump_select: str) -> None:
     with trio.fail_after(TIMEOUT):
         async with tcp_peer() as (port, ended), open_relay(config()) as relay:
             conn = await ws_open(f"ws://{relay.addr}/dial/p/127.0.0.1:{port}")
@@ -87,8 +102,7 @@ async def test_pings_fragments_and_the_peers_close_reach_the_tcp_side() -> None:
             assert await trio.to_thread.run_sync(exchange) == b"fragmented"
             assert await ended.receive() == b"fragmented and last"
             assert conn.close_code == 4000  # the relay echoed the close frame
-            while relay.tunnels:
-                await trio.sleep(0.01)
+            await relay.wait_idle()
 
 
 @pytest.mark.trio
@@ -124,7 +138,7 @@ async def test_oversized_message_and_bad_frame_close_the_pumped_tunnel(caplog) -
 
 
 @pytest.mark.trio
-async def test_a_dropped_websocket_and_a_leaving_tcp_peer_end_the_tunnel() -> None:
+async def test_a_dropped_websocket_and_a_leaving_tcp_peer_end_the_tunnel(pump_select: str) -> None:
     with trio.fail_after(TIMEOUT):
         async with tcp_peer() as (port, ended), open_relay(config()) as relay:
             conn = await ws_open(f"ws://{relay.addr}/dial/d/127.0.0.1:{port}")
@@ -140,21 +154,3 @@ async def test_a_dropped_websocket_and_a_leaving_tcp_peer_end_the_tunnel() -> No
                 conn = await ws_open(f"ws://{relay.addr}/dial/c/127.0.0.1:{closing}")
                 assert await close_of(conn) == (1000, "tcp peer closed")
                 nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
-def without_epoll(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pump as on systems without epoll (macOS, BSD): plain poll(2), same flags."""
-    import select
-    import types
-
-    import relay.pump
-
-    portable = types.SimpleNamespace(**{k: v for k, v in vars(select).items() if k != "epoll"})
-    monkeypatch.setattr(relay.pump, "select", portable)
-
-
-@pytest.mark.trio
-async def test_the_pump_works_with_poll_where_there_is_no_epoll(without_epoll) -> None:
-    await test_pings_fragments_and_the_peers_close_reach_the_tcp_side()
-    await test_a_dropped_websocket_and_a_leaving_tcp_peer_end_the_tunnel()

@@ -210,8 +210,7 @@ async def test_tunnel_count_is_limited() -> None:
             status, body = await refused(url)
             assert status == 503 and "too many tunnels" in body
             await trio.to_thread.run_sync(first.close)
-            while relay.tunnels:
-                await trio.sleep(0.01)
+            await relay.wait_idle()
             again = await ws_open(url)
             assert await echo_once(again) == b"ping"
             await trio.to_thread.run_sync(again.close)

@@ -2,8 +2,8 @@
 endpoints under Pyodide's asyncio, with the pure-Python cbor2 5.x that the browser uses, and the
 bytes it produces are the bytes CPython (cbor2 6.x, Rust) produces.
 
-Needs Node, the pinned npm Pyodide (`task deps`) and the cbor2 5.9.0 pure wheel, fetched once
-with pip into pytest's cache. Missing pieces fail the test with the reason; nothing is skipped.
+Needs Node, the pinned npm Pyodide and the cbor2 5.9.0 pure wheel, both fetched by `task setup`
+(not by the test run). Missing pieces fail the test with the reason; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ process.exit(0);
 def runs(tmp_path_factory: pytest.TempPathFactory, cbor2_wheel: Path) -> dict:
     node = shutil.which("node")
     if node is None or not PYODIDE.is_file():
-        pytest.fail("needs Node.js and the pinned Pyodide in node_modules: run `task deps`")
+        pytest.fail("needs Node.js and the pinned Pyodide in node_modules: run `task setup`")
     tmp = tmp_path_factory.mktemp("rpc-pyodide")
     (tmp / "rpc_scenario.py").write_text(SCENARIO)
     (tmp / "runner.mjs").write_text(RUNNER)

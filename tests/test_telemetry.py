@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,7 @@ def test_frame_decoder_rejects_oversized_and_non_cbor():
     dec = FrameDecoder(max_frame=10)
     with pytest.raises(FrameError, match="exceeds"):
         dec.feed(b"\x00\x00\x01\x00")
-    with pytest.raises(FrameError, match="not CBOR"):
+    with pytest.raises(FrameError, match="malformed CBOR"):
         FrameDecoder().feed(b"\x00\x00\x00\x01\xff")
     frame = encode_frame("txs", [["x"]])
     dec = FrameDecoder()
@@ -180,6 +181,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_dump(path: Path, ready: Callable[[list], bool], timeout: float = 15.0) -> list:
+    """The dump at ``path`` once ``ready(dumps)``; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            dumps = read_dump(path)
+            if ready(dumps):
+                return dumps
+        time.sleep(0.05)
+    pytest.fail(f"no periodic dump with every transition at {path} within {timeout}s")
+
+
 def test_headless_collects_from_a_process_and_writes_dump_on_sigterm(tmp_path: Path):
     port = _free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -213,11 +226,11 @@ def test_headless_collects_from_a_process_and_writes_dump_on_sigterm(tmp_path: P
         )
         assert producer.returncode == 0
         dump = tmp_path / "am-dbg-dump.cbor.br"
-        # the periodic dump appears while collecting (written atomically)
-        deadline = 50
-        while not dump.exists() and deadline:
-            time.sleep(0.1)
-            deadline -= 1
+        # the periodic dump appears while collecting (written atomically, so a dump that exists
+        # reads whole); another process writes it, so look at the file until a deadline
+        periodic = _wait_for_dump(dump, lambda ms: sum(len(m.txs) for m in ms) == 150)
+        assert {m.id for m in periodic} == {"proc-a", "proc-b"}
+        assert dbg.poll() is None  # written by the periodic timer, not on exit
         dbg.send_signal(signal.SIGTERM)
         _, err = dbg.communicate(timeout=15)
     finally:

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent / "pyodide"
 async def test_pyodide_machine_reports_over_websocket(project_wheel, cbor2_wheel):
     node = shutil.which("node")
     if node is None or not (HERE.parent.parent / "node_modules" / "pyodide").is_dir():
-        pytest.fail("needs Node.js and the pinned Pyodide in node_modules: run `task deps`")
+        pytest.fail("needs Node.js and the pinned Pyodide in node_modules: run `task setup`")
     collector = Collector()
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:

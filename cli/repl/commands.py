@@ -8,7 +8,6 @@ The set follows the reference's arpc tool (spec: arpc.md §6.3), with ``group-re
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 import trio
 
 from machines.rpc.errors import RemoteError, RpcError
-from machines.rpc.netmach import NetTransition
+from machines.rpc.netmach import NetMach
 
 from .peers import Peer
 from .session import CommandError, Session
@@ -322,9 +321,9 @@ async def when_time(s: Session, mach: str, state: tuple[str, ...], tick: tuple[i
     s.out.result(_ticks(peer, names))
 
 
-def _describe(tx: NetTransition, states: set[str]) -> str:
-    names = tx.machine.state_names
-    before, after = tx.time_before, tx.time_after
+def _describe(net: NetMach, before: list[int], after: list[int], states: set[str]) -> str:
+    """One clock update: ``+A:1`` activated, ``-B:4`` deactivated, ``C:5->7`` re-entered."""
+    names = net.state_names
     parts = []
     for i, name in enumerate(names):
         old = before[i] if i < len(before) else 0
@@ -339,7 +338,7 @@ def _describe(tx: NetTransition, states: set[str]) -> str:
             parts.append(f"{name}:{old}->{new}")
     if not parts:
         return ""
-    return f"{tx.machine.remote_id} {' '.join(parts)}" + (" (sync)" if tx.full else "")
+    return f"{net.remote_id} {' '.join(parts)}"
 
 
 @command("watch", "mach", "state")
@@ -349,27 +348,18 @@ async def watch(s: Session, mach: str, states: tuple[str, ...]) -> None:
     """Print each change of MACH (of STATES only, if given) as it arrives, until Ctrl-C."""
     peer = s.peer(mach)
     only = set(_check_states(peer, states))
-    send, receive = trio.open_memory_channel[NetTransition](math.inf)
-    unsubscribe = peer.netmach.on_change(send.send_nowait)
+
+    def changed(net: NetMach, before: list[int], after: list[int]) -> None:
+        # called by the client's receive task, one update after the other: print at once
+        if line := _describe(net, before, after, only):
+            s.out.result(line)
+
+    unsubscribe = peer.netmach.on_change(changed)
     s.out.result(f"watching {peer.id} {peer.netmach} (Ctrl-C stops)")
     lost = ""
     try:
         with s.interruptible() as scope:
-            async with trio.open_nursery() as nursery:
-
-                async def show() -> None:
-                    async for tx in receive:
-                        line = _describe(tx, only)
-                        if line:
-                            s.out.result(line)
-
-                async def watch_lost() -> None:
-                    nonlocal lost
-                    lost = await peer.wait_lost()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(show)
-                nursery.start_soon(watch_lost)
+            lost = await peer.wait_lost()
     finally:
         unsubscribe()
     if lost:

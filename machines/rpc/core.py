@@ -54,12 +54,11 @@ def source_tuple(source: Any) -> tuple[str, str, int] | None:
         return None
     if isinstance(source, str):
         return (source, "", 0)
-    if hasattr(source, "machine_id"):
+    to_source = getattr(source, "source", None)
+    if callable(to_source):  # a handler event: its machine, transition and time
+        source = to_source()
+    if hasattr(source, "machine_id") and hasattr(source, "tx_id"):
         return (source.machine_id, source.tx_id or "", int(source.mach_time or 0))
-    mach = getattr(source, "machine", None)
-    if mach is not None:
-        tx = getattr(source, "transition", None)
-        return (mach.id, str(getattr(tx, "id", "") or ""), 0)
     raise TypeError(f"cannot use {source!r} as a mutation source")
 
 

@@ -56,7 +56,9 @@ def serve_cmd(
             print(f"{id}: serving on {mux.addr}", flush=True)
             await trio.sleep_forever()
 
-    trio.run(main)
+    from cli.listen import run_listening
+
+    run_listening("example serve", addr, "--addr", main)
 
 
 @app.command("client")
@@ -110,7 +112,9 @@ def duplex_cmd(
                 # we said bye; keep serving until the peer has seen our Done and left too
                 await mux.wait_idle()
 
-    trio.run(main)
+    from cli.listen import run_listening
+
+    run_listening("example duplex", listen, "--listen", main)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ class Mux:
 def _peer_of(stream: Any) -> str:
     sock = getattr(stream, "socket", None)
     try:
-        host, port = sock.getpeername()[:2]
+        host, port = sock.getpeername()[:2]  # type: ignore[union-attr]  # None: caught below
     except Exception:
         return ""
     return f"{host}:{port}"

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..mutation import Result
+from ..schema import State
 from .protocol import MUT_ADD, MUT_REMOVE, MUT_SET
 from .waiting import Waiters
 
@@ -66,11 +68,7 @@ def _as_list(states: str | Iterable[str]) -> list[str]:
     return [states] if isinstance(states, str) else list(states)
 
 
-def _result(value: int) -> Any:
-    try:
-        from machines import Result  # the core's IntEnum, when present
-    except ImportError:  # pragma: no cover - protocol-only installs
-        return value
+def _result(value: int) -> Result | int:
     try:
         return Result(value)
     except ValueError:
@@ -94,9 +92,10 @@ class NetMach:
         self._wire_schema: dict[str, dict[str, Any]] | None = None
         self._active: list[str] = []
         self._waiters = Waiters()
-        self._handlers: list[Any] = []
+        self._handlers: dict[str, Any] = {}
+        self._group_ids = itertools.count(1)
         self._tracers: list[Any] = []
-        self._listeners: list[Callable[[NetTransition], None]] = []
+        self._listeners: list[Callable[[NetMach, list[int], list[int]], None]] = []
         self._disposed = False
         self.transitions = 0
         self.is_partial = False
@@ -157,7 +156,7 @@ class NetMach:
         for tracer in list(self._tracers):
             self._call(tracer, "transition_end", tx)
         for listener in list(self._listeners):
-            self._guard(listener, tx)
+            self._guard(listener, self, tx.time_before, tx.time_after)
         self._waiters.check()
 
     def _compute_active(self) -> list[str]:
@@ -178,7 +177,7 @@ class NetMach:
         if not self._handlers:
             return
         was, now = set(before), set(self._active)
-        for handlers in list(self._handlers):
+        for handlers in list(self._handlers.values()):
             for name in self._names:
                 if name in was and name not in now:
                     self._handler(handlers, f"{name}End", tx)
@@ -224,21 +223,10 @@ class NetMach:
         return list(self._active)
 
     @property
-    def schema(self) -> dict[str, Any]:
-        """The remote schema as core `State`s (plain dicts if the core is not importable)."""
+    def schema(self) -> dict[str, State]:
+        """The remote schema as core `State`s."""
         wire = self._wire_schema or {}
-        try:
-            from machines import State
-        except ImportError:  # pragma: no cover
-            return {n: dict(wire.get(n, {})) for n in self._names}
-        out = {}
-        for n in self._names:
-            entry = wire.get(n, {})
-            try:
-                out[n] = State(**entry)
-            except TypeError:
-                out[n] = State(**{k: v for k, v in entry.items() if k != "tags"})
-        return out
+        return {n: State(**wire.get(n, {})) for n in self._names}
 
     @property
     def queue_tick(self) -> int:
@@ -252,8 +240,8 @@ class NetMach:
     def is_disposed(self) -> bool:
         return self._disposed
 
-    def has(self, *states: str) -> bool:
-        return all(s in self._index for s in states)
+    def has(self, *states: str | Iterable[str]) -> bool:
+        return all(n in self._index for s in states for n in _as_list(s))
 
     def index(self, state: str) -> int:
         return self._idx(state)[0]
@@ -295,10 +283,10 @@ class NetMach:
         return self.clock(list(clock)) == dict(clock)
 
     def switch(self, *groups: str | Iterable[str]) -> str:
-        for name in [n for g in groups for n in _as_list(g)]:
-            if self.is_active(name):
-                return name
-        return ""
+        """The first of the given states that is active, or ``""``; unknown names raise."""
+        names = [n for g in groups for n in _as_list(g)]
+        self._idx(names)
+        return next((n for n in names if n in self._active), "")
 
     def __str__(self) -> str:
         return "(" + " ".join(f"{n}:{self.tick(n)}" for n in self._active) + ")"
@@ -360,9 +348,9 @@ class NetMach:
             lambda: all(self._time[i] >= t for i, t in zip(idx, targets, strict=True))
         )
 
-    def when_ticks(self, state: str, ticks: int = 1) -> Any:
-        """The state's tick grows by `ticks` from now (the target is fixed at call time)."""
-        return self.when_time([state], [self.tick(state) + ticks])
+    def when_ticks(self, state: str, n: int = 1) -> Any:
+        """The state's tick grows by `n` from now (the target is fixed at call time)."""
+        return self.when_time([state], [self.tick(state) + n])
 
     def when_queue(self, queue_tick: int) -> Any:
         return self._waiters.wait(lambda: self._queue_tick >= queue_tick)
@@ -372,12 +360,21 @@ class NetMach:
 
     # --- binding -------------------------------------------------------------------------------
 
-    def handlers_bind(self, handlers: Any) -> None:
-        """Final handlers only (`FooState`, `FooEnd`, `AnyState`): they must not block."""
-        self._handlers.append(handlers)
+    def handlers_bind(self, handlers: Any, id: str | None = None) -> str:
+        """Final handlers only (`FooState`, `FooEnd`, `AnyState`): they must not block. Returns
+        the group's id, which `handlers_detach` takes (as on a local machine)."""
+        gid = id or str(next(self._group_ids))
+        if gid in self._handlers:
+            raise ValueError(f"{self.id}: handler group {gid!r} is already bound")
+        self._handlers[gid] = handlers
+        return gid
 
-    def handlers_detach(self, handlers: Any) -> None:
-        self._handlers.remove(handlers)
+    def handlers_detach(self, id: str) -> None:
+        if self._handlers.pop(id, None) is None:
+            raise ValueError(f"{self.id}: no handler group {id!r}")
+
+    def handlers(self) -> list[str]:
+        return list(self._handlers)
 
     def tracer_bind(self, tracer: Any) -> None:
         self._tracers.append(tracer)
@@ -385,8 +382,9 @@ class NetMach:
     def tracer_detach(self, tracer: Any) -> None:
         self._tracers.remove(tracer)
 
-    def on_change(self, fn: Callable[[NetTransition], None]) -> Callable[[], None]:
-        """Call `fn(tx)` after each applied clock update; returns an unsubscribe function."""
+    def on_change(self, fn: Callable[[NetMach, list[int], list[int]], None]) -> Callable[[], None]:
+        """Call `fn(netmach, time_before, time_after)` after each applied clock update (as a
+        local machine calls it after a transition); returns an unsubscribe function."""
         self._listeners.append(fn)
         return lambda: self._listeners.remove(fn) if fn in self._listeners else None
 

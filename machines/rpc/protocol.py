@@ -28,16 +28,17 @@ Methods, client -> server: `h` hello (call), `a`/`r`/`s` add/remove/set (call, r
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
+from .. import framing
+
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB
-HEADER = struct.Struct(">I")
+HEADER = framing.HEADER
 
 NOTIFY, REQUEST, RESPONSE, ERROR = 0, 1, 2, 3
 
@@ -80,49 +81,15 @@ class VersionMismatch(RemoteError):
 
 
 def encode_frame(item: Any, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    """One CBOR item with its length prefix; refuses items the peer would refuse anyway."""
-    try:
-        body = cbor2.dumps(item)
-    except Exception as err:  # cbor2 raises several types for unencodable values
-        raise ValueError(f"cannot encode as CBOR: {err}") from None
-    if len(body) > max_frame:
-        raise ValueError(f"frame of {len(body)} bytes exceeds the limit of {max_frame}")
-    return HEADER.pack(len(body)) + body
+    """One aRPC frame (`machines.framing`); refuses items the peer would refuse anyway."""
+    return framing.encode_frame(item, max_frame)
 
 
-class FrameReader:
-    """Splits a byte stream into decoded CBOR items; bad framing raises ProtocolError."""
+class FrameReader(framing.FrameReader):
+    """`machines.framing`'s reader with aRPC's frame limit; bad framing raises ProtocolError."""
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self.max_frame = max_frame
-        self._buf = bytearray()
-
-    @property
-    def pending(self) -> int:
-        """Bytes of an unfinished frame (non-zero at EOF means a truncated frame)."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Any]:
-        self._buf += data
-        items = []
-        while len(self._buf) >= 4:
-            (size,) = HEADER.unpack_from(self._buf)
-            # checked before buffering the body, so a bogus length costs nothing
-            if size > self.max_frame:
-                raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
-            if size == 0:
-                raise ProtocolError("empty frame")
-            if len(self._buf) < 4 + size:
-                break
-            raw = bytes(self._buf[4 : 4 + size])
-            del self._buf[: 4 + size]
-            try:
-                items.append(cbor2.loads(raw))
-            except RecursionError:
-                raise ProtocolError("malformed CBOR: nested too deeply") from None
-            except Exception as err:
-                raise ProtocolError(f"malformed CBOR: {_short(err)}") from None
-        return items
+        super().__init__(max_frame, ProtocolError)
 
 
 # --- schema ----------------------------------------------------------------------------------

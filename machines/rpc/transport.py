@@ -12,6 +12,8 @@ from typing import Any
 
 import trio
 
+from ..addr import parse_hostport
+
 
 @contextmanager
 def unwrap_group() -> Iterator[None]:
@@ -30,10 +32,8 @@ def unwrap_group() -> Iterator[None]:
 
 def parse_addr(addr: str) -> tuple[str, int]:
     """`"host:port"` (or `"[v6]:port"`) to (host, port); a clear error for anything else."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"bad address {addr!r}: expected host:port")
-    return host.strip("[]"), int(port)
+    hp = parse_hostport(addr)
+    return hp.host, hp.port
 
 
 async def open_tcp(addr: str) -> trio.SocketStream:
@@ -107,7 +107,7 @@ class CountingStream(trio.abc.Stream):
         await self.inner.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = await self.inner.receive_some(max_bytes)
+        data = bytes(await self.inner.receive_some(max_bytes))
         self.received += len(data)
         return data
 

@@ -1,15 +1,16 @@
 """Waiting on a mirrored clock under trio or asyncio (the browser runs asyncio, servers trio).
 
 The NetMach keeps its own waiters because its clock changes arrive from the network, not from
-transitions of a local machine. Nothing here imports trio or asyncio at module load.
+transitions of a local machine; the awaiting itself is `machines.aio.wait_signal`, the one bridge
+to trio and asyncio. Nothing here imports trio or asyncio at module load.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from functools import partial
 
-from machines.aio import current_library
+from machines.aio import wait_signal
 
 
 class Waiters:
@@ -25,30 +26,13 @@ class Waiters:
         """Until `predicate()` holds (True), or `timeout` seconds pass (False)."""
         if predicate():
             return True
-        if current_library() == "trio":
-            import trio
 
-            event = trio.Event()
-            item = (predicate, event.set)
+        def subscribe(wake: Callable[[], None]) -> Callable[[], None]:
+            item = (predicate, wake)
             self._items.append(item)
-            try:
-                with trio.move_on_after(math.inf if timeout is None else timeout):
-                    await event.wait()
-            finally:
-                self._discard(item)
-            return event.is_set()
-        import asyncio
+            return partial(self._discard, item)
 
-        fut = asyncio.get_running_loop().create_future()
-        item = (predicate, lambda: fut.done() or fut.set_result(None))
-        self._items.append(item)
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            return False
-        finally:
-            self._discard(item)
-        return True
+        return await wait_signal(subscribe, timeout)
 
     def _discard(self, item: tuple) -> None:
         try:
