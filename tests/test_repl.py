@@ -238,7 +238,7 @@ def test_piped_lines_and_a_malformed_addr_file(targets: dict[str, Target], addr_
     )
     # the broken file: one line on stderr; it is no command's failure
     assert out.stderr.splitlines() == [
-        f"err> {addr_dir / 'broken.addr'}: bad address 'no address here': expected host:port "
+        f"err> {addr_dir / 'broken.addr'}: bad address 'no address here': expected HOST:PORT "
         "(skipped)"
     ]
     assert out.returncode == 0

@@ -511,7 +511,7 @@ async def test_malformed_addr_file_is_skipped_with_one_line(tmp_path: Path) -> N
             errors = sorted(ln for ln in out.lines if ln.startswith("err> "))
             assert errors == [
                 f"err> {tmp_path / 'bad.addr'}: bad address 'not an address': expected "
-                "host:port (skipped)",
+                "HOST:PORT (skipped)",
                 f"err> {tmp_path / 'empty.addr'}: empty file (skipped)",
                 f"err> {tmp_path / 'zero.addr'}: bad address 'localhost:0': port 0 is not "
                 "bound yet (skipped)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from machines.rpc.transport import parse_addr
+from machines.addr import parse_hostport
 
 ADDR_SUFFIX = ".addr"
 POLL_INTERVAL = 0.25
@@ -22,7 +22,7 @@ def check_addr(addr: str) -> str:
     """A usable address (``host:port`` or ``host:port/path``), or ValueError saying why."""
     addr = addr.strip()
     hostport = addr.split("/", 1)[0]
-    if parse_addr(hostport)[1] == 0:
+    if parse_hostport(hostport).port == 0:
         raise ValueError(f"bad address {addr!r}: port 0 is not bound yet")
     if any(c.isspace() for c in addr):
         raise ValueError(f"bad address {addr!r}: whitespace inside")
