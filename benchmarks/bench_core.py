@@ -18,6 +18,19 @@ Each figure is the best and the median of several repeats (``time.perf_counter``
 theirs repeats are interleaved so a noisy neighbour hurts both alike. Targets are judged on the
 median. The logger is pinned to level 0 (an ``AM_LOG`` in the environment would otherwise slow
 ours down).
+
+Where the time of (b) goes (cProfile, 40k mutations, 3.5 handler calls each): before, ~2.0M
+Python calls: per mutation ``_mutate`` -> ``_drain`` (the mutation appended to the queue and
+popped again under the lock) -> ``_execute`` -> ``_run`` -> ``_negotiation_calls`` /
+``_final_calls`` (a list of every final handler name, most without a handler, walked each
+time) -> ``_call`` per handler (Event, two clock reads) -> ``_apply`` (name -> index lookups
+per changed state) -> ``_result`` -> ``_queue_ended``; about 1.0x ``transitions``. After, ~1.45M
+calls: a mutation on an idle queue runs at once, each plan caches its tick deltas as (index,
+delta) pairs and its final calls without the empty ones, the Transition is built with its
+plan and clock, and queue-end hooks run only when wanted; the rest is the per-handler call
+(Event, the handler-timeout clock) and the Transition: about 1.8x ``transitions`` (median of
+7 on a loaded 2-core machine; 1.2x for the code before, same run conditions). Every cache is
+checked against an uncached replay in tests/test_perf_core.py.
 """
 
 from __future__ import annotations
@@ -443,6 +456,10 @@ def _ahead(o: Figure, t: Figure) -> bool:
     return o.median > t.median
 
 
+def _twice(o: Figure, t: Figure) -> bool:
+    return o.median >= 2 * t.median
+
+
 def print_table(rows: list[Row], repeats: int) -> None:
     print(
         f"\nmachines core vs transitions {transitions.__version__} (Python "
@@ -476,7 +493,7 @@ def main(
         ("a", "flat toggle (2 states)", "mutations/s", toggle_ours, toggle_theirs, 100_000,
          ("ours >= 3x theirs and >= 100,000 mutations/s", _target_a)),
         ("b", "relations + handlers (5 states)", "mutations/s", relations_ours,
-         relations_theirs, 40_000, ("ours ahead of theirs", _ahead)),
+         relations_theirs, 40_000, ("ours >= 2x theirs", _twice)),
         ("c", "100 states, random add/remove", "mutations/s", lambda: random_ours(ops_c),
          lambda: random_theirs(ops_c), len(ops_c), ("ours ahead of theirs", _ahead)),
         ("d", "build 100 exclusive states", "machines/s", build_ours, build_theirs, 20, None),

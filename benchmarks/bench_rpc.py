@@ -1,12 +1,27 @@
 """aRPC on loopback TCP, against a plain trio TCP echo of the same size (the floor).
 
-    python benchmarks/bench_rpc.py [--n 5000] [--clients 100]
+    python benchmarks/bench_rpc.py [--n 5000] [--clients 100] [--repeats 3]
 
 (a) mutation round trip through a NetMach: p50/p99 latency and sequential throughput, beside a
     trio echo round trip carrying as many bytes as the mutation request;
 (b) bytes on the wire per mutation round trip and per one-way notification (no-sync add, push);
-(c) one source pushing to N clients: source mutations per second delivered to every client.
-Targets: round trip <= 3x echo; <= 40 B per round trip; <= 20 B per notification.
+(c) one source pushing to 10, 100 and 1,000 clients at push_interval 0 (and N clients at 10 and
+    250 ms): source mutations per second delivered to every client (each client's final clock
+    checked exact), pushes, pushes per second and microseconds of the loop per push. Clients
+    and server share one trio loop, so a push's cost includes the client decoding it.
+Targets: round trip p50 <= 2.5x echo; bytes no more than 29 B per round trip and 14 B per push;
+fan-out to 100 clients >= 2,000 source mutations/s delivered. Medians of --repeats runs.
+
+Where the time goes (cProfile and py-spy, 100 clients, push_interval 0, 1,000 mutations):
+before, every client's server bound its own tracer to the source (100 hook calls per source
+transition), and each push woke the client's pusher through a fresh trio.Event, slept until
+its due time via a cancelled scope even when due, read the source's clock, computed its diff
+and encoded it: ~240 us per push (server and client), ~330 pushes per client, 100-430
+mutations/s. After: one hub per source (one tracer; a change wakes only the pushers that wait,
+each once, with no timer while nothing changes), one clock read per change and one encoding
+per (client clock, new clock), and at push_interval 0 changes made while a push is written
+(and 4x as long after) are coalesced into the next one: ~8-25 pushes per client; the rest of
+a push's cost is trio's task switches and the send/receive syscalls on both ends.
 """
 
 from __future__ import annotations
@@ -127,7 +142,8 @@ async def push_bytes(n: int = 500) -> float:
             return (meter.received - recv0) / pushes
 
 
-async def fan_out(clients: int, n: int, push_interval: float) -> tuple[float, int]:
+async def fan_out(clients: int, n: int, push_interval: float) -> tuple[float, int, float]:
+    """Returns (source mutations/s delivered to all, pushes, seconds elapsed)."""
     src = Machine(SCHEMA, id="src")
     async with serve(src, "127.0.0.1:0", push_interval=push_interval) as mux:
         async with trio.open_nursery() as nursery:
@@ -143,52 +159,80 @@ async def fan_out(clients: int, n: int, push_interval: float) -> tuple[float, in
 
             for i in range(clients):
                 nursery.start_soon(client, i)
+                if i % 50 == 49:  # in waves: 1,000 hellos at once outlast the handshake timeout
+                    await mux.wait_clients(i + 1)
             await ready.wait()
             await mux.wait_clients(clients)
-            target = src.tick("Msg") + n
             t0 = time.perf_counter()
             for _ in range(n):
                 src.add("Msg")
                 await trio.lowlevel.checkpoint()  # let pushers and clients run between changes
+            target = src.tick("Msg")  # Msg is Multi: +2 per add once active
             async with trio.open_nursery() as waits:
                 for c in conns:
                     waits.start_soon(c.netmach.when_time, ["Msg"], [target])
             elapsed = time.perf_counter() - t0
+            want = src.time()
+            bad = [(c.id, c.netmach.time()) for c in conns if c.netmach.time() != want]
+            assert not bad, f"clocks off: {bad[:3]} want {want}"
             pushes = sum(s.pushes for s in mux.servers)
             nursery.cancel_scope.cancel()
-    return n / elapsed, pushes
+    return n / elapsed, pushes, elapsed
 
 
-async def main(n: int, clients: int) -> None:
-    with trio.fail_after(300):
-        rtt, tput, bytes_ = await rpc_round_trips(n)
-        req_size = round(bytes_["request"])
-        echo = await echo_floor(n, req_size)
-        fans = [(iv, await fan_out(clients, 1000, iv)) for iv in (0.0, 0.01, 0.25)]
+def median_run(runs: list[tuple[float, int, float]]) -> tuple[float, int, float]:
+    return sorted(runs)[len(runs) // 2]
+
+
+async def main(n: int, clients: int, repeats: int) -> None:
+    with trio.fail_after(1200):
+        ratios = []
+        for _ in range(repeats):  # interleaved, so a noisy neighbour hurts both alike
+            rtt, tput, bytes_ = await rpc_round_trips(n)
+            req_size = round(bytes_["request"])
+            echo = await echo_floor(n, req_size)
+            ratios.append((pct(rtt, 0.5) / pct(echo, 0.5), rtt, tput, echo))
+        _, rtt, tput, echo = sorted(ratios, key=lambda r: r[0])[len(ratios) // 2]
+        fans = []
+        for count in (10, 100, 1000):
+            runs = [await fan_out(count, 1000, 0.0) for _ in range(repeats)]
+            fans.append((count, 0.0, median_run(runs)))
+        for iv in (0.01, 0.25):
+            runs = [await fan_out(clients, 1000, iv) for _ in range(repeats)]
+            fans.append((clients, iv, median_run(runs)))
     e50, e99 = pct(echo, 0.5), pct(echo, 0.99)
     r50, r99 = pct(rtt, 0.5), pct(rtt, 0.99)
-    print("aRPC benchmark (loopback TCP, one trio process)")
+    print(f"aRPC benchmark (loopback TCP, one trio process, medians of {repeats} runs)")
     print(f"(a) mutation round trip via NetMach, {n} sequential add/remove:")
     print(f"    aRPC   p50 {fmt_us(r50)}  p99 {fmt_us(r99)}  {tput:9.0f} mutations/s")
     echo_tput = 1e9 / statistics.mean(echo)
     print(f"    echo   p50 {fmt_us(e50)}  p99 {fmt_us(e99)}  {echo_tput:9.0f} round trips/s")
     print(f"           ({req_size}-byte messages; the floor)")
-    print(f"    ratio  p50 {r50 / e50:.2f}x  p99 {r99 / e99:.2f}x   (target <= 3x)")
+    ok = "met" if r50 / e50 <= 2.5 else "MISSED"
+    print(f"    ratio  p50 {r50 / e50:.2f}x  p99 {r99 / e99:.2f}x   (target p50 <= 2.5x: {ok})")
     print("(b) bytes on the wire:")
-    print(f"    mutation round trip  {bytes_['round trip']:5.1f} B  (target <= 40)")
+    print(f"    mutation round trip  {bytes_['round trip']:5.1f} B  (target <= 29)")
     print(f"    no-sync add (1-way)  {bytes_['no-sync add']:5.1f} B  (target <= 20)")
-    print(f"    clock push (1-way)   {bytes_['push']:5.1f} B  (target <= 20)")
-    print(f"(c) one source, {clients} clients, 1000 source mutations:")
-    for interval, (rate, pushes) in fans:
+    print(f"    clock push (1-way)   {bytes_['push']:5.1f} B  (target <= 14)")
+    print("(c) one source, N clients, 1000 source mutations, every client's final clock exact:")
+    print(
+        f"    {'clients':>7} {'interval':>8} {'mutations/s':>12} {'pushes':>7} {'per client':>10}"
+        f" {'pushes/s':>9} {'us/push':>8}"
+    )
+    for count, interval, (rate, pushes, elapsed) in fans:
+        target = "  (target >= 2,000)" if count == 100 and interval == 0 else ""
         print(
-            f"    push_interval {interval * 1000:3.0f} ms: {rate:9.0f} mutations/s delivered to "
-            f"all ({pushes} pushes, {pushes / clients:.0f} per client)"
+            f"    {count:>7} {interval * 1000:>5.0f} ms {rate:>12,.0f} {pushes:>7}"
+            f" {pushes / count:>10.1f} {pushes / elapsed:>9,.0f}"
+            f" {elapsed / max(pushes, 1) * 1e6:>8.1f}{target}"
         )
+    print("    (us/push: loop time per push to one client, server and client side together)")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=5000, help="round trips to time")
-    ap.add_argument("--clients", type=int, default=100, help="clients for the fan-out test")
+    ap.add_argument("--clients", type=int, default=100, help="clients for the interval rows")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per figure (median shown)")
     args = ap.parse_args()
-    trio.run(main, args.n, args.clients)
+    trio.run(main, args.n, args.clients, args.repeats)

@@ -6,13 +6,23 @@ transition, so the worst case for relative overhead) and a relation-heavy mutati
 handlers, with logs off and at the ops level (what the example's machines look like). Note that a
 machine nothing observes takes a fast path (no Transition object at all), so the flat toggle
 compares telemetry against the cheapest possible mutation. Also times decoding and rendering the
-Go debugger's fixture dump. Target: telemetry on >= 0.6x of off.
+Go debugger's fixture dump. Targets: telemetry on >= 0.8x of off with relations and handlers,
+>= 0.5x for the flat toggle. On and off runs are interleaved, REPEATS times, medians shown;
+besides wall time, CPU time of this process (the collector process competes for the same
+cores, which a loaded machine shows as a lower wall ratio).
+
+Where the time goes with telemetry on: the tracer's ``transition_end`` builds one tuple per
+transition and appends it to the outbox (about 1 us); a machine with a tracer cannot take the
+unobserved fast path, so the flat toggle pays the full transition (a Transition object, the
+queue claim) instead of a cached plan applied in place; the sender thread encodes batches with
+cbor2 every 10 ms while holding the GIL, and the collector decodes them in its own process.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +32,7 @@ from pathlib import Path
 from machines import Machine, State, telemetry
 
 N = 100_000
-REPEATS = 3
+REPEATS = 5
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 
 FLAT = {"A": State(remove=["B"]), "B": State(remove=["A"])}
@@ -59,14 +69,17 @@ def rels(m: Machine) -> None:
         m.add("Done")
 
 
-def rate(make, work) -> float:
-    best = 0.0
+def rates(make, work) -> tuple[float, float, float, float]:
+    """Median mutations/s (wall, CPU) with telemetry off and on, runs interleaved."""
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     for _ in range(REPEATS):
-        m = make()
-        t = time.perf_counter()
-        work(m)
-        best = max(best, N / (time.perf_counter() - t))
-    return best
+        for on in (False, True):
+            m = make(on)
+            t, c = time.perf_counter(), time.process_time()
+            work(m)
+            runs[on].append((N / (time.perf_counter() - t), N / (time.process_time() - c)))
+    med = {on: [statistics.median(x) for x in zip(*r, strict=True)] for on, r in runs.items()}
+    return med[False][0], med[True][0], med[False][1], med[True][1]
 
 
 def main() -> None:
@@ -96,11 +109,14 @@ def main() -> None:
     )
     try:
         dbg.stdout.readline()
-        print(f"{'workload':<34}{'off mut/s':>12}{'on mut/s':>12}{'ratio':>8}  target >= 0.6")
-        for name, schema, work, level, handlers in (
-            ("flat toggle, log off", FLAT, flat, 0, None),
-            ("relations + handlers, log off", RELS, rels, 0, Handlers),
-            ("relations + handlers, log ops", RELS, rels, 3, Handlers),
+        print(
+            f"{'workload':<34}{'off mut/s':>12}{'on mut/s':>12}{'ratio':>7}"
+            f"{'cpu ratio':>10}  target"
+        )
+        for name, schema, work, level, handlers, goal in (
+            ("flat toggle, log off", FLAT, flat, 0, None, 0.5),
+            ("relations + handlers, log off", RELS, rels, 0, Handlers, 0.8),
+            ("relations + handlers, log ops", RELS, rels, 3, Handlers, 0.8),
         ):
 
             def make(on: bool, schema=schema, level=level, handlers=handlers) -> Machine:
@@ -114,10 +130,12 @@ def main() -> None:
                     telemetry.attach(m, addr)
                 return m
 
-            off = rate(lambda make=make: make(False), work)
-            on = rate(lambda make=make: make(True), work)
-            ok = "met" if on / off >= 0.6 else "MISSED"
-            print(f"{name:<34}{off:>12,.0f}{on:>12,.0f}{on / off:>8.2f}  {ok}")
+            off, on, off_cpu, on_cpu = rates(make, work)
+            ok = "met" if on / off >= goal else "MISSED"
+            print(
+                f"{name:<34}{off:>12,.0f}{on:>12,.0f}{on / off:>7.2f}{on_cpu / off_cpu:>10.2f}"
+                f"  >= {goal} {ok}"
+            )
         outbox, sender = telemetry._process[addr]
         sender.stop(10)
         print(f"telemetry frames dropped: {outbox.dropped}")

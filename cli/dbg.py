@@ -1,4 +1,4 @@
-"""``am dbg``: the debugger's collector, dump export and import."""
+"""``am dbg``: the debugger's terminal UI, or with ``--headless`` the collector alone."""
 
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ DUMP_NAME = "am-dbg-dump.cbor.br"
 
 
 def dbg(
+    mach_url: str | None = typer.Argument(
+        None, help="Open there: mach://ID/TX/STEP (TX and STEP optional; a bare id works too)."
+    ),
     listen_addr: str = typer.Option(
         "localhost:6831",
         "--listen-addr",
         "-l",
-        help="Where machines send telemetry (TCP, HOST:PORT); set AM_DBG_ADDR to it.",
+        help="Where machines send telemetry (TCP, HOST:PORT); set AM_DBG_ADDR to it. "
+        "-1 = no servers (imported data only).",
     ),
     ws_port: int = typer.Option(
         -1,
@@ -35,80 +39,193 @@ def dbg(
         "--headless",
         help="Collect without a UI until Ctrl-C / SIGTERM, then write the dump.",
     ),
-    out_dir: Path = typer.Option(Path("."), "--dir", "-d", help="Where dumps are written."),
-    dump_interval: float = typer.Option(
-        0.0, "--dump-interval", help="Also write the dump every SECONDS (atomically)."
+    out_dir: Path = typer.Option(
+        Path("."), "--dir", "-d", help="Where dumps, exports and diagrams are written."
     ),
-    import_data: Path | None = typer.Option(
-        None, "--import-data", "-i", help="Load a dump (this project's or the Go tool's)."
+    dump_interval: float = typer.Option(
+        0.0, "--dump-interval", help="Headless: also write the dump every SECONDS (atomically)."
+    ),
+    import_data: str | None = typer.Option(
+        None,
+        "--import-data",
+        "-i",
+        help="Load a dump (this project's or the Go tool's), a path or an http(s) URL.",
     ),
     rotate_txs: int = typer.Option(
         0,
         "--rotate-txs",
-        help="Rotate: write the history to a new timestamped dump every N "
-        "transitions and free it from memory (0 = off).",
+        help="Headless: rotate, writing the history to a new timestamped dump every N "
+        "transitions and freeing it from memory (0 = off).",
         min=0,
     ),
     rotate_secs: float = typer.Option(
         0.0,
         "--rotate-secs",
-        help="Rotate every SECONDS too (0 = off).",
+        help="Headless: rotate every SECONDS too (0 = off).",
         min=0,
     ),
+    select_connected: bool = typer.Option(
+        False,
+        "--select-connected",
+        "-c",
+        help="Select a newly connected machine when it is the only connected one.",
+    ),
+    view: str = typer.Option(
+        "tree-log",
+        "--view",
+        "-v",
+        help="Initial view: tree-log, tree-matrix, tree-rain, "
+        "matrix or matrix-rain (Alt+M cycles).",
+    ),
+    view_tail: bool = typer.Option(
+        True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
+    ),
+    filter_canceled: bool = typer.Option(False, "--filter-canceled", help="Hide canceled txs."),
+    filter_queued: bool = typer.Option(False, "--filter-queued", help="Hide queued records."),
+    filter_auto: bool = typer.Option(False, "--filter-auto", help="Hide auto transitions."),
+    filter_empty: bool = typer.Option(False, "--filter-empty", help="Hide txs changing nothing."),
+    filter_health: bool = typer.Option(
+        True, "--filter-health/--no-filter-health", help="Hide Healthcheck/Heartbeat-only txs."
+    ),
+    filter_checks: bool = typer.Option(
+        True, "--filter-checks/--no-filter-checks", help="Hide Can* dry runs."
+    ),
+    filter_disconn: bool = typer.Option(
+        False, "--filter-disconn", help="Hide disconnected machines."
+    ),
+    filter_rpc_machs: bool = typer.Option(
+        False, "--filter-rpc-machs", help="Hide aRPC and relay machines."
+    ),
+    filter_log_level: int = typer.Option(
+        2, "--filter-log-level", min=0, max=5, help="Log pane level 0-5."
+    ),
 ) -> None:
-    """Collect telemetry from every machine and export it as a dump.
+    """The debugger: step through every machine's history (a terminal UI).
 
-    Without --headless, lists the machines of --import-data and their transitions.
+    Machines report to --listen-addr (TCP) and ws://HOST:PORT+1/dbg.ws (browsers);
+    --import-data loads a dump. With --headless: collect only, and write a dump on exit.
     """
     from dbg.dump import DumpError, read_dump
 
+    open_addr = None
+    if mach_url is not None:
+        from dbg.ui.address import AddrError, MachAddr
+
+        try:
+            open_addr = MachAddr.parse(mach_url)
+        except AddrError as err:
+            typer.echo(f"am dbg: {err}", err=True)
+            raise typer.Exit(2) from None
+    if view not in _VIEWS:
+        typer.echo(f"am dbg: unknown --view {view!r} (one of {', '.join(_VIEWS)})", err=True)
+        raise typer.Exit(2)
     imported = []
     if import_data is not None:
+        if not headless:
+            print(f"Importing data from {import_data}... Please wait", flush=True)
         try:
             imported = read_dump(import_data)
         except (DumpError, OSError) as err:
             typer.echo(f"am dbg: {err}", err=True)
             raise typer.Exit(1) from None
+    listen: tuple[str, int] | None = None
+    if headless or listen_addr != "-1":
+        try:
+            listen = astuple(parse_hostport(listen_addr))
+        except ValueError as err:
+            typer.echo(f"am dbg: bad --listen-addr: {err}", err=True)
+            raise typer.Exit(2) from None
+    wsp = None
+    if listen is not None and not (ws_port == -1 and listen[1] == 0):
+        wsp = listen[1] + 1 if ws_port == -1 else ws_port
     if not headless:
-        if import_data is None:
-            typer.echo(
-                "am dbg: the interactive UI is not available yet; use --headless to "
-                "collect, or --import-data FILE to list a dump",
-                err=True,
-            )
-            raise typer.Exit(2)
-        _print_summary(imported)
+        flags = {
+            "canceled": filter_canceled, "queued": filter_queued, "auto": filter_auto,
+            "empty": filter_empty, "health": filter_health, "checks": filter_checks,
+            "disconn": filter_disconn, "rpc": filter_rpc_machs,
+        }  # fmt: skip
+        _ui(
+            imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
+            select_connected, view, view_tail and open_addr is None,
+            {k for k, on in flags.items() if on}, filter_log_level,
+        )  # fmt: skip
         return
-    try:
-        host, port = astuple(parse_hostport(listen_addr))
-    except ValueError as err:
-        typer.echo(f"am dbg: bad --listen-addr: {err}", err=True)
-        raise typer.Exit(2) from None
+    assert listen is not None  # headless always parses --listen-addr
+    host, port = listen
     out_dir.mkdir(parents=True, exist_ok=True)
-    ws = port + 1 if ws_port == -1 and port else ws_port
-    where = listen_addr if ws in (-1, 0) else f"{listen_addr} (WebSocket port {ws})"
+    where = listen_addr if wsp in (None, 0) else f"{listen_addr} (WebSocket port {wsp})"
     run_listening(
         "am dbg",
         where,
         "--listen-addr or --ws-port",
         _headless,
-        *(host, port, ws_port, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
+        *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
     )
 
 
-def _print_summary(dumps: list) -> None:
-    for d in dumps:
-        active = " ".join(d.active_states())
-        typer.echo(
-            f"{d.id}: {len(d.schema.states_index)} states, {len(d.txs)} transitions, "
-            f"active ({active})"
-        )
+_VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
+
+
+def _ui(
+    imported: list,
+    listen: tuple[str, int, int | None] | None,
+    out_dir: Path,
+    open_addr,
+    select_connected: bool,
+    view: str,
+    tail: bool,
+    filters_on: set[str],
+    log_level: int,
+) -> None:
+    """Run the terminal UI until Ctrl+Q, then print what it received."""
+    from dbg.ui.app import DebuggerApp
+    from dbg.ui.filters import Filters
+    from dbg.ui.live import LiveServer, LockedCollector, check_free
+    from dbg.ui.session import Session
+
+    collector = LockedCollector()
+    collector.load(imported)
+    live, info = None, f"dir: {out_dir}"
+    if listen is not None:
+        host, port, wsp = listen
+        try:
+            check_free(host, port)
+            if wsp:
+                check_free(host, wsp)
+        except OSError as err:
+            reason = err.strerror or err
+            typer.echo(
+                f"am dbg: cannot listen on {host}:{port}: {reason} (set --listen-addr or "
+                "--ws-port)",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+        live = LiveServer(collector, host, port, wsp)
+        ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
+        info = f"telemetry: {host}:{port}{ws}; {info}"
+    session = Session(
+        collector,
+        filters=Filters(set(filters_on)),
+        select_connected=select_connected,
+        tail=tail,
+        log_level=log_level,
+    )
+    app = DebuggerApp(
+        session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info
+    )
+    app.run()
+    if live is not None and live.error is not None:
+        typer.echo(f"am dbg: the collector stopped: {live.error}", err=True)
+    typer.echo(f"Clients: {len(collector.machines)}")
+    typer.echo(f"Transitions: {sum(len(r) for r in collector.machines.values())}")
+    if live is not None and live.error is not None:
+        raise typer.Exit(1)
 
 
 async def _headless(
     host: str,
     port: int,
-    ws_port: int,
+    wsp: int | None,
     out_dir: Path,
     interval: float,
     imported: list,
@@ -134,7 +251,6 @@ async def _headless(
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            wsp = None if ws_port == -1 and port == 0 else (port + 1 if ws_port == -1 else ws_port)
             bound, bound_ws = await nursery.start(
                 lambda task_status: serve_collector(
                     collector, host, port, ws_port=wsp, task_status=task_status

@@ -8,6 +8,7 @@ everything and removes the address files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -50,9 +51,11 @@ def start(
     except ValueError as err:
         typer.echo(f"am start: {err}", err=True)
         raise typer.Exit(2) from None
-    if dbg and not cfg.env.get("AM_DBG_ADDR"):
-        cfg = type(cfg)(**{**cfg.as_dict(), "env": {**cfg.env, "AM_DBG_ADDR": DEFAULT_DBG_ADDR}})
-    for key, value in (cfg.env or {}).items():
+    env = dict(cfg.env or {})
+    if dbg and not env.get("AM_DBG_ADDR"):
+        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR
+        cfg = dataclasses.replace(cfg, env=env)
+    for key, value in env.items():
         os.environ[key] = value  # .env's debug variables reach this process's machines too
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     if page not in ("auto", "dev", "prod"):
@@ -61,26 +64,16 @@ def start(
     _write_page_config(cfg, _build(page))
     import trio
 
-    from machines.example.server import StartError
+    from machines.example.server import StartError, find_exception
 
     try:
         trio.run(_main, cfg, bars, out_dir if dbg else None)
     except BaseException as exc:
-        err = _start_error(exc, StartError)
-        if err is None:
+        found = find_exception(exc, StartError)
+        if found is None:
             raise
-        typer.echo(f"am start: {err}", err=True)
+        typer.echo(f"am start: {found}", err=True)
         raise typer.Exit(1) from None
-
-
-def _start_error(exc: BaseException, kind: type) -> BaseException | None:
-    """The StartError inside ``exc`` (nurseries wrap it in exception groups), if any."""
-    if isinstance(exc, kind):
-        return exc
-    for inner in getattr(exc, "exceptions", ()):
-        if (found := _start_error(inner, kind)) is not None:
-            return found
-    return None
 
 
 def _build(page: str) -> str:
@@ -90,7 +83,7 @@ def _build(page: str) -> str:
         raise typer.Exit(1)
     sys.path.insert(0, str(WEB))
     try:
-        import build_page as web_build
+        import build_page as web_build  # type: ignore[import-not-found]  # web/, not a package
     finally:
         sys.path.remove(str(WEB))
     prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
@@ -146,7 +139,7 @@ async def _main(cfg, bars: int, dump_dir: Path | None) -> None:
                     break
                 _out("stopping...")
                 inner.cancel_scope.cancel()
-            if collector is not None:
+            if collector is not None and dump_dir is not None:
                 await _write_dump(collector, dump_dir)
             nursery.cancel_scope.cancel()
 
@@ -157,7 +150,7 @@ def _out(line: str) -> None:
 
 async def _start_collector(nursery, addr: str):
     from dbg.collector import Collector, serve_collector
-    from machines.example.server import StartError
+    from machines.example.server import StartError, find_exception
 
     host, _, port = addr.rpartition(":")
     if not host or not port.isdigit():
@@ -169,9 +162,14 @@ async def _start_collector(nursery, addr: str):
                 collector, host, int(port), ws_port=int(port) + 1, task_status=task_status
             )
         )
-    except OSError as err:
+    except BaseException as exc:  # the collector's nursery wraps a bind error in a group
+        err = find_exception(exc, OSError)
+        if not isinstance(err, OSError):
+            raise
         reason = "address in use" if err.errno == 98 else (err.strerror or str(err))
-        raise StartError(f"cannot listen on {addr} (AM_DBG_ADDR, debugger): {reason}") from None
+        raise StartError(
+            f"cannot listen on {addr} or the next port (AM_DBG_ADDR, debugger): {reason}"
+        ) from None
     _out(f"debugger: collecting on {host}:{bound} and ws://{host}:{ws}/dbg.ws")
     return collector
 

@@ -24,6 +24,7 @@ from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
 __all__ = ["Collector", "MachineRecord", "serve_collector"]
 
 log = logging.getLogger("dbg.collector")
+_CLOCKS = TX_FIELDS.index("clocks")
 
 
 @dataclass
@@ -67,6 +68,26 @@ class MachineRecord:
 
     def __len__(self) -> int:
         return len(self._txs) + len(self._raw)
+
+    def read(self, limit: int) -> list[DbgMsgTx]:
+        """The history after parsing at most ``limit`` more pending transitions (the rest
+        stay pending, in order): a UI reads a flood a slice at a time instead of stalling.
+        Call it where :meth:`Collector.ingest` cannot run at the same time."""
+        pending = self._raw
+        if len(pending) <= limit:
+            return self.txs
+        self._raw = pending[:limit]
+        txs = self.txs
+        self._raw = pending[limit:]
+        return txs
+
+    def latest_clocks(self) -> list[int]:
+        """Clocks after the newest transition without parsing the pending ones ([] when
+        none): summaries such as the UI's machine list stay cheap while data streams in."""
+        if self._raw:
+            clocks = self._raw[-1][0][_CLOCKS]
+            return clocks if isinstance(clocks, list) else []
+        return self._txs[-1].clocks if self._txs else []
 
 
 class Collector:

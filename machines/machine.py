@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from inspect import iscoroutine
 from itertools import islice
+from threading import get_ident
+from time import perf_counter
 from typing import Any
 
 from . import aio
@@ -35,6 +37,9 @@ ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET
 EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
 _MISSING = object()
 _PLAN_CACHE_MAX = 32768
+_OPS, _CHANGES, _EVERYTHING = int(LogLevel.OPS), int(LogLevel.CHANGES), int(LogLevel.EVERYTHING)
+# kinds of final steps (see Machine._final_calls)
+_CALL, _NOTIFY, _DEFAULT = 0, 1, 2
 _LOG_ARG_KEYS = ("name", "id", "port", "addr", "err", "path", "url", "uri")
 
 log = logging.getLogger("machines")
@@ -555,9 +560,12 @@ class Machine:
     ) -> Result | int:
         if self._disposed or (self._backoff_until and self._in_backoff()):
             return CANCELED
-        called = (states,) if type(states) is str else names_of(states)
-        self._check_known(called)
-        if isinstance(source, Event):
+        if type(states) is str and states in self._index:
+            called: tuple[str, ...] = (states,)
+        else:
+            called = names_of(states)
+            self._check_known(called)
+        if source is not None and isinstance(source, Event):
             source = source.source()
         queue = self._queue
         if len(queue) >= self.queue_limit and not (
@@ -586,22 +594,25 @@ class Machine:
                 # sees the new ticks or sends this mutation down the path that notifies it
                 with self._lock, self._subs.lock:
                     if not self._processing and not queue and not self._subs:
-                        ticks, index, active = self._ticks, self._index, self._active_set
-                        for s in plan.exits:
-                            ticks[index[s]] += 1
-                        for s in plan.enters:
-                            ticks[index[s]] += 2 if s in active else 1
-                        self._active = plan.active
-                        self._active_set = plan.target_set
+                        self._bump(plan)
                         self.queue_tick += 1
                         return EXECUTED
         mut = Mutation(mtype, called, args, source=source)
         with self._lock:
-            if not self._claim():
+            if self._processing:  # as _claim(), inlined: this runs on every mutation
                 return self._postpone(mut)
-            self._appended += 1
-            mut.queue_tick = self.queue_tick + self._appended
-            queue.append(mut)
+            self._processing = True
+            self._processor = get_ident()
+            direct = not queue and "mutation_queued" not in self._hooks
+            if direct:
+                # the queue is empty and nobody watches it: run at once, as if queued and popped
+                self.queue_tick = mut.queue_tick = self.queue_tick + 1
+            else:
+                self._appended += 1
+                mut.queue_tick = self.queue_tick + self._appended
+                queue.append(mut)
+        if direct:
+            return self._drain(mut)
         if "mutation_queued" in self._hooks:
             self._trace("mutation_queued", self, mut)
         return self._drain()
@@ -637,10 +648,13 @@ class Machine:
 
     # -- the queue ---------------------------------------------------------------------------
 
-    def _drain(self) -> Result | int:
+    def _drain(self, mut: Mutation | None = None) -> Result | int:
+        """Run ``mut`` (already counted in the queue tick), then the queue until it is empty."""
         first: Result | int | None = None
         queue = self._queue
         try:
+            if mut is not None:
+                first = self._execute(mut)
             while True:
                 with self._lock:
                     if not queue or self._disposed:
@@ -657,7 +671,8 @@ class Machine:
             with self._lock:
                 self._processing = False
             raise
-        self._queue_ended()
+        if self._queue_end_waits or self._hooks or self._dispose_pending:
+            self._queue_ended()
         return CANCELED if first is None else first
 
     def _queue_ended(self) -> None:
@@ -678,38 +693,26 @@ class Machine:
                 self._run_eval(fn)
             done.set()
             return EXECUTED
-        tx = Transition(self, mut)
         before = self._active
-        key = (mut.type, mut.called, before, mut.auto, mut.check)
-        plan = self._plans.get(key)
+        plan = self._plans.get((mut.type, mut.called, before, mut.auto, mut.check))
         if plan is None:
-            if len(self._plans) >= _PLAN_CACHE_MAX:
-                for k in list(islice(self._plans, _PLAN_CACHE_MAX // 4)):  # oldest first
-                    del self._plans[k]
-            plan = self._resolver.resolve(
-                mut.type, mut.called, before, auto=mut.auto, check=mut.check
-            )
-            self._plans[key] = plan
-        tx.plan = plan
-        tx.targets = plan.targets
-        tx.states_before = before
+            plan = self._resolve(mut, before)
+        tx = Transition(self, mut, plan, before, self._ticks[:])
         if self.log_steps:
             tx.steps = list(plan.steps)
-        ticks = self._ticks
-        tx.time_before = ticks[:]
         if self._pre_log:
             tx.pre_log_entries, self._pre_log = self._pre_log, []
         self.transition = tx
-        level = self._log_level
-        if level >= LogLevel.OPS:
+        if self._log_level >= _OPS:
             self._log_mutation(tx)
             for lvl, text in plan.logs:
                 self._log(lvl, text)
         hooks = self._hooks
-        if "transition_init" in hooks:
-            self._trace("transition_init", tx)
-        if "transition_start" in hooks:
-            self._trace("transition_start", tx)
+        if hooks:
+            if "transition_init" in hooks:
+                self._trace("transition_init", tx)
+            if "transition_start" in hooks:
+                self._trace("transition_start", tx)
         try:
             result = self._run(tx, plan, mut)
         finally:
@@ -718,19 +721,27 @@ class Machine:
             self.transition = None
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
-        if "transition_end" in hooks:
+        if hooks and "transition_end" in hooks:
             self._trace("transition_end", tx)
-        if tx.accepted and not mut.check:
-            if self._subs:
-                changed = [
-                    n
-                    for n, a, b in zip(self._names, tx.time_before, self._ticks, strict=True)
-                    if a != b
-                ]
-                self._subs.notify(changed, self.clock)
+        if tx.accepted and not mut.check and self._subs:
+            changed = [
+                n
+                for n, a, b in zip(self._names, tx.time_before, self._ticks, strict=True)
+                if a != b
+            ]
+            self._subs.notify(changed, self.clock)
         if self._queue_waits:
             self._check_queue_waits()
         return result
+
+    def _resolve(self, mut: Mutation, before: tuple[str, ...]) -> Plan:
+        """Resolve and cache the plan of ``mut`` from ``before`` (the cache keeps the newest)."""
+        if len(self._plans) >= _PLAN_CACHE_MAX:
+            for k in list(islice(self._plans, _PLAN_CACHE_MAX // 4)):  # oldest first
+                del self._plans[k]
+        plan = self._resolver.resolve(mut.type, mut.called, before, auto=mut.auto, check=mut.check)
+        self._plans[(mut.type, mut.called, before, mut.auto, mut.check)] = plan
+        return plan
 
     def _run(self, tx: Transition, plan: Plan, mut: Mutation) -> Result:
         """Negotiate, apply and finalise one transition; returns its result."""
@@ -740,16 +751,23 @@ class Machine:
             return CANCELED
         groups = self._groups
         auto = mut.auto
-        if groups or self._log_level >= LogLevel.EVERYTHING:
-            refused: set[str] = set()
-            for name, state, fn, gid in self._negotiation_calls(plan, mut):
-                if state in refused:
+        if groups or self._log_level >= _EVERYTHING:
+            bound = plan.bound
+            calls = (
+                bound[1]
+                if bound is not None and bound[0] == self._groups_ver
+                else self._negotiation_calls(plan, mut)
+            )
+            refused: set[str] | None = None
+            for name, state, fn, gid in calls:
+                if refused and state in refused:
                     continue
                 ret = self._call(tx, fn, name, gid)
-                if ret is not False and not isinstance(ret, _Panic):
+                if ret is not False and ret.__class__ is not _Panic:
                     continue
                 if auto and state in mut.called and ret is False:
                     # partial auto: a refused auto state drops out, the rest go on
+                    refused = refused or set()
                     refused.add(state)
                     self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
                     if len(refused) == len(mut.called):
@@ -766,10 +784,9 @@ class Machine:
             return EXECUTED
         tx.accepted = True
         self._apply(tx, plan, mut)
-        if (groups or self._subs or EXCEPTION in plan.target_set) and not self._finals(
-            tx, plan, mut
-        ):
-            return CANCELED
+        if groups or EXCEPTION in plan.target_set or self._subs:
+            if not self._finals(tx, plan, mut):
+                return CANCELED
         if self._on_change:
             self._changed(tx)
         if (
@@ -780,29 +797,43 @@ class Machine:
             and not self._disposed
         ):
             self._auto_pass()
-        return self._result(tx, plan, mut)
-
-    def _result(self, tx: Transition, plan: Plan, mut: Mutation) -> Result:
         if mut.type == REMOVE:
             return CANCELED if any(s in self._active_set for s in mut.called) else EXECUTED
-        if mut.auto:
+        if auto:
             grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
             return EXECUTED if grew else CANCELED
         return EXECUTED
 
+    def _bump(self, plan: Plan) -> None:
+        """Apply ``plan``'s tick changes and active states."""
+        ticks = self._ticks
+        for i, delta in plan.bumps or self._bumps(plan):
+            ticks[i] += delta
+        self._active = plan.active
+        self._active_set = plan.target_set
+
+    def _bumps(self, plan: Plan) -> tuple[tuple[int, int], ...]:
+        """``plan``'s tick changes as (index, delta): +1 per exit and per first entry, +2 to
+        re-enter an active Multi state. Cached on the plan: a plan is keyed by the active states
+        it starts from, and the plan cache is dropped when the index changes."""
+        index, active = self._index, self._active_set
+        plan.bumps = tuple(
+            [(index[s], 1) for s in plan.exits]
+            + [(index[s], 2 if s in active else 1) for s in plan.enters]
+        )
+        return plan.bumps
+
     def _apply(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
-        ticks, index, active = self._ticks, self._index, self._active_set
-        for s in plan.exits:
-            ticks[index[s]] += 1
-        for s in plan.enters:
-            ticks[index[s]] += 2 if s in active else 1
+        ticks = self._ticks
+        for i, delta in plan.bumps or self._bumps(plan):
+            ticks[i] += delta
         self._active = plan.active
         self._active_set = plan.target_set
         tx.time_after = ticks[:]
         if self.log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
-        if self._log_level >= LogLevel.CHANGES and (plan.enters or plan.exits):
+        if self._log_level >= _CHANGES and (plan.enters or plan.exits):
             tag = "auto_" if mut.auto else "state"
             diff = [f"+{s}" for s in plan.enters] + [f"-{s}" for s in plan.exits]
             self._log(LogLevel.CHANGES, f"[{tag}] {' '.join(diff)}")
@@ -817,16 +848,20 @@ class Machine:
     def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
         """Run ``XEnd`` / ``XState`` / ``AnyState``; False when a handler failed (recovered)."""
         subs = self._subs
-        for name, state, is_state, fns in self._final_calls(plan):
-            if not fns and name == "ExceptionState":
-                self._default_exception_state(tx)
-            for fn, gid in fns:
+        bound = plan.finals
+        if bound is None or bound[0] != self._groups_ver:
+            bound = self._final_calls(plan)
+        for kind, name, fn, gid, state in bound[2] if subs else bound[1]:
+            if kind == _CALL:
                 ret = self._call(tx, fn, name, gid)
-                if isinstance(ret, _Panic):
-                    self._recover_finals(tx, plan, state if is_state else None, name, ret)
+                if ret.__class__ is _Panic:
+                    self._recover_finals(tx, plan, state, name, ret)
                     return False
-            if is_state and subs and subs.wants_args(state):
-                subs.notify_args(state, tx.mutation.args)
+            elif kind == _NOTIFY:
+                if subs.wants_args(state):
+                    subs.notify_args(state, tx.mutation.args)
+            else:
+                self._default_exception_state(tx)
         return True
 
     def _recover_finals(
@@ -851,7 +886,8 @@ class Machine:
         self._raise_to_exception(tx, name, panic)
 
     def _negotiation_calls(self, plan: Plan, mut: Mutation) -> list[tuple[str, str, Any, str]]:
-        """(handler name, state it is attributed to, fn, group id) in negotiation order."""
+        """(handler name, state it is attributed to, fn, group id) in negotiation order, cached
+        per plan and version of the bound handlers."""
         names = plan.negotiation
         if names is None:
             names = [(f"{s}Exit", s) for s in plan.exits]
@@ -867,32 +903,40 @@ class Machine:
             ]
             names.append(("AnyEnter", ""))
             plan.negotiation = names
-        bound = plan.bound
-        if bound is None or bound[0] != self._groups_ver:
-            calls = [
-                (name, state, fn, group.id)
-                for name, state in names
-                for group in self._groups
-                if (fn := group.lookup(name)) is not None
-            ]
-            bound = plan.bound = (self._groups_ver, calls)
-        return bound[1]
+        calls = [
+            (name, state, fn, group.id)
+            for name, state in names
+            for group in self._groups
+            if (fn := group.lookup(name)) is not None
+        ]
+        plan.bound = (self._groups_ver, calls)
+        return calls
 
-    def _final_calls(self, plan: Plan) -> list[tuple[str, str, bool, list[tuple[Any, str]]]]:
-        """(handler name, state, is a ``State`` handler, [(fn, group id)]) in final order,
-        cached per plan and version of the bound handlers."""
-        bound = plan.finals
-        if bound is None or bound[0] != self._groups_ver:
-            names = [(f"{s}End", s, False) for s in plan.exits]
-            names += [(f"{s}State", s, True) for s in plan.enters]
-            names.append(("AnyState", "", False))
-            calls = [
-                (name, state, is_state,
-                 [(fn, g.id) for g in self._groups if (fn := g.lookup(name)) is not None])
-                for name, state, is_state in names
-            ]  # fmt: skip
-            bound = plan.finals = (self._groups_ver, calls)
-        return bound[1]
+    def _final_calls(self, plan: Plan) -> tuple[int, list, list]:
+        """The final steps of ``plan`` for the bound handlers, cached on the plan:
+        ``(version, steps, steps with args notifications)``; a step is ``(kind, handler name,
+        fn, group id, state)``, in final order (``XEnd``, ``XState``, ``AnyState``). ``state``
+        is the ``XState`` handler's state (what a failure undoes), else None."""
+        names = [(f"{s}End", s, False) for s in plan.exits]
+        names += [(f"{s}State", s, True) for s in plan.enters]
+        names.append(("AnyState", "", False))
+        FinalStep = tuple[int, str, Callable | None, str, str | None]
+        plain: list[FinalStep] = []
+        notify: list[FinalStep] = []
+        for name, state, is_state in names:
+            steps: list[FinalStep] = [
+                (_CALL, name, fn, g.id, state if is_state else None)
+                for g in self._groups
+                if (fn := g.lookup(name)) is not None
+            ]
+            if not steps and name == "ExceptionState":
+                steps = [(_DEFAULT, name, None, "", None)]
+            plain += steps
+            notify += steps
+            if is_state:
+                notify.append((_NOTIFY, name, None, "", state))
+        bound = plan.finals = (self._groups_ver, plain, notify)
+        return bound
 
     def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
         """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""
@@ -900,11 +944,11 @@ class Machine:
         if self.log_steps:
             tx.steps.append(_handler_step(name, tx))
         hooks = self._hooks
-        if "handler_start" in hooks:
+        if hooks and "handler_start" in hooks:
             self._trace("handler_start", tx, group, name)
-        if self._log_level >= LogLevel.OPS:
+        if self._log_level >= _OPS:
             self._log(LogLevel.OPS, f"[handler:{group}] {name}")
-        start = time.perf_counter()
+        start = perf_counter()
         try:
             ret = fn(e)
             if ret is not None and ret is not True and ret is not False and iscoroutine(ret):
@@ -916,10 +960,10 @@ class Machine:
         except Exception as err:
             trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
             ret = _Panic(err, trace)
-        elapsed = time.perf_counter() - start
-        if "handler_end" in hooks:
+        elapsed = perf_counter() - start
+        if hooks and "handler_end" in hooks:
             self._trace("handler_end", tx, group, name)
-        if elapsed > self.handler_timeout and not isinstance(ret, _Panic):
+        if elapsed > self.handler_timeout and ret.__class__ is not _Panic:
             err = HandlerTimeoutError(
                 f"handler timeout: {name} from {group} took {elapsed * 1000:.0f} ms "
                 f"(limit {self.handler_timeout * 1000:.0f} ms)"

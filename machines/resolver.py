@@ -34,6 +34,7 @@ class Plan:
         "active",
         "bound",
         "steps",
+        "bumps",
     )
 
     def __init__(
@@ -54,8 +55,9 @@ class Plan:
         self.logs = logs
         # handler names with the state each is attributed to (for partial auto), filled lazily
         self.negotiation: list[tuple[str, str]] | None = None
-        self.finals: tuple[int, list] | None = None  # final calls for a handlers version
+        self.finals: tuple[int, list, list] | None = None  # final calls for a handlers version
         self.bound: tuple[int, list] | None = None  # negotiation calls for a handlers version
+        self.bumps: tuple[tuple[int, int], ...] | None = None  # tick deltas (Machine._bump)
 
 
 class Resolver:

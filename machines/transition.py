@@ -102,15 +102,22 @@ class Transition:
         "cancelled_by",
     )
 
-    def __init__(self, machine: Machine, mutation: Mutation) -> None:
+    def __init__(
+        self,
+        machine: Machine,
+        mutation: Mutation,
+        plan: Any = None,
+        states_before: tuple[str, ...] = (),
+        time_before: list[int] | None = None,
+    ) -> None:
         self.num = next(_id_counter)
         self.machine = machine
         self.mutation = mutation
-        self.plan: Any = None
-        self.targets: list[str] = []
-        self.time_before: list[int] = []
+        self.plan: Any = plan
+        self.targets: list[str] = plan.targets if plan is not None else []
+        self.time_before: list[int] = time_before if time_before is not None else []
         self.time_after: list[int] = []
-        self.states_before: tuple[str, ...] = ()
+        self.states_before: tuple[str, ...] = states_before
         self.accepted = False
         self.completed = False
         self.log_entries: list[tuple[int, str]] = []

@@ -83,6 +83,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A port whose next port is free too (the debugger's TCP and WebSocket ports)."""
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two free ports in a row")
+
+
 def base_env(**kw: object) -> dict[str, str]:
     env = {
         "FOO_TCP_ADDR": "127.0.0.1:0",
@@ -205,20 +219,21 @@ def test_hellos_and_the_page_reconnects_after_a_server_restart(browser, tmp_path
     assert rc == 0
 
 
-def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("var", ["FOO_TCP_ADDR", "RELAY_HTTP_ADDR", "AM_DBG_ADDR"])
+def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         addr = f"127.0.0.1:{busy.getsockname()[1]}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), **base_env(FOO_TCP_ADDR=addr)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **base_env(**{var: addr})}
         proc = subprocess.run(
-            [sys.executable, "-m", "cli.main", "start"],
+            [sys.executable, "-m", "cli.main", "start", "--dbg", "--dir", str(tmp_path)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert proc.returncode == 1
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1, proc.stderr
-    assert addr in err[0] and "FOO_TCP_ADDR" in err[0]
+    assert addr in err[0] and var in err[0]
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
@@ -227,7 +242,7 @@ def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
     page's machines report over the debugger's WebSocket, from Pyodide)."""
     from dbg.dump import read_dump
 
-    port = free_port()
+    port = free_port_pair()
     env = base_env(FOO_HELLO_INTERVAL=0.5, AM_DBG_ADDR=f"127.0.0.1:{port}")
     srv = AmStart(tmp_path, env, "--bars", "3", "--dbg", "--dir", "out")
     try:

@@ -260,7 +260,7 @@ class BrowserBar:
 
     # --- server-foo's mirror -------------------------------------------------------------------
 
-    def _piped(self, tx: Any) -> None:
+    def _piped(self, net: Any, before: list[int], after: list[int]) -> None:
         """Every NetMach change goes to the handler machine (the reference's BindAny)."""
         self._sync_handler_machine()
         self._show()

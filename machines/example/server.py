@@ -175,7 +175,7 @@ async def _serve_bar_tunnel(
             await stream.aclose()
             return
         browsers.clients[bar_id] = client
-        client.netmach.on_change(lambda tx: browsers._notify())  # e.g. the tab became Ready
+        client.netmach.on_change(lambda *_: browsers._notify())  # e.g. the tab became Ready
         browsers._notify()
         out(f"aRPC connected via WebSocket: {bar_id}")
 
@@ -196,9 +196,22 @@ async def _bind(stack: AsyncExitStack, what: str, var: str, addr: str, cm: Any) 
     variable that sets it."""
     try:
         return await stack.enter_async_context(cm)
-    except OSError as err:
+    except BaseException as exc:  # a listener's nursery may wrap the bind error in a group
+        err = find_exception(exc, OSError)
+        if not isinstance(err, OSError):
+            raise
         reason = "address in use" if err.errno == 98 else (err.strerror or str(err))
         raise StartError(f"cannot listen on {addr} ({var}, {what}): {reason}") from None
+
+
+def find_exception(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` itself or the first ``kind`` inside its (nested) exception groups."""
+    if isinstance(exc, kind):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        if (found := find_exception(inner, kind)) is not None:
+            return found
+    return None
 
 
 async def run_server(

@@ -153,6 +153,8 @@ class DomUI:
 
     def _draw(self, *_: Any) -> None:
         self._pending = False
+        if self._last is None:
+            return
         bar, foo = self._last
         self._text("bar-id", bar.id)
         self._text("bar-states", _states(bar))

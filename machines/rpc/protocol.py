@@ -413,7 +413,10 @@ class ServerConnection(_Conn):
         self._sent_m = 0
         self._log: list[list[Any]] = []  # per-mutation mode: entries not sent yet
         self._rec: tuple[list[int], int, int] = ([], 0, 0)  # the clock after the last entry
+        self._plain = False  # the client holds the source's whole clock (frames can be shared)
         self.pushes = 0
+        #: the shared clock (core.Snapshot) this client was last brought to, if it was
+        self.pushed_at: Any = None
 
     # requests
     def _on_request(self, seq: int, method: str, params: list[Any], events: list[Any]) -> None:
@@ -529,6 +532,10 @@ class ServerConnection(_Conn):
             and not (self.options.skipped and n in self.options.skipped)
         ]
         self._names = names
+        opts = self.options
+        self._plain = not (opts.no_schema or opts.shallow or opts.mutations or opts.skipped) and (
+            opts.allowed is None or set(opts.allowed) >= set(names)
+        )
         if self.options.no_schema:
             self._positions = list(tracked)
             self._to_source = list(tracked)
@@ -539,6 +546,7 @@ class ServerConnection(_Conn):
         self._reset(export.time, export.queue_tick, export.machine_tick)
 
     def _reset(self, time: Sequence[int], q: int, m: int) -> None:
+        self.pushed_at = None
         self._sent = []
         self._sent = self._view(time)
         self._sent_q, self._sent_m = q, m
@@ -587,6 +595,7 @@ class ServerConnection(_Conn):
             return None
         diff = [q - self._sent_q, m - self._sent_m, checksum(view, q, m), *pairs]
         self._sent, self._sent_q, self._sent_m = view, q, m
+        self.pushed_at = None
         return diff
 
     def record(
@@ -649,6 +658,34 @@ class ServerConnection(_Conn):
             return False
         self._rec = (self._sent, self._sent_q, self._sent_m)
         self._notify(M_UPDATE, *diff)
+        self.pushes += 1
+        return True
+
+    def push_shared(self, snap: Any, frames: dict[tuple[Any, Any], bytes]) -> bool:
+        """`push` to a clock shared by many connections (`snap`, a core.Snapshot). A client
+        that holds the whole clock and was last pushed the shared clock `at` gets the frame
+        cached in `frames` under `(at, snap)`: one encoding for every client at the same clock.
+        The bytes are exactly those `push` would queue."""
+        at = self.pushed_at
+        if at is snap or not self.handshaken:
+            return False
+        if at is None or not self._plain:
+            pushed = self.push(snap.time, snap.q, snap.m)
+            self.pushed_at = snap
+            return pushed
+        frame = frames.get((at, snap))
+        if frame is None:
+            diff = self._diff(snap.time, snap.q, snap.m)
+            self.pushed_at = snap
+            if diff is None:
+                return False
+            frame = frames[(at, snap)] = encode_frame([NOTIFY, M_UPDATE, *diff], self.max_frame)
+        else:
+            self._sent, self._sent_q, self._sent_m = snap.time, snap.q, snap.m
+            self.pushed_at = snap
+        self._rec = (self._sent, self._sent_q, self._sent_m)
+        self._out += frame
+        self.frames_out += 1
         self.pushes += 1
         return True
 

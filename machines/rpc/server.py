@@ -68,7 +68,9 @@ class Server(ServerCore):
 
     def push_now(self) -> None:
         """Push pending changes now, whatever the interval (e.g. before changing it)."""
-        self._last_sent = -math.inf
+        self._last_sent = self._written = -math.inf
+        if self._hub is not None:
+            self._hub.invalidate()
         self._dirty.set()
 
     async def serve(self, stream: trio.abc.Stream, peer: str = "") -> None:
@@ -180,13 +182,29 @@ class Server(ServerCore):
                 self.close()
                 return
 
+    _idle_waits = True  # the pusher registers with the hub while it waits for a change
+
     async def _pusher(self) -> None:
-        """Leading-edge push, then at most one push per interval with the accumulated change."""
+        """Leading-edge push, then at most one push per interval with the accumulated change
+        (see `_push_due`). Waits without a timer while nothing changes: the source's hub wakes
+        it once at the next change."""
+        hub, conn = self._hub, self.conn
+        assert hub is not None and conn is not None
+        pushed = False
         while True:
-            await self._dirty.wait()
-            self._dirty = trio.Event()
-            self._wake_pusher = self._dirty.set
-            await trio.sleep_until(self._push_due())
-            if self._push() and not await self._flush():
-                self.close()
-                return
+            if not pushed or not hub.pending(conn):  # else push what changed meanwhile
+                self._dirty = trio.Event()
+                self._wake_pusher = self._dirty.set
+                hub.idle(self)
+                await self._dirty.wait()
+            due = self._push_due()
+            if due > trio.current_time():
+                await trio.sleep_until(due)
+            start = trio.current_time()
+            pushed = self._push()
+            if pushed:
+                if not await self._flush():
+                    self.close()
+                    return
+                self._written = trio.current_time()
+                self._busy = self._written - start

@@ -1,0 +1,471 @@
+"""The debugger's Textual app: layout, keys and the paint loop.
+
+Why so thin: what each key does lives in :class:`dbg.ui.session.Session`; the panes paint
+themselves from it. The collector (the store) notifies changes; a timer coalesces them into
+at most one repaint per frame, so a flood of telemetry costs one paint per frame, not one
+per transition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import events
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+
+from .address import AddrError, MachAddr
+from .bars import AddressBar, ClickableLine, StatusBar, Toolbar
+from .dialogs import PromptScreen
+from .filters import FILTERS
+from .help import HelpScreen
+from .live import LiveServer
+from .log_pane import LogPane, LogReader
+from .machine_list import MachineList
+from .matrix import MatrixView, RainView
+from .schema_tree import SchemaTree
+from .session import Session
+from .timelines import StepTimeline, TxBar, TxTimeline
+
+__all__ = ["VIEWS", "DebuggerApp"]
+
+VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
+#: panes of the content area per view
+_VIEW_PANES = {
+    "tree-log": {"tree", "log", "reader"},
+    "tree-matrix": {"tree", "matrix"},
+    "tree-rain": {"tree", "rain"},
+    "matrix": {"matrix"},
+    "matrix-rain": {"matrix", "rain"},
+}
+_PANES = ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar", "#txtl",
+          "#nextbar", "#steptl", "#toolbar")  # fmt: skip
+NARROW_WIDTH = 100  # below: no machine list
+SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
+PLAY_INTERVAL = 0.5
+FRAME = 1 / 30
+DATA_FRAME = 0.25  # new data repaints at most this often; keys repaint at once
+CATCH_UP_BUDGET = 0.008  # seconds per frame for reading other machines' histories
+QUIET = 0.5  # seconds without new data before other machines' histories are read
+HOLD_MAX = 0.5  # seconds the UI may keep the live collector waiting
+
+
+class DebuggerApp(App[None]):
+    """``am dbg``'s UI. ``live`` (optional) serves telemetry into ``session.collector``."""
+
+    TITLE = "am dbg"
+    CSS = """
+    Screen { layout: vertical; }
+    #addr, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
+    #main { height: 1fr; }
+    #list { width: 34; height: 100%; border: round $primary-darken-2; }
+    #tree { width: 1fr; height: 100%; min-width: 20; border: round $primary-darken-2; }
+    #right { width: 2fr; height: 100%; }
+    #log, #matrix, #rain { height: 1fr; border: round $primary-darken-2; }
+    #reader { height: 35%; max-height: 12; border: round $primary-darken-2; }
+    #list:focus, #tree:focus, #log:focus, #reader:focus, #rain:focus { border: round $accent; }
+    #txtl:focus, #steptl:focus { background: $boost; }
+    #status { background: $panel; }
+    .narrow #list { display: none; }
+    .short #nextbar { display: none; }
+    .no-tree #tree { display: none; }
+    """
+
+    BINDINGS = [
+        Binding("left", "nav(-1)", "prev", show=False),
+        Binding("right", "nav(1)", "next", show=False),
+        Binding("alt+j", "step(-1)", show=False),
+        Binding("alt+k", "step(1)", show=False),
+        Binding("alt+h,alt+left", "jump(-1)", show=False),
+        Binding("alt+l,alt+right", "jump(1)", show=False),
+        Binding("home", "first", show=False),
+        Binding("end", "last", show=False),
+        Binding("space", "play", show=False),
+        Binding("alt+v", "tail", show=False),
+        Binding("up", "updown(-1)", show=False),
+        Binding("down", "updown(1)", show=False),
+        Binding("alt+g", "follow", show=False),
+        Binding("left_square_bracket", "history_back", show=False),
+        Binding("right_square_bracket", "history_forward", show=False),
+        Binding("ctrl+l", "edit_address", show=False),
+        Binding("alt+m", "cycle_view", show=False),
+        Binding("alt+r", "rain", show=False),
+        Binding("alt+e", "relations", show=False),
+        Binding("alt+o", "reader", show=False),
+        Binding("alt+s", "export", show=False),
+        Binding("alt+i", "diagram", show=False),
+        Binding("alt+d", "remove_machine", show=False),
+        Binding("question_mark", "help", show=False),
+        Binding("escape", "focus_list", show=False),
+        Binding("0", "log_level", show=False),
+        *(Binding(str(n), f"filter('{name}')", show=False) for n, name in enumerate(FILTERS, 1)),
+        Binding("ctrl+q", "quit", "quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        out_dir: Path = Path("."),
+        live: LiveServer | None = None,
+        view: str = "tree-log",
+        open_addr: MachAddr | None = None,
+        info: str = "",
+    ) -> None:
+        super().__init__()
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}; one of {', '.join(VIEWS)}")
+        self.session = session
+        self.out_dir = out_dir
+        self.live = live
+        self.view = view
+        self.show_reader = True
+        self.info = info
+        self._pending = open_addr
+        self._dirty = True
+        self._painted_at = 0.0
+        self._data_at = 0.0
+        self._holding = False
+        self._held: Any = None  # the collector's lock while _holding
+        self._caught_up = False  # other machines' histories all read (see _frame)
+        self._search_at = 0.0
+        self._unsub: Callable[[], None] | None = None
+        self.paints = 0  # for tests and benchmarks: frames painted
+
+    # ----- layout
+
+    def compose(self) -> ComposeResult:
+        yield AddressBar(id="addr")
+        with Horizontal(id="main"):
+            yield MachineList(id="list")
+            yield SchemaTree(id="tree")
+            with Vertical(id="right"):
+                yield LogPane(id="log")
+                yield LogReader(id="reader")
+                yield MatrixView(id="matrix")
+                yield RainView(id="rain")
+        yield TxBar(id="txbar")
+        yield TxTimeline(id="txtl")
+        yield TxBar(nxt=True, id="nextbar")
+        yield StepTimeline(id="steptl")
+        yield Toolbar(id="toolbar")
+        yield StatusBar(id="status")
+
+    def on_mount(self) -> None:
+        self._unsub = self.session.collector.subscribe(self._changed)
+        if self.live is not None:
+            self.live.start(on_ready=lambda bound: self._changed())
+        self._apply_view()
+        self._layout_classes(self.size.width, self.size.height)
+        self.query_one("#list").focus()
+        self.set_interval(FRAME, self._frame)
+        self.set_interval(PLAY_INTERVAL, self._play)
+        self.call_after_refresh(self._frame)
+
+    # ----- the UI first: ingest waits while a key or a frame is being painted
+
+    def _hold(self) -> None:
+        """Pause the live collector (it ingests under the same lock) until the screen was
+        refreshed: two threads share one interpreter lock, and under a flood of telemetry
+        the UI otherwise gets a small share of it (keys took ~0.5 s). Bounded: released
+        after the refresh, or after ``HOLD_MAX`` at the latest."""
+        lock = getattr(self.session.collector, "lock", None)  # a LockedCollector's
+        if lock is None or self._holding or self.live is None:
+            return
+        if lock.acquire(timeout=0.2):
+            self._held, self._holding = lock, True
+            self.call_after_refresh(self._release)
+            self.set_timer(HOLD_MAX, self._release)
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._held.release()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self._hold()
+        await super().on_event(event)
+
+    def _changed(self) -> None:  # called by the collector, possibly from its thread
+        self._dirty = True
+        self._caught_up = False
+        self._data_at = time.monotonic()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout_classes(event.size.width, event.size.height)
+        self.call_after_refresh(self.paint)
+
+    def _layout_classes(self, width: int, height: int) -> None:
+        self.screen.set_class(width < NARROW_WIDTH, "narrow")
+        self.screen.set_class(height < 30, "short")
+
+    def _apply_view(self) -> None:
+        panes = set(_VIEW_PANES[self.view])
+        if not self.show_reader:
+            panes.discard("reader")
+        self.screen.set_class("tree" not in panes, "no-tree")
+        for name in ("log", "reader", "matrix", "rain"):
+            self.query_one(f"#{name}").display = name in panes
+        self.call_after_refresh(self.paint)
+
+    # ----- painting
+
+    def _frame(self) -> None:
+        if self._pending is not None and self._pending.mach_id in self.session.collector.machines:
+            addr, self._pending = self._pending, None
+            self._goto(addr)
+        now = time.monotonic()
+        caught_up = True
+        data_frame = self._dirty and now - self._painted_at >= DATA_FRAME
+        catching_up = not self.session.tail and not self._caught_up and now - self._data_at > QUIET
+        if data_frame or catching_up:
+            self._hold()
+        if catching_up:
+            # other machines at the cursor's time need their history; read it while the
+            # stream is quiet (reading a machine can take long; keys must not wait for it)
+            caught_up = self._caught_up = self.session.catch_up(CATCH_UP_BUDGET)
+        if data_frame:
+            self._dirty = False
+            self.session.sync()
+            self.paint()
+        elif not caught_up:
+            self.paint()
+
+    def _play(self) -> None:
+        if self.session.playing:
+            self.session.play_tick()
+            self.paint()
+
+    def paint(self) -> None:
+        s = self.session
+        self._painted_at = time.monotonic()
+        try:
+            panes: list[Any] = [self.query_one(w) for w in _PANES]  # each has paint(session)
+            status = self.query_one(StatusBar)
+        except NoMatches:  # closing: the main screen is gone, a timer fired late
+            return
+        for w in panes:
+            if w.display:
+                w.paint(s)
+        status.paint(s, s.graph_sum())
+        self.paints += 1
+
+    def status(self, message: str) -> None:
+        StatusBar.message = message
+        self.paint()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # under a dialog or the help only quitting reaches the app (the panes are hidden)
+        return action == "quit" or len(self.screen_stack) <= 1
+
+    # ----- actions (keys)
+
+    def _steps_focused(self) -> bool:
+        return self.focused is not None and self.focused.id == "steptl"
+
+    def action_nav(self, n: int) -> None:
+        if self._steps_focused():
+            self.action_step(n)
+            return
+        self.session.move(n)
+        self.paint()
+
+    def action_step(self, n: int) -> None:
+        (self.session.next_step if n > 0 else self.session.prev_step)()
+        self.paint()
+
+    def action_jump(self, direction: int) -> None:
+        self.session.jump(direction)
+        self.paint()
+
+    def action_first(self) -> None:
+        self.session.first()
+        self.paint()
+
+    def action_last(self) -> None:
+        self.session.last()
+        self.paint()
+
+    def action_play(self) -> None:
+        self.session.toggle_play()
+        self.paint()
+
+    def action_tail(self) -> None:
+        self.session.toggle_tail()
+        self.paint()
+
+    def action_updown(self, n: int) -> None:
+        s = self.session
+        if self.focused is not None and self.focused.id == "tree":
+            h = s.current
+            if h is not None and h.states:
+                k = h.states.index(s.state) + n if s.state in h.states else 0
+                s.state = h.states[max(0, min(k, len(h.states) - 1))]
+        else:
+            ids = self.query_one(MachineList).ids or [m for m, _ in s.tree()]
+            if ids:
+                k = ids.index(s.mach) + n if s.mach in ids else 0
+                s.select(ids[max(0, min(k, len(ids) - 1))])
+        self.paint()
+
+    def action_follow(self) -> None:
+        target = self.session.follow()
+        self.status(f"jumped to {target}" if target else "no source or caused transition")
+
+    def action_history_back(self) -> None:
+        self.session.back()
+        self.paint()
+
+    def action_history_forward(self) -> None:
+        self.session.forward()
+        self.paint()
+
+    def action_edit_address(self) -> None:
+        def done(value: str | None) -> None:
+            if value:
+                self._goto(value)
+
+        self.push_screen(PromptScreen("Open address", str(self.session.addr() or "")), done)
+
+    def _goto(self, addr: MachAddr | str) -> None:
+        try:
+            self.session.goto(addr)
+        except (AddrError, ValueError) as err:
+            self.status(str(err))
+            return
+        self.paint()
+
+    def action_cycle_view(self) -> None:
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        self._apply_view()
+
+    def action_rain(self) -> None:
+        self.view = "tree-log" if "rain" in self.view else "tree-rain"
+        self._apply_view()
+
+    def action_relations(self) -> None:
+        tree = self.query_one(SchemaTree)
+        tree.show_relations = not tree.show_relations
+        self.paint()
+
+    def action_reader(self) -> None:
+        self.show_reader = not self.show_reader
+        self._apply_view()
+
+    def action_filter(self, name: str) -> None:
+        on = self.session.toggle_filter(name)
+        self.status(f"filter {name} {'on' if on else 'off'}")
+
+    def action_log_level(self) -> None:
+        self.session.log_level = (self.session.log_level + 1) % 6
+        self.paint()
+
+    def action_export(self) -> None:
+        def done(name: str | None) -> None:
+            if name:
+                self.export(name)
+
+        self.push_screen(PromptScreen("Export to (in --dir)", "am-dbg-dump"), done)
+
+    def export(self, name: str) -> Path | None:
+        if not name.endswith((".cbor.br", ".gob.br")):
+            name += ".cbor.br"
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            path = self.session.export(self.out_dir / name)
+        except (OSError, ValueError) as err:
+            self.status(f"export failed: {err}")
+            return None
+        self.status(f"exported {path}")
+        return path
+
+    def action_diagram(self) -> None:
+        from vis.render import RenderError
+
+        from .diagram import render_diagram
+
+        try:
+            path = render_diagram(self.session, self.out_dir)
+        except (RenderError, OSError) as err:
+            self.status(f"diagram failed: {err}")
+            return
+        self.status(f"diagram {path}")
+
+    def action_remove_machine(self) -> None:
+        if self.session.mach:
+            self.session.remove_machine(self.session.mach)
+            self.paint()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.info))
+
+    def action_focus_list(self) -> None:
+        self.session.search = ""
+        self.query_one("#list").focus()
+        self.paint()
+
+    async def action_quit(self) -> None:
+        self._release()
+        if self._unsub is not None:
+            self._unsub()
+            self._unsub = None
+        if self.live is not None:
+            await self.live.stop()
+        self.exit()
+
+    # ----- typing and clicks
+
+    def on_key(self, event: events.Key) -> None:
+        if self.focused is None or self.focused.id != "list":
+            return
+        ch = event.character or ""
+        s = self.session
+        if event.key == "backspace" and s.search:
+            s.search = s.search[:-1]
+        elif len(ch) == 1 and (ch.isalpha() or ch in "-_"):
+            now = time.monotonic()
+            if now - self._search_at > SEARCH_RESET:
+                s.search = ""
+            self._search_at = now
+            s.search += ch.lower()
+        else:
+            return
+        event.stop()
+        hit = next((m for m, _ in s.tree() if s.search and s.search in m.lower()), None)
+        if hit is not None and hit != s.mach:
+            s.select(hit)
+        self.paint()
+
+    def on_machine_list_picked(self, msg: MachineList.Picked) -> None:
+        self.session.select(msg.mach_id)
+        self.paint()
+
+    def on_schema_tree_picked(self, msg: SchemaTree.Picked) -> None:
+        self.session.state = msg.state
+        self.paint()
+
+    def on_log_pane_jump(self, msg: LogPane.Jump) -> None:
+        self.session.jump_to(msg.index)
+        self.paint()
+
+    def on_log_reader_follow(self, msg: LogReader.Follow) -> None:
+        self._goto(msg.addr)
+
+    def on_tx_timeline_seek(self, msg: TxTimeline.Seek) -> None:
+        self.session.seek(msg.fraction)
+        self.paint()
+
+    def on_rain_view_picked(self, msg: RainView.Picked) -> None:
+        self.session.jump_to(msg.index)
+        if msg.state:
+            self.session.state = msg.state
+        self.paint()
+
+    async def on_clickable_line_clicked(self, msg: ClickableLine.Clicked) -> None:
+        await self.run_action(msg.action)

@@ -1,0 +1,98 @@
+"""The address bar, the filter toolbar and the status bar.
+
+Why together: each is one line of text with clickable parts, painted from the session.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import events
+from textual.message import Message
+
+from .filters import FILTERS
+from .pane import Pane
+from .session import Session
+from .timelines import current_step_text
+
+__all__ = ["AddressBar", "StatusBar", "Toolbar"]
+
+
+class ClickableLine(Pane):
+    """A line whose painted parts map x ranges to actions."""
+
+    class Clicked(Message):
+        def __init__(self, action: str) -> None:
+            super().__init__()
+            self.action = action
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._spans: list[tuple[int, int, str]] = []
+
+    def _part(self, t: Text, text: str, style: str, action: str | None) -> None:
+        if action:
+            self._spans.append((len(t), len(t) + len(text), action))
+        t.append(text, style=style)
+
+    def on_click(self, event: events.Click) -> None:
+        off = event.get_content_offset(self)
+        if off is None:
+            return
+        for a, b, action in self._spans:
+            if a <= off.x < b:
+                self.post_message(self.Clicked(action))
+                return
+
+
+class AddressBar(ClickableLine):
+    """``◀ ▶ mach://id/tx/step``; Ctrl+L (or a click on the address) edits it."""
+
+    def paint(self, session: Session) -> None:
+        self._spans = []
+        t = Text(no_wrap=True, overflow="ellipsis")
+        hist = session.history
+        self._part(t, " ◀ ", "bold" if hist.can_back else "grey30", "history_back")
+        self._part(t, " ▶ ", "bold" if hist.can_forward else "grey30", "history_forward")
+        addr = session.addr()
+        self._part(t, f" {addr or 'mach://'} ", "bold cyan", "edit_address")
+        if session.state:
+            t.append(f" state:{session.state}", style="yellow")
+        self.show(t)
+
+
+class Toolbar(ClickableLine):
+    """The filters as toggles (keys 1-8), the log level (key 0) and the view."""
+
+    def paint(self, session: Session) -> None:
+        self._spans = []
+        t = Text(no_wrap=True, overflow="ellipsis")
+        for n, name in enumerate(FILTERS, 1):
+            on = name in session.filters.on
+            self._part(t, f"{n}:{'[x]' if on else '[ ]'}{name}", "bold" if on else "grey62",
+                       f"filter('{name}')")  # fmt: skip
+            t.append(" ")
+        self._part(t, f"0:log {session.log_level}", "bold", "log_level")
+        self.show(t)
+
+
+class StatusBar(Pane):
+    """Left: ``Graph:t<sum>`` across machines at the cursor's time and the selected state;
+    right: the current step as text, or the last message."""
+
+    message = ""  # the last notice (export, diagram, errors), shown until replaced
+
+    def paint(self, session: Session, graph_sum: int) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"Graph:t{graph_sum}", style="bold")
+        h = session.current
+        if session.state and h is not None and session.state in h.states:
+            k = h.states.index(session.state)
+            clocks = h.clocks_at(session.index)
+            tick = clocks[k] if k < len(clocks) else 0
+            t.append(f"  {session.state} #{k} tick {tick}", style="yellow")
+        right = current_step_text(session) or self.message
+        if right:
+            pad = max(1, self.content_size.width - len(t) - len(right))
+            t.append(" " * pad)
+            t.append(right, style="cyan")
+        self.show(t)

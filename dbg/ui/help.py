@@ -1,0 +1,70 @@
+"""The ``?`` screen: legend and keys (C.5 #16)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+__all__ = ["KEYS", "HelpScreen"]
+
+KEYS = (
+    ("←/→", "previous/next transition (steps when the steps timeline is focused)"),
+    ("Alt+J/K", "previous/next step of the next transition"),
+    ("Alt+H/L, Alt+←/→", "±50 transitions, or to the previous/next that changed the state"),
+    ("Home/End", "first/last transition"),
+    ("Space", "play (2 transitions/s, stops at the end)"),
+    ("Alt+V", "tail mode: follow new transitions"),
+    ("↑/↓", "previous/next machine (list) or state (schema)"),
+    ("a-z - _", "search machines (in the list)"),
+    ("1-8", "toggle filters: canceled queued auto empty health checks disconn rpc"),
+    ("0", "cycle the log level 0-5"),
+    ("Alt+G", "follow the mutation's source machine (or what it caused)"),
+    ("[ / ]", "address history back/forward"),
+    ("Ctrl+L", "type an address (mach://id/tx/step)"),
+    ("Alt+M / Alt+R", "cycle views / toggle rain"),
+    ("Alt+E / Alt+O", "relations in the schema / the log reader"),
+    ("Alt+S", "export a dump into --dir"),
+    ("Alt+I", "render the machine's diagram (SVG) into --dir"),
+    ("Alt+D", "remove the selected machine"),
+    ("Tab / Shift+Tab", "focus next/previous pane; Esc: back to the list"),
+    ("?", "this help"),
+    ("Ctrl+Q", "quit"),
+)
+
+LEGEND = (
+    "Machines: S/R/E = Start/Ready/Error active at the cursor, |N transitions up to it, + more",
+    "  grey disconnected, red error now, pink error in the last 100 transitions",
+    "Schema: yellow active, red active error, bold touched, underline called, M multi, A auto",
+    "  steps: + activated, - deactivated, * handler ran, ! canceled",
+    "Log margin: green executed, red canceled, yellow queued",
+    "Rain: 1 active, 2 active+touched, | deactivated, c called+canceled, * touched, . none",
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape,question_mark,q", "dismiss", "close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90%; height: 90%; border: round $accent;
+        background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, info: str) -> None:
+        super().__init__()
+        self.info = info
+
+    def compose(self) -> ComposeResult:
+        t = Text()
+        t.append("Keys\n", style="bold")
+        for k, what in KEYS:
+            t.append(f"  {k:<18}", style="cyan")
+            t.append(what + "\n")
+        t.append("\nLegend\n", style="bold")
+        for line in LEGEND:
+            t.append("  " + line + "\n")
+        t.append("\n" + self.info + "\n", style="grey70")
+        with VerticalScroll():
+            yield Static(t)

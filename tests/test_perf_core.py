@@ -1,0 +1,157 @@
+"""Differential tests of the machine's cached hot path against the plain one.
+
+The machine caches what does not change between transitions: resolved plans per (mutation,
+active states), the handler calls of each plan per version of the bound handlers, and the tick
+bumps of each plan. Each test here replays seeded random mutations on two machines that differ
+only in the caching: the plain one drops every cache before each mutation, so it resolves
+relations and looks handlers up from scratch. Results, clocks, queue ticks and the handlers'
+calls (name, args, return value) must be the same, step by step.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from machines import Machine, State, Tracer
+from machines.transition import ExceptionArgs
+
+SCHEMA = {
+    "A": State(require=["C"]),
+    "B": State(multi=True, add=["C"]),
+    "C": State(after=["D"]),
+    "D": State(add=["C", "B"]),
+    "E": State(remove=["A", "D"]),
+    "F": State(require=["E"], add=["G"]),
+    "G": State(remove=["B"]),
+    "H": State(auto=True, require=["C"]),
+    "I": State(multi=True),
+}
+NAMES = [*SCHEMA, "Exception"]
+SUFFIXES = ("Enter", "Exit", "State", "End")
+
+
+class Uncached(Machine):
+    """The plain path: no plan, handler-call or bump cache survives a mutation."""
+
+    def _mutate(self, mtype, states, args, source):  # type: ignore[override]
+        self._plans.clear()
+        self._groups_ver += 1
+        return super()._mutate(mtype, states, args, source)
+
+
+class Handlers:
+    """Handlers whose behaviour is a pure function of (name, call count, seed): some refuse,
+    some raise, some mutate the machine (queued); every call is logged."""
+
+    def __init__(self, seed: int, log: list) -> None:
+        self.rnd = random.Random(seed)
+        self.log = log
+        self.plan: dict[str, tuple[str, ...]] = {}
+        names = [f"{s}{x}" for s in [*SCHEMA, "Exception"] for x in SUFFIXES]
+        names += [f"{a}{b}" for a in SCHEMA for b in SCHEMA]
+        names += ["AnyEnter", "AnyState"]
+        for name in names:
+            if self.rnd.random() < 0.6:
+                self.plan[name] = tuple(self.rnd.choice(["ok", "ok", "ok", "no", "raise", "add"])
+                                        for _ in range(7))  # fmt: skip
+        self.counts: dict[str, int] = {}
+        self.budget = 0
+
+    def __getattr__(self, name: str):
+        if name == "plan":
+            raise AttributeError(name)
+        plan = self.__dict__["plan"].get(name)
+        if plan is None:
+            raise AttributeError(name)
+
+        def handler(e):
+            n = self.counts.get(name, 0)
+            self.counts[name] = n + 1
+            what = plan[n % len(plan)]
+            self.budget -= 1
+            if self.budget < 0 and what in ("raise", "add"):
+                what = "ok"  # bounded side effects per step: no endless error/auto loops
+            self.log.append((name, e.name, _plain(e.args), what, e.machine.time()))
+            if what == "no":
+                return False if name.endswith(("Enter", "Exit")) or name[:1] == "A" else None
+            if what == "raise":
+                raise ValueError(f"{name} #{n}")
+            if what == "add" and not name.startswith(("I", "Any", "Exception")):
+                e.machine.add("I", {"n": n})  # queued: runs after this transition
+            return True
+
+        return handler
+
+
+def _plain(args: dict) -> dict:
+    """Args comparable across machines (errors compare by identity)."""
+    return {k: (repr(v.err), v.panic) if isinstance(v, ExceptionArgs) else v
+            for k, v in args.items()}  # fmt: skip
+
+
+class Recorder(Tracer):
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def transition_end(self, tx) -> None:
+        self.log.append(("tx", tx.accepted, tx.time_after, tx.mutation.called, tx.cancelled_by))
+
+
+def _replay(cls: type[Machine], seed: int, steps: int, tracer: bool, waits: bool) -> list:
+    log: list = []
+    handlers = Handlers(seed, log)
+    m = cls(SCHEMA, handlers=handlers, log_level=0, log_stack_trace=False, handler_timeout=60)
+    if tracer:
+        m.tracer_bind(Recorder(log))
+    rnd = random.Random(seed * 7919)
+    for step in range(steps):
+        if waits and step % 5 == 0:
+            m.when(rnd.choice(NAMES))
+            m.when_args("I", {"n": rnd.randrange(3)})
+        op = rnd.choice(["add", "remove", "set", "toggle", "add", "can_add"])
+        states = rnd.sample(NAMES, rnd.randint(1, 3))
+        args = {"k": step} if rnd.random() < 0.3 else None
+        handlers.budget = 40
+        res = getattr(m, op)(states, args)
+        log.append((step, op, states, int(res), m.time(), m.queue_tick, m.active_states))
+    return log
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("tracer", [False, True])
+@pytest.mark.parametrize("waits", [False, True])
+def test_cached_handler_path_agrees_with_plain(seed, tracer, waits):
+    plain = _replay(Uncached, seed, 600, tracer, waits)
+    cached = _replay(Machine, seed, 600, tracer, waits)
+    assert len(plain) == len(cached)
+    for i, (p, c) in enumerate(zip(plain, cached, strict=True)):
+        assert p == c, (i, p, c)
+    # the scenario exercises what it claims to
+    names = {e[0] for e in cached if isinstance(e[0], str)}
+    assert any(n.endswith("Enter") for n in names) and any(n.endswith("State") for n in names)
+    assert any(e[3] == "raise" for e in cached if isinstance(e[0], str) and len(e) == 5)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_handler_rebinding_invalidates_cached_calls(seed):
+    # a plan's cached handler calls belong to one set of bound handlers
+    rnd = random.Random(seed)
+    logs: tuple[list, list] = ([], [])
+    opts = {"log_level": 0, "log_stack_trace": False, "handler_timeout": 60}
+    ms = [cls(SCHEMA, **opts) for cls in (Uncached, Machine)]
+    for step in range(400):
+        if step % 50 == 0:
+            for m, log in zip(ms, logs, strict=True):
+                for gid in m.handlers():
+                    m.handlers_detach(gid)
+                m.handlers_bind(Handlers(seed + step, log))
+        for m in ms:
+            m._groups[0].obj.budget = 40
+        op = rnd.choice(["add", "remove", "set"])
+        states = rnd.sample(NAMES, rnd.randint(1, 2))
+        got = [int(getattr(m, op)(states)) for m in ms]
+        assert got[0] == got[1], step
+        assert ms[0].time() == ms[1].time(), step
+    assert logs[0] == logs[1]
