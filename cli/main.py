@@ -67,6 +67,11 @@ from cli.dbg import dbg as _dbg  # noqa: E402
 
 app.command("dbg")(_dbg)
 
+from cli.repl import ReplCommand  # noqa: E402
+from cli.repl import repl as _repl  # noqa: E402
+
+app.command("repl", cls=ReplCommand)(_repl)
+
 
 if __name__ == "__main__":
     app()

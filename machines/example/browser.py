@@ -29,9 +29,10 @@ from typing import Any, Protocol
 from machines import Machine, MutSource
 from machines.rpc import RpcError
 from machines.rpc.endpoint import ClientEndpoint, ServerEndpoint
+from machines.rpc.repl import ReplEndpoint
 
 from .config import Config
-from .schemas import BAR, FOO, author_of, msg_args, msg_of
+from .schemas import BAR, FOO, REPL_ARGS, author_of, msg_args, msg_of
 
 __all__ = ["UI", "BrowserBar", "Host", "Socket", "tunnel_paths"]
 
@@ -168,7 +169,8 @@ class BrowserBar:
         """Open every tunnel, wait for server-foo's mirror, then add Start on bar."""
         self.ui.status(self.status, self.sess)
         bar_id = self.bar.id
-        self.host.spawn(self._keep, "repl", self._serve(f"rs-repl-{bar_id}", REPL_PUSH_INTERVAL))
+        repl = self._serve(f"rs-repl-{bar_id}", REPL_PUSH_INTERVAL, repl=True)
+        self.host.spawn(self._keep, "repl", repl)
         self.host.spawn(self._keep, "bar", self._serve(f"rs-{bar_id}", BAR_PUSH_INTERVAL))
         self.host.spawn(self._keep, "foo", self._client_session)
         await self.client.wait_connected()
@@ -177,17 +179,31 @@ class BrowserBar:
 
     # --- tunnels -------------------------------------------------------------------------------
 
-    def _serve(self, id: str, push_interval: float) -> Callable[[Socket], Awaitable[None]]:
-        """Sessions of an aRPC server of bar, one per socket (a fresh endpoint each time)."""
+    def _serve(
+        self, id: str, push_interval: float, repl: bool = False
+    ) -> Callable[[Socket], Awaitable[None]]:
+        """Sessions of an aRPC server of bar, one per socket (a fresh endpoint each time); for
+        the REPL, one that translates the REPL's argument names and announces them."""
 
         async def session(sock: Socket) -> None:
-            server = ServerEndpoint(
-                self.bar,
-                sock.send,
-                id=id,
-                push_interval=push_interval,
-                call_later=self.host.call_later,
-            )
+            server: ServerEndpoint
+            if repl:
+                server = ReplEndpoint(
+                    self.bar,
+                    sock.send,
+                    args=REPL_ARGS,
+                    id=id,
+                    push_interval=push_interval,
+                    call_later=self.host.call_later,
+                )
+            else:
+                server = ServerEndpoint(
+                    self.bar,
+                    sock.send,
+                    id=id,
+                    push_interval=push_interval,
+                    call_later=self.host.call_later,
+                )
             server.connection_made()
             try:
                 while (data := await sock.receive()) is not None:

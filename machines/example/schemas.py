@@ -29,6 +29,8 @@ BAR: dict[str, State] = merge(SHARED, {"SubmitMsg": State(multi=True)})
 MSG = "msg"
 #: The same argument as a REPL sends it (``--arg Msg.Msg --val hi``).
 REPL_MSG = "Msg.Msg"
+#: What the REPL endpoints translate (and announce, for completion): REPL name -> arg key.
+REPL_ARGS = {REPL_MSG: MSG}
 
 
 def msg_args(text: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from machines.rpc.repl import expose
 from relay import RelayConfig, TunnelRequest, WebSocketStream, open_relay
 
 from .config import Config
-from .schemas import FOO, author_of, msg_args, msg_of
+from .schemas import FOO, REPL_ARGS, author_of, msg_args, msg_of
 
 __all__ = ["SERVER_ID", "Browsers", "FooHandlers", "Server", "StartError", "run_server"]
 
@@ -231,7 +231,7 @@ async def run_server(
         repl_dir = Path(cfg.repl_dir)
         repl = await _bind(
             stack, "REPL", "FOO_REPL_ADDR", cfg.foo_repl_addr,
-            expose(foo, cfg.foo_repl_addr, repl_dir),
+            expose(foo, cfg.foo_repl_addr, repl_dir, args=REPL_ARGS),
         )  # fmt: skip
         foo.add("Start")
         mux = await _bind(
