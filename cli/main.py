@@ -45,16 +45,27 @@ class Lazy:
 
 #: name -> where it is defined, in the order of ``am --help``
 LAZY = {
+    "start": Lazy(
+        "cli.start",
+        "start",
+        "Start server-foo, its aRPC and REPL endpoints and the relay serving the page.",
+    ),
     "relay": Lazy(
         "cli.relay", "relay", "Serve the web page and give browsers TCP endpoints over WebSocket."
-    ),
-    "dbg": Lazy(
-        "cli.dbg", "dbg", "The debugger: step through every machine's history (a terminal UI)."
     ),
     "vis": Lazy(
         "cli.vis",
         "vis_app",
         "Render diagrams of debugger dumps (D2 + SVG) and inspect them (Markdown + XML).",
+    ),
+    "dbg": Lazy(
+        "cli.dbg", "dbg", "The debugger: step through every machine's history (a terminal UI)."
+    ),
+    "repl": Lazy(
+        "cli.repl",
+        "repl",
+        "An interactive shell into machines exposed for the REPL; after `--`, one command.",
+        cls="ReplCommand",
     ),
 }
 

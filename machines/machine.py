@@ -27,7 +27,7 @@ from . import aio
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .resolver import Plan, Resolver
 from .schema import EXCEPTION, Relation, Schema, State, names_of, sanitize, validate
-from .tracer import Tracer, overridden
+from .tracer import HOOKS, Tracer, overridden
 from .transition import EXCEPTION_ARGS_KEY, Event, ExceptionArgs, Step, StepType, Transition
 from .waiting import StateCtx, Subscriptions, Waitable
 
@@ -158,8 +158,8 @@ class Machine:
 
         self._groups: list[_Group] = []
         self._groups_ver = 0
-        self._tracers: list[Tracer] = []
-        self._hooks: dict[str, list[Callable]] = {}
+        self._tracers: dict[int, Tracer] = {}  # id(tracer) -> tracer, in bind order
+        self._hooks: dict[str, dict[int, Callable]] = {}  # hook -> {id(tracer): method}
         self._subs = Subscriptions(self)
         self._queue_waits: list[tuple[int, Waitable]] = []
         self._queue_end_waits: list[Waitable] = []
@@ -178,7 +178,7 @@ class Machine:
             self.tracer_bind(t)
             t.machine_init(self)
         if parent is not None:
-            for t in parent._tracers:
+            for t in list(parent._tracers.values()):
                 t.new_submachine(parent, self)
                 if t.inheritable:
                     self.tracer_bind(t)
@@ -255,7 +255,7 @@ class Machine:
         self._exc_idx = self._index[EXCEPTION]
         self._resolver = Resolver(self._schema, order)
         self._plans.clear()
-        for t in self._tracers:
+        for t in list(self._tracers.values()):
             t.verify_states(self)
 
     def set_schema(self, schema: Mapping[str, State], names: Iterable[str] | None = None) -> None:
@@ -274,7 +274,7 @@ class Machine:
         )
         self._install(schema, names)
         self._ticks = [clock.get(n, 0) for n in self._names]
-        for t in self._tracers:
+        for t in list(self._tracers.values()):
             t.schema_change(self, old)
 
     def relations_of(self, state: str) -> list[Relation]:
@@ -1079,26 +1079,32 @@ class Machine:
     def tracer_bind(self, tracer: Tracer) -> None:
         if not isinstance(tracer, Tracer):
             raise TypeError(f"{self.id}: tracers must subclass machines.Tracer, got {tracer!r}")
-        self._tracers.append(tracer)
-        self._rebuild_hooks()
+        # O(1) in the number of tracers (a server binds one per client): only the hooks this
+        # tracer implements, so the hot path skips the rest with one lookup
+        key = id(tracer)
+        if key in self._tracers:
+            return
+        self._tracers[key] = tracer
+        for hook in HOOKS:
+            if overridden(tracer, hook):
+                self._hooks.setdefault(hook, {})[key] = getattr(tracer, hook)
 
     def tracer_detach(self, tracer: Tracer) -> None:
-        self._tracers = [t for t in self._tracers if t is not tracer]
-        self._rebuild_hooks()
+        key = id(tracer)
+        if self._tracers.pop(key, None) is None:
+            return
+        for hook in HOOKS:
+            fns = self._hooks.get(hook)
+            if fns is not None and fns.pop(key, None) is not None and not fns:
+                del self._hooks[hook]
 
     @property
     def tracers(self) -> list[Tracer]:
-        return list(self._tracers)
-
-    def _rebuild_hooks(self) -> None:
-        from .tracer import HOOKS
-
-        # only hooks some tracer implements, so the hot path skips the rest with one lookup
-        hooks = {h: [getattr(t, h) for t in self._tracers if overridden(t, h)] for h in HOOKS}
-        self._hooks = {h: fns for h, fns in hooks.items() if fns}
+        return list(self._tracers.values())
 
     def _trace(self, hook: str, *args: Any) -> None:
-        for fn in self._hooks.get(hook, ()):
+        # a snapshot: a hook may bind or detach tracers
+        for fn in tuple(self._hooks.get(hook, {}).values()):
             try:
                 fn(*args)
             except Exception as err:  # a broken observer must not break the machine
