@@ -151,9 +151,9 @@ class Relay:
             raise
         finally:
             self._tunnels.discard(tunnel)
-            held = self._per_peer.pop(peer, 1) - 1
-            if held:
-                self._per_peer[peer] = held
+            peer_tunnels = self._per_peer.pop(peer, 1) - 1
+            if peer_tunnels:
+                self._per_peer[peer] = peer_tunnels
             for key in (request.target, request.id):
                 if self._listening.get(key) is tunnel:
                     del self._listening[key]
