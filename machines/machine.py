@@ -27,8 +27,16 @@ from . import aio
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .resolver import Plan, Resolver
 from .schema import EXCEPTION, Relation, Schema, State, names_of, sanitize, validate
-from .tracer import Tracer, overridden
-from .transition import EXCEPTION_ARGS_KEY, Event, ExceptionArgs, Step, StepType, Transition
+from .tracer import FLAG_AUTO, FLAG_CHECK, HOOKS, HOT_HOOKS, Tracer, env_attach, overridden
+from .transition import (
+    EXCEPTION_ARGS_KEY,
+    Event,
+    ExceptionArgs,
+    Step,
+    StepType,
+    Transition,
+    next_tx_num,
+)
 from .waiting import StateCtx, Subscriptions, Waitable
 
 __all__ = ["Machine", "HandlerTimeoutError"]
@@ -160,6 +168,9 @@ class Machine:
         self._groups_ver = 0
         self._tracers: list[Tracer] = []
         self._hooks: dict[str, list[Callable]] = {}
+        self._hot = False  # a tracer hook runs on every mutation (no fast path)
+        self._sinks: tuple[Callable[[tuple], None], ...] = ()
+        self._sink_args = False
         self._subs = Subscriptions(self)
         self._queue_waits: list[tuple[int, Waitable]] = []
         self._queue_end_waits: list[Waitable] = []
@@ -185,9 +196,7 @@ class Machine:
         if handlers is not None:
             self.handlers_bind(handlers)
         if os.environ.get("AM_DBG_ADDR"):
-            from .telemetry import auto_attach
-
-            if auto_attach(self) is not None and logger is None:
+            if env_attach(self) is not None and logger is None:
                 # AM_LOG then feeds the debugger; print too only when asked (AM_LOG_PRINT)
                 if not os.environ.get("AM_LOG_PRINT"):
                     self._logger = _silent
@@ -578,7 +587,7 @@ class Machine:
             return CANCELED
         if not (
             self._groups
-            or self._hooks
+            or self._hot
             or self._log_level
             or self._auto_states
             or self._state_ctxs
@@ -595,7 +604,14 @@ class Machine:
                 with self._lock, self._subs.lock:
                     if not self._processing and not queue and not self._subs:
                         self._bump(plan)
-                        self.queue_tick += 1
+                        self.queue_tick = qt = self.queue_tick + 1
+                        if self._sinks:
+                            # as _record() would for this (accepted, direct) transition
+                            rec = (self.id, next_tx_num(), self._ticks[:], qt, mtype, called,
+                                   1, 0, qt, 0, None, None, args if self._sink_args else None,
+                                   source, None)  # fmt: skip
+                            for sink in self._sinks:
+                                sink(rec)
                         return EXECUTED
         mut = Mutation(mtype, called, args, source=source)
         with self._lock:
@@ -723,6 +739,8 @@ class Machine:
                 tx.time_after = self._ticks[:]
         if hooks and "transition_end" in hooks:
             self._trace("transition_end", tx)
+        if self._sinks:
+            self._record(tx, mut)
         if tx.accepted and not mut.check and self._subs:
             changed = [
                 n
@@ -733,6 +751,16 @@ class Machine:
         if self._queue_waits:
             self._check_queue_waits()
         return result
+
+    def _record(self, tx: Transition, mut: Mutation) -> None:
+        """Hand the sinks one record of ``tx`` (:data:`machines.tracer.RECORD_FIELDS`)."""
+        flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
+        rec = (self.id, tx.num, tx.time_after, self.queue_tick, mut.type, mut.called, flags,
+               tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
+               tx.pre_log_entries or None, mut.args if self._sink_args else None, mut.source,
+               tx.steps or None)  # fmt: skip
+        for sink in self._sinks:
+            sink(rec)
 
     def _resolve(self, mut: Mutation, before: tuple[str, ...]) -> Plan:
         """Resolve and cache the plan of ``mut`` from ``before`` (the cache keeps the newest)."""
@@ -1091,11 +1119,12 @@ class Machine:
         return list(self._tracers)
 
     def _rebuild_hooks(self) -> None:
-        from .tracer import HOOKS
-
         # only hooks some tracer implements, so the hot path skips the rest with one lookup
         hooks = {h: [getattr(t, h) for t in self._tracers if overridden(t, h)] for h in HOOKS}
         self._hooks = {h: fns for h, fns in hooks.items() if fns}
+        self._hot = not HOT_HOOKS.isdisjoint(self._hooks)
+        self._sinks = tuple(t.sink for t in self._tracers if t.sink is not None)
+        self._sink_args = any(t.sink_args for t in self._tracers if t.sink is not None)
 
     def _trace(self, hook: str, *args: Any) -> None:
         for fn in self._hooks.get(hook, ()):
