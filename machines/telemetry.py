@@ -224,7 +224,7 @@ def unpack_txs(groups: list[Any]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for g in groups:
         if not (isinstance(g, list) and len(g) == 6):
-            raise FrameError("telemetry txp: a group is [id, columns, typecode, rows, called, extras]")
+            raise FrameError("telemetry txp: a group is [id, columns, code, rows, called, extras]")
         mid, cols, code, data, called, extras = g
         if not (
             isinstance(mid, str)
