@@ -169,7 +169,7 @@ class Machine:
         self._tracers: list[Tracer] = []
         self._hooks: dict[str, list[Callable]] = {}
         self._hot = False  # a tracer hook runs on every mutation (no fast path)
-        self._sinks: tuple[Callable[[tuple], None], ...] = ()
+        self._sink: Callable[[tuple], None] | None = None  # the tracers' sinks as one
         self._sink_args = False
         self._subs = Subscriptions(self)
         self._queue_waits: list[tuple[int, Waitable]] = []
@@ -605,13 +605,13 @@ class Machine:
                     if not self._processing and not queue and not self._subs:
                         self._bump(plan)
                         self.queue_tick = qt = self.queue_tick + 1
-                        if self._sinks:
-                            # as _record() would for this (accepted, direct) transition
-                            rec = (self.id, next_tx_num(), self._ticks[:], qt, mtype, called,
-                                   1, 0, qt, 0, None, None, args if self._sink_args else None,
-                                   source, None)  # fmt: skip
-                            for sink in self._sinks:
-                                sink(rec)
+                        if self._sink is not None:
+                            # as _record() would for this (accepted, direct) transition; a
+                            # tuple of atoms, which the garbage collector stops tracking
+                            a = args if self._sink_args else None
+                            ticks = tuple(self._ticks)
+                            self._sink((self.id, next_tx_num(), ticks, qt, mtype, called, 1, 0,
+                                        qt, 0, None, None, a, source, None))  # fmt: skip
                         return EXECUTED
         mut = Mutation(mtype, called, args, source=source)
         with self._lock:
@@ -687,7 +687,7 @@ class Machine:
             with self._lock:
                 self._processing = False
             raise
-        if self._queue_end_waits or self._hooks or self._dispose_pending:
+        if self._queue_end_waits or self._hot or self._dispose_pending:
             self._queue_ended()
         return CANCELED if first is None else first
 
@@ -723,8 +723,9 @@ class Machine:
             self._log_mutation(tx)
             for lvl, text in plan.logs:
                 self._log(lvl, text)
-        hooks = self._hooks
-        if hooks:
+        hot = self._hot
+        if hot:
+            hooks = self._hooks
             if "transition_init" in hooks:
                 self._trace("transition_init", tx)
             if "transition_start" in hooks:
@@ -737,9 +738,9 @@ class Machine:
             self.transition = None
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
-        if hooks and "transition_end" in hooks:
+        if hot and "transition_end" in self._hooks:
             self._trace("transition_end", tx)
-        if self._sinks:
+        if self._sink is not None:
             self._record(tx, mut)
         if tx.accepted and not mut.check and self._subs:
             changed = [
@@ -755,12 +756,11 @@ class Machine:
     def _record(self, tx: Transition, mut: Mutation) -> None:
         """Hand the sinks one record of ``tx`` (:data:`machines.tracer.RECORD_FIELDS`)."""
         flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
-        rec = (self.id, tx.num, tx.time_after, self.queue_tick, mut.type, mut.called, flags,
+        rec = (self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type, mut.called, flags,
                tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
                tx.pre_log_entries or None, mut.args if self._sink_args else None, mut.source,
                tx.steps or None)  # fmt: skip
-        for sink in self._sinks:
-            sink(rec)
+        self._sink(rec)  # type: ignore[misc]  # _record runs only with a sink
 
     def _resolve(self, mut: Mutation, before: tuple[str, ...]) -> Plan:
         """Resolve and cache the plan of ``mut`` from ``before`` (the cache keeps the newest)."""
@@ -971,8 +971,8 @@ class Machine:
         e = Event(name, self, tx)
         if self.log_steps:
             tx.steps.append(_handler_step(name, tx))
-        hooks = self._hooks
-        if hooks and "handler_start" in hooks:
+        hot = self._hot
+        if hot and "handler_start" in self._hooks:
             self._trace("handler_start", tx, group, name)
         if self._log_level >= _OPS:
             self._log(LogLevel.OPS, f"[handler:{group}] {name}")
@@ -989,7 +989,7 @@ class Machine:
             trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
             ret = _Panic(err, trace)
         elapsed = perf_counter() - start
-        if hooks and "handler_end" in hooks:
+        if hot and "handler_end" in self._hooks:
             self._trace("handler_end", tx, group, name)
         if elapsed > self.handler_timeout and ret.__class__ is not _Panic:
             err = HandlerTimeoutError(
@@ -1123,7 +1123,8 @@ class Machine:
         hooks = {h: [getattr(t, h) for t in self._tracers if overridden(t, h)] for h in HOOKS}
         self._hooks = {h: fns for h, fns in hooks.items() if fns}
         self._hot = not HOT_HOOKS.isdisjoint(self._hooks)
-        self._sinks = tuple(t.sink for t in self._tracers if t.sink is not None)
+        sinks = [t.sink for t in self._tracers if t.sink is not None]
+        self._sink = sinks[0] if len(sinks) == 1 else _fan_out(sinks) if sinks else None
         self._sink_args = any(t.sink_args for t in self._tracers if t.sink is not None)
 
     def _trace(self, hook: str, *args: Any) -> None:
@@ -1480,6 +1481,14 @@ class Machine:
             except Exception as err:
                 log.warning("%s: on_dispose callback failed: %r", self.id, err)
         self._disposed_wait.resolve()
+
+
+def _fan_out(sinks: list[Callable[[tuple], None]]) -> Callable[[tuple], None]:
+    def sink(rec: tuple) -> None:
+        for s in sinks:
+            s(rec)
+
+    return sink
 
 
 def _handler_step(name: str, tx: Transition) -> Step:

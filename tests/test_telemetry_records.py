@@ -1,0 +1,113 @@
+"""Transition records: the machine's fast path reports what its full path does, and the packed
+wire form (``txp``) decodes to the same transition arrays as the plain one (``txs``)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from machines import Machine, MutSource, State, Tracer, telemetry
+from machines.telemetry import TX_FIELDS, FrameDecoder, FrameError, Outbox, encode_frame
+
+SCHEMA = {
+    "A": State(remove=["B"]),
+    "B": State(remove=["A"]),
+    "C": State(require=["A"]),
+    "D": State(add=["C"], require=["A"]),
+    "M": State(multi=True),
+}
+
+
+class _Slow(Tracer):
+    """A hook on every transition: the machine must take its full path."""
+
+    def transition_start(self, tx) -> None:
+        pass
+
+
+def _arrays(box: Outbox) -> list[list]:
+    return [a for kind, msg in FrameDecoder().feed(box.take()) if kind == "txs" for a in msg]
+
+
+def test_fast_path_records_equal_full_path_records():
+    rng = random.Random(7)
+    muts = [
+        (rng.choice(["add", "remove", "set"]), rng.sample(list(SCHEMA), rng.randint(1, 2)))
+        for _ in range(400)
+    ]
+    boxes = []
+    for observed in (False, True):
+        m = Machine(SCHEMA, id="rec-diff")
+        box = Outbox()
+        telemetry.DbgTracer(box).attach(m)
+        if observed:
+            m.tracer_bind(_Slow())
+        src = MutSource("other", "tx1", 3)
+        for i, (op, states) in enumerate(muts):
+            getattr(m, op)(states, source=src if i % 5 == 0 else None)
+        boxes.append(_arrays(box))
+    fast, full = boxes
+    assert len(fast) == len(full) == len(muts)
+    num = TX_FIELDS.index("id")
+    for a, b in zip(fast, full, strict=True):
+        a[num] = b[num] = None  # process-wide counters, different runs
+        assert a == b
+    assert any(a[TX_FIELDS.index("source")] == ["other", "tx1", 3] for a in fast)
+
+
+def test_a_sink_keeps_the_fast_path():
+    m = Machine(SCHEMA)
+    telemetry.DbgTracer(Outbox()).attach(m)
+    assert not m._hot
+    m.tracer_bind(_Slow())
+    assert m._hot
+
+
+def test_packed_frames_decode_as_plain_ones():
+    box = Outbox()
+    m = Machine(SCHEMA, id="rec-pack", log_level=3, logger=lambda *_: None)
+    telemetry.DbgTracer(box, full=True).attach(m)
+    m.add("A", {"name": "x" * 300, "_hidden": 1})
+    m.add("D")
+    data = m.export()
+    data["time"][m.index("B")] = 2**40  # beyond 32 bits: the rows widen to 64
+    m.import_data(data)
+    m.add("M")
+    arrays = _arrays(box)
+    txs = [a for a in arrays if isinstance(a[1], int)]
+    assert [a[TX_FIELDS.index("called_states")] for a in txs][:2] == [["A"], ["D"]]
+    first = dict(zip(TX_FIELDS, txs[0], strict=True))
+    assert first["args"] == {"name": "x" * 197 + "..."}
+    assert any("[add] A" in text for _, text in first["log_entries"])
+    assert txs[-1][TX_FIELDS.index("clocks")][m.index("B")] == 2**40
+    # a plain frame of the same arrays decodes to the same
+    assert FrameDecoder().feed(encode_frame("txs", arrays)) == [("txs", arrays)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [["m", 9, "i", b"\x00" * 35, [["A"]], {}]],  # not whole rows
+        [["m", 9, "x", b"", [], {}]],  # unknown typecode
+        [["m", 3, "i", b"", [], {}]],  # fewer columns than the row header
+        [["m", 9, "i", (5).to_bytes(4, "little") * 9, [["A"]], {}]],  # called index out of range
+        [["m", 9, "i", bytes(36), [["A"]], {0: ["too short"]}]],  # bad extras
+        [["m", 9, "i", bytes(36)]],  # short group
+    ],
+)
+def test_malformed_packed_frames_are_rejected(body):
+    with pytest.raises(FrameError, match="txp"):
+        FrameDecoder().feed(encode_frame("txp", body))
+
+
+def test_a_machine_alone_neither_imports_telemetry_nor_connects():
+    code = (
+        "import sys; from machines import Machine, State; Machine({'A': State()}).add('A');"
+        "print('machines.telemetry' in sys.modules)"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "AM_DBG_ADDR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr
