@@ -64,6 +64,13 @@ def dbg(
         help="Headless: rotate every SECONDS too (0 = off).",
         min=0,
     ),
+    max_mem: int = typer.Option(
+        0,
+        "--max-mem",
+        help="Memory limit in MB (0 = none): over it, every machine's oldest history is "
+        "dropped first (checked every second and every 16k transitions).",
+        min=0,
+    ),
     select_connected: bool = typer.Option(
         False,
         "--select-connected",
@@ -160,6 +167,7 @@ def dbg(
         "--listen-addr or --ws-port",
         _headless,
         *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
+        max_mem << 20,
     )
 
 
@@ -230,13 +238,14 @@ async def _headless(
     interval: float,
     imported: list,
     rotation: tuple[int, float],
+    max_mem: int = 0,
 ) -> None:
     import trio
 
     from dbg.collector import Collector, serve_collector
     from dbg.dump import write_dump
 
-    collector = Collector()
+    collector = Collector(max_mem=max_mem or None)
     collector.load(imported)
     target = out_dir / DUMP_NAME
     rotate_txs, rotate_secs = rotation
@@ -269,18 +278,31 @@ async def _headless(
                                 await collector.wait_until(lambda c: c.buffered >= rotate_txs)
                             else:
                                 await trio.sleep_forever()
-                        written = save()
+                        try:
+                            written = save()
+                        except Exception as err:  # e.g. a full disk: keep collecting
+                            print(f"am dbg: cannot write the dump: {err}", file=sys.stderr)
+                            continue
                         if written and rotating:
                             print(f"am dbg: wrote {written}", file=sys.stderr, flush=True)
 
                 nursery.start_soon(periodic)
+            if max_mem:
+
+                async def watch_memory() -> None:
+                    while True:
+                        await trio.sleep(1)
+                        collector.check_memory()
+
+                nursery.start_soon(watch_memory)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()
     written = save()
     print(
         f"am dbg: wrote {written or 'nothing new'} ({len(collector.machines)} machines, "
-        f"{collector.total_txs} transitions received)",
+        f"{collector.total_txs} transitions received, {collector.rejected} rejected, "
+        f"{collector.trimmed} dropped by --max-mem)",
         file=sys.stderr,
         flush=True,
     )

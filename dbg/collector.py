@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,14 +19,111 @@ from typing import Any
 
 import trio
 
-from machines.telemetry import TX_FIELDS, FrameDecoder, FrameError, tx_message
+from machines.rpc.protocol import brief, brief_error
+from machines.telemetry import TX_FIELDS, FrameDecoder, tx_message
 
 from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
 
-__all__ = ["Collector", "MachineRecord", "serve_collector"]
+__all__ = ["Collector", "MachineRecord", "rss_bytes", "serve_collector", "tx_problem"]
 
 log = logging.getLogger("dbg.collector")
 _CLOCKS = TX_FIELDS.index("clocks")
+
+#: Machines kept at most; a new one above that evicts one (see Collector._evict).
+MAX_MACHINES = 5000
+#: Transitions ingested between two memory checks (reading RSS is a system call).
+CHECK_EVERY = 16_384
+#: Bad messages logged per connection; later ones are only counted.
+LOG_BAD = 10
+_N_FIELDS = len(TX_FIELDS)
+_WORD_MIN, _WORD_MAX = -(1 << 63), (1 << 64) - 1
+_INTS, _STRS = frozenset((int,)), frozenset((str,))
+_ARG_TYPES = frozenset((str, int, float, bool, type(None)))
+
+
+def _word(v: Any) -> bool:
+    return type(v) is int and _WORD_MIN <= v <= _WORD_MAX
+
+
+def _ints(v: Any) -> bool:
+    return type(v) is list and (
+        not v or ({*map(type, v)} <= _INTS and _WORD_MIN <= min(v) and max(v) <= _WORD_MAX)
+    )
+
+
+def _strs(v: Any) -> bool:
+    return type(v) is list and {*map(type, v)} <= _STRS
+
+
+def _log_entries(v: Any) -> bool:
+    return type(v) is list and all(
+        type(e) is list and len(e) == 2 and _word(e[0]) and type(e[1]) is str for e in v
+    )
+
+
+def _step(st: Any) -> bool:
+    return (
+        type(st) is list
+        and len(st) == 7
+        and _word(st[0])
+        and type(st[1]) is str
+        and type(st[2]) is str
+        and _word(st[3])
+        and type(st[4]) is bool
+        and type(st[5]) is bool
+        and type(st[6]) is bool
+    )
+
+
+def tx_problem(arr: list[Any], n_states: int) -> str:
+    """What is wrong with a transition array (in :data:`TX_FIELDS` order), "" if nothing.
+
+    Checks every field the parse into :class:`DbgMsgTx` and the dump writer rely on, with
+    integers bounded to 64 bits, so that what is accepted can always be read and saved.
+    """
+    (_, tid, clocks, qt, typ, called, flags, queue, mqt, mqtok, logs, pre, args, src, steps) = arr
+    if not (type(tid) is str or (_word(tid) and tid >= 0)):
+        return "id: want a string or an unsigned integer"
+    if not _ints(clocks) or len(clocks) != n_states:
+        return f"clocks: want {n_states} 64-bit integers"
+    for v in (qt, typ, flags, queue, mqt, mqtok):
+        if v is not None and not _word(v):
+            return "queue ticks, type, flags and queue length must be 64-bit integers"
+    if called is not None and not _strs(called):
+        return "called_states: want a list of names"
+    if (logs is not None and not _log_entries(logs)) or (pre is not None and not _log_entries(pre)):
+        return "log entries: want [level, text] pairs"
+    if args is not None and not (
+        type(args) is dict
+        and all(
+            type(k) is str and type(v) in _ARG_TYPES and (type(v) is not int or _word(v))
+            for k, v in args.items()
+        )
+    ):
+        return "args: want a map of names to scalars"
+    if src is not None and not (
+        type(src) is list
+        and len(src) == 3
+        and type(src[0]) is str
+        and type(src[1]) is str
+        and _word(src[2])
+    ):
+        return "source: want [machine id, tx id, machine time]"
+    if steps is not None and not (type(steps) is list and all(map(_step, steps))):
+        return "steps: want [type, from, to, relation, final, self, enter] arrays"
+    return ""
+
+
+def rss_bytes() -> int:
+    """The process's resident memory now (Linux), else its peak (other systems)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
 
 
 @dataclass
@@ -40,6 +139,9 @@ class MachineRecord:
     conn_id: str
     connected: bool = True
     bad: int = 0
+    #: the oldest transitions dropped to stay under ``--max-mem`` (the history starts after
+    #: them: a UI shows "N older transitions dropped"; ids and clocks stay the producer's)
+    dropped: int = 0
     _txs: list[DbgMsgTx] = field(default_factory=list)
     _raw: list[tuple[Any, int]] = field(default_factory=list)
 
@@ -50,10 +152,12 @@ class MachineRecord:
             for arr, arrived in raw:
                 try:
                     tx = DbgMsgTx.from_dict(tx_message(arr, self.schema.tx_id_prefix))
-                except ValueError as err:
+                except Exception as err:  # checked at ingest; a miss must cost only itself
                     if not self.bad:
                         log.warning(
-                            "dbg: %s: skipped a malformed transition: %s", self.schema.id, err
+                            "dbg: %s: skipped a malformed transition: %s",
+                            self.schema.id,
+                            brief_error(err),
                         )
                     self.bad += 1
                     continue
@@ -68,6 +172,19 @@ class MachineRecord:
 
     def __len__(self) -> int:
         return len(self._txs) + len(self._raw)
+
+    @property
+    def n_states(self) -> int:
+        return len(self.schema.states_index)
+
+    def drop_oldest(self, n: int) -> int:
+        """Forget the ``n`` oldest transitions (parsed ones are older than raw ones)."""
+        n = min(n, len(self))
+        parsed = min(n, len(self._txs))
+        del self._txs[:parsed]
+        del self._raw[: n - parsed]
+        self.dropped += n
+        return n
 
     def read(self, limit: int) -> list[DbgMsgTx]:
         """The history after parsing at most ``limit`` more pending transitions (the rest
@@ -91,13 +208,27 @@ class MachineRecord:
 
 
 class Collector:
-    """History of every machine that reported, keyed by machine id."""
+    """History of every machine that reported, keyed by machine id.
 
-    def __init__(self) -> None:
+    Every transition is checked when it arrives (:func:`tx_problem`): a malformed one is
+    counted in :attr:`rejected` and never stored, so reading or saving the history cannot
+    fail because of one record. With ``max_mem`` (bytes of process memory, RSS) the oldest
+    history is dropped first, see :meth:`check_memory`.
+    """
+
+    def __init__(self, *, max_mem: int | None = None, max_machines: int = MAX_MACHINES) -> None:
         self.machines: dict[str, MachineRecord] = {}
         self.ignored = 0  # transitions dropped: unknown machine or foreign connection
+        self.rejected = 0  # transitions dropped: malformed (see tx_problem)
         self.total_txs = 0
         self.buffered = 0  # transitions since the last rotate()
+        self.max_mem = max_mem
+        self.max_machines = max_machines
+        self.trimmed = 0  # transitions dropped by check_memory, all machines
+        self.evicted = 0  # machines dropped above max_machines
+        self._budget: int | None = None  # transitions kept at most, once max_mem was hit
+        self._rss_at_cut = 0
+        self._since_check = 0
         self._conn_ids = itertools.count(1)
         self._listeners: list[Callable[[], None]] = []
 
@@ -121,40 +252,117 @@ class Collector:
         self._changed()
 
     def ingest(self, conn_id: str, kind: str, message: dict[str, Any]) -> None:
-        """Apply one message; raises ``ValueError`` for a malformed one."""
+        """Apply one message; raises ``ValueError`` (one line) for a malformed one, after
+        keeping every valid transition of its batch."""
         if kind == "schema":
-            schema = DbgMsgStruct.from_dict(message)
-            rec = self.machines.get(schema.id)
-            if rec is None:
-                self.machines[schema.id] = MachineRecord(schema, conn_id)
-                self._changed()
-                return
-            if rec.schema.states_index != schema.states_index:
-                # a different machine under the same id: keep what it had, restart its clocks
-                rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
-            rec.schema, rec.conn_id, rec.connected = schema, conn_id, True
-            self._changed()
+            try:
+                schema = DbgMsgStruct.from_dict(message)
+            except Exception as err:  # e.g. unhashable or huge values where names go
+                raise ValueError(f"bad schema: {brief_error(err)}") from None
+            self._schema(conn_id, schema)
             return
         if kind != "txs":
-            raise ValueError(f"unknown telemetry message kind {kind!r}")
+            raise ValueError(f"unknown telemetry message kind {brief(kind)}")
+        if not isinstance(message, list):
+            raise ValueError("a txs message is a list of transitions")
         now = time.time_ns()
         accepted = bad = 0
+        problem = ""
+        machines = self.machines
         for arr in message:
-            # the cheap checks now (routing), the full parse when the history is read
-            if not isinstance(arr, list) or len(arr) != len(TX_FIELDS):
+            if type(arr) is not list or len(arr) != _N_FIELDS or type(arr[0]) is not str:
+                problem = problem or f"not an array of {_N_FIELDS} items with a machine id"
                 bad += 1  # one bad transition must not cost the rest of its batch
                 continue
-            rec = self.machines.get(arr[0])
+            rec = machines.get(arr[0])
             if rec is None or rec.conn_id != conn_id:
                 self.ignored += 1
+                continue
+            why = tx_problem(arr, rec.n_states)
+            if why:
+                problem = problem or why
+                bad += 1
                 continue
             rec._raw.append((arr, now))
             accepted += 1
         self.total_txs += accepted
         self.buffered += accepted
+        self.rejected += bad
+        if self.max_mem:
+            self._since_check += accepted
+            if self._since_check >= CHECK_EVERY:
+                self.check_memory()
         self._changed()
         if bad:
-            raise ValueError(f"{bad} transition(s) not an array of {len(TX_FIELDS)} items")
+            raise ValueError(f"{bad} malformed transition(s) rejected, e.g.: {problem}")
+
+    def _schema(self, conn_id: str, schema: DbgMsgStruct) -> None:
+        rec = self.machines.get(schema.id)
+        if rec is None:
+            if len(self.machines) >= self.max_machines:
+                self._evict()
+            self.machines[schema.id] = MachineRecord(schema, conn_id)
+            self._changed()
+            return
+        if rec.schema.states_index != schema.states_index:
+            # a different machine under the same id: keep what it had, restart its clocks
+            rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
+        rec.schema, rec.conn_id, rec.connected = schema, conn_id, True
+        self._changed()
+
+    def _evict(self) -> None:
+        """Make room for a new machine: drop a disconnected one if any, else the one with
+        the least history (the reference evicts the most recently active one: its GAP)."""
+        victims = [r for r in self.machines.values() if not r.connected] or list(
+            self.machines.values()
+        )
+        victim = min(victims, key=len)
+        del self.machines[victim.schema.id]
+        self.evicted += 1
+        log.warning(
+            "dbg: over %d machines: dropped %s (%d transitions)",
+            self.max_machines,
+            brief(victim.schema.id),
+            len(victim),
+        )
+
+    def check_memory(self) -> int:
+        """With ``max_mem``: when the process is over it, drop every machine's oldest half;
+        returns how many transitions were dropped (counted in ``MachineRecord.dropped`` and
+        :attr:`trimmed`).
+
+        Freed memory is reused by Python but rarely returned to the system, so RSS cannot say
+        whether a cut was enough. The first cut therefore sets a budget (the transitions kept
+        then); later the budget is held by count, and halved again only if RSS still grows.
+        """
+        self._since_check = 0
+        if not self.max_mem:
+            return 0
+        rss = rss_bytes()
+        kept = sum(len(r) for r in self.machines.values())
+        over = rss > self.max_mem and (self._budget is None or rss > self._rss_at_cut)
+        if over:
+            self._budget = kept // 2
+            self._rss_at_cut = rss + self.max_mem // 20  # noise of the allocator
+        elif self._budget is None or kept <= self._budget:
+            return 0
+        dropped = 0
+        for rec in self.machines.values():
+            dropped += rec.drop_oldest((len(rec) + 1) // 2)
+        self.trimmed += dropped
+        if dropped:
+            # the first cut of a budget is news; keeping to it afterwards is routine
+            log.log(
+                logging.WARNING if over else logging.DEBUG,
+                "dbg: memory %d MB, --max-mem %d MB: dropped the oldest %d transitions "
+                "(keeping at most %d)",
+                rss >> 20,
+                self.max_mem >> 20,
+                dropped,
+                self._budget,
+            )
+            self._changed()
+        return dropped
 
     async def wait_until(self, predicate: Callable[[Collector], bool]) -> None:
         """Sleep (under trio) until ``predicate(self)`` holds after some change."""
@@ -194,39 +402,56 @@ class Collector:
             self.machines[d.schema.id] = rec
 
 
-async def _feed(
-    collector: Collector, conn_id: str, decoder: FrameDecoder, data: bytes, peer: str
-) -> bool:
+class _Session:
+    """One producer's connection: its id, its frame decoder, and how much it got wrong."""
+
+    def __init__(self, collector: Collector, peer: str) -> None:
+        self.conn_id = collector.connect()
+        self.decoder = FrameDecoder()
+        self.peer = peer
+        self.bad = 0
+
+
+def _feed(collector: Collector, session: _Session, data: bytes) -> bool:
     """Decode and ingest; False (and one log line) when the stream is unusable."""
     try:
-        frames = decoder.feed(data)
-    except FrameError as err:
-        log.warning("dbg: closing %s (%s): %s", conn_id, peer, err)
+        frames = session.decoder.feed(data)
+    except Exception as err:  # FrameError by contract; anything else is as bad
+        log.warning("dbg: closing %s (%s): %s", session.conn_id, session.peer, brief_error(err))
         return False
     for kind, msg in frames:
         try:
-            collector.ingest(conn_id, kind, msg)
-        except ValueError as err:
-            log.warning("dbg: %s (%s) sent a bad %s message, skipped: %s", conn_id, peer, kind, err)
+            collector.ingest(session.conn_id, kind, msg)
+        except Exception as err:  # ValueError by contract; anything else is a check we missed
+            session.bad += 1
+            if session.bad <= LOG_BAD:
+                more = "; later ones only counted" if session.bad == LOG_BAD else ""
+                log.warning(
+                    "dbg: %s (%s) sent a bad %s message, skipped: %s%s",
+                    session.conn_id,
+                    session.peer,
+                    kind,
+                    brief_error(err, 200),
+                    more,
+                )
     return True
 
 
 async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
-    conn_id = collector.connect()
-    decoder = FrameDecoder()
     try:
         peer = "{}:{}".format(*stream.socket.getpeername()[:2])
     except OSError:
         peer = "?"
+    session = _Session(collector, peer)
     try:
         async with stream:
             while data := await stream.receive_some(65536):
-                if not await _feed(collector, conn_id, decoder, data, peer):
+                if not _feed(collector, session, data):
                     return
     except trio.BrokenResourceError:
         pass
     finally:
-        collector.disconnect(conn_id)
+        collector.disconnect(session.conn_id)
 
 
 async def _ws_client(collector: Collector, request: Any) -> None:
@@ -236,22 +461,23 @@ async def _ws_client(collector: Collector, request: Any) -> None:
         await request.reject(404, body=b"telemetry lives at /dbg.ws\n")
         return
     ws = await request.accept()
-    conn_id = collector.connect()
-    decoder = FrameDecoder()
+    session = _Session(collector, "ws")
     try:
         while True:
             data = await ws.get_message()
             if isinstance(data, str):
-                log.warning("dbg: closing %s: text message on /dbg.ws (want binary)", conn_id)
+                log.warning(
+                    "dbg: closing %s: text message on /dbg.ws (want binary)", session.conn_id
+                )
                 await ws.aclose(1003, "binary frames only")
                 return
-            if not await _feed(collector, conn_id, decoder, data, "ws"):
+            if not _feed(collector, session, data):
                 await ws.aclose(1007, "bad telemetry frame")
                 return
     except trio_websocket.ConnectionClosed:
         pass
     finally:
-        collector.disconnect(conn_id)
+        collector.disconnect(session.conn_id)
 
 
 async def serve_collector(

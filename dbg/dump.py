@@ -16,6 +16,7 @@ Uncompressed files of either format are read too. Whatever goes wrong, the calle
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import tempfile
 import urllib.request
@@ -29,6 +30,10 @@ import cbor2
 
 from dbg.gob import GobError, GobInterface, GobOpaque, decode_go_time, loads_all
 from dbg.model import DbgMsgStruct, DbgMsgTx, MachineDump, time_to_ns
+from machines.rpc.protocol import brief, brief_error
+
+log = logging.getLogger("dbg.dump")
+_WORD_MIN, _WORD_MAX = -(1 << 63), (1 << 64) - 1
 
 __all__ = [
     "DEFAULT_DUMP_NAME",
@@ -172,16 +177,26 @@ def _from_cbor(raw: bytes, source: str) -> list[MachineDump]:
         raise DumpError(f"{source}: unknown format: a CBOR document but not an {DUMP_FORMAT}")
     version = doc.get("version")
     if not isinstance(version, int) or version > DUMP_VERSION:
-        raise DumpError(f"{source}: unsupported dump version {version!r}")
+        raise DumpError(f"{source}: unsupported dump version {brief(version)}")
     machines = doc.get("machines")
     if not isinstance(machines, list):
         raise DumpError(f"{source}: corrupt dump: 'machines' is not a list")
     try:
         out = [MachineDump.from_dict(m, f"machines[{i}]") for i, m in enumerate(machines)]
-    except ValueError as e:
-        raise DumpError(f"{source}: corrupt dump: {_one_line(e)}") from None
+        for m in out:
+            _check_ticks(m)
+    except Exception as e:  # ValueError by contract; any other failure is a corrupt file too
+        raise DumpError(f"{source}: corrupt dump: {brief_error(e, 300)}") from None
     _check_unique(out, source)
     return out
+
+
+def _check_ticks(m: MachineDump) -> None:
+    """Clocks are machine words: a 4,000-digit tick would break every tool that prints it."""
+    for tx in m.txs:
+        clocks = tx.clocks
+        if clocks and (min(clocks) < _WORD_MIN or max(clocks) > _WORD_MAX):
+            raise ValueError(f"{m.id}: transition {brief(tx.id)}: a clock is not a 64-bit integer")
 
 
 def _from_gob(raw: bytes, source: str) -> list[MachineDump]:
@@ -195,8 +210,11 @@ def _from_gob(raw: bytes, source: str) -> list[MachineDump]:
     for i, entry in enumerate(values[0]):
         try:
             out.append(_machine_from_go(entry))
-        except (ValueError, TypeError, KeyError) as e:
-            raise DumpError(f"{source}: corrupt Go dump: entry {i}: {_one_line(e)}") from None
+            _check_ticks(out[-1])
+        except Exception as e:  # whatever a corrupt entry makes fail
+            raise DumpError(
+                f"{source}: corrupt Go dump: entry {i}: {brief_error(e, 300)}"
+            ) from None
     _check_unique(out, source)
     return out
 
@@ -205,7 +223,7 @@ def _check_unique(machines: list[MachineDump], source: str) -> None:
     seen: set[str] = set()
     for m in machines:
         if m.id in seen:
-            raise DumpError(f"{source}: corrupt dump: machine {m.id!r} appears twice")
+            raise DumpError(f"{source}: corrupt dump: machine {brief(m.id)} appears twice")
         seen.add(m.id)
 
 
@@ -316,14 +334,36 @@ def _tx_from_go(raw: Any, index: dict[str, int]) -> dict[str, Any]:
 
 def encode_dump(machines: Iterable[MachineDump]) -> bytes:
     """The bytes of a dump file in this project's format (brotli-compressed CBOR)."""
+    machines = list(machines)
     with _no_gc():
-        doc = {
-            "format": DUMP_FORMAT,
-            "version": DUMP_VERSION,
-            "machines": [m.to_dict() for m in machines],
-        }
-        raw = cbor2.dumps(doc)
+        try:
+            raw = _encode(m.to_dict() for m in machines)
+        except Exception:  # one bad record must not cost the dump: find it, skip it
+            raw = _encode(_checked_dict(m) for m in machines)
     return brotli.compress(raw, quality=BROTLI_QUALITY)
+
+
+def _encode(machines: Iterable[dict[str, Any]]) -> bytes:
+    doc = {"format": DUMP_FORMAT, "version": DUMP_VERSION, "machines": list(machines)}
+    return cbor2.dumps(doc)
+
+
+def _checked_dict(m: MachineDump) -> dict[str, Any]:
+    """The slow path of encode_dump: each transition encoded on its own, failures skipped."""
+    out = type(m)(m.schema, [], m.version).to_dict()  # a failure here is not a record's
+    txs, skipped = [], 0
+    for tx in m.txs:
+        try:
+            d = tx.to_dict()
+            cbor2.dumps(d)
+        except Exception:
+            skipped += 1
+            continue
+        txs.append(d)
+    if skipped:
+        log.warning("dump: %s: skipped %d transition(s) that cannot be encoded", m.id, skipped)
+    out["txs"] = txs
+    return out
 
 
 def write_dump(path: str | os.PathLike[str], machines: Iterable[MachineDump]) -> Path:

@@ -166,10 +166,11 @@ class Machine:
 
         self._groups: list[_Group] = []
         self._groups_ver = 0
-        self._tracers: list[Tracer] = []
-        self._hooks: dict[str, list[Callable]] = {}
+        self._tracers: dict[int, Tracer] = {}  # id(tracer) -> tracer, in bind order
+        self._hooks: dict[str, dict[int, Callable]] = {}  # hook -> {id(tracer): method}
         self._hot = False  # a tracer hook runs on every mutation (no fast path)
-        self._sink: Callable[[tuple], None] | None = None  # the tracers' sinks as one
+        self._sinks: dict[int, Callable[[tuple], None]] = {}  # id(tracer) -> its sink
+        self._sink: Callable[[tuple], None] | None = None  # the sinks as one
         self._sink_args = False
         self._subs = Subscriptions(self)
         self._queue_waits: list[tuple[int, Waitable]] = []
@@ -189,7 +190,7 @@ class Machine:
             self.tracer_bind(t)
             t.machine_init(self)
         if parent is not None:
-            for t in parent._tracers:
+            for t in list(parent._tracers.values()):
                 t.new_submachine(parent, self)
                 if t.inheritable:
                     self.tracer_bind(t)
@@ -264,7 +265,7 @@ class Machine:
         self._exc_idx = self._index[EXCEPTION]
         self._resolver = Resolver(self._schema, order)
         self._plans.clear()
-        for t in self._tracers:
+        for t in list(self._tracers.values()):
             t.verify_states(self)
 
     def set_schema(self, schema: Mapping[str, State], names: Iterable[str] | None = None) -> None:
@@ -283,7 +284,7 @@ class Machine:
         )
         self._install(schema, names)
         self._ticks = [clock.get(n, 0) for n in self._names]
-        for t in self._tracers:
+        for t in list(self._tracers.values()):
             t.schema_change(self, old)
 
     def relations_of(self, state: str) -> list[Relation]:
@@ -1107,28 +1108,44 @@ class Machine:
     def tracer_bind(self, tracer: Tracer) -> None:
         if not isinstance(tracer, Tracer):
             raise TypeError(f"{self.id}: tracers must subclass machines.Tracer, got {tracer!r}")
-        self._tracers.append(tracer)
-        self._rebuild_hooks()
+        # O(1) in the number of tracers (a server binds one per client): only the hooks this
+        # tracer implements, so the hot path skips the rest with one lookup
+        key = id(tracer)
+        if key in self._tracers:
+            return
+        self._tracers[key] = tracer
+        for hook in HOOKS:
+            if overridden(tracer, hook):
+                self._hooks.setdefault(hook, {})[key] = getattr(tracer, hook)
+        if tracer.sink is not None:
+            self._sinks[key] = tracer.sink
+        self._tracers_changed()
 
     def tracer_detach(self, tracer: Tracer) -> None:
-        self._tracers = [t for t in self._tracers if t is not tracer]
-        self._rebuild_hooks()
+        key = id(tracer)
+        if self._tracers.pop(key, None) is None:
+            return
+        for hook in HOOKS:
+            fns = self._hooks.get(hook)
+            if fns is not None and fns.pop(key, None) is not None and not fns:
+                del self._hooks[hook]
+        self._sinks.pop(key, None)
+        self._tracers_changed()
 
     @property
     def tracers(self) -> list[Tracer]:
-        return list(self._tracers)
+        return list(self._tracers.values())
 
-    def _rebuild_hooks(self) -> None:
-        # only hooks some tracer implements, so the hot path skips the rest with one lookup
-        hooks = {h: [getattr(t, h) for t in self._tracers if overridden(t, h)] for h in HOOKS}
-        self._hooks = {h: fns for h, fns in hooks.items() if fns}
+    def _tracers_changed(self) -> None:
+        """Recompute what the hot path reads (independent of the number of tracers)."""
         self._hot = not HOT_HOOKS.isdisjoint(self._hooks)
-        sinks = [t.sink for t in self._tracers if t.sink is not None]
+        sinks = list(self._sinks.values())
         self._sink = sinks[0] if len(sinks) == 1 else _fan_out(sinks) if sinks else None
-        self._sink_args = any(t.sink_args for t in self._tracers if t.sink is not None)
+        self._sink_args = any(self._tracers[k].sink_args for k in self._sinks)
 
     def _trace(self, hook: str, *args: Any) -> None:
-        for fn in self._hooks.get(hook, ()):
+        # a snapshot: a hook may bind or detach tracers
+        for fn in tuple(self._hooks.get(hook, {}).values()):
             try:
                 fn(*args)
             except Exception as err:  # a broken observer must not break the machine

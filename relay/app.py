@@ -2,7 +2,7 @@
 
 Every refusal happens here, before a socket is opened, and answers the upgrade with a plain
 HTTP status and a one-line reason: 400 bad path or handshake, 401 token, 403 origin or target,
-404 unknown path, 503 too many tunnels.
+404 unknown path, 429 too many tunnels from one client, 503 too many tunnels.
 """
 
 from __future__ import annotations
@@ -108,9 +108,15 @@ async def _websocket(relay: Relay, conn: Connection, request: Request, path: str
     if reason is not None:
         await conn.reject(503, reason)
         return
+    peer = conn.peer_host
+    reason = relay.peer_problem(peer)
+    if reason is not None:
+        await conn.reject(429, reason)
+        return
     # The rest of the handshake (key, version, method), checked now, answered by the tunnel.
     handshake = conn.protocol.accept(request)
     if handshake.status_code != 101:
         await conn.respond(handshake)
         return
-    await relay.run_tunnel(WebSocketStream(conn, request, handshake), tunnel_request, matcher)
+    ws = WebSocketStream(conn, request, handshake)
+    await relay.run_tunnel(ws, tunnel_request, matcher, peer)

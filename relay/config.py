@@ -19,6 +19,8 @@ DEFAULT_LISTEN_ADDR = "localhost:12733"
 DEFAULT_MAX_MESSAGE = 1 << 20
 DEFAULT_MAX_TUNNELS = 100
 DEFAULT_DIAL_TIMEOUT = 10.0
+#: Seconds a connected tunnel may go without carrying its first byte.
+DEFAULT_IDLE_TIMEOUT = 60.0
 
 # RFC 7230 "token" characters: the only ones a browser lets through in Sec-WebSocket-Protocol.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -54,6 +56,13 @@ class RelayConfig:
     max_tunnels: int = DEFAULT_MAX_TUNNELS
     #: Seconds a dial tunnel waits for its TCP connection.
     dial_timeout: float = DEFAULT_DIAL_TIMEOUT
+    #: Seconds a tunnel with both ends connected may carry no byte at all before it is
+    #: closed with 1008 (it holds a slot of ``max_tunnels``); None: never. A listen tunnel
+    #: waiting for its TCP peer is not idle: it waits for someone to connect.
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    #: Tunnels one client address may hold at once (None: half of ``max_tunnels``, at least
+    #: one), so that one peer cannot take every slot; more are refused with HTTP 429.
+    max_tunnels_per_peer: int | None = None
     #: Parsed allow-list (filled from ``allow``).
     targets: frozenset[HostPort] = field(init=False, repr=False)
 
@@ -79,6 +88,12 @@ class RelayConfig:
             raise ValueError("max message must be at least 1024 bytes")
         if self.max_tunnels < 1:
             raise ValueError("max tunnels must be at least 1")
+        if self.max_tunnels_per_peer is None:
+            object.__setattr__(self, "max_tunnels_per_peer", max(1, self.max_tunnels // 2))
+        elif self.max_tunnels_per_peer < 1:
+            raise ValueError("max tunnels per peer must be at least 1")
+        if self.idle_timeout is not None and self.idle_timeout <= 0:
+            raise ValueError("idle timeout must be positive (or None)")
 
     def target_allowed(self, target: HostPort) -> bool:
         """Is ``target`` on the allow-list? Host names compare literally (no DNS lookups)."""

@@ -72,6 +72,14 @@ class Connection:
         self._idle: trio.Event | None = None
         self._shut = False
 
+    @property
+    def peer_host(self) -> str:
+        """The client's IP address ("" if the socket cannot tell)."""
+        try:
+            return str(self.stream.socket.getpeername()[0])
+        except (OSError, IndexError):
+            return ""
+
     # Reading
 
     async def receive(self) -> bool:
@@ -102,6 +110,11 @@ class Connection:
                 if out == [b""] and exc is not None and not isinstance(cause, EOFError):
                     reason = f"bad HTTP request: {cause or exc}"
                     out.insert(0, protocol.reject(400, reason + "\n").serialize())
+                elif out[0][:9] == b"HTTP/1.1 " and exc is not None:
+                    # 414 / 431: the parser's own answer speaks of a WebSocket even to a
+                    # plain GET; the same status with a plain reason instead
+                    status = int(out[0][9:12])
+                    out[0] = protocol.reject(status, f"bad HTTP request: {exc}\n").serialize()
                 self._out.extend(out)
                 await fastio.checkpoint()
                 await self._write(wait=True)

@@ -64,6 +64,8 @@ class Pump:
         self.read_size = read_size
         self._to_ws = unsent  # WebSocket bytes waiting for the socket, in order
         self._to_tcp: memoryview | None = None  # payload bytes waiting for the TCP socket
+        #: Payload bytes moved so far, both ways (read by the trio side: a plain int is safe).
+        self.moved = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -154,6 +156,7 @@ class Pump:
             return PumpResult("tcp_error", str(err))
         if not data:
             return PumpResult("tcp_eof")
+        self.moved += len(data)
         protocol = self.protocol
         protocol.send_binary(data)
         self._to_ws.extend(protocol.data_to_send())
@@ -221,6 +224,7 @@ class Pump:
             self._to_ws.extend(out)
         if payload and (end is None or end.reason == "ws_eof"):
             self._to_tcp = memoryview(payload[0] if len(payload) == 1 else b"".join(payload))
+            self.moved += len(self._to_tcp)
             result = self._write_tcp()
             if result is not None:
                 return result

@@ -50,6 +50,7 @@ class Relay:
         self.origin_policy = OriginPolicy(config.allow_origins, frozenset(), False)
         self._matchers: list[Matcher] = []
         self._tunnels: set[Tunnel] = set()
+        self._per_peer: dict[str, int] = {}  # client address -> tunnels it holds
         self._listening: dict[HostPort, Tunnel] = {}
         self._listen_lock = trio.Lock()
         self._closing = False
@@ -103,12 +104,25 @@ class Relay:
             return f"too many tunnels (at most {self.config.max_tunnels})"
         return None
 
+    def peer_problem(self, peer: str) -> str | None:
+        """Why ``peer`` (a client address) may not open one more tunnel, if so."""
+        limit = self.config.max_tunnels_per_peer
+        if limit is not None and self._per_peer.get(peer, 0) >= limit:
+            return f"too many tunnels from {peer} (at most {limit} per client)"
+        return None
+
     async def run_tunnel(
-        self, ws: WebSocketStream, request: TunnelRequest, matcher: Matcher | None
+        self,
+        ws: WebSocketStream,
+        request: TunnelRequest,
+        matcher: Matcher | None,
+        peer: str = "",
     ) -> None:
-        """Serve one checked (not yet accepted) WebSocket as a tunnel until it ends."""
+        """Serve one checked (not yet accepted) WebSocket as a tunnel until it ends;
+        ``peer`` is the client's address (its share of ``max_tunnels_per_peer``)."""
         tunnel = Tunnel(request, ws)
         self._tunnels.add(tunnel)
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         log.info("tunnel %s %r to %s opened", request.kind, request.id, request.addr)
         try:
             with tunnel.cancel_scope:
@@ -125,6 +139,9 @@ class Relay:
             raise
         finally:
             self._tunnels.discard(tunnel)
+            held = self._per_peer.pop(peer, 1) - 1
+            if held:
+                self._per_peer[peer] = held
             if self._listening.get(request.target) is tunnel:
                 del self._listening[request.target]
             tunnel.port_freed.set()

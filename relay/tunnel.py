@@ -23,7 +23,7 @@ from relay.config import HostPort, RelayConfig, format_hostport
 from relay.connection import READ_SIZE
 from relay.matchers import Matcher, TunnelRequest
 from relay.pump import Pump
-from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, WebSocketStream
+from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, POLICY_VIOLATION, WebSocketStream
 
 log = logging.getLogger("relay")
 
@@ -122,10 +122,10 @@ async def run_dial(tunnel: Tunnel, config: RelayConfig) -> None:
         return
     async with tcp:
         await tunnel.ws.accept()
-        await _pump(tunnel, tcp)
+        await _pump(tunnel, tcp, config.idle_timeout)
 
 
-async def _pump(tunnel: Tunnel, tcp: trio.SocketStream) -> None:
+async def _pump(tunnel: Tunnel, tcp: trio.SocketStream, idle_timeout: float | None) -> None:
     """Pipe both ways in a worker thread (:mod:`relay.pump`): no scheduler round per chunk.
 
     Cancelling (``Tunnel.stop``, the relay closing) wakes the thread, which returns at once;
@@ -136,6 +136,8 @@ async def _pump(tunnel: Tunnel, tcp: trio.SocketStream) -> None:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wake_when_cancelled, pump)
+            if idle_timeout is not None:
+                nursery.start_soon(_end_if_idle, tunnel, pump, idle_timeout)
             result = await trio.to_thread.run_sync(pump.run, limiter=_PUMP_THREADS)
             nursery.cancel_scope.cancel()
     finally:
@@ -143,6 +145,14 @@ async def _pump(tunnel: Tunnel, tcp: trio.SocketStream) -> None:
     ended = await ws.settle_pump(result)
     if ended is not None:
         tunnel.end(*ended)
+
+
+async def _end_if_idle(tunnel: Tunnel, pump: Pump, timeout: float) -> None:
+    """A tunnel that carries no byte in its first ``timeout`` seconds only holds a slot."""
+    await trio.sleep(timeout)
+    if not pump.moved:
+        tunnel.end(POLICY_VIOLATION, f"idle: no data in {timeout:g} s")
+        pump.wake()
 
 
 async def _wake_when_cancelled(pump: Pump) -> None:
@@ -242,7 +252,7 @@ async def _listen_and_pipe(tunnel: Tunnel, listener: trio.SocketListener, limit:
                     reason = f"{ws.peer_close_code} {ws.peer_close_reason}"
                     tunnel.end(NORMAL, f"websocket closed by peer: {reason}")
                 else:
-                    await _pump(tunnel, stream)
+                    await _pump(tunnel, stream, None)  # bytes may come any time: a REPL
         nursery.cancel_scope.cancel()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Unpack
 
 import trio
@@ -157,6 +157,7 @@ class Client(ClientCore):
 
     async def _session(self, stream: trio.abc.Stream) -> bool:
         conn = self._open_session()
+        self.complaint = ""
         reason = "closed"
         mark(self.mach, "add", "Connected")
         try:
@@ -165,6 +166,8 @@ class Client(ClientCore):
                 data = await stream.receive_some(_READ_SIZE)
                 if not data:
                     reason = "server closed the connection"
+                    if self.complaint:
+                        reason += f": {self.complaint}"
                     break
                 end = self._feed(conn, data)
                 await self._flush()
@@ -173,6 +176,8 @@ class Client(ClientCore):
                     break
         except ProtocolError as err:
             reason = f"bad input from server: {err}"
+            with trio.move_on_after(1), suppress(RpcConnectionLost):
+                await self._flush()  # the error frame saying why
             log.warning("rpc client %s: %s: %s", self.id, self.addr, reason)
             mark_err(self.mach, "ErrRpc", err)
         except (trio.BrokenResourceError, trio.ClosedResourceError, RpcConnectionLost) as err:

@@ -33,6 +33,7 @@ from .protocol import (
     MutationRequested,
     PayloadReceived,
     PeerError,
+    ProtocolError,
     RemoteError,
     SchemaChanged,
     ServerConnection,
@@ -41,6 +42,7 @@ from .protocol import (
     SyncOptions,
     SyncRequested,
     VersionMismatch,
+    input_error,
     schema_to_wire,
 )
 from .waiting import Waiters
@@ -166,6 +168,7 @@ class ClientCore:
         self.calls = 0  # calls sent
         self.last_error = ""
         self.fatal: Exception | None = None
+        self.complaint = ""  # the server's last error frame without a call (seq 0)
         self._conn: ClientConnection | None = None
         self._handshaken = False  # this session's handshake
         self._gave_up = False
@@ -309,7 +312,16 @@ class ClientCore:
             call.finish(error=lost)
 
     def _feed(self, conn: ClientConnection, data: bytes) -> bool:
-        """Apply inbound bytes in order (ProtocolError propagates); True ends the session."""
+        """Apply inbound bytes in order; True ends the session. Raises only ProtocolError for
+        anything the input causes (see ServerCore._feed)."""
+        try:
+            return self._act(conn, data)
+        except ProtocolError:
+            raise
+        except Exception as err:
+            raise input_error(err) from None
+
+    def _act(self, conn: ClientConnection, data: bytes) -> bool:
         end = False
         for ev in conn.receive_data(data):
             end = self._dispatch(conn, ev) or end
@@ -351,6 +363,7 @@ class ClientCore:
         elif isinstance(ev, PayloadReceived):
             self._payload(ev)
         elif isinstance(ev, PeerError):
+            self.complaint = ev.message  # e.g. "server full": the reason of the coming close
             log.warning("rpc client %s: server reports: %s", self.id, ev.message)
         elif isinstance(ev, ByeReceived):
             return True
@@ -594,10 +607,9 @@ class ServerCore:
     _idle_waits = False
 
     def _attach(self) -> ServerConnection:
-        """A fresh protocol connection, joined to its source's hub (which reports changes)."""
+        """A fresh protocol connection; it joins its source's hub (which reports changes) at
+        the handshake, so a connection that never says hello costs the source nothing."""
         self.conn = ServerConnection(self.max_frame)
-        self._hub = hub_of(self.source)
-        self._hub.join(self)
         return self.conn
 
     def _detach(self) -> None:
@@ -606,7 +618,18 @@ class ServerCore:
             self._hub = None
 
     def _feed(self, conn: ServerConnection, data: bytes) -> bool:
-        """Act on inbound bytes (ProtocolError propagates); True when the client said bye."""
+        """Act on inbound bytes; True when the client said bye.
+
+        Raises only ProtocolError for anything the input causes, so that a driver catching it
+        ends this connection alone."""
+        try:
+            return self._act(conn, data)
+        except ProtocolError:
+            raise
+        except Exception as err:
+            raise input_error(err) from None
+
+    def _act(self, conn: ServerConnection, data: bytes) -> bool:
         bye = False
         for ev in conn.receive_data(data):
             self.calls += 1
@@ -629,6 +652,9 @@ class ServerCore:
             conn.reject_hello(ev.seq, msg)
             self._on_refused(msg)
             return
+        if self._hub is None:  # joined before the clock is read: no change falls between
+            self._hub = hub_of(self.source)
+            self._hub.join(self)
         conn.accept_hello(ev.seq, export_source(self.source))
         if conn.options.mutations and self._hub is not None:
             self._hub.tell_each(self)

@@ -83,6 +83,7 @@ class ClientEndpoint(ClientCore):
             end = self._feed(conn, data)
         except ProtocolError as err:
             log.warning("rpc client %s: bad input from server: %s", self.id, err)
+            self._flush()  # the error frame saying why
             self.connection_lost(f"bad input from server: {err}")
             return False
         if self._conn is conn:
@@ -157,6 +158,7 @@ class ServerEndpoint(ServerCore):
             bye = self._feed(conn, data)
         except ProtocolError as err:
             log.warning("rpc server %s: bad input: %s", self.id, err)
+            self._flush()  # the error frame saying why
             self.connection_lost(f"bad input: {err}")
             return False
         self._flush()

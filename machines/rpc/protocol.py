@@ -270,13 +270,94 @@ class SchemaChanged:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _short(err: BaseException, limit: int = 120) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+def brief_error(err: BaseException | str, limit: int = 120) -> str:
+    try:
+        text = " ".join(str(err).split()) or type(err).__name__
+    except Exception:  # str() of an exception may format an untrusted value and fail
+        text = type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def input_error(err: Exception) -> ProtocolError:
+    """A failure the peer's input caused, as the one-line ProtocolError that ends the link."""
+    return ProtocolError(f"cannot handle the input: {type(err).__name__}: {brief_error(err)}")
+
+
+#: Ticks, seqs and times are machine words; a peer's 4,000-digit CBOR bignum is not a tick
+#: (and would make every later f-string or repr() raise).
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+#: Longest id (client, source, machine) or schema hash accepted from a peer.
+MAX_ID = 256
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """A one-line, bounded, never-raising description of an untrusted value for messages.
+
+    ``repr()`` of a peer's value can be megabytes long, nest thousands of levels deep, or raise
+    (ints over 4,300 digits); this walks at most a few items and never formats a huge int.
+    """
+    out: list[str] = []
+    budget = [limit + 1]
+
+    def put(text: str) -> bool:
+        out.append(text[: budget[0]])
+        budget[0] -= len(text)
+        return budget[0] > 0
+
+    def walk(v: Any, depth: int) -> bool:
+        if type(v) is int:
+            if INT_MIN <= v <= INT_MAX:
+                return put(str(v))
+            return put(f"<int of {v.bit_length()} bits>")
+        if isinstance(v, str | bytes):
+            return put(repr(v[: budget[0] + 2]))
+        if isinstance(v, list | tuple | dict):
+            if depth > 3:
+                return put("[...]" if not isinstance(v, dict) else "{...}")
+            opened, closed = ("{", "}") if isinstance(v, dict) else ("[", "]")
+            if not put(opened):
+                return False
+            items = list(v.items())[:8] if isinstance(v, dict) else list(v[:8])
+            for i, item in enumerate(items):
+                if i and not put(", "):
+                    return False
+                if isinstance(v, dict):
+                    if not (walk(item[0], depth + 1) and put(": ") and walk(item[1], depth + 1)):
+                        return False
+                elif not walk(item, depth + 1):
+                    return False
+            if len(v) > 8 and not put(", ..."):
+                return False
+            return put(closed)
+        if v is None or isinstance(v, bool | float):
+            return put(repr(v))
+        return put(f"<{type(v).__name__}>")
+
+    walk(value, 0)
+    text = " ".join("".join(out).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_int(val: Any) -> bool:
-    return type(val) is int  # bool is an int subclass; refuse it
+    return type(val) is int and INT_MIN <= val <= INT_MAX  # bool is an int subclass; refuse it
+
+
+def _plain(val: Any, depth: int = 0) -> bool:
+    """Whether a peer's free-form value (mutation args, payloads) holds only machine-word ints
+    and nests at most 32 levels: what handlers, logs and telemetry can format safely."""
+    if type(val) is int:
+        return INT_MIN <= val <= INT_MAX
+    if isinstance(val, list | tuple):
+        return depth < 32 and all(_plain(v, depth + 1) for v in val)
+    if isinstance(val, dict):
+        return depth < 32 and all(
+            _plain(k, depth + 1) and _plain(v, depth + 1) for k, v in val.items()
+        )
+    return True
+
+
+def _is_id(val: Any) -> bool:
+    return isinstance(val, str) and 0 < len(val) <= MAX_ID
 
 
 def _is_str_list(val: Any) -> bool:
@@ -294,20 +375,20 @@ class _BadRequest(Exception):
 def parse_envelope(item: Any) -> tuple[int, int, str | None, list[Any]]:
     """Split a decoded frame into (kind, seq, method, params); garbage raises ProtocolError."""
     if not isinstance(item, list) or len(item) < 2 or not _is_int(item[0]):
-        raise ProtocolError(f"not an aRPC frame: {_short(repr(item), 60)}")
+        raise ProtocolError(f"not an aRPC frame: {brief(item)}")
     kind = item[0]
     if kind == NOTIFY:
         return kind, 0, item[1], item[2:]
     if kind in (REQUEST, RESPONSE, ERROR):
         seq = item[1]
         if not _is_int(seq) or seq < 0 or seq >= 1 << 32 or (kind == REQUEST and seq == 0):
-            raise ProtocolError(f"bad sequence number {_short(repr(seq), 40)}")
+            raise ProtocolError(f"bad sequence number {brief(seq, 40)}")
         if kind == REQUEST:
             if len(item) < 3:
                 raise ProtocolError("request without a method")
             return kind, seq, item[2], item[3:]
         return kind, seq, None, item[2:]
-    raise ProtocolError(f"unknown frame kind {kind}")
+    raise ProtocolError(f"unknown frame kind {brief(kind, 40)}")
 
 
 class _Conn:
@@ -332,6 +413,29 @@ class _Conn:
         return data
 
     def receive_data(self, data: bytes) -> list[Any]:
+        """Events of the complete frames in `data`.
+
+        Raises ProtocolError (after queueing an error frame that tells the peer why) when the
+        stream cannot be trusted any more; any other failure caused by the input is turned into
+        one, so a driver that catches ProtocolError holds against every input.
+        """
+        try:
+            return self._receive(data)
+        except ProtocolError as err:
+            self._complain(str(err))
+            raise
+        except Exception as err:  # a check we missed: the peer's bytes, not our bug to crash on
+            perr = input_error(err)
+            self._complain(str(perr))
+            raise perr from None
+
+    def _complain(self, message: str) -> None:
+        try:
+            self._emit([ERROR, 0, message])
+        except ValueError:
+            pass
+
+    def _receive(self, data: bytes) -> list[Any]:
         events: list[Any] = []
         for item in self._reader.feed(data):
             self.frames_in += 1
@@ -339,7 +443,7 @@ class _Conn:
             if kind == RESPONSE or kind == ERROR:
                 if kind == ERROR and seq == 0:
                     msg = params[0] if params and isinstance(params[0], str) else "?"
-                    events.append(PeerError(_short(msg, 300)))
+                    events.append(PeerError(brief_error(msg, 300)))
                     continue
                 call = self._pending.pop(seq, None)
                 if call is None:
@@ -351,7 +455,7 @@ class _Conn:
                     self._on_response(seq, call, params, events)
                 continue
             if not isinstance(method, str):
-                self._error(seq, f"bad method {_short(repr(method), 40)}")
+                self._error(seq, f"bad method {brief(method, 40)}")
                 continue
             try:
                 self._on_request(seq, method, params, events)
@@ -383,13 +487,13 @@ class _Conn:
 
     # hooks
     def _on_request(self, seq: int, method: str, params: list[Any], events: list[Any]) -> None:
-        raise _BadRequest(f"unknown method {method!r}")
+        raise _BadRequest(f"unknown method {brief(method, 40)}")
 
     def _on_response(self, seq: int, method: str, body: list[Any], events: list[Any]) -> None:
         pass
 
     def _on_error(self, seq: int, method: str, message: str, events: list[Any]) -> None:
-        events.append(CallFailed(seq, _short(message, 300), method))
+        events.append(CallFailed(seq, brief_error(message, 300), method))
 
 
 # --- server side -----------------------------------------------------------------------------
@@ -429,17 +533,17 @@ class ServerConnection(_Conn):
             events.append(ByeReceived())
             return
         if not self.handshaken:
-            raise _BadRequest(f"handshake required before {method!r}")
+            raise _BadRequest(f"handshake required before {brief(method, 40)}")
         if method in MUTATION_METHODS:
             if (method == M_ADD_NS) != (seq == 0):
-                raise _BadRequest(f"method {method!r} called the wrong way")
+                raise _BadRequest(f"method {brief(method, 40)} called the wrong way")
             events.append(self._parse_mutation(seq, method, params))
         elif method == M_SYNC:
             if seq == 0:
                 raise _BadRequest("sync must be a call")
             events.append(SyncRequested(seq))
         else:
-            raise _BadRequest(f"unknown method {method!r}")
+            raise _BadRequest(f"unknown method {brief(method, 40)}")
 
     def _parse_hello(self, seq: int, params: list[Any]) -> HelloReceived:
         if self.handshaken or self._hello is not None:
@@ -450,15 +554,15 @@ class ServerConnection(_Conn):
         version = body.get("v")
         if version != PROTOCOL_VERSION:
             raise _BadRequest(
-                f"protocol version mismatch: client speaks {version!r}, "
+                f"protocol version mismatch: client speaks {brief(version, 40)}, "
                 f"server speaks {PROTOCOL_VERSION}"
             )
         cid = body.get("id")
-        if not isinstance(cid, str) or not cid:
-            raise _BadRequest("hello needs a non-empty client id")
+        if not _is_id(cid):
+            raise _BadRequest(f"hello needs a client id of 1 to {MAX_ID} characters")
         src = body.get("src", cid)
         hsh = body.get("hash", "")
-        if not isinstance(src, str) or not src or not isinstance(hsh, str):
+        if not _is_id(src) or not isinstance(hsh, str) or len(hsh) > MAX_ID:
             raise _BadRequest("hello: bad source id or schema hash")
         allowed, skipped = body.get("al"), body.get("sk")
         if (allowed is not None and not _is_str_list(allowed)) or (
@@ -480,7 +584,7 @@ class ServerConnection(_Conn):
         for idx in params[0]:
             if not _is_int(idx) or not 0 <= idx < len(self._to_source):
                 raise _BadRequest(
-                    f"unknown state index {_short(repr(idx), 20)} "
+                    f"unknown state index {brief(idx, 20)} "
                     f"(the client knows {len(self._to_source)} states)"
                 )
             names.append(self._names[self._to_source[idx]])
@@ -489,13 +593,16 @@ class ServerConnection(_Conn):
             not isinstance(args, dict) or not all(isinstance(k, str) for k in args)
         ):
             raise _BadRequest("mutation args must be a map with string keys")
+        if args is not None and not _plain(args):
+            raise _BadRequest("mutation args: integers must fit 64 bits, nesting 32 levels")
         src = params[2] if len(params) > 2 else None
         if src is not None:
             if (
                 not isinstance(src, list)
                 or len(src) != 3
-                or not isinstance(src[0], str)
+                or not _is_id(src[0])
                 or not isinstance(src[1], str)
+                or len(src[1]) > MAX_ID
                 or not _is_int(src[2])
             ):
                 raise _BadRequest("mutation source must be [machine_id, tx_id, mach_time]")
@@ -809,9 +916,9 @@ class ClientConnection(_Conn):
     # inbound
     def _on_request(self, seq: int, method: str, params: list[Any], events: list[Any]) -> None:
         if seq != 0:
-            raise _BadRequest(f"unknown method {method!r}")  # the server only notifies
+            raise _BadRequest(f"unknown method {brief(method, 40)}")  # the server only notifies
         if not self.handshaken:
-            raise _BadRequest(f"{method!r} before the handshake")
+            raise _BadRequest(f"{brief(method, 40)} before the handshake")
         if method == M_UPDATE:
             self.pushes_in += 1
             self._apply_diff(params, events)
@@ -822,7 +929,9 @@ class ClientConnection(_Conn):
             if len(params) != 4 or not isinstance(params[0], str):
                 raise _BadRequest("payload needs [name, data, source, token]")
             src, token = params[2], params[3]
-            events.append(PayloadReceived(params[0], params[1], str(src), str(token)))
+            if not isinstance(src, str) or not isinstance(token, str) or not _plain(params[1]):
+                raise _BadRequest("payload: source and token must be strings")
+            events.append(PayloadReceived(params[0], params[1], src, token))
         elif method == M_SCHEMA:
             if len(params) != 1:
                 raise _BadRequest("schema change needs one map")
@@ -834,7 +943,7 @@ class ClientConnection(_Conn):
         elif method == M_BYE:
             events.append(ByeReceived())
         else:
-            raise _BadRequest(f"unknown method {method!r}")
+            raise _BadRequest(f"unknown method {brief(method, 40)}")
 
     def _on_response(self, seq: int, method: str, body: list[Any], events: list[Any]) -> None:
         if method == M_HELLO:
@@ -885,8 +994,8 @@ class ClientConnection(_Conn):
             raise ValueError("clock length differs from the names")
         if not all(_is_int(t) for t in time) or not _is_int(q) or not _is_int(m):
             raise ValueError("ticks must be integers")
-        if not isinstance(rid, str) or not rid:
-            raise ValueError("source id missing")
+        if not _is_id(rid):
+            raise ValueError("source id missing or too long")
         schema = body.get("schema")
         if schema is not None:
             self.schema = _check_wire_schema(schema)

@@ -21,11 +21,13 @@ from .core import ServerCore, export_source
 from .protocol import DEFAULT_MAX_FRAME, HelloReceived, ProtocolError
 from .states import SERVER_SCHEMA, mark, mark_err, new_machine
 
-__all__ = ["DEFAULT_PUSH_INTERVAL", "Server", "export_source"]
+__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_PUSH_INTERVAL", "Server", "export_source"]
 
 log = logging.getLogger("machines.rpc")
 
 DEFAULT_PUSH_INTERVAL = 0.25
+#: Seconds a connection may take to say hello; then it is closed (it holds a slot of the mux).
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 _READ_SIZE = 65536
 
 
@@ -40,15 +42,20 @@ class Server(ServerCore):
         push_interval: float | None = DEFAULT_PUSH_INTERVAL,
         allow_id: str | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         parent: Any = None,
     ) -> None:
         """`push_interval`: seconds between batched pushes; 0 = every change, None = no pushes.
+        `handshake_timeout`: seconds until a connection without a hello is closed (None: never).
         `parent`: the machine owning this server's own machine (`self.mach`), e.g. a mux's."""
         super().__init__(
             source, id=id, push_interval=push_interval, allow_id=allow_id, max_frame=max_frame
         )
-        self.mach = new_machine(SERVER_SCHEMA, self.id, ["rpc-server"], parent=parent)
+        self._parent = parent
+        self._mach: Any = None
+        self.handshake_timeout = handshake_timeout
         self.handshake_done = trio.Event()
+        self._farewell = False  # an error frame says why we close: flush it first
         self.closed = trio.Event()
         self.close_reason = ""
         self._stream: trio.abc.Stream | None = None
@@ -57,7 +64,17 @@ class Server(ServerCore):
         self._wake_pusher = self._dirty.set  # bound to the current event: no frame per change
         self._outbox = trio.Event()
         self._cancel: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
         self.on_handshake: list[Callable[[], None]] = []
+
+    @property
+    def mach(self) -> Any:
+        """This connection's lifecycle machine, made at its first frame: a connection that
+        never says anything costs no machine (thousands of idle sockets stay cheap)."""
+        if self._mach is None:
+            self._mach = new_machine(SERVER_SCHEMA, self.id, ["rpc-server"], parent=self._parent)
+            mark(self._mach, "add", ["Start", "ClientConnected"])
+        return self._mach
 
     # --- API -----------------------------------------------------------------------------------
 
@@ -65,6 +82,17 @@ class Server(ServerCore):
         """Drop the connection (the client sees it close)."""
         if self._cancel is not None:
             self._cancel.cancel()
+
+    def refuse(self, reason: str) -> None:
+        """Close the connection with an error frame that tells the client why."""
+        if self.closed.is_set():
+            return
+        if not self.close_reason:
+            self.close_reason = reason
+        if self.conn is not None:
+            self.conn.respond_error(0, reason)
+            self._farewell = True
+        self.close()
 
     def push_now(self) -> None:
         """Push pending changes now, whatever the interval (e.g. before changing it)."""
@@ -82,26 +110,29 @@ class Server(ServerCore):
         self._thread = threading.get_ident()
         self._hop = trio.lowlevel.current_trio_token().run_sync_soon
         self._attach()
-        mark(self.mach, "add", ["Start", "ClientConnected"])
         try:
             with trio.CancelScope() as self._cancel:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    if self.push_interval is not None:
-                        nursery.start_soon(self._pusher)
+                    self._nursery = nursery  # the writer and pusher start at the handshake
+                    if self.handshake_timeout is not None:
+                        nursery.start_soon(self._handshake_deadline)
                     self.close_reason = await self._receive_loop()
                     nursery.cancel_scope.cancel()
             if self._cancel.cancelled_caught and not self.close_reason:
                 self.close_reason = "closed by the server"
         finally:
             self._detach()
-            if self.close_reason.startswith("bad input"):
-                mark_err(self.mach, "ErrRpc", ValueError(self.close_reason))
-            mark(self.mach, "remove", "ClientConnected")
-            self.mach.dispose()
+            self._nursery = None
+            if self._mach is not None:
+                if self.close_reason.startswith("bad input"):
+                    mark_err(self._mach, "ErrRpc", ValueError(self.close_reason))
+                mark(self._mach, "remove", "ClientConnected")
+                self._mach.dispose()
             self.closed.set()
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):
+                    if self._farewell:
+                        await self._flush()
                     await stream.aclose()
         level = logging.WARNING if self.close_reason.startswith("bad input") else logging.INFO
         log.log(level, "rpc server %s: closed %s: %s", self.id, self._who(), self.close_reason)
@@ -126,11 +157,21 @@ class Server(ServerCore):
         # the debugger draws the rpc edge from this (client machine id in the args)
         mark(self.mach, "add", "HandshakeDone", {"id": f"rc-{ev.client_id}"})
         self.handshake_done.set()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._writer)
+            if self.push_interval is not None:
+                self._nursery.start_soon(self._pusher)
         for fn in list(self.on_handshake):
             fn()
         log.debug("rpc server %s: handshake with %s", self.id, self._who())
 
     # --- tasks ---------------------------------------------------------------------------------
+
+    async def _handshake_deadline(self) -> None:
+        with trio.move_on_after(self.handshake_timeout):
+            await self.handshake_done.wait()
+            return
+        self.refuse(f"no handshake in {self.handshake_timeout:g} s")
 
     async def _receive_loop(self) -> str:
         assert self.conn is not None and self._stream is not None
@@ -147,6 +188,8 @@ class Server(ServerCore):
             try:
                 bye = self._feed(conn, data)
             except ProtocolError as err:
+                with trio.move_on_after(1):  # the error frame saying why, if the peer reads
+                    await self._flush()
                 return f"bad input: {err}"
             if not await self._flush():
                 return "connection lost while sending"

@@ -1,0 +1,175 @@
+"""Structure-aware fuzzing of the debugger's collector: telemetry frames built like DbgTracer's,
+one part swapped for a hostile value. What is accepted must read and save without a failure;
+the collector must keep serving a legit producer, with memory bounded."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import trio
+from fuzz_strategies import TrioThread, encode_all, mutated, rss_bytes
+from fuzz_strategies import send_and_drain as drain
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dbg.collector import Collector, serve_collector, tx_problem
+from dbg.dump import decode_dump, encode_dump
+from machines.telemetry import TX_FIELDS, encode_frame
+
+STATES = ["Exception", "A", "B"]
+N = len(STATES)
+
+names = st.sampled_from(STATES + ["", "Z"])
+schema = st.fixed_dictionaries(
+    {"id": st.sampled_from(["m1", "m2"]), "states_index": st.just(STATES)},
+    optional={
+        "states": st.dictionaries(
+            names, st.fixed_dictionaries({}, optional={"multi": st.booleans()})
+        ),
+        "tx_id_prefix": st.text(max_size=4),
+        "parent": st.text(max_size=4),
+        "tags": st.lists(st.text(max_size=4), max_size=2),
+        "groups": st.dictionaries(st.text(max_size=3), st.lists(st.integers(0, N), max_size=3)),
+        "groups_order": st.lists(st.text(max_size=3), max_size=2),
+    },
+)
+step = st.tuples(
+    st.integers(0, 64),
+    names,
+    names,
+    st.integers(-1, 4),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+).map(list)
+tx = st.tuples(
+    st.sampled_from(["m1", "m2", "m3"]),  # machine_id
+    st.one_of(st.integers(0, 2**32), st.text(max_size=6)),  # id
+    st.lists(st.integers(0, 2**40), min_size=N, max_size=N),  # clocks
+    st.one_of(st.none(), st.integers(0, 99)),  # queue_tick
+    st.one_of(st.none(), st.integers(0, 3)),  # type
+    st.one_of(st.none(), st.lists(names, max_size=3)),  # called_states
+    st.integers(0, 15),  # flags
+    st.one_of(st.none(), st.integers(0, 9)),  # queue
+    st.one_of(st.none(), st.integers(0, 9)),  # mut_queue_tick
+    st.one_of(st.none(), st.integers(0, 9)),  # mut_queue_token
+    st.one_of(st.none(), st.lists(st.tuples(st.integers(0, 5), st.text(max_size=8)).map(list))),
+    st.none(),  # pre_log_entries
+    st.one_of(st.none(), st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2)),
+    st.one_of(
+        st.none(), st.tuples(st.text(max_size=3), st.text(max_size=3), st.integers(0, 9)).map(list)
+    ),
+    st.one_of(st.none(), st.lists(step, max_size=3)),  # steps
+).map(list)
+messages = st.lists(
+    st.one_of(
+        st.tuples(st.just("schema"), mutated(schema)),
+        st.tuples(st.just("txs"), st.lists(mutated(tx), max_size=4)),
+        st.tuples(st.just("txs"), mutated(st.lists(tx, max_size=3))),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(messages)
+def test_fuzz_collector_ingest_keeps_what_is_valid(msgs):
+    c = Collector()
+    c.ingest("conn-1", "schema", {"id": "m1", "states_index": STATES})
+    for kind, msg in msgs:
+        try:
+            c.ingest("conn-1", kind, msg)
+        except ValueError as err:  # the only way to say no, in one line
+            assert "\n" not in str(err) and len(str(err)) < 500
+    kept = sum(len(rec) for rec in c.machines.values())
+    dumps = c.dumps()  # parses everything: nothing accepted may fail now
+    assert sum(len(d.txs) for d in dumps) == kept
+    assert all(rec.bad == 0 for rec in c.machines.values())
+    back = decode_dump(encode_dump(dumps))
+    assert [len(d.txs) for d in back] == [len(d.txs) for d in dumps]
+
+
+# --- over real sockets -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def collector():
+    c = Collector()
+
+    async def main(ready):
+        async with trio.open_nursery() as nursery:
+            port, _ = await nursery.start(
+                lambda task_status: serve_collector(c, "127.0.0.1", 0, task_status=task_status)
+            )
+            ready(port)
+            await trio.sleep_forever()
+
+    thread = TrioThread(main)
+    port = thread.start()
+    yield ("127.0.0.1", port), c, thread
+    thread.stop()
+
+
+def _header(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+def _legit(addr: tuple[str, int], c: Collector, n: int) -> None:
+    """A producer's schema and one transition arrive and are kept."""
+    mid = f"legit-{n}"
+    arr = [mid, 1, [0, 1, 0], 1, 0, ["A"], 1, 0, 0, 0, None, None, None, None, None]
+    with socket.create_connection(addr, timeout=10) as s:
+        s.sendall(encode_frame("schema", {"id": mid, "states_index": STATES}))
+        s.sendall(encode_frame("txs", [arr]))
+        deadline = time.monotonic() + 10
+        while mid not in c.machines or not len(c.machines[mid]):
+            assert time.monotonic() < deadline, "the collector stopped serving"
+            time.sleep(0.01)  # another thread's trio: no event to await from here
+
+
+_n = [0]
+
+
+@given(messages, st.booleans())
+def test_fuzz_tcp_collector_keeps_serving(collector, msgs, as_frames):
+    addr, c, thread = collector
+    if as_frames:  # telemetry frames with fuzzed bodies
+        data = b"".join(
+            encode_frame(kind, msg) if _encodable(msg) else b"\x00\x00\x00\x02\xff\xff"
+            for kind, msg in msgs
+        )
+    else:  # the frame envelope itself fuzzed
+        data = encode_all([{"t": kind, "m": msg} for kind, msg in msgs], _header)
+    drain(addr, data)
+    _n[0] += 1
+    _legit(addr, c, _n[0])
+    assert thread.error is None
+
+
+def _encodable(msg) -> bool:
+    try:
+        encode_frame("txs", msg)
+    except Exception:
+        return False
+    return True
+
+
+@given(tx)
+def test_the_tx_shape_is_the_wire_format_and_valid(arr):
+    assert len(arr) == len(TX_FIELDS) and tx_problem(arr, N) == ""
+
+
+def test_tcp_collector_memory_stays_bounded(collector):
+    addr, c, thread = collector
+    before = rss_bytes()
+    junk = encode_frame("schema", {"id": "junk", "states_index": STATES}) + encode_frame(
+        "txs", [["junk", 1, [1] * 5000, *([None] * 12)]] * 200
+    )
+    for _ in range(50):
+        drain(addr, junk)
+    _legit(addr, c, 10**6)
+    assert c.rejected >= 50 * 200
+    assert rss_bytes() - before < 100 << 20
+    assert thread.error is None
