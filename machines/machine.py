@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from inspect import iscoroutine
 from itertools import islice
@@ -23,10 +23,21 @@ from threading import get_ident
 from time import perf_counter
 from typing import Any
 
-from . import aio
+from .evaluation import Evaluation
+from .formatting import Formatting
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .resolver import Plan, Resolver
-from .schema import EXCEPTION, Relation, Schema, State, names_of, sanitize, validate
+from .schema import (
+    EXCEPTION,
+    Relation,
+    Schema,
+    State,
+    flat_names,
+    names_of,
+    sanitize,
+    validate,
+)
+from .snapshot import Snapshots
 from .tracer import FLAG_AUTO, FLAG_CHECK, HOOKS, HOT_HOOKS, Tracer, env_attach, overridden
 from .transition import (
     EXCEPTION_ARGS_KEY,
@@ -38,6 +49,7 @@ from .transition import (
     next_tx_num,
 )
 from .waiting import StateCtx, Subscriptions, Waitable
+from .when import Waits
 
 __all__ = ["Machine", "HandlerTimeoutError"]
 
@@ -102,7 +114,7 @@ def _default_logger(mach_id: str) -> Callable[[int, str], None]:
     return write
 
 
-class Machine:
+class Machine(Formatting, Waits, Evaluation, Snapshots):
     """A state machine where many states can be active at once.
 
     ``schema`` maps state names to :class:`State`; ``handlers`` is any object with handler
@@ -244,7 +256,7 @@ class Machine:
 
     def has(self, *states: str | Iterable[str]) -> bool:
         """All given states are defined (False once disposed)."""
-        return not self._disposed and all(s in self._index for s in _flat(states))
+        return not self._disposed and all(s in self._index for s in flat_names(states))
 
     def index(self, state: str) -> int:
         """Position of ``state`` in the index (-1 once disposed); unknown names raise."""
@@ -328,12 +340,12 @@ class Machine:
         if self._disposed:
             return False
         active = self._active_set
-        for s in _flat(states):
+        for s in flat_names(states):
             if s not in active:
                 # only a negative answer pays for the name check (unknown names are never
                 # active); one known name, the common call, costs one lookup
                 if len(states) > 1 or s not in self._index or not isinstance(states[0], str):
-                    self._check_known(tuple(_flat(states)))
+                    self._check_known(tuple(flat_names(states)))
                 return False
         return True
 
@@ -342,16 +354,16 @@ class Machine:
         if self._disposed:
             return False
         active, index, hit = self._active_set, self._index, False
-        for s in _flat(states):
+        for s in flat_names(states):
             if s in active:
                 hit = True
             elif s not in index:
-                self._check_known(tuple(_flat(states)))
+                self._check_known(tuple(flat_names(states)))
         return hit
 
     def not_active(self, *states: str | Iterable[str]) -> bool:
         """None of the given states is active."""
-        called = tuple(_flat(states))
+        called = tuple(flat_names(states))
         self._check_known(called)
         return not any(s in self._active_set for s in called)
 
@@ -395,47 +407,6 @@ class Machine:
         """The first of ``states`` that is active, or ``""``; unknown names raise."""
         self._check_known(states)
         return next((s for s in states if s in self._active_set), "")
-
-    def __str__(self) -> str:
-        return self.string()
-
-    def string(self) -> str:
-        """``(A:1 B:3)``: active states with their ticks."""
-        if self._disposed:
-            return ""
-        parts = [f"{n}:{t}" for n, t in zip(self._names, self._ticks, strict=True) if t & 1]
-        return f"({' '.join(parts)})"
-
-    def string_all(self) -> str:
-        """``(A:1) [B:2 C:0]``: active, then inactive states."""
-        if self._disposed:
-            return ""
-        pairs = list(zip(self._names, self._ticks, strict=True))
-        inactive = " ".join(f"{n}:{t}" for n, t in pairs if not t & 1)
-        return f"{self.string()} [{inactive}]"
-
-    def inspect(self, states: Iterable[str] | None = None) -> str:
-        if self._disposed:
-            return ""
-        out = []
-        for n in self._names if states is None else names_of(states):
-            st, t = self._schema[n], self.tick(n)
-            out.append(f"{t & 1} {n}\n    |Tick     {t}\n")
-            for label, on in (("Auto", st.auto), ("Multi", st.multi)):
-                if on:
-                    out.append(f"    |{label:<9}true\n")
-            for label, lst in (
-                ("Add", st.add),
-                ("Require", st.require),
-                ("Remove", st.remove),
-                ("After", st.after),
-            ):
-                if lst:
-                    out.append(f"    |{label:<9}{' '.join(lst)}\n")
-        return "".join(out)
-
-    def __repr__(self) -> str:
-        return f"<Machine {self.id} {self.string()}>"
 
     # -- mutations ---------------------------------------------------------------------------
 
@@ -1213,130 +1184,6 @@ class Machine:
 
         return unsubscribe
 
-    # -- waiting -----------------------------------------------------------------------------
-
-    def when(self, *states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
-        """Completes when all ``states`` are active (at once if they are)."""
-        called = names_of(_flat(states))
-        self._check_known(called)
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when(called, ctx)
-
-    def when_not(self, *states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
-        """Completes when none of ``states`` is active."""
-        called = names_of(_flat(states))
-        self._check_known(called)
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when_not(called, ctx)
-
-    def when_err(self, ctx: Waitable | None = None) -> Waitable:
-        return self.when(EXCEPTION, ctx=ctx)
-
-    def when_time(
-        self, states: str | Iterable[str], ticks: Iterable[int], ctx: Waitable | None = None
-    ) -> Waitable:
-        """Completes when every state's tick reached its target tick."""
-        called, ticks = names_of(states), tuple(ticks)
-        self._check_known(called)
-        if self._disposed:
-            return Waitable(True)
-        if not called or len(called) != len(ticks):
-            self.add_err(ValueError(f"when_time: {len(called)} states but {len(ticks)} ticks"))
-            return Waitable(True)
-        return self._subs.when_time(called, ticks, ctx)
-
-    def when_ticks(self, state: str, n: int, ctx: Waitable | None = None) -> Waitable:
-        """Completes after ``state`` ticks ``n`` more times."""
-        return self.when_time(state, (self.tick(state) + n,), ctx)
-
-    def when_next_active(self, state: str, ctx: Waitable | None = None) -> Waitable:
-        return self.when_ticks(state, 2 if self.is_active(state) else 1, ctx)
-
-    def when_args(
-        self, state: str, args: Mapping[str, Any], ctx: Waitable | None = None
-    ) -> Waitable:
-        """Completes when ``<state>State`` runs with args containing ``args`` (``==``)."""
-        self._check_known((state,))
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when_args(state, args, ctx)
-
-    def when_query(
-        self, fn: Callable[[dict[str, int]], bool], ctx: Waitable | None = None
-    ) -> Waitable:
-        """Completes when ``fn(clock)`` is true after a transition."""
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when_query(fn, ctx)
-
-    def when_queue(self, tick: int) -> Waitable:
-        """Completes once the queue tick ``tick`` (a mutation's queued result) has run."""
-        w = Waitable(self._disposed or self.queue_tick >= tick)
-        if not w.done:
-            self._queue_waits.append((tick, w))
-        return w
-
-    def when_queue_ends(self) -> Waitable:
-        """Completes when the current queue drain finishes (at once when idle)."""
-        w = Waitable(self._disposed or not self._processing)
-        if not w.done:
-            self._queue_end_waits.append(w)
-        return w
-
-    def when_disposed(self) -> Waitable:
-        return self._disposed_wait
-
-    def _check_queue_waits(self) -> None:
-        qt = self.queue_tick
-        ready = [w for t, w in self._queue_waits if qt >= t]
-        if ready:
-            self._queue_waits = [(t, w) for t, w in self._queue_waits if qt < t]
-            for w in ready:
-                w.resolve()
-
-    def new_state_ctx(self, state: str) -> StateCtx:
-        """A token cancelled at ``state``'s next tick change (or disposal)."""
-        self._check_known((state,))
-        if self._disposed:
-            return StateCtx(self.id, state, 0, cancelled=True)
-        tick = self.tick(state)
-        ctx = self._state_ctxs.get(state)
-        if ctx is None or ctx.tick != tick:
-            ctx = StateCtx(self.id, state, tick)
-            self._state_ctxs[state] = ctx
-        return ctx
-
-    async def run_in_state(self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Await ``fn(*args)``, cancelled as soon as ``state`` ticks; ``None`` if cancelled."""
-        ctx = self.new_state_ctx(state)
-        if ctx.cancelled:
-            return None
-        return await aio.run_cancellable(fn, args, ctx.add_callback)
-
-    def fork(
-        self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any, nursery: Any = None
-    ) -> bool:
-        """Start ``fn(*args)`` in the background, bound to ``state``'s current tick.
-
-        The task is cancelled when ``state`` ends; an exception it raises becomes
-        ``Exception`` on this machine. Under trio it runs in ``nursery`` or
-        :attr:`nursery`; under asyncio on the running loop. False if the state already ended.
-        """
-        ctx = self.new_state_ctx(state)
-        if ctx.cancelled or not self.is_active(state):
-            return False
-
-        async def bound() -> None:
-            try:
-                await aio.run_cancellable(fn, args, ctx.add_callback)
-            except Exception as err:
-                self.add_err(err)
-
-        aio.spawn(bound, (), nursery or self.nursery)
-        return True
-
     # -- queue introspection -----------------------------------------------------------------
 
     @property
@@ -1370,89 +1217,6 @@ class Machine:
 
     def will_be_removed(self, states: str | Iterable[str]) -> bool:
         return self.is_queued(REMOVE, states) >= 0
-
-    # -- eval --------------------------------------------------------------------------------
-
-    def eval(self, fn: Callable[[], Any], source: str = "", timeout: float = 1.0) -> bool:
-        """Run ``fn`` serialised with transitions. False when refused (nested in a handler or
-        an eval), timed out, or the machine is disposed."""
-        if self._disposed:
-            return False
-        if self._in_eval:
-            return False
-        if self._processing and self._processor == threading.get_ident():
-            self.add_err(RuntimeError(f"eval nested in handler or eval: {source}"))
-            return False
-        done = threading.Event()
-        mut = Mutation(EVAL, (), {"fn": fn, "done": done})
-        with self._lock:
-            busy = not self._claim()
-            if busy:
-                # queued under the lock: the draining thread checks the queue under it too,
-                # so it cannot finish its drain without seeing this eval
-                self._queue.appendleft(mut)
-        if not busy:
-            try:
-                self._run_eval(fn)
-            finally:
-                with self._lock:
-                    self._processing = False
-            if self._queue:
-                self._mutate_resume()
-            return True
-        if done.wait(timeout):
-            return True
-        mut.args["timed_out"] = True  # not started yet: the drain skips it
-        self.err_internal.append(TimeoutError(f"eval timeout: {source}"))
-        return False
-
-    def _run_eval(self, fn: Callable[[], Any]) -> None:
-        self._in_eval = True
-        try:
-            fn()
-        finally:
-            self._in_eval = False
-
-    def _mutate_resume(self) -> None:
-        with self._lock:
-            if not self._claim():
-                return
-        self._drain()
-
-    # -- export / import ---------------------------------------------------------------------
-
-    def export(self) -> dict[str, Any]:
-        """Plain-data snapshot of the clocks (for :meth:`import_data`)."""
-        return {
-            "id": self.id,
-            "state_names": list(self._names),
-            "time": list(self._ticks),
-            "queue_tick": self.queue_tick,
-            "machine_tick": self.machine_tick,
-            "schema": {n: s.to_dict() for n, s in self._schema.items()},
-        }
-
-    def import_data(self, data: Mapping[str, Any]) -> None:
-        """Restore clocks exported from a machine with the same id and states.
-
-        No handlers run; active states follow from odd ticks; ``MachineRestored`` is added
-        when defined.
-        """
-        if data.get("id") != self.id:
-            raise ValueError(f"import: id {data.get('id')!r} does not match {self.id!r}")
-        names, ticks = list(data["state_names"]), list(data["time"])
-        if len(names) != len(self._names) or len(ticks) != len(names):
-            raise ValueError(
-                f"import: {len(names)} states in the data, {len(self._names)} in {self.id}"
-            )
-        self.verify_states(names)
-        self._ticks = [int(t) for t in ticks]
-        self._active = tuple(n for n, t in zip(self._names, self._ticks, strict=True) if t & 1)
-        self._active_set = frozenset(self._active)
-        self.queue_tick = int(data.get("queue_tick", self.queue_tick))
-        self.machine_tick = int(data.get("machine_tick", 0)) + 1
-        if "MachineRestored" in self._index:
-            self.add("MachineRestored")
 
     # -- disposal ----------------------------------------------------------------------------
 
@@ -1525,14 +1289,6 @@ def _handler_step(name: str, tx: Transition) -> Step:
             y = name[len(x) :]
             return Step(StepType.HANDLER, x, y, is_self=x == y)
     return Step(StepType.HANDLER, name)
-
-
-def _flat(states: tuple[Any, ...]) -> Iterable[str]:
-    for s in states:
-        if isinstance(s, str):
-            yield s
-        else:
-            yield from s
 
 
 def _format_args(args: Mapping[str, Any]) -> str:
