@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from inspect import iscoroutine
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from threading import get_ident
-from time import perf_counter
 from typing import Any
 
+from .errors import Errors, HandlerTimeoutError, _Panic
 from .evaluation import Evaluation
 from .formatting import Formatting
+from .handlers import _CALL, _NOTIFY, Handlers, _Group
+from .logs import Logging, _default_logger, _silent
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .resolver import Plan, Resolver
 from .schema import (
@@ -40,9 +38,7 @@ from .schema import (
 from .snapshot import Snapshots
 from .tracer import FLAG_AUTO, FLAG_CHECK, HOOKS, HOT_HOOKS, Tracer, env_attach, overridden
 from .transition import (
-    EXCEPTION_ARGS_KEY,
     Event,
-    ExceptionArgs,
     Step,
     StepType,
     Transition,
@@ -55,43 +51,10 @@ __all__ = ["Machine", "HandlerTimeoutError"]
 
 ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET, MutationType.EVAL
 EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
-_MISSING = object()
 _PLAN_CACHE_MAX = 32768
 _OPS, _CHANGES, _EVERYTHING = int(LogLevel.OPS), int(LogLevel.CHANGES), int(LogLevel.EVERYTHING)
-# kinds of final steps (see Machine._final_calls)
-_CALL, _NOTIFY, _DEFAULT = 0, 1, 2
-_LOG_ARG_KEYS = ("name", "id", "port", "addr", "err", "path", "url", "uri")
 
 log = logging.getLogger("machines")
-
-
-class HandlerTimeoutError(TimeoutError):
-    """A handler ran longer than the machine's ``handler_timeout``."""
-
-
-class _Group:
-    __slots__ = ("id", "obj", "prefix", "cache")
-
-    def __init__(self, id: str, obj: Any, prefix: str) -> None:
-        self.id, self.obj, self.prefix = id, obj, prefix
-        self.cache: dict[str, Callable | None] = {}
-
-    def lookup(self, name: str) -> Callable | None:
-        fn = self.cache.get(name, _MISSING)
-        if fn is _MISSING:
-            fn = None
-            if not self.prefix or name.startswith(self.prefix):
-                attr = getattr(self.obj, name[len(self.prefix) :], None)
-                fn = attr if callable(attr) else None
-            self.cache[name] = fn
-        return fn  # type: ignore[return-value]
-
-
-class _Panic:
-    __slots__ = ("err", "trace", "timeout")
-
-    def __init__(self, err: BaseException, trace: str, timeout: bool = False) -> None:
-        self.err, self.trace, self.timeout = err, trace, timeout
 
 
 def _env_level() -> int:
@@ -101,20 +64,7 @@ def _env_level() -> int:
         return 0
 
 
-def _silent(level: int, text: str) -> None:
-    return None
-
-
-def _default_logger(mach_id: str) -> Callable[[int, str], None]:
-    prefix = f"[{mach_id[:5]}] "
-
-    def write(level: int, text: str) -> None:
-        print(prefix + text, file=sys.stderr)
-
-    return write
-
-
-class Machine(Formatting, Waits, Evaluation, Snapshots):
+class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshots):
     """A state machine where many states can be active at once.
 
     ``schema`` maps state names to :class:`State`; ``handlers`` is any object with handler
@@ -451,56 +401,6 @@ class Machine(Formatting, Waits, Evaluation, Snapshots):
         if self.is_active(states):
             return self._mutate(REMOVE, states, args, source)
         return self._mutate(ADD, states, args, source)
-
-    def add_err(
-        self,
-        err: BaseException,
-        args: dict[str, Any] | None = None,
-        *,
-        source: MutSource | Event | None = None,
-    ) -> Result | int:
-        """Activate ``Exception``, keeping ``err`` (see :attr:`err`) and its traceback."""
-        return self.add_err_state(EXCEPTION, err, args, source=source)
-
-    def add_err_state(
-        self,
-        state: str,
-        err: BaseException,
-        args: dict[str, Any] | None = None,
-        *,
-        source: MutSource | Event | None = None,
-    ) -> Result | int:
-        """Activate ``state`` and ``Exception`` together (``ErrNetwork``-style states)."""
-        if self._disposed or err is None or self._in_backoff():
-            return CANCELED
-        self.err = err
-        trace = (
-            "".join(traceback.format_exception(err))
-            if self.log_stack_trace and err.__traceback__
-            else ""
-        )
-        merged = dict(args or {})
-        merged[EXCEPTION_ARGS_KEY] = ExceptionArgs(err, trace)
-        called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
-        return self._mutate(ADD, called, merged, source)
-
-    @contextmanager
-    def panic_to_err(self, args: dict[str, Any] | None = None) -> Iterator[None]:
-        """Guard foreign code (``with m.panic_to_err(): ...``): an exception escaping the block
-        becomes :meth:`add_err` instead of propagating (except on a disposed machine)."""
-        with self.panic_to_err_state(EXCEPTION, args):
-            yield
-
-    @contextmanager
-    def panic_to_err_state(self, state: str, args: dict[str, Any] | None = None) -> Iterator[None]:
-        """Like :meth:`panic_to_err`, but activates ``state`` too (``ErrNetwork``-style)."""
-        self._check_known((state,))
-        try:
-            yield
-        except Exception as err:  # not BaseException: cancellation must go through
-            if self._disposed:
-                raise
-            self.add_err_state(state, err, args)
 
     def can_add(self, states: str | Iterable[str], args: dict[str, Any] | None = None) -> Result:
         """Would :meth:`add` be accepted now (relations and negotiation handlers)?"""
@@ -885,111 +785,6 @@ class Machine(Formatting, Waits, Evaluation, Snapshots):
         self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.targets)}) by recover")
         self._raise_to_exception(tx, name, panic)
 
-    def _negotiation_calls(self, plan: Plan, mut: Mutation) -> list[tuple[str, str, Any, str]]:
-        """(handler name, state it is attributed to, fn, group id) in negotiation order, cached
-        per plan and version of the bound handlers."""
-        names = plan.negotiation
-        if names is None:
-            names = [(f"{s}Exit", s) for s in plan.exits]
-            names += [(f"{s}Enter", s) for s in plan.enters]
-            before = set(self.transition.states_before) if self.transition else set()
-            if mut.type != REMOVE:
-                names += [(f"{s}{s}", s) for s in plan.targets if s in before]
-            names += [
-                (f"{x}{y}", y)
-                for x in self.transition.states_before  # type: ignore
-                for y in plan.targets
-                if x != y
-            ]
-            names.append(("AnyEnter", ""))
-            plan.negotiation = names
-        calls = [
-            (name, state, fn, group.id)
-            for name, state in names
-            for group in self._groups
-            if (fn := group.lookup(name)) is not None
-        ]
-        plan.bound = (self._groups_ver, calls)
-        return calls
-
-    def _final_calls(self, plan: Plan) -> tuple[int, list, list]:
-        """The final steps of ``plan`` for the bound handlers, cached on the plan:
-        ``(version, steps, steps with args notifications)``; a step is ``(kind, handler name,
-        fn, group id, state)``, in final order (``XEnd``, ``XState``, ``AnyState``). ``state``
-        is the ``XState`` handler's state (what a failure undoes), else None."""
-        names = [(f"{s}End", s, False) for s in plan.exits]
-        names += [(f"{s}State", s, True) for s in plan.enters]
-        names.append(("AnyState", "", False))
-        FinalStep = tuple[int, str, Callable | None, str, str | None]
-        plain: list[FinalStep] = []
-        notify: list[FinalStep] = []
-        for name, state, is_state in names:
-            steps: list[FinalStep] = [
-                (_CALL, name, fn, g.id, state if is_state else None)
-                for g in self._groups
-                if (fn := g.lookup(name)) is not None
-            ]
-            if not steps and name == "ExceptionState":
-                steps = [(_DEFAULT, name, None, "", None)]
-            plain += steps
-            notify += steps
-            if is_state:
-                notify.append((_NOTIFY, name, None, "", state))
-        bound = plan.finals = (self._groups_ver, plain, notify)
-        return bound
-
-    def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
-        """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""
-        e = Event(name, self, tx)
-        if self.log_steps:
-            tx.steps.append(_handler_step(name, tx))
-        hot = self._hot
-        if hot and "handler_start" in self._hooks:
-            self._trace("handler_start", tx, group, name)
-        if self._log_level >= _OPS:
-            self._log(LogLevel.OPS, f"[handler:{group}] {name}")
-        start = perf_counter()
-        try:
-            ret = fn(e)
-            if ret is not None and ret is not True and ret is not False and iscoroutine(ret):
-                ret.close()
-                raise TypeError(
-                    f"handler {name} is async; handlers must be synchronous "
-                    f"(start async work with machine.fork)"
-                )
-        except Exception as err:
-            trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
-            ret = _Panic(err, trace)
-        elapsed = perf_counter() - start
-        if hot and "handler_end" in self._hooks:
-            self._trace("handler_end", tx, group, name)
-        if elapsed > self.handler_timeout and ret.__class__ is not _Panic:
-            err = HandlerTimeoutError(
-                f"handler timeout: {name} from {group} took {elapsed * 1000:.0f} ms "
-                f"(limit {self.handler_timeout * 1000:.0f} ms)"
-            )
-            self.err_internal.append(err)
-            ret = _Panic(err, "", timeout=True)
-            if elapsed > self.handler_deadline:
-                self._deadline(tx, err)
-        return ret
-
-    def _deadline(self, tx: Transition, err: HandlerTimeoutError) -> None:
-        """A handler blew its deadline: drop the queue, raise ErrHandlerTimeout, back off."""
-        with self._lock:
-            self._queue.clear()
-            self._appended = 0
-        self._backoff_until = time.monotonic() + self.handler_backoff
-        state = "ErrHandlerTimeout" if "ErrHandlerTimeout" in self._index else EXCEPTION
-        self.err = err
-        called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
-        args = {
-            EXCEPTION_ARGS_KEY: ExceptionArgs(
-                err, "", {"targets": list(tx.targets), "called": list(tx.mutation.called)}
-            )
-        }
-        self._prepend(Mutation(ADD, called, args, source=MutSource(self.id, tx.id)))
-
     def _cancel(self, tx: Transition, name: str, ret: Any = False) -> Result:
         tx.accepted = False
         tx.cancelled_by = name
@@ -1008,36 +803,6 @@ class Machine(Formatting, Waits, Evaluation, Snapshots):
             self._changed(tx)
         return CANCELED
 
-    def _raise_to_exception(self, tx: Transition, name: str, panic: _Panic) -> None:
-        if panic.timeout or EXCEPTION in tx.mutation.called:
-            return
-        self.err = panic.err
-        self._log(LogLevel.OPS, "[recover] handling panic...")
-        details = {
-            "handler": name,
-            "called": list(tx.mutation.called),
-            "before": list(tx.states_before),
-            "type": str(tx.mutation.type),
-        }
-        args = {EXCEPTION_ARGS_KEY: ExceptionArgs(panic.err, panic.trace, details)}
-        self._prepend(
-            Mutation(ADD, (EXCEPTION,), args, source=MutSource(self.id, tx.id, sum(tx.time_before)))
-        )
-
-    def _default_exception_state(self, tx: Transition) -> None:
-        data = tx.mutation.args.get(EXCEPTION_ARGS_KEY)
-        if not isinstance(data, ExceptionArgs):
-            return
-        p = data.panic
-        if p and "handler" in p:  # a handler's exception (deadline details have no handler)
-            msg = (
-                f"[error:{p['type']}] {' '.join(p['called'])} ({p['handler']} panic: {data.err!r})"
-            )
-        else:
-            msg = f"[error] {data.err!r}"
-        self._log(LogLevel.CHANGES, msg + (f"\n{data.trace}" if data.trace else ""))
-        log.warning("%s: %s", self.id, msg)
-
     def _auto_pass(self) -> None:
         active = self._active_set
         blocked: set[str] = set()
@@ -1052,29 +817,7 @@ class Machine(Formatting, Waits, Evaluation, Snapshots):
         for fn in self._on_change:
             fn(self, tx.time_before, self._ticks[:])
 
-    # -- handlers, tracers, logging ----------------------------------------------------------
-
-    def handlers_bind(self, obj: Any, id: str | None = None, prefix: str = "") -> str:
-        """Bind an object's handler methods; all bound groups are tried in binding order."""
-        gid = id or f"{len(self._groups) + 1}"
-        if any(g.id == gid for g in self._groups):
-            raise ValueError(f"{self.id}: handler group {gid!r} is already bound")
-        self._groups.append(_Group(gid, obj, prefix))
-        self._groups_ver += 1  # plans re-resolve their handler calls
-        if self.is_err() and self.err is not None:
-            self.add_err(self.err)
-        return gid
-
-    def handlers_detach(self, id: str) -> None:
-        for g in self._groups:
-            if g.id == id:
-                self._groups.remove(g)
-                self._groups_ver += 1  # plans re-resolve their handler calls
-                return
-        raise ValueError(f"{self.id}: no handler group {id!r}")
-
-    def handlers(self) -> list[str]:
-        return [g.id for g in self._groups]
+    # -- handlers, tracers -----------------------------------------------------------------
 
     def tracer_bind(self, tracer: Tracer) -> None:
         if not isinstance(tracer, Tracer):
@@ -1122,56 +865,6 @@ class Machine(Formatting, Waits, Evaluation, Snapshots):
             except Exception as err:  # a broken observer must not break the machine
                 self.err_internal.append(err)
                 log.warning("%s: tracer %s failed: %r", self.id, hook, err)
-
-    @property
-    def log_level(self) -> int:
-        return self._log_level
-
-    @log_level.setter
-    def log_level(self, level: int) -> None:
-        self._log_level = int(level)
-
-    def set_logger(
-        self,
-        logger: Callable[[int, str], None] | None,
-        level: int | None = None,
-    ) -> None:
-        """Route log lines to ``logger(level, text)`` (``None``: stderr)."""
-        self._logger = logger or _default_logger(self.id)
-        if level is not None:
-            self._log_level = int(level)
-
-    def log(self, text: str) -> None:
-        """An external log line (level 1)."""
-        self._log(LogLevel.EXTERNAL, f"[exter] {text}")
-
-    def log_graph(self, text: str) -> None:
-        """A line about links between machines (pipes, RPC), as ``[pipe-out:add] A to m2``;
-        the debugger's diagrams are drawn from these (level 3, ops)."""
-        self._log(LogLevel.OPS, text)
-
-    def _log(self, level: int, text: str) -> None:
-        if level > self._log_level or self._disposed:
-            return
-        tx = self.transition
-        if tx is not None:
-            tx.log_entries.append((level, text))
-        elif not self._pre_log or self._pre_log[-1][1] != text:
-            self._pre_log.append((level, text))
-            del self._pre_log[:-100]
-        self._logger(level, text)
-
-    def _log_mutation(self, tx: Transition) -> None:
-        mut = tx.mutation
-        tag = f"{mut.type}:auto" if mut.auto else str(mut.type)
-        if mut.check:
-            tag += ":check"
-        level = LogLevel.DECISIONS if mut.auto else LogLevel.OPS
-        args = _format_args(mut.args)
-        self._log(level, f"[{tag}] {' '.join(mut.called)}{args}")
-        if mut.source is not None:
-            s = mut.source
-            self._log(LogLevel.OPS, f"[source] {s.machine_id}/{s.tx_id}/{s.mach_time}")
 
     def on_change(self, fn: Callable[[Machine, list[int], list[int]], None]) -> Callable[[], None]:
         """Call ``fn(machine, time_before, time_after)`` after every transition; returns the
@@ -1270,31 +963,3 @@ def _fan_out(sinks: list[Callable[[tuple], None]]) -> Callable[[tuple], None]:
             s(rec)
 
     return sink
-
-
-def _handler_step(name: str, tx: Transition) -> Step:
-    """The debugging step of a handler call, its state and kind told by the name."""
-    for suffix, final, enter in (
-        ("Enter", False, True),
-        ("Exit", False, False),
-        ("State", True, True),
-        ("End", True, False),
-    ):
-        if name.endswith(suffix) and name != suffix:
-            state = name[: -len(suffix)]
-            if state in tx.machine._index or state == "Any":
-                return Step(StepType.HANDLER, state, is_final=final, is_enter=enter)
-    for x in tx.states_before:  # XY: from X to Y, or XX: self
-        if name.startswith(x) and name[len(x) :] in tx.machine._index:
-            y = name[len(x) :]
-            return Step(StepType.HANDLER, x, y, is_self=x == y)
-    return Step(StepType.HANDLER, name)
-
-
-def _format_args(args: Mapping[str, Any]) -> str:
-    picked = []
-    for k in sorted(args):
-        if k in _LOG_ARG_KEYS:
-            v = str(args[k])
-            picked.append(f"{k}={v if len(v) <= 20 else v[:17] + '...'}")
-    return f" ({' '.join(picked)})" if picked else ""
