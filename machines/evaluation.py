@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from .mutation import Mutation, MutationType, Result
 
+if TYPE_CHECKING:
+    from .mutation import MutSource
+    from .transition import Event
+
 __all__ = ["Evaluation"]
 
 EVAL = MutationType.EVAL
@@ -27,8 +31,14 @@ class Evaluation:
         err_internal: deque[BaseException]
 
         def _claim(self) -> bool: ...
-        def _drain(self, mut: Mutation | None = None) -> Result | int: ...
-        def add_err(self, err: BaseException) -> Result | int: ...
+        def _drain(self, mut: Mutation | None = None) -> Result: ...
+        def add_err(
+            self,
+            err: BaseException,
+            args: dict[str, Any] | None = None,
+            *,
+            source: MutSource | Event | None = None,
+        ) -> Result | int: ...
 
     def eval(self, fn: Callable[[], Any], source: str = "", timeout: float = 1.0) -> bool:
         """Run ``fn`` serialised with transitions. False when refused (nested in a handler or

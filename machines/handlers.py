@@ -11,7 +11,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .errors import HandlerTimeoutError, _Panic
-from .mutation import LogLevel, Mutation, MutationType, Result
+from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .resolver import Plan
 from .transition import Event, Step, StepType, Transition
 
@@ -43,7 +43,13 @@ class Handlers:
         _log_level: int
 
         def is_err(self) -> bool: ...
-        def add_err(self, err: BaseException) -> Result | int: ...
+        def add_err(
+            self,
+            err: BaseException,
+            args: dict[str, Any] | None = None,
+            *,
+            source: MutSource | Event | None = None,
+        ) -> Result | int: ...
         def _trace(self, hook: str, *args: Any) -> None: ...
         def _log(self, level: int, text: str) -> None: ...
         def _deadline(self, tx: Transition, err: HandlerTimeoutError) -> None: ...

@@ -536,9 +536,9 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
 
     # -- the queue ---------------------------------------------------------------------------
 
-    def _drain(self, mut: Mutation | None = None) -> Result | int:
+    def _drain(self, mut: Mutation | None = None) -> Result:
         """Run ``mut`` (already counted in the queue tick), then the queue until it is empty."""
-        first: Result | int | None = None
+        first: Result | None = None
         queue = self._queue
         try:
             if mut is not None:

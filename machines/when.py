@@ -11,6 +11,10 @@ from .mutation import Result
 from .schema import EXCEPTION, flat_names, names_of
 from .waiting import StateCtx, Subscriptions, Waitable
 
+if TYPE_CHECKING:
+    from .mutation import MutSource
+    from .transition import Event
+
 __all__ = ["Waits"]
 
 
@@ -32,7 +36,13 @@ class Waits:
         def _check_known(self, called: tuple[str, ...]) -> None: ...
         def tick(self, state: str) -> int: ...
         def is_active(self, *states: str | Iterable[str]) -> bool: ...
-        def add_err(self, err: BaseException) -> Result | int: ...
+        def add_err(
+            self,
+            err: BaseException,
+            args: dict[str, Any] | None = None,
+            *,
+            source: MutSource | Event | None = None,
+        ) -> Result | int: ...
 
     def when(self, *states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
         """Completes when all ``states`` are active (at once if they are)."""
