@@ -24,6 +24,7 @@ from .formatting import Formatting
 from .handlers import _CALL, _NOTIFY, Handlers, _Group
 from .logs import Logging, _default_logger, _silent
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
+from .options import Options
 from .resolver import Plan, Resolver
 from .schema import (
     EXCEPTION,
@@ -57,13 +58,6 @@ _OPS, _CHANGES, _EVERYTHING = int(LogLevel.OPS), int(LogLevel.CHANGES), int(LogL
 log = logging.getLogger("machines")
 
 
-def _env_level() -> int:
-    try:
-        return max(0, min(5, int(os.environ.get("AM_LOG", "0") or 0)))
-    except ValueError:
-        return 0
-
-
 class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshots):
     """A state machine where many states can be active at once.
 
@@ -94,9 +88,9 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self.id: str = id or os.urandom(8).hex()
         self.parent_id: str = parent.id if parent is not None else parent_id
         self.tags: list[str] = list(dict.fromkeys(tags))
-        debug = bool(os.environ.get("AM_DEBUG"))
+        opts = Options.from_env()
         self.handler_timeout = (
-            handler_timeout if handler_timeout is not None else (600.0 if debug else 0.1)
+            handler_timeout if handler_timeout is not None else (600.0 if opts.debug else 0.1)
         )
         self.handler_deadline = handler_deadline
         self.handler_backoff = handler_backoff
@@ -105,10 +99,10 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self.log_stack_trace = log_stack_trace
         #: trio nursery used by :meth:`fork` (asyncio needs none)
         self.nursery = nursery
-        self._log_level = _env_level() if log_level is None else log_level
+        self._log_level = opts.log_level if log_level is None else log_level
         self._logger = logger or _default_logger(self.id)
         #: record :attr:`Transition.steps` (debugging; ``AM_LOG_FULL`` or ``AM_LOG_STEPS``)
-        self.log_steps = bool(os.environ.get("AM_LOG_FULL") or os.environ.get("AM_LOG_STEPS"))
+        self.log_steps = opts.log_steps
 
         self._install(schema, list(names) if names is not None else None)
         self._ticks = [0] * len(self._names)
@@ -158,10 +152,10 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                     self.tracer_bind(t)
         if handlers is not None:
             self.handlers_bind(handlers)
-        if os.environ.get("AM_DBG_ADDR"):
-            if env_attach(self) is not None and logger is None:
+        if opts.dbg_addr:
+            if env_attach(self, opts) is not None and logger is None:
                 # AM_LOG then feeds the debugger; print too only when asked (AM_LOG_PRINT)
-                if not os.environ.get("AM_LOG_PRINT"):
+                if not opts.log_print:
                     self._logger = _silent
 
     # -- schema and index --------------------------------------------------------------------

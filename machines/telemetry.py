@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import socket
 import struct
 import sys
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import framing
 from .addr import parse_hostport
+from .options import Options
 from .tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED, Tracer
 from .transition import ID_PREFIX, tx_id
 
@@ -456,7 +456,7 @@ def attach(mach: Machine, addr: str = DEFAULT_ADDR, *, full: bool | None = None)
             if len(_process) == 1:
                 atexit.register(flush)
     if full is None:
-        full = bool(os.environ.get("AM_LOG_FULL"))
+        full = Options.from_env().log_full
     tracer = DbgTracer(pair[0], full=full)
     tracer.attach(mach)
     return tracer
@@ -468,12 +468,13 @@ def flush(timeout: float = 1.0) -> None:
         sender.stop(timeout)
 
 
-def auto_attach(mach: Machine) -> DbgTracer | None:
+def auto_attach(mach: Machine, opts: Options | None = None) -> DbgTracer | None:
     """Attach per the environment (``AM_DBG_ADDR``, ``AM_RPC_DBG``); None when off."""
-    addr = os.environ.get("AM_DBG_ADDR", "")
+    opts = Options.from_env() if opts is None else opts
+    addr = opts.dbg_addr
     if not addr:
         return None
-    if any(t in RPC_TAGS for t in mach.tags) and not os.environ.get("AM_RPC_DBG"):
+    if any(t in RPC_TAGS for t in mach.tags) and not opts.rpc_dbg:
         return None
     if sys.platform == "emscripten":  # the browser: no threads, no TCP; the WebSocket path
         from . import telemetry_browser

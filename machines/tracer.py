@@ -14,13 +14,13 @@ imports the telemetry (nor opens a socket) unless the environment asks for it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .machine import Machine
     from .mutation import Mutation
+    from .options import Options
     from .transition import Transition
 
 __all__ = ["Tracer", "HOOKS", "HOT_HOOKS", "RECORD_FIELDS", "env_attach"]
@@ -97,12 +97,12 @@ def overridden(tracer: Tracer, hook: str) -> bool:
     return getattr(type(tracer), hook, None) is not getattr(Tracer, hook)
 
 
-def env_attach(mach: Machine) -> Tracer | None:
+def env_attach(mach: Machine, opts: Options) -> Tracer | None:
     """Attach the debugger's telemetry when ``AM_DBG_ADDR`` asks for it (None otherwise).
 
     The telemetry is imported only then: a machine alone neither imports it nor connects."""
-    if not os.environ.get("AM_DBG_ADDR"):
+    if not opts.dbg_addr:
         return None
     from .telemetry import auto_attach
 
-    return auto_attach(mach)
+    return auto_attach(mach, opts)

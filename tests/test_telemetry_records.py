@@ -111,3 +111,12 @@ def test_a_machine_alone_neither_imports_telemetry_nor_connects():
     env = {k: v for k, v in __import__("os").environ.items() if k != "AM_DBG_ADDR"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_options_from_the_environment():
+    from machines.options import Options
+
+    opts = Options.from_env({"AM_LOG": "9", "AM_LOG_FULL": "1", "AM_DBG_ADDR": "1"})
+    assert (opts.log_level, opts.log_full, opts.log_steps, opts.dbg_addr) == (5, True, True, "1")
+    assert Options.from_env({"AM_LOG": "loud"}).log_level == 0  # bad value: the default
+    assert Options.from_env({}) == Options()
