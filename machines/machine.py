@@ -699,7 +699,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         return EXECUTED
 
     def _bump(self, plan: Plan) -> None:
-        """Apply ``plan``'s tick changes and active states."""
+        """Apply ``plan``'s tick changes and active states (both paths: fast and full)."""
         ticks = self._ticks
         for i, delta in plan.bumps or self._bumps(plan):
             ticks[i] += delta
@@ -718,12 +718,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         return plan.bumps
 
     def _apply(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
-        ticks = self._ticks
-        for i, delta in plan.bumps or self._bumps(plan):
-            ticks[i] += delta
-        self._active = plan.active
-        self._active_set = plan.target_set
-        tx.time_after = ticks[:]
+        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
+        tx.time_after = self._ticks[:]
         if self.log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
