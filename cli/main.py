@@ -51,6 +51,10 @@ def demo() -> None:
     run()
 
 
+from cli.start import start as _start  # noqa: E402
+
+app.command("start")(_start)
+
 from cli.relay import relay as _relay  # noqa: E402
 
 app.command("relay")(_relay)
@@ -62,6 +66,11 @@ app.add_typer(vis_app, name="vis")
 from cli.dbg import dbg as _dbg  # noqa: E402
 
 app.command("dbg")(_dbg)
+
+from cli.repl import ReplCommand  # noqa: E402
+from cli.repl import repl as _repl  # noqa: E402
+
+app.command("repl", cls=ReplCommand)(_repl)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,23 @@ def resolve(root: Path, url_path: str) -> Path | None:
     return real if real.is_file() else None
 
 
+def _accepts_br(request: Request) -> bool:
+    """Does ``Accept-Encoding`` take brotli (``br``, not ``br;q=0``)?"""
+    for part in ",".join(request.headers.get_all("Accept-Encoding")).split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() == "br":
+            q = params.strip()
+            try:
+                return not q.startswith("q=") or float(q[2:]) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def _has_br(file: Path) -> bool:
+    return file.with_name(file.name + ".br").is_file()
+
+
 async def serve_static(root: Path | None, conn: Connection, request: Request, path: str) -> None:
     """Answer one HTTP request (``path`` already decoded) from ``root``; 404 without one."""
     method = request.method
@@ -67,8 +84,14 @@ async def serve_static(root: Path | None, conn: Connection, request: Request, pa
     if file is None:
         await conn.reject(404, "not found")
         return
+    body, encoding = file, None
+    if root is not None and not path.endswith("/") and _accepts_br(request):
+        # a precompressed sibling (``x.wasm.br``, written by the page's prod build)
+        compressed = resolve(root, path + ".br")
+        if compressed is not None:
+            body, encoding = compressed, "br"
     try:
-        f = open(file, "rb")  # closed below; a local file opens at once
+        f = open(body, "rb")  # closed below; a local file opens at once
     except OSError:  # removed or unreadable since it was resolved
         await conn.reject(404, "not found")
         return
@@ -86,6 +109,10 @@ async def serve_static(root: Path | None, conn: Connection, request: Request, pa
                 ("Cache-Control", "no-cache"),
             ]
         )
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
+        if encoding is not None or _has_br(file):
+            headers["Vary"] = "Accept-Encoding"  # caches must keep both variants apart
         if_none_match = ",".join(request.headers.get_all("If-None-Match"))
         if etag in (t.strip() for t in if_none_match.split(",")):
             await conn.respond(Response(304, "Not Modified", headers))

@@ -1,0 +1,106 @@
+"""`am repl`: one shell into every machine exposed for it, in servers and in browser tabs.
+
+    am repl --dir tmp                        # every tmp/*.addr, watched: tabs come and go
+    am repl 127.0.0.1:14010 -- list          # one command, then exit 0 / 1
+
+Layout: `discovery` (addresses and ``.addr`` files), `peers` (one aRPC client per address),
+`session` (the peers and running a command line), `commands` (what each command does),
+`completer` (Tab), `output` (``=>`` / ``err>`` lines), `shell` (prompt, one-shot, piped input).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+DEFAULT_HISTORY = Path("~/.am_repl_history")
+
+
+class ReplCommand(TyperCommand):
+    """Takes the one-shot command after ``--`` off before click parses the rest (click would
+    merge both sides of ``--`` into the ADDR arguments)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["repl_command"] = args[cut + 1 :]
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+def repl(
+    ctx: typer.Context,
+    addrs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ADDR...",
+            help="host:port of a machine's REPL endpoint (host:port/path: over WebSocket).",
+            show_default=False,
+        ),
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", "-d", help="Connect to every *.addr file under this directory."),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch/--no-watch", "-w/-W", help="Follow *.addr files as they come and go."
+        ),
+    ] = True,
+    connect_timeout: Annotated[
+        float, typer.Option(help="Seconds one connection attempt (and a one-shot) may wait.")
+    ] = 3.0,
+    call_timeout: Annotated[float, typer.Option(help="Seconds a mutation may wait.")] = 3.0,
+    req_all: Annotated[
+        bool,
+        typer.Option(
+            "--req-all", "-a", help="One-shot: fail (exit 1) unless every machine connected."
+        ),
+    ] = False,
+    history: Annotated[
+        Path, typer.Option(help="History file of the interactive prompt.")
+    ] = DEFAULT_HISTORY,
+) -> None:
+    """An interactive shell into machines exposed for the REPL; after `--`, one command.
+
+    Type `help` at the prompt for the commands (list, mach, add, remove, when, watch, ...).
+    A one-shot command (`am repl --dir tmp -- list`) exits 0 on success, 1 on an error.
+    """
+    from .output import Output
+    from .session import Session
+    from .shell import is_terminal, run_interactive, run_lines, run_once
+
+    words: list[str] | None = ctx.meta.get("repl_command")
+    if not addrs and directory is None:
+        typer.echo("err> give an address (ADDR) or a directory of .addr files (--dir)", err=True)
+        raise typer.Exit(2)
+    if words is not None and not words:
+        typer.echo("err> nothing after --: give a command, e.g. -- list", err=True)
+        raise typer.Exit(2)
+
+    def make_session(out: Output) -> Session:
+        return Session(
+            out,
+            addrs=addrs or [],
+            directory=directory,
+            watch=watch,
+            connect_timeout=connect_timeout,
+            call_timeout=call_timeout,
+        )
+
+    try:
+        if words is not None:
+            code = run_once(make_session, shlex.join(words), req_all=req_all)
+        elif not is_terminal():
+            code = run_lines(make_session, sys.stdin)
+        else:
+            code = run_interactive(make_session, history.expanduser())
+    except KeyboardInterrupt:  # Ctrl-C with no command running (e.g. while connecting)
+        code = 130
+    raise typer.Exit(code)

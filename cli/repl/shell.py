@@ -1,0 +1,187 @@
+"""Running a session: at an interactive prompt, once (``-- COMMAND``), or over piped lines.
+
+The prompt is prompt_toolkit, which runs on asyncio; the aRPC clients are trio. The interactive
+shell runs asyncio as the host loop and trio inside it in guest mode
+(`trio.lowlevel.start_guest_run`): one thread, so the completer reads the mirrored machines
+while no trio task can be changing them, machine notices print above the live prompt, and
+there are no locks or thread hand-offs. (Trio in a second thread would make every completion
+race the clients' receive tasks.) Trio drives the loop: it awaits each prompt as an asyncio task
+and runs the command itself. Ctrl-C at the prompt is a key (the terminal is raw): it clears the
+line. While a command runs the terminal is cooked, so Ctrl-C is a SIGINT, which the asyncio
+loop turns into cancelling that command (`Session.interrupt`). Ctrl-D at the prompt exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from .output import Output, PromptOutput
+from .session import Session
+
+T = TypeVar("T")
+
+PROMPT = "am> "
+
+
+def run_once(make_session: Callable[[Output], Session], line: str, req_all: bool = False) -> int:
+    """Connect, run one command line, exit: 0 if it succeeded, 1 if it printed an error.
+
+    With `req_all`, fail before running it unless every machine connected.
+    """
+    out = Output()
+
+    async def main() -> int:
+        session = make_session(out)
+        async with session.running():
+            await session.peers.settle(session.connect_timeout)
+            connected, total = len(session.connected()), len(session.peers)
+            if req_all and connected < total:
+                missing = ", ".join(p.name for p in session.peers if not p.connected)
+                out.error(f"connected to {connected} of {total} (--req-all); not: {missing}")
+                return 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_interrupt_on_sigint, session)
+                ok = await session.execute(line)
+                nursery.cancel_scope.cancel()
+        return 0 if ok else 1
+
+    return trio.run(main)
+
+
+def run_lines(make_session: Callable[[Output], Session], stream: Any) -> int:
+    """Run each line read from `stream` (not a terminal) in turn; 1 if any failed."""
+    out = Output()
+
+    async def main() -> int:
+        failed = False
+        session = make_session(out)
+        async with session.running():
+            await session.peers.settle(session.connect_timeout)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_interrupt_on_sigint, session)
+                # a thread per line, abandoned on Ctrl-C (a blocked read cannot be cancelled)
+                while line := await trio.to_thread.run_sync(
+                    stream.readline, abandon_on_cancel=True
+                ):
+                    if not await session.execute(line):
+                        failed = True
+                    if session.exit_requested:
+                        break
+                nursery.cancel_scope.cancel()
+        return 1 if failed else 0
+
+    return trio.run(main)
+
+
+async def _interrupt_on_sigint(session: Session) -> None:
+    """Ctrl-C stops the running command (e.g. `watch`) instead of killing the process."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            if not session.interrupt():
+                raise KeyboardInterrupt
+
+
+def run_interactive(make_session: Callable[[Output], Session], history: Path | None) -> int:
+    """The prompt: asyncio hosts prompt_toolkit, trio runs as its guest (see the module doc)."""
+    return asyncio.run(_host(make_session, history))
+
+
+async def _host(make_session: Callable[[Output], Session], history: Path | None) -> int:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    shell = _Shell(loop, make_session(PromptOutput()), history)
+
+    def finished(outcome: Any) -> None:
+        if not done.done():
+            done.set_result(outcome)
+
+    # before trio starts, so it leaves SIGINT to us; prompt_toolkit is told not to touch it
+    loop.add_signal_handler(signal.SIGINT, shell.sigint)
+    try:
+        trio.lowlevel.start_guest_run(
+            shell.main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=finished,
+            host_uses_signal_set_wakeup_fd=True,
+        )
+        outcome = await done
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    return outcome.unwrap()
+
+
+class _Shell:
+    """The REPL loop, as a trio task that borrows the asyncio loop for each prompt."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, session: Session, history: Path | None
+    ) -> None:
+        self.loop = loop
+        self.session = session
+        self.history = history
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    def sigint(self) -> None:
+        """SIGINT (Ctrl-C while a command runs): cancel that command, in trio."""
+        if self._token is not None:
+            self._token.run_sync_soon(self.session.interrupt)
+
+    async def main(self) -> int:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+        from .completer import ReplCompleter
+
+        self._token = trio.lowlevel.current_trio_token()
+        session = self.session
+        hist = FileHistory(str(self.history)) if self.history is not None else InMemoryHistory()
+        # Tab completes as in a shell (the common part, then a menu); completing while typing
+        # would drop a Tab that arrives while the previous keystroke's completion still runs
+        prompt: PromptSession[str] = PromptSession(
+            history=hist, completer=ReplCompleter(session), complete_while_typing=False
+        )
+        async with session.running():
+            session.out.notice(
+                f"{session.id}: {len(session.peers)} address(es); `help` lists commands"
+            )
+            while not session.exit_requested:
+                kind, line = await self._on_host(self._prompt(prompt))
+                if kind == "eof":
+                    break
+                if kind == "line" and line.strip():
+                    await session.execute(line)
+        return 0
+
+    @staticmethod
+    async def _prompt(prompt: Any) -> tuple[str, str]:
+        # KeyboardInterrupt / EOFError must not escape an asyncio task (they would stop the loop)
+        try:
+            return "line", await prompt.prompt_async(PROMPT, handle_sigint=False)
+        except KeyboardInterrupt:
+            return "interrupt", ""
+        except EOFError:
+            return "eof", ""
+
+    async def _on_host(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` as an asyncio task and wait for it from trio."""
+        assert self._token is not None
+        token, finished = self._token, trio.Event()
+        task = self.loop.create_task(coro)
+        task.add_done_callback(lambda _: token.run_sync_soon(finished.set))
+        try:
+            await finished.wait()
+        except trio.Cancelled:
+            task.cancel()
+            raise
+        return task.result()
+
+
+def is_terminal() -> bool:
+    return sys.stdin.isatty()

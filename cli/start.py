@@ -1,0 +1,189 @@
+"""``am start``: the whole example in one process (spec section 3), as ``task start`` runs it.
+
+Builds the page when its build is missing or stale, then runs server-foo, its REPL endpoint,
+its aRPC mux and the relay serving the page; ``--bars N`` adds N headless browser peers,
+``--dbg`` the debugger's collector (its dump is written on exit). Ctrl-C or SIGTERM stops
+everything and removes the address files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+#: the source checkout this command runs from (the page and its build live in ``web/``)
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "web"
+DEFAULT_DBG_ADDR = "localhost:6831"
+
+
+def start(
+    bars: int = typer.Option(
+        0, "--bars", min=0, help="Also run N headless browser peers (the page's program, no DOM)."
+    ),
+    dbg: bool = typer.Option(
+        False,
+        "--dbg",
+        help="Also run the debugger's collector (AM_DBG_ADDR, default localhost:6831); "
+        "write its dump into --dir on exit.",
+    ),
+    out_dir: Path = typer.Option(Path("."), "--dir", "-d", help="Where --dbg writes its dump."),
+    env_file: Path = typer.Option(Path(".env"), "--env-file", help="The .env to read, if any."),
+    page: str = typer.Option(
+        "auto",
+        "--page",
+        help="Which build the page loads: auto (prod when built and fresh, else dev), dev, prod.",
+    ),
+) -> None:
+    """Start server-foo, its aRPC and REPL endpoints and the relay serving the page."""
+    from machines.example.config import load
+
+    try:
+        cfg = load(env_file)
+    except ValueError as err:
+        typer.echo(f"am start: {err}", err=True)
+        raise typer.Exit(2) from None
+    env = dict(cfg.env or {})
+    if dbg and not env.get("AM_DBG_ADDR"):
+        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR
+        cfg = dataclasses.replace(cfg, env=env)
+    for key, value in env.items():
+        os.environ[key] = value  # .env's debug variables reach this process's machines too
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    if page not in ("auto", "dev", "prod"):
+        typer.echo(f"am start: --page must be auto, dev or prod, not {page!r}", err=True)
+        raise typer.Exit(2)
+    _write_page_config(cfg, _build(page))
+    import trio
+
+    from machines.example.server import StartError, find_exception
+
+    try:
+        trio.run(_main, cfg, bars, out_dir if dbg else None)
+    except BaseException as exc:
+        found = find_exception(exc, StartError)
+        if found is None:
+            raise
+        typer.echo(f"am start: {found}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _build(page: str) -> str:
+    """Build the page if needed; the kind the page should load (``prod`` when fresh)."""
+    if not (WEB / "build_page.py").is_file():
+        typer.echo(f"am start: the page's sources are missing ({WEB}): run it from a clone")
+        raise typer.Exit(1)
+    sys.path.insert(0, str(WEB))
+    try:
+        import build_page as web_build  # type: ignore[import-not-found]  # web/, not a package
+    finally:
+        sys.path.remove(str(WEB))
+    prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
+    if page == "prod":
+        if not prod_built:
+            typer.echo("am start: no prod build: run `task build-prod`", err=True)
+            raise typer.Exit(1)
+        return "prod"
+    if page == "auto" and web_build.is_fresh("prod"):
+        return "prod"
+    if page == "auto" and prod_built:
+        typer.echo("am start: web/build/prod is stale (task build-prod); using the dev build")
+    if not web_build.is_fresh("dev"):
+        typer.echo("am start: building the page (web/build/dev)...")
+        proc = subprocess.run([sys.executable, str(WEB / "build_page.py")], check=False)
+        if proc.returncode != 0:
+            raise typer.Exit(1)
+    return "dev"
+
+
+def _write_page_config(cfg, kind: str) -> None:
+    """``web/build/config.json``: what the page needs from this process's configuration."""
+    path = WEB / "build" / "config.json"
+    tmp = path.with_name(f".config.json.{os.getpid()}")
+    tmp.write_text(json.dumps({**cfg.page(), "build": kind}))
+    os.replace(tmp, path)
+
+
+async def _main(cfg, bars: int, dump_dir: Path | None) -> None:
+    import trio
+
+    from machines.example.browser import BrowserBar
+    from machines.example.server import run_server
+    from machines.example.trio_io import HeadlessUI, TrioHost
+
+    collector = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            if dump_dir is not None:
+                collector = await _start_collector(nursery, cfg.env["AM_DBG_ADDR"])
+            async with trio.open_nursery() as inner:
+                server = await inner.start(run_server, cfg, WEB, _out)
+                _out(f"Open {server.url.rstrip('/')}")
+                _out(f"REPL: {server.repl_file} ({server.repl.addr}); tabs add theirs to "
+                     f"{cfg.repl_dir}/ (am repl --dir {cfg.repl_dir})")  # fmt: skip
+                ws_url = server.url.replace("http://", "ws://")
+                for _ in range(bars):
+                    peer = BrowserBar(TrioHost(inner, ws_url), HeadlessUI(), cfg)
+                    inner.start_soon(peer.start)
+                if bars:
+                    _out(f"started {bars} headless peers")
+                async for _ in signals:
+                    break
+                _out("stopping...")
+                inner.cancel_scope.cancel()
+            if collector is not None and dump_dir is not None:
+                await _write_dump(collector, dump_dir)
+            nursery.cancel_scope.cancel()
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _start_collector(nursery, addr: str):
+    from dbg.collector import Collector, serve_collector
+    from machines.example.server import StartError, find_exception
+
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise StartError(f"bad AM_DBG_ADDR {addr!r} (want HOST:PORT)")
+    collector = Collector()
+    try:
+        bound, ws = await nursery.start(
+            lambda task_status: serve_collector(
+                collector, host, int(port), ws_port=int(port) + 1, task_status=task_status
+            )
+        )
+    except BaseException as exc:  # the collector's nursery wraps a bind error in a group
+        err = find_exception(exc, OSError)
+        if not isinstance(err, OSError):
+            raise
+        reason = "address in use" if err.errno == 98 else (err.strerror or str(err))
+        raise StartError(
+            f"cannot listen on {addr} or the next port (AM_DBG_ADDR, debugger): {reason}"
+        ) from None
+    _out(f"debugger: collecting on {host}:{bound} and ws://{host}:{ws}/dbg.ws")
+    return collector
+
+
+async def _write_dump(collector, dump_dir: Path) -> None:
+    import trio
+
+    from cli.dbg import DUMP_NAME
+    from dbg.dump import write_dump
+    from machines import telemetry
+
+    # what the machines of this process still have queued goes out first
+    await trio.to_thread.run_sync(telemetry.flush, 0.5)
+    await trio.sleep(0.1)  # the collector's connection tasks read what was just sent
+    dump_dir.mkdir(parents=True, exist_ok=True)
+    path = write_dump(dump_dir / DUMP_NAME, collector.dumps())
+    _out(f"debugger: wrote {path} ({len(collector.machines)} machines)")

@@ -1,0 +1,338 @@
+"""The example as a user runs it: ``am start`` as a process, the page in real Chromium.
+
+Chromium is Debian's (Playwright drives it through ``executable_path``; it cannot download
+its own here). The page loads Pyodide from the relay, so the page build must exist
+(``task build``; ``task test`` runs it first); ``am start`` would rebuild a stale one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+#: page open -> Python loaded -> machines connected; generous: the machine may be loaded
+LOAD_MS = 90_000
+
+pytestmark = pytest.mark.timeout(300)
+
+
+class AmStart:
+    """``am start`` in a subprocess; its stdout lines are collected as they come."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
+        full = {**os.environ, "PYTHONPATH": str(REPO), **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "start", *args],
+            cwd=cwd, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self.wait_line(r"^Open (http://\S+)", 120).group(1)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_line(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if m := rx.search(line):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._pending()):
+                    out = "\n".join(self.lines[-30:])
+                    raise AssertionError(f"no line matching {pattern!r}; output:\n{out}")
+                self._cond.wait(min(left, 0.5))
+
+    def _pending(self) -> bool:
+        return self.proc.stdout is not None and not self.proc.stdout.closed
+
+    def stop(self) -> tuple[int, float]:
+        """SIGTERM; the exit code and the seconds it took."""
+        t = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(10)
+        return rc, time.monotonic() - t
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_pair() -> int:
+    """A port whose next port is free too (the debugger's TCP and WebSocket ports)."""
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two free ports in a row")
+
+
+def base_env(**kw: object) -> dict[str, str]:
+    env = {
+        "FOO_TCP_ADDR": "127.0.0.1:0",
+        "FOO_REPL_ADDR": "127.0.0.1:0",
+        "BAR_REPL_ADDR": "127.0.0.1:0",
+        "RELAY_HTTP_ADDR": "127.0.0.1:0",
+        "FOO_BORED_AFTER": "1000",
+        "FOO_HELLO_INTERVAL": "1000",
+    }
+    env.update({k: str(v) for k, v in kw.items()})
+    return env
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_tab(browser: object, url: str, shots: Path | None = None):
+    page = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(url)
+    page.wait_for_selector("#list li:text-is('[bar] StartState')", timeout=LOAD_MS)
+    assert not errors, errors
+    return page
+
+
+def lines_of(page) -> list[str]:
+    return page.locator("#list li").all_inner_texts()
+
+
+def wait_li(page, text: str, timeout: float = 20_000) -> None:
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('#list li')].some(li => li.textContent === t)",
+        arg=text,
+        timeout=timeout,
+    )
+
+
+def test_two_tabs_messages_boredom_and_the_panel(browser, tmp_path: Path) -> None:
+    srv = AmStart(tmp_path, base_env(FOO_BORED_AFTER=3), "--page", "dev")
+    try:
+        one = open_tab(browser, srv.url)
+        two = open_tab(browser, srv.url)
+        sess_one = one.inner_text("#session")
+        assert re.fullmatch(r"[0-9a-f]{4}", sess_one)
+        assert sess_one != two.inner_text("#session")
+        one.wait_for_function("document.getElementById('status').textContent === 'connected'")
+        # an empty message is refused: nothing appended, nothing sent
+        before = lines_of(one)
+        one.press("#input", "Enter")
+        one.fill("#input", "hi from one")
+        one.press("#input", "Enter")
+        author = f"browser-bar-{sess_one}"
+        srv.wait_line(rf"^\[{author}\] hi from one$")
+        wait_li(two, f"[{author}] hi from one")
+        wait_li(one, "[bar] hi from one")
+        assert lines_of(one)[len(before) :] == ["[bar] hi from one"]
+        assert one.input_value("#input") == ""
+        # server-foo goes bored 3 s after the last message: every tab sees it
+        srv.wait_line(r"^foo is bored\.\.\.$")
+        wait_li(one, "foo is bored...")
+        wait_li(two, "foo is bored...")
+        one.wait_for_function("document.getElementById('foo-states').textContent.includes('Bored')")
+        assert "Ready" in one.inner_text("#bar-states")
+        one.screenshot(path=str(tmp_path / "tab-one.png"))
+        # the server prints each message exactly once, with its author
+        assert sum(f"[{author}] hi from one" == x for x in srv.lines) == 1
+        two_lines = lines_of(two)
+        assert not any("[bar] hi from one" == x for x in two_lines)
+    finally:
+        rc, took = srv.stop()
+    assert rc == 0
+    assert took < 2.0, f"stopping took {took:.2f}s"
+    assert not list((tmp_path / "tmp").glob("*.addr")), "address files left behind"
+
+
+def test_hellos_and_the_page_reconnects_after_a_server_restart(browser, tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(FOO_HELLO_INTERVAL=1, RELAY_HTTP_ADDR=f"127.0.0.1:{port}")
+    srv = AmStart(tmp_path, env)
+    try:
+        page = open_tab(browser, srv.url)
+        wait_li(page, "[server-foo] hello")
+        srv.wait_line(r"^\[server-foo\] hello$")
+        assert (tmp_path / "tmp" / "server-foo-repl.addr").exists()
+    finally:
+        rc, _ = srv.stop()
+    assert rc == 0
+    page.wait_for_function(
+        "document.getElementById('status').textContent === 'reconnecting'", timeout=10_000
+    )
+    hellos = lines_of(page).count("[server-foo] hello")
+    srv = AmStart(tmp_path, env)
+    try:
+        page.wait_for_function(
+            "document.getElementById('status').textContent === 'connected'", timeout=30_000
+        )
+        srv.wait_line(r"^aRPC connected via WebSocket: browser-bar-")
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('#list li')]"
+            ".filter(li => li.textContent === '[server-foo] hello').length > n",
+            arg=hellos,
+            timeout=20_000,
+        )
+        page.fill("#input", "after the restart")
+        page.press("#input", "Enter")
+        srv.wait_line(r"^\[browser-bar-[0-9a-f]{4}\] after the restart$")
+        page.screenshot(path=str(tmp_path / "reconnected.png"))
+    finally:
+        rc, _ = srv.stop()
+    assert rc == 0
+
+
+@pytest.mark.parametrize("var", ["FOO_TCP_ADDR", "RELAY_HTTP_ADDR", "AM_DBG_ADDR"])
+def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        addr = f"127.0.0.1:{busy.getsockname()[1]}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), **base_env(**{var: addr})}
+        dbg = ["--dbg", "--dir", str(tmp_path)] if var == "AM_DBG_ADDR" else []
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli.main", "start", *dbg],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1, proc.stderr
+    assert addr in err[0] and var in err[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
+    """Three headless peers and a page; the dump holds server-foo and every tab's bar (the
+    page's machines report over the debugger's WebSocket, from Pyodide)."""
+    from dbg.dump import read_dump
+
+    port = free_port_pair()
+    env = base_env(FOO_HELLO_INTERVAL=0.5, AM_DBG_ADDR=f"127.0.0.1:{port}")
+    srv = AmStart(tmp_path, env, "--bars", "3", "--dbg", "--dir", "out")
+    try:
+        deadline = time.monotonic() + 60
+        while sum("aRPC connected" in x for x in srv.lines) < 3:
+            assert time.monotonic() < deadline, srv.lines
+            time.sleep(0.1)
+        srv.wait_line(r"^\[server-foo\] hello$")
+        page = open_tab(browser, srv.url)
+        wait_li(page, "[server-foo] hello")
+        page_bar = f"browser-bar-{page.inner_text('#session')}"
+        bars = {x.split(": ")[1] for x in srv.lines if x.startswith("aRPC connected")}
+        assert page_bar in bars and len(bars) == 4
+        page.close()  # its telemetry socket flushes on the way
+        srv.wait_line(rf"^aRPC disconnected: {page_bar}$")
+    finally:
+        rc, took = srv.stop()
+    assert rc == 0 and took < 2.0, (rc, took)
+    dump = tmp_path / "out" / "am-dbg-dump.cbor.br"
+    assert dump.exists(), srv.lines
+    ids = {d.id for d in read_dump(dump)}
+    assert "server-foo" in ids
+    assert bars <= ids, (bars, ids)
+    assert not list((tmp_path / "tmp").glob("*.addr"))
+
+
+def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path: Path) -> None:
+    site = tmp_path / "web"
+    site.mkdir()
+    for name in ("index.html", "main.mjs"):
+        (site / name).write_bytes((REPO / "web" / name).read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "relay", "--listen-addr", "127.0.0.1:0",
+         "--static-dir", str(site)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = None
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if m := re.search(r"(http://127\.0\.0\.1:\d+/?)", line):
+                url = m.group(1)
+                break
+        assert url, "am relay printed no URL"
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#error:not([hidden])", timeout=20_000)
+        assert "task build" in page.inner_text("#error")
+        page.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+@pytest.mark.timeout(1200)  # builds the prod page first when it is stale (about a minute)
+def test_the_prod_build_is_served_compressed_and_works(browser, tmp_path: Path) -> None:
+    """``task build-prod`` (rebuilt here when stale): the page restores the Pyodide snapshot,
+    the big files come brotli-compressed, and the example works as with the dev build."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "web" / "build_page.py"), "--prod", "--if-stale"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    srv = AmStart(tmp_path, base_env(), "--page", "prod")
+    try:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        encodings: dict[str, str | None] = {}
+        page.on(
+            "response",
+            lambda r: encodings.__setitem__(
+                r.url.rsplit("/", 1)[-1], r.headers.get("content-encoding")
+            ),
+        )
+        page.goto(srv.url)
+        page.wait_for_selector("#list li:text-is('[bar] StartState')", timeout=LOAD_MS)
+        assert page.evaluate("window.amExample.kind") == "prod"
+        assert encodings["pyodide.asm.wasm"] == "br"
+        snapshot = [k for k in encodings if re.fullmatch(r"snapshot-[0-9a-f]{12}\.bin", k)]
+        assert snapshot and encodings[snapshot[0]] == "br"
+        # a module the snapshot does not hold is imported from the browser zip
+        where = page.evaluate(
+            "window.amExample.py.runPython('import machines.pipes; machines.pipes.__file__')"
+        )
+        assert where.startswith("/lib/browser-site.zip/"), where
+        page.fill("#input", "from the prod page")
+        page.press("#input", "Enter")
+        srv.wait_line(r"^\[browser-bar-[0-9a-f]{4}\] from the prod page$")
+        ctx.close()
+    finally:
+        rc, _ = srv.stop()
+    assert rc == 0

@@ -1,0 +1,159 @@
+"""The example's server and its browser program in one trio run: the browser side runs as
+headless peers (trio-websocket over the real relay), exactly what ``am start --bars`` runs.
+The same program in Chromium is tested in test_example_browser.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from machines.example.browser import BrowserBar
+from machines.example.config import Config
+from machines.example.server import run_server
+from machines.example.trio_io import HeadlessUI, TrioHost
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config(tmp_path: Path, **kw: float) -> Config:
+    return Config(
+        foo_tcp_addr="127.0.0.1:0",
+        foo_repl_addr="127.0.0.1:0",
+        bar_repl_addr="127.0.0.1:0",
+        relay_http_addr="127.0.0.1:0",
+        repl_dir=str(tmp_path / "tmp"),
+        **kw,
+    )
+
+
+async def start_peer(nursery: trio.Nursery, url: str, cfg: Config) -> tuple[BrowserBar, HeadlessUI]:
+    ui = HeadlessUI()
+    peer = BrowserBar(TrioHost(nursery, url.replace("http://", "ws://")), ui, cfg)
+    await peer.start()
+    await peer.bar.when("Ready")
+    return peer, ui
+
+
+@pytest.mark.trio
+async def test_messages_reach_the_server_and_every_other_peer(tmp_path: Path) -> None:
+    lines: list[str] = []
+    cfg = config(tmp_path)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            a, ui_a = await start_peer(nursery, server.url, cfg)
+            b, ui_b = await start_peer(nursery, server.url, cfg)
+            await server.browsers.wait_until(lambda br: len(br.ready()) == 2)
+            assert "[bar] StartState" in ui_a.lines
+            ui_a.type("hi there")
+            await ui_b.wait_for(lambda ui: f"[{a.bar.id}] hi there" in ui.lines)
+            assert f"[{a.bar.id}] hi there" in lines
+            assert "[bar] hi there" in ui_a.lines
+            assert not any("hi there" in line and a.bar.id in line for line in ui_a.lines)
+            # an empty message is refused: nothing appended, nothing sent
+            before_a, before_srv = list(ui_a.lines), list(lines)
+            ui_a.type("   ")
+            ui_a.type("after")
+            await ui_b.wait_for(lambda ui: f"[{a.bar.id}] after" in ui.lines)
+            assert ui_a.lines.count("[bar]    ") == 0
+            assert [x for x in ui_a.lines if x not in before_a] == ["[bar] after"]
+            assert [x for x in lines if x not in before_srv] == [f"[{a.bar.id}] after"]
+            # REPL address files: the server's, and each peer's tunnel (written by the relay)
+            repl_dir = Path(cfg.repl_dir)
+            assert (repl_dir / "server-foo-repl.addr").read_text().startswith("127.0.0.1:")
+            for peer in (a, b):
+                f = repl_dir / f"repl-{peer.bar.id}.addr"
+                with trio.fail_after(5):
+                    while not f.exists():
+                        await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert not list(Path(cfg.repl_dir).glob("*.addr"))
+
+
+@pytest.mark.trio
+async def test_hellos_and_boredom_reach_every_peer(tmp_path: Path) -> None:
+    lines: list[str] = []
+    cfg = config(tmp_path, foo_hello_interval=0.5, foo_bored_after=1.0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            peers = [await start_peer(nursery, server.url, cfg) for _ in range(2)]
+            for _, ui in peers:
+                await ui.wait_for(lambda ui: "[server-foo] hello" in ui.lines)
+            assert "[server-foo] hello" in lines
+            for peer, ui in peers:
+                await ui.wait_for(lambda ui: "foo is bored..." in ui.lines)
+                assert peer.foo.is_active("Bored")
+            assert "foo is bored..." in lines
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_garbage_on_either_tunnel_closes_only_that_connection(tmp_path: Path) -> None:
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    lines: list[str] = []
+    cfg = config(tmp_path)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            a, ui_a = await start_peer(nursery, server.url, cfg)
+            b, ui_b = await start_peer(nursery, server.url, cfg)
+            base = server.url.replace("http://", "ws://").rstrip("/")
+            for path in ("/listen/browser-bar-bad1/localhost:1", "/dial/browser-foo-bad1/x:1"):
+                async with open_websocket_url(base + path) as ws:
+                    await ws.send_message(b"\xff" * 64 + b"not a frame")
+                    with pytest.raises(ConnectionClosed):
+                        while True:  # the server may answer with an error first
+                            await ws.get_message()
+            assert "browser-bar-bad1" not in server.browsers.clients
+            ui_a.type("still here")
+            await ui_b.wait_for(lambda ui: f"[{a.bar.id}] still here" in ui.lines)
+            assert f"[{a.bar.id}] still here" in lines
+            nursery.cancel_scope.cancel()
+
+
+def test_config_from_env_file_and_environment(tmp_path: Path) -> None:
+    from machines.example.config import load
+
+    env = tmp_path / ".env"
+    env.write_text("FOO_TCP_ADDR=localhost:15000\nFOO_BORED_AFTER=3\nAM_DBG_ADDR=1\n")
+    cfg = load(env, {"FOO_BORED_AFTER": "2.5"})
+    assert cfg.foo_tcp_addr == "localhost:15000"  # from the file
+    assert cfg.foo_bored_after == 2.5  # the environment wins
+    assert cfg.foo_hello_interval == 10  # the reference's default
+    assert cfg.relay_http_addr == "localhost:12733"
+    assert cfg.page()["env"] == {"AM_DBG_ADDR": "1"}
+    with pytest.raises(ValueError, match="FOO_HELLO_INTERVAL"):
+        load(None, {"FOO_HELLO_INTERVAL": "soon"})
+
+
+@pytest.mark.trio
+async def test_repl_endpoints_of_the_server_and_of_a_tab(tmp_path: Path) -> None:
+    """What ``am repl --dir tmp`` does: dial each address file and mutate the machine."""
+    from machines.rpc import connect
+
+    lines: list[str] = []
+    cfg = config(tmp_path)
+    repl_dir = Path(cfg.repl_dir)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            a, ui_a = await start_peer(nursery, server.url, cfg)
+            tab_file = repl_dir / f"repl-{a.bar.id}.addr"
+            while not tab_file.exists():
+                await trio.sleep(0.05)  # written by the relay when the tab's tunnel opens
+            async with connect(tab_file.read_text(), id="repl-test") as repl:
+                assert repl.netmach.remote_id == a.bar.id
+                await repl.netmach.add("Msg", {"Msg.Msg": "via the tab's REPL"})
+                await ui_a.wait_for(lambda ui: "[repl-test] via the tab's REPL" in ui.lines)
+            foo_file = repl_dir / "server-foo-repl.addr"
+            async with connect(foo_file.read_text(), id="repl-test") as repl:
+                assert repl.netmach.remote_id == "server-foo"
+                await repl.netmach.add("Msg", {"Msg.Msg": "via foo's REPL"})
+                # the server prints it and, beyond the reference, every tab gets it
+                await ui_a.wait_for(lambda ui: "[repl-test] via foo's REPL" in ui.lines)
+            assert "[repl-test] via foo's REPL" in lines
+            nursery.cancel_scope.cancel()

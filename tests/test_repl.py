@@ -1,0 +1,266 @@
+"""`am repl` as a real process against machines exposed by other real processes.
+
+One-shot mode (``-- COMMAND``: exit 0 / 1), piped lines, Ctrl-C ending a `watch`, and the
+Taskfile's `repl` task. The machines are `tests/fixtures/repl_target.py` processes, each exposing
+one machine for the REPL into a directory, as `am start` does for the example's machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = REPO / "tests" / "fixtures" / "repl_target.py"
+AM = [sys.executable, "-m", "cli.main"]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+TIMEOUT = 30
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def repl_source_id() -> str:
+    """The REPL's id when run from the repo (its mutations' source)."""
+    return "repl-" + hashlib.md5(str(REPO).encode()).hexdigest()[:6]
+
+
+class Proc:
+    """A child process whose output lines are read by a thread, to wait for them."""
+
+    def __init__(self, args: list[str], *, stdin: int | None = subprocess.PIPE) -> None:
+        self.proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=ENV,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        """The next line matching `pattern` (earlier lines are kept in `lines`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r}; got {self.lines}") from None
+            if line is None:
+                raise AssertionError(f"exited before a line matching {pattern!r}: {self.lines}")
+            self.lines.append(line)
+            if m := re.search(pattern, line):
+                return m
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        code = self.proc.wait(timeout)
+        # drain what is left
+        while (line := self._queue.get(timeout=5)) is not None:
+            self.lines.append(line)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Target(Proc):
+    """A process exposing machine `id` for the REPL into `directory`."""
+
+    def __init__(self, id: str, directory: Path) -> None:
+        super().__init__([sys.executable, str(TARGET), "--id", id, "--dir", str(directory)])
+        self.id = id
+        self.addr = self.expect(r"^exposed \S+ (\S+)$").group(1)
+
+
+@pytest.fixture
+def addr_dir(tmp_path: Path) -> Path:
+    return tmp_path / "addrs"
+
+
+@pytest.fixture
+def targets(addr_dir: Path) -> Iterator[dict[str, Target]]:
+    """foo and bar, exposed into `addr_dir`."""
+    started: dict[str, Target] = {}
+    try:
+        for id in ("foo", "bar"):
+            started[id] = Target(id, addr_dir)
+        yield started
+    finally:
+        for t in started.values():
+            t.stop()
+
+
+def repl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AM, "repl", *args],
+        cwd=REPO,
+        env=ENV,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def test_one_shot_list_shows_every_machine_and_a_dead_address(
+    targets: dict[str, Target], addr_dir: Path
+) -> None:
+    start = time.monotonic()
+    out = repl("--dir", str(addr_dir), "127.0.0.1:1", "--", "list")
+    assert time.monotonic() - start < 20  # the dead address costs at most the connect timeout
+    assert out.returncode == 0, out
+    lines = out.stdout.splitlines()
+    assert re.fullmatch(r"=> 1\. bar t2", lines[0])
+    assert lines[1] == "=>    CR: (Start:1 Ready:1)"
+    assert re.fullmatch(r"=> 2\. foo t2", lines[2])
+    assert lines[4] == "=> 3. 127.0.0.1:1"
+    assert lines[5].startswith("=>    D-: 127.0.0.1:1: connect failed")
+    assert out.stderr == ""
+
+
+def test_one_shot_add_with_args_reaches_the_machine(
+    targets: dict[str, Target], addr_dir: Path
+) -> None:
+    out = repl("--dir", str(addr_dir), "--", "add", "foo", "Msg", "--arg", "Msg.Msg", "--val", "hi")
+    assert (out.returncode, out.stdout) == (0, "=> Executed\n")
+    # the machine's handler printed the message, with the REPL as its author
+    targets["foo"].expect(rf"^\[{repl_source_id()}\] hi$")
+    out = repl(targets["bar"].addr, "--", "remove", ".", "Ready")
+    assert (out.returncode, out.stdout) == (0, "=> Executed\n")
+    out = repl(targets["bar"].addr, "--", "mach", "bar")
+    assert out.stdout == "=> (Start:1)\n"
+
+
+def test_one_shot_errors_exit_1_with_one_err_line(
+    targets: dict[str, Target], addr_dir: Path
+) -> None:
+    cases = {
+        ("add", "nope", "Msg"): "err> unknown machine 'nope' (known: bar, foo)\n",
+        ("add", "foo", "Nope"): "err> unknown state Nope for foo (states: Exception "
+        "ErrOnClient Start Ready Bored Msg)\n",
+        ("add", "foo", "Msg", "--arg", "Msg.X", "--val", "1"): "err> unknown argument Msg.X "
+        "for foo (known: Msg.Msg)\n",
+        ("add", "foo", "Msg", "--val", "1"): "err> 0 --arg but 1 --val: each --arg needs one "
+        "--val\n",
+    }
+    for words, expected in cases.items():
+        out = repl("--dir", str(addr_dir), "--", *words)
+        assert (out.returncode, out.stdout) == (1, expected), words
+    # piped lines: each runs, the exit code says whether any failed
+    out = repl("--dir", str(addr_dir), input="mach foo\nadd foo Nope\nmach bar\n")
+    assert out.returncode == 1 and out.stdout.count("=> (Start:1 Ready:1)") == 2
+    out = repl("--dir", str(addr_dir), "127.0.0.1:1", "--req-all", "--", "list")
+    assert (out.returncode, out.stdout) == (
+        1,
+        "err> connected to 2 of 3 (--req-all); not: 127.0.0.1:1\n",
+    )
+    out = repl("--dir", str(addr_dir), "--")
+    assert out.returncode == 2 and "nothing after --" in out.stderr
+    out = repl("--", "list")
+    assert out.returncode == 2 and "give an address" in out.stderr
+
+
+def test_one_shot_when_and_when_not_return_once_the_state_changes(
+    targets: dict[str, Target], addr_dir: Path
+) -> None:
+    foo = targets["foo"]
+    for command, toggle, expected in (
+        ("when", "Bored", "=> Bored:1"),
+        ("when-not", "Bored", "=> Bored:2"),
+    ):
+        waiting = Proc([*AM, "repl", "--dir", str(addr_dir), "--", command, "foo", toggle])
+        try:
+            foo.expect(r"^connected repl-")  # the REPL is connected and handshaken
+            time.sleep(0.5)
+            assert waiting.proc.poll() is None, waiting.lines  # still waiting
+            foo.send(toggle)
+            assert waiting.wait() == 0
+            assert waiting.lines == [expected]
+        finally:
+            waiting.stop()
+
+
+def test_watch_prints_changes_until_ctrl_c(targets: dict[str, Target], addr_dir: Path) -> None:
+    foo = targets["foo"]
+    watching = Proc([*AM, "repl", "--dir", str(addr_dir), "--", "watch", "foo"])
+    try:
+        watching.expect(r"^=> watching foo \(Start:1 Ready:1\) \(Ctrl-C stops\)$")
+        foo.send("Bored")
+        watching.expect(r"^=> foo \+Bored:1$")
+        foo.send("Bored")
+        watching.expect(r"^=> foo -Bored:2$")
+        watching.proc.send_signal(signal.SIGINT)
+        assert watching.wait() == 0
+        assert watching.lines[-1] == "=> stopped watching foo"
+    finally:
+        watching.stop()
+
+
+def test_piped_lines_and_a_malformed_addr_file(targets: dict[str, Target], addr_dir: Path) -> None:
+    (addr_dir / "broken.addr").write_text("no address here")
+    script = addr_dir.parent / "cmds.txt"
+    script.write_text("group-add Bored -p f\nmach foo\n")
+    out = repl(
+        "--dir", str(addr_dir), input=f"status\nscript {script}\ngroup-remove Bored\nmach foo\n"
+    )
+    # the broken file: one line on stderr; it is no command's failure
+    assert out.stderr.splitlines() == [
+        f"err> {addr_dir / 'broken.addr'}: bad address 'no address here': expected HOST:PORT "
+        "(skipped)"
+    ]
+    assert out.returncode == 0
+    assert out.stdout.splitlines() == [
+        "=> Connected: 2",
+        "=> Connecting: 0",
+        "=> Disconnected: 0",
+        "=> Total: 2",
+        "=> Executed: 1, Queued: 0, Canceled: 0 (skipped 1)",
+        "=> (Start:1 Ready:1 Bored:1)",
+        "=> Executed: 2, Queued: 0, Canceled: 0",
+        "=> (Start:1 Ready:1)",
+    ]
+
+
+def test_taskfile_repl_task_uses_the_start_dir() -> None:
+    out = subprocess.run(
+        ["task", "--dry", "repl"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert out.returncode == 0, out.stderr
+    assert "am repl --dir tmp" in out.stdout + out.stderr
+    out = subprocess.run(
+        ["task", "--list"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert "Start REPL for both server and browser" in out.stdout
