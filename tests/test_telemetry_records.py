@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from machines import Machine, MutSource, State, Tracer, telemetry
 from machines.telemetry import TX_FIELDS, FrameDecoder, FrameError, Outbox, encode_frame
@@ -120,3 +122,63 @@ def test_options_from_the_environment():
     assert (opts.log_level, opts.log_full, opts.log_steps, opts.dbg_addr) == (5, True, True, "1")
     assert Options.from_env({"AM_LOG": "loud"}).log_level == 0  # bad value: the default
     assert Options.from_env({}) == Options()
+
+
+_ints = st.integers(-(2**63), 2**63 - 1)
+_record = st.tuples(
+    st.sampled_from(["m1", "m2"]),  # machine_id
+    st.integers(0, 2**40),  # num
+    st.lists(st.integers(0, 2**40), min_size=2, max_size=2).map(tuple),  # clocks
+    st.integers(0, 2**31),  # queue_tick
+    st.integers(0, 3),  # type
+    st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=2, unique=True).map(tuple),
+    st.integers(0, 15),  # flags
+    st.integers(0, 9),  # queue
+    st.integers(0, 2**31),  # mut_queue_tick
+    st.integers(0, 9),  # mut_queue_token
+    st.one_of(st.none(), st.lists(st.tuples(st.integers(0, 5), st.text(max_size=5)), min_size=1)),
+    st.none(),  # pre_log_entries
+    st.one_of(st.none(), st.dictionaries(st.text(max_size=3).map("k".__add__), st.integers())),
+    st.one_of(st.none(), st.builds(MutSource, st.text(max_size=3), st.text(max_size=3))),
+    st.none(),  # steps
+)
+
+
+@given(st.lists(_record, max_size=20))
+def test_packed_records_decode_to_what_they_hold(records):
+    box = Outbox()
+    for rec in records:
+        box.put(rec)
+    got = _arrays(box)
+    assert len(got) == len(records)
+    by_machine = {m: [r for r in records if r[0] == m] for m in ("m1", "m2")}
+    for m, recs in by_machine.items():  # per machine, in order
+        arrays = [a for a in got if a[0] == m]
+        assert [a[1] for a in arrays] == [r[1] for r in recs]
+        assert [tuple(a[2]) for a in arrays] == [r[2] for r in recs]
+        assert [tuple(a[5]) for a in arrays] == [r[5] for r in recs]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.text(max_size=3), st.integers()),
+            st.one_of(st.integers(-2, 20), st.text(max_size=2)),
+            st.sampled_from(["i", "q", "b", ""]),
+            st.one_of(st.binary(max_size=80), st.text(max_size=3)),
+            st.one_of(st.lists(st.lists(st.text(max_size=2), max_size=2), max_size=3), _ints),
+            st.one_of(
+                st.dictionaries(st.integers(-1, 4), st.lists(st.none(), max_size=6), max_size=2),
+                st.none(),
+            ),
+        ).map(list),
+        max_size=3,
+    )
+)
+def test_hostile_packed_frames_decode_or_raise_frame_error(body):
+    try:
+        (kind, arrays), *_ = FrameDecoder().feed(encode_frame("txp", body))
+    except FrameError as err:
+        assert "\n" not in str(err)
+        return
+    assert kind == "txs" and all(len(a) == len(TX_FIELDS) for a in arrays)
