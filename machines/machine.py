@@ -10,91 +10,55 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
-import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from inspect import iscoroutine
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from threading import get_ident
-from time import perf_counter
 from typing import Any
 
-from . import aio
+from .errors import Errors, HandlerTimeoutError, _Panic
+from .evaluation import Evaluation
+from .formatting import Formatting
+from .handlers import _CALL, _NOTIFY, Handlers, _Group
+from .logs import Logging, _default_logger, _silent
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
+from .options import Options
 from .resolver import Plan, Resolver
-from .schema import EXCEPTION, Relation, Schema, State, names_of, sanitize, validate
-from .tracer import HOOKS, Tracer, overridden
-from .transition import EXCEPTION_ARGS_KEY, Event, ExceptionArgs, Step, StepType, Transition
+from .schema import (
+    EXCEPTION,
+    Relation,
+    Schema,
+    State,
+    flat_names,
+    names_of,
+    sanitize,
+    validate,
+)
+from .snapshot import Snapshots
+from .tracer import FLAG_AUTO, FLAG_CHECK, HOOKS, HOT_HOOKS, Tracer, env_attach, overridden
+from .transition import (
+    Event,
+    Step,
+    StepType,
+    Transition,
+    next_tx_num,
+)
 from .waiting import StateCtx, Subscriptions, Waitable
+from .when import Waits
 
 __all__ = ["Machine", "HandlerTimeoutError"]
 
 ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET, MutationType.EVAL
 EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
-_MISSING = object()
 _PLAN_CACHE_MAX = 32768
 _OPS, _CHANGES, _EVERYTHING = int(LogLevel.OPS), int(LogLevel.CHANGES), int(LogLevel.EVERYTHING)
-# kinds of final steps (see Machine._final_calls)
-_CALL, _NOTIFY, _DEFAULT = 0, 1, 2
-_LOG_ARG_KEYS = ("name", "id", "port", "addr", "err", "path", "url", "uri")
 
 log = logging.getLogger("machines")
 
 
-class HandlerTimeoutError(TimeoutError):
-    """A handler ran longer than the machine's ``handler_timeout``."""
-
-
-class _Group:
-    __slots__ = ("id", "obj", "prefix", "cache")
-
-    def __init__(self, id: str, obj: Any, prefix: str) -> None:
-        self.id, self.obj, self.prefix = id, obj, prefix
-        self.cache: dict[str, Callable | None] = {}
-
-    def lookup(self, name: str) -> Callable | None:
-        fn = self.cache.get(name, _MISSING)
-        if fn is _MISSING:
-            fn = None
-            if not self.prefix or name.startswith(self.prefix):
-                attr = getattr(self.obj, name[len(self.prefix) :], None)
-                fn = attr if callable(attr) else None
-            self.cache[name] = fn
-        return fn  # type: ignore[return-value]
-
-
-class _Panic:
-    __slots__ = ("err", "trace", "timeout")
-
-    def __init__(self, err: BaseException, trace: str, timeout: bool = False) -> None:
-        self.err, self.trace, self.timeout = err, trace, timeout
-
-
-def _env_level() -> int:
-    try:
-        return max(0, min(5, int(os.environ.get("AM_LOG", "0") or 0)))
-    except ValueError:
-        return 0
-
-
-def _silent(level: int, text: str) -> None:
-    return None
-
-
-def _default_logger(mach_id: str) -> Callable[[int, str], None]:
-    prefix = f"[{mach_id[:5]}] "
-
-    def write(level: int, text: str) -> None:
-        print(prefix + text, file=sys.stderr)
-
-    return write
-
-
-class Machine:
+class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshots):
     """A state machine where many states can be active at once.
 
     ``schema`` maps state names to :class:`State`; ``handlers`` is any object with handler
@@ -124,9 +88,9 @@ class Machine:
         self.id: str = id or os.urandom(8).hex()
         self.parent_id: str = parent.id if parent is not None else parent_id
         self.tags: list[str] = list(dict.fromkeys(tags))
-        debug = bool(os.environ.get("AM_DEBUG"))
+        opts = Options.from_env()
         self.handler_timeout = (
-            handler_timeout if handler_timeout is not None else (600.0 if debug else 0.1)
+            handler_timeout if handler_timeout is not None else (600.0 if opts.debug else 0.1)
         )
         self.handler_deadline = handler_deadline
         self.handler_backoff = handler_backoff
@@ -135,10 +99,10 @@ class Machine:
         self.log_stack_trace = log_stack_trace
         #: trio nursery used by :meth:`fork` (asyncio needs none)
         self.nursery = nursery
-        self._log_level = _env_level() if log_level is None else log_level
+        self._log_level = opts.log_level if log_level is None else log_level
         self._logger = logger or _default_logger(self.id)
         #: record :attr:`Transition.steps` (debugging; ``AM_LOG_FULL`` or ``AM_LOG_STEPS``)
-        self.log_steps = bool(os.environ.get("AM_LOG_FULL") or os.environ.get("AM_LOG_STEPS"))
+        self.log_steps = opts.log_steps
 
         self._install(schema, list(names) if names is not None else None)
         self._ticks = [0] * len(self._names)
@@ -160,6 +124,10 @@ class Machine:
         self._groups_ver = 0
         self._tracers: dict[int, Tracer] = {}  # id(tracer) -> tracer, in bind order
         self._hooks: dict[str, dict[int, Callable]] = {}  # hook -> {id(tracer): method}
+        self._hot = False  # a tracer hook runs on every mutation (no fast path)
+        self._sinks: dict[int, Callable[[tuple], None]] = {}  # id(tracer) -> its sink
+        self._sink: Callable[[tuple], None] | None = None  # the sinks as one
+        self._sink_args = False
         self._subs = Subscriptions(self)
         self._queue_waits: list[tuple[int, Waitable]] = []
         self._queue_end_waits: list[Waitable] = []
@@ -184,12 +152,10 @@ class Machine:
                     self.tracer_bind(t)
         if handlers is not None:
             self.handlers_bind(handlers)
-        if os.environ.get("AM_DBG_ADDR"):
-            from .telemetry import auto_attach
-
-            if auto_attach(self) is not None and logger is None:
+        if opts.dbg_addr:
+            if env_attach(self, opts) is not None and logger is None:
                 # AM_LOG then feeds the debugger; print too only when asked (AM_LOG_PRINT)
-                if not os.environ.get("AM_LOG_PRINT"):
+                if not opts.log_print:
                     self._logger = _silent
 
     # -- schema and index --------------------------------------------------------------------
@@ -234,7 +200,7 @@ class Machine:
 
     def has(self, *states: str | Iterable[str]) -> bool:
         """All given states are defined (False once disposed)."""
-        return not self._disposed and all(s in self._index for s in _flat(states))
+        return not self._disposed and all(s in self._index for s in flat_names(states))
 
     def index(self, state: str) -> int:
         """Position of ``state`` in the index (-1 once disposed); unknown names raise."""
@@ -318,12 +284,12 @@ class Machine:
         if self._disposed:
             return False
         active = self._active_set
-        for s in _flat(states):
+        for s in flat_names(states):
             if s not in active:
                 # only a negative answer pays for the name check (unknown names are never
                 # active); one known name, the common call, costs one lookup
                 if len(states) > 1 or s not in self._index or not isinstance(states[0], str):
-                    self._check_known(tuple(_flat(states)))
+                    self._check_known(tuple(flat_names(states)))
                 return False
         return True
 
@@ -332,16 +298,16 @@ class Machine:
         if self._disposed:
             return False
         active, index, hit = self._active_set, self._index, False
-        for s in _flat(states):
+        for s in flat_names(states):
             if s in active:
                 hit = True
             elif s not in index:
-                self._check_known(tuple(_flat(states)))
+                self._check_known(tuple(flat_names(states)))
         return hit
 
     def not_active(self, *states: str | Iterable[str]) -> bool:
         """None of the given states is active."""
-        called = tuple(_flat(states))
+        called = tuple(flat_names(states))
         self._check_known(called)
         return not any(s in self._active_set for s in called)
 
@@ -386,47 +352,6 @@ class Machine:
         self._check_known(states)
         return next((s for s in states if s in self._active_set), "")
 
-    def __str__(self) -> str:
-        return self.string()
-
-    def string(self) -> str:
-        """``(A:1 B:3)``: active states with their ticks."""
-        if self._disposed:
-            return ""
-        parts = [f"{n}:{t}" for n, t in zip(self._names, self._ticks, strict=True) if t & 1]
-        return f"({' '.join(parts)})"
-
-    def string_all(self) -> str:
-        """``(A:1) [B:2 C:0]``: active, then inactive states."""
-        if self._disposed:
-            return ""
-        pairs = list(zip(self._names, self._ticks, strict=True))
-        inactive = " ".join(f"{n}:{t}" for n, t in pairs if not t & 1)
-        return f"{self.string()} [{inactive}]"
-
-    def inspect(self, states: Iterable[str] | None = None) -> str:
-        if self._disposed:
-            return ""
-        out = []
-        for n in self._names if states is None else names_of(states):
-            st, t = self._schema[n], self.tick(n)
-            out.append(f"{t & 1} {n}\n    |Tick     {t}\n")
-            for label, on in (("Auto", st.auto), ("Multi", st.multi)):
-                if on:
-                    out.append(f"    |{label:<9}true\n")
-            for label, lst in (
-                ("Add", st.add),
-                ("Require", st.require),
-                ("Remove", st.remove),
-                ("After", st.after),
-            ):
-                if lst:
-                    out.append(f"    |{label:<9}{' '.join(lst)}\n")
-        return "".join(out)
-
-    def __repr__(self) -> str:
-        return f"<Machine {self.id} {self.string()}>"
-
     # -- mutations ---------------------------------------------------------------------------
 
     def add(
@@ -470,56 +395,6 @@ class Machine:
         if self.is_active(states):
             return self._mutate(REMOVE, states, args, source)
         return self._mutate(ADD, states, args, source)
-
-    def add_err(
-        self,
-        err: BaseException,
-        args: dict[str, Any] | None = None,
-        *,
-        source: MutSource | Event | None = None,
-    ) -> Result | int:
-        """Activate ``Exception``, keeping ``err`` (see :attr:`err`) and its traceback."""
-        return self.add_err_state(EXCEPTION, err, args, source=source)
-
-    def add_err_state(
-        self,
-        state: str,
-        err: BaseException,
-        args: dict[str, Any] | None = None,
-        *,
-        source: MutSource | Event | None = None,
-    ) -> Result | int:
-        """Activate ``state`` and ``Exception`` together (``ErrNetwork``-style states)."""
-        if self._disposed or err is None or self._in_backoff():
-            return CANCELED
-        self.err = err
-        trace = (
-            "".join(traceback.format_exception(err))
-            if self.log_stack_trace and err.__traceback__
-            else ""
-        )
-        merged = dict(args or {})
-        merged[EXCEPTION_ARGS_KEY] = ExceptionArgs(err, trace)
-        called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
-        return self._mutate(ADD, called, merged, source)
-
-    @contextmanager
-    def panic_to_err(self, args: dict[str, Any] | None = None) -> Iterator[None]:
-        """Guard foreign code (``with m.panic_to_err(): ...``): an exception escaping the block
-        becomes :meth:`add_err` instead of propagating (except on a disposed machine)."""
-        with self.panic_to_err_state(EXCEPTION, args):
-            yield
-
-    @contextmanager
-    def panic_to_err_state(self, state: str, args: dict[str, Any] | None = None) -> Iterator[None]:
-        """Like :meth:`panic_to_err`, but activates ``state`` too (``ErrNetwork``-style)."""
-        self._check_known((state,))
-        try:
-            yield
-        except Exception as err:  # not BaseException: cancellation must go through
-            if self._disposed:
-                raise
-            self.add_err_state(state, err, args)
 
     def can_add(self, states: str | Iterable[str], args: dict[str, Any] | None = None) -> Result:
         """Would :meth:`add` be accepted now (relations and negotiation handlers)?"""
@@ -578,7 +453,7 @@ class Machine:
             return CANCELED
         if not (
             self._groups
-            or self._hooks
+            or self._hot
             or self._log_level
             or self._auto_states
             or self._state_ctxs
@@ -595,7 +470,14 @@ class Machine:
                 with self._lock, self._subs.lock:
                     if not self._processing and not queue and not self._subs:
                         self._bump(plan)
-                        self.queue_tick += 1
+                        self.queue_tick = qt = self.queue_tick + 1
+                        if self._sink is not None:
+                            # as _record() would for this (accepted, direct) transition; a
+                            # tuple of atoms, which the garbage collector stops tracking
+                            a = args if self._sink_args else None
+                            ticks = tuple(self._ticks)
+                            self._sink((self.id, next_tx_num(), ticks, qt, mtype, called, 1, 0,
+                                        qt, 0, None, None, a, source, None))  # fmt: skip
                         return EXECUTED
         mut = Mutation(mtype, called, args, source=source)
         with self._lock:
@@ -648,9 +530,9 @@ class Machine:
 
     # -- the queue ---------------------------------------------------------------------------
 
-    def _drain(self, mut: Mutation | None = None) -> Result | int:
+    def _drain(self, mut: Mutation | None = None) -> Result:
         """Run ``mut`` (already counted in the queue tick), then the queue until it is empty."""
-        first: Result | int | None = None
+        first: Result | None = None
         queue = self._queue
         try:
             if mut is not None:
@@ -671,7 +553,7 @@ class Machine:
             with self._lock:
                 self._processing = False
             raise
-        if self._queue_end_waits or self._hooks or self._dispose_pending:
+        if self._queue_end_waits or self._hot or self._dispose_pending:
             self._queue_ended()
         return CANCELED if first is None else first
 
@@ -707,8 +589,9 @@ class Machine:
             self._log_mutation(tx)
             for lvl, text in plan.logs:
                 self._log(lvl, text)
-        hooks = self._hooks
-        if hooks:
+        hot = self._hot
+        if hot:
+            hooks = self._hooks
             if "transition_init" in hooks:
                 self._trace("transition_init", tx)
             if "transition_start" in hooks:
@@ -721,8 +604,10 @@ class Machine:
             self.transition = None
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
-        if hooks and "transition_end" in hooks:
+        if hot and "transition_end" in self._hooks:
             self._trace("transition_end", tx)
+        if self._sink is not None:
+            self._record(tx, mut)
         if tx.accepted and not mut.check and self._subs:
             changed = [
                 n
@@ -733,6 +618,15 @@ class Machine:
         if self._queue_waits:
             self._check_queue_waits()
         return result
+
+    def _record(self, tx: Transition, mut: Mutation) -> None:
+        """Hand the sinks one record of ``tx`` (:data:`machines.tracer.RECORD_FIELDS`)."""
+        flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
+        rec = (self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type, mut.called, flags,
+               tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
+               tx.pre_log_entries or None, mut.args if self._sink_args else None, mut.source,
+               tx.steps or None)  # fmt: skip
+        self._sink(rec)  # type: ignore[misc]  # _record runs only with a sink
 
     def _resolve(self, mut: Mutation, before: tuple[str, ...]) -> Plan:
         """Resolve and cache the plan of ``mut`` from ``before`` (the cache keeps the newest)."""
@@ -805,7 +699,7 @@ class Machine:
         return EXECUTED
 
     def _bump(self, plan: Plan) -> None:
-        """Apply ``plan``'s tick changes and active states."""
+        """Apply ``plan``'s tick changes and active states (both paths: fast and full)."""
         ticks = self._ticks
         for i, delta in plan.bumps or self._bumps(plan):
             ticks[i] += delta
@@ -824,12 +718,8 @@ class Machine:
         return plan.bumps
 
     def _apply(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
-        ticks = self._ticks
-        for i, delta in plan.bumps or self._bumps(plan):
-            ticks[i] += delta
-        self._active = plan.active
-        self._active_set = plan.target_set
-        tx.time_after = ticks[:]
+        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
+        tx.time_after = self._ticks[:]
         if self.log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
@@ -885,111 +775,6 @@ class Machine:
         self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.targets)}) by recover")
         self._raise_to_exception(tx, name, panic)
 
-    def _negotiation_calls(self, plan: Plan, mut: Mutation) -> list[tuple[str, str, Any, str]]:
-        """(handler name, state it is attributed to, fn, group id) in negotiation order, cached
-        per plan and version of the bound handlers."""
-        names = plan.negotiation
-        if names is None:
-            names = [(f"{s}Exit", s) for s in plan.exits]
-            names += [(f"{s}Enter", s) for s in plan.enters]
-            before = set(self.transition.states_before) if self.transition else set()
-            if mut.type != REMOVE:
-                names += [(f"{s}{s}", s) for s in plan.targets if s in before]
-            names += [
-                (f"{x}{y}", y)
-                for x in self.transition.states_before  # type: ignore
-                for y in plan.targets
-                if x != y
-            ]
-            names.append(("AnyEnter", ""))
-            plan.negotiation = names
-        calls = [
-            (name, state, fn, group.id)
-            for name, state in names
-            for group in self._groups
-            if (fn := group.lookup(name)) is not None
-        ]
-        plan.bound = (self._groups_ver, calls)
-        return calls
-
-    def _final_calls(self, plan: Plan) -> tuple[int, list, list]:
-        """The final steps of ``plan`` for the bound handlers, cached on the plan:
-        ``(version, steps, steps with args notifications)``; a step is ``(kind, handler name,
-        fn, group id, state)``, in final order (``XEnd``, ``XState``, ``AnyState``). ``state``
-        is the ``XState`` handler's state (what a failure undoes), else None."""
-        names = [(f"{s}End", s, False) for s in plan.exits]
-        names += [(f"{s}State", s, True) for s in plan.enters]
-        names.append(("AnyState", "", False))
-        FinalStep = tuple[int, str, Callable | None, str, str | None]
-        plain: list[FinalStep] = []
-        notify: list[FinalStep] = []
-        for name, state, is_state in names:
-            steps: list[FinalStep] = [
-                (_CALL, name, fn, g.id, state if is_state else None)
-                for g in self._groups
-                if (fn := g.lookup(name)) is not None
-            ]
-            if not steps and name == "ExceptionState":
-                steps = [(_DEFAULT, name, None, "", None)]
-            plain += steps
-            notify += steps
-            if is_state:
-                notify.append((_NOTIFY, name, None, "", state))
-        bound = plan.finals = (self._groups_ver, plain, notify)
-        return bound
-
-    def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
-        """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""
-        e = Event(name, self, tx)
-        if self.log_steps:
-            tx.steps.append(_handler_step(name, tx))
-        hooks = self._hooks
-        if hooks and "handler_start" in hooks:
-            self._trace("handler_start", tx, group, name)
-        if self._log_level >= _OPS:
-            self._log(LogLevel.OPS, f"[handler:{group}] {name}")
-        start = perf_counter()
-        try:
-            ret = fn(e)
-            if ret is not None and ret is not True and ret is not False and iscoroutine(ret):
-                ret.close()
-                raise TypeError(
-                    f"handler {name} is async; handlers must be synchronous "
-                    f"(start async work with machine.fork)"
-                )
-        except Exception as err:
-            trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
-            ret = _Panic(err, trace)
-        elapsed = perf_counter() - start
-        if hooks and "handler_end" in hooks:
-            self._trace("handler_end", tx, group, name)
-        if elapsed > self.handler_timeout and ret.__class__ is not _Panic:
-            err = HandlerTimeoutError(
-                f"handler timeout: {name} from {group} took {elapsed * 1000:.0f} ms "
-                f"(limit {self.handler_timeout * 1000:.0f} ms)"
-            )
-            self.err_internal.append(err)
-            ret = _Panic(err, "", timeout=True)
-            if elapsed > self.handler_deadline:
-                self._deadline(tx, err)
-        return ret
-
-    def _deadline(self, tx: Transition, err: HandlerTimeoutError) -> None:
-        """A handler blew its deadline: drop the queue, raise ErrHandlerTimeout, back off."""
-        with self._lock:
-            self._queue.clear()
-            self._appended = 0
-        self._backoff_until = time.monotonic() + self.handler_backoff
-        state = "ErrHandlerTimeout" if "ErrHandlerTimeout" in self._index else EXCEPTION
-        self.err = err
-        called = (state, EXCEPTION) if state != EXCEPTION else (EXCEPTION,)
-        args = {
-            EXCEPTION_ARGS_KEY: ExceptionArgs(
-                err, "", {"targets": list(tx.targets), "called": list(tx.mutation.called)}
-            )
-        }
-        self._prepend(Mutation(ADD, called, args, source=MutSource(self.id, tx.id)))
-
     def _cancel(self, tx: Transition, name: str, ret: Any = False) -> Result:
         tx.accepted = False
         tx.cancelled_by = name
@@ -1008,36 +793,6 @@ class Machine:
             self._changed(tx)
         return CANCELED
 
-    def _raise_to_exception(self, tx: Transition, name: str, panic: _Panic) -> None:
-        if panic.timeout or EXCEPTION in tx.mutation.called:
-            return
-        self.err = panic.err
-        self._log(LogLevel.OPS, "[recover] handling panic...")
-        details = {
-            "handler": name,
-            "called": list(tx.mutation.called),
-            "before": list(tx.states_before),
-            "type": str(tx.mutation.type),
-        }
-        args = {EXCEPTION_ARGS_KEY: ExceptionArgs(panic.err, panic.trace, details)}
-        self._prepend(
-            Mutation(ADD, (EXCEPTION,), args, source=MutSource(self.id, tx.id, sum(tx.time_before)))
-        )
-
-    def _default_exception_state(self, tx: Transition) -> None:
-        data = tx.mutation.args.get(EXCEPTION_ARGS_KEY)
-        if not isinstance(data, ExceptionArgs):
-            return
-        p = data.panic
-        if p and "handler" in p:  # a handler's exception (deadline details have no handler)
-            msg = (
-                f"[error:{p['type']}] {' '.join(p['called'])} ({p['handler']} panic: {data.err!r})"
-            )
-        else:
-            msg = f"[error] {data.err!r}"
-        self._log(LogLevel.CHANGES, msg + (f"\n{data.trace}" if data.trace else ""))
-        log.warning("%s: %s", self.id, msg)
-
     def _auto_pass(self) -> None:
         active = self._active_set
         blocked: set[str] = set()
@@ -1052,29 +807,7 @@ class Machine:
         for fn in self._on_change:
             fn(self, tx.time_before, self._ticks[:])
 
-    # -- handlers, tracers, logging ----------------------------------------------------------
-
-    def handlers_bind(self, obj: Any, id: str | None = None, prefix: str = "") -> str:
-        """Bind an object's handler methods; all bound groups are tried in binding order."""
-        gid = id or f"{len(self._groups) + 1}"
-        if any(g.id == gid for g in self._groups):
-            raise ValueError(f"{self.id}: handler group {gid!r} is already bound")
-        self._groups.append(_Group(gid, obj, prefix))
-        self._groups_ver += 1  # plans re-resolve their handler calls
-        if self.is_err() and self.err is not None:
-            self.add_err(self.err)
-        return gid
-
-    def handlers_detach(self, id: str) -> None:
-        for g in self._groups:
-            if g.id == id:
-                self._groups.remove(g)
-                self._groups_ver += 1  # plans re-resolve their handler calls
-                return
-        raise ValueError(f"{self.id}: no handler group {id!r}")
-
-    def handlers(self) -> list[str]:
-        return [g.id for g in self._groups]
+    # -- handlers, tracers -----------------------------------------------------------------
 
     def tracer_bind(self, tracer: Tracer) -> None:
         if not isinstance(tracer, Tracer):
@@ -1088,6 +821,9 @@ class Machine:
         for hook in HOOKS:
             if overridden(tracer, hook):
                 self._hooks.setdefault(hook, {})[key] = getattr(tracer, hook)
+        if tracer.sink is not None:
+            self._sinks[key] = tracer.sink
+        self._tracers_changed()
 
     def tracer_detach(self, tracer: Tracer) -> None:
         key = id(tracer)
@@ -1097,10 +833,19 @@ class Machine:
             fns = self._hooks.get(hook)
             if fns is not None and fns.pop(key, None) is not None and not fns:
                 del self._hooks[hook]
+        self._sinks.pop(key, None)
+        self._tracers_changed()
 
     @property
     def tracers(self) -> list[Tracer]:
         return list(self._tracers.values())
+
+    def _tracers_changed(self) -> None:
+        """Recompute what the hot path reads (independent of the number of tracers)."""
+        self._hot = not HOT_HOOKS.isdisjoint(self._hooks)
+        sinks = list(self._sinks.values())
+        self._sink = sinks[0] if len(sinks) == 1 else _fan_out(sinks) if sinks else None
+        self._sink_args = any(self._tracers[k].sink_args for k in self._sinks)
 
     def _trace(self, hook: str, *args: Any) -> None:
         # a snapshot: a hook may bind or detach tracers
@@ -1110,56 +855,6 @@ class Machine:
             except Exception as err:  # a broken observer must not break the machine
                 self.err_internal.append(err)
                 log.warning("%s: tracer %s failed: %r", self.id, hook, err)
-
-    @property
-    def log_level(self) -> int:
-        return self._log_level
-
-    @log_level.setter
-    def log_level(self, level: int) -> None:
-        self._log_level = int(level)
-
-    def set_logger(
-        self,
-        logger: Callable[[int, str], None] | None,
-        level: int | None = None,
-    ) -> None:
-        """Route log lines to ``logger(level, text)`` (``None``: stderr)."""
-        self._logger = logger or _default_logger(self.id)
-        if level is not None:
-            self._log_level = int(level)
-
-    def log(self, text: str) -> None:
-        """An external log line (level 1)."""
-        self._log(LogLevel.EXTERNAL, f"[exter] {text}")
-
-    def log_graph(self, text: str) -> None:
-        """A line about links between machines (pipes, RPC), as ``[pipe-out:add] A to m2``;
-        the debugger's diagrams are drawn from these (level 3, ops)."""
-        self._log(LogLevel.OPS, text)
-
-    def _log(self, level: int, text: str) -> None:
-        if level > self._log_level or self._disposed:
-            return
-        tx = self.transition
-        if tx is not None:
-            tx.log_entries.append((level, text))
-        elif not self._pre_log or self._pre_log[-1][1] != text:
-            self._pre_log.append((level, text))
-            del self._pre_log[:-100]
-        self._logger(level, text)
-
-    def _log_mutation(self, tx: Transition) -> None:
-        mut = tx.mutation
-        tag = f"{mut.type}:auto" if mut.auto else str(mut.type)
-        if mut.check:
-            tag += ":check"
-        level = LogLevel.DECISIONS if mut.auto else LogLevel.OPS
-        args = _format_args(mut.args)
-        self._log(level, f"[{tag}] {' '.join(mut.called)}{args}")
-        if mut.source is not None:
-            s = mut.source
-            self._log(LogLevel.OPS, f"[source] {s.machine_id}/{s.tx_id}/{s.mach_time}")
 
     def on_change(self, fn: Callable[[Machine, list[int], list[int]], None]) -> Callable[[], None]:
         """Call ``fn(machine, time_before, time_after)`` after every transition; returns the
@@ -1171,130 +866,6 @@ class Machine:
                 self._on_change.remove(fn)
 
         return unsubscribe
-
-    # -- waiting -----------------------------------------------------------------------------
-
-    def when(self, *states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
-        """Completes when all ``states`` are active (at once if they are)."""
-        called = names_of(_flat(states))
-        self._check_known(called)
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when(called, ctx)
-
-    def when_not(self, *states: str | Iterable[str], ctx: Waitable | None = None) -> Waitable:
-        """Completes when none of ``states`` is active."""
-        called = names_of(_flat(states))
-        self._check_known(called)
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when_not(called, ctx)
-
-    def when_err(self, ctx: Waitable | None = None) -> Waitable:
-        return self.when(EXCEPTION, ctx=ctx)
-
-    def when_time(
-        self, states: str | Iterable[str], ticks: Iterable[int], ctx: Waitable | None = None
-    ) -> Waitable:
-        """Completes when every state's tick reached its target tick."""
-        called, ticks = names_of(states), tuple(ticks)
-        self._check_known(called)
-        if self._disposed:
-            return Waitable(True)
-        if not called or len(called) != len(ticks):
-            self.add_err(ValueError(f"when_time: {len(called)} states but {len(ticks)} ticks"))
-            return Waitable(True)
-        return self._subs.when_time(called, ticks, ctx)
-
-    def when_ticks(self, state: str, n: int, ctx: Waitable | None = None) -> Waitable:
-        """Completes after ``state`` ticks ``n`` more times."""
-        return self.when_time(state, (self.tick(state) + n,), ctx)
-
-    def when_next_active(self, state: str, ctx: Waitable | None = None) -> Waitable:
-        return self.when_ticks(state, 2 if self.is_active(state) else 1, ctx)
-
-    def when_args(
-        self, state: str, args: Mapping[str, Any], ctx: Waitable | None = None
-    ) -> Waitable:
-        """Completes when ``<state>State`` runs with args containing ``args`` (``==``)."""
-        self._check_known((state,))
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when_args(state, args, ctx)
-
-    def when_query(
-        self, fn: Callable[[dict[str, int]], bool], ctx: Waitable | None = None
-    ) -> Waitable:
-        """Completes when ``fn(clock)`` is true after a transition."""
-        if self._disposed:
-            return Waitable(True)
-        return self._subs.when_query(fn, ctx)
-
-    def when_queue(self, tick: int) -> Waitable:
-        """Completes once the queue tick ``tick`` (a mutation's queued result) has run."""
-        w = Waitable(self._disposed or self.queue_tick >= tick)
-        if not w.done:
-            self._queue_waits.append((tick, w))
-        return w
-
-    def when_queue_ends(self) -> Waitable:
-        """Completes when the current queue drain finishes (at once when idle)."""
-        w = Waitable(self._disposed or not self._processing)
-        if not w.done:
-            self._queue_end_waits.append(w)
-        return w
-
-    def when_disposed(self) -> Waitable:
-        return self._disposed_wait
-
-    def _check_queue_waits(self) -> None:
-        qt = self.queue_tick
-        ready = [w for t, w in self._queue_waits if qt >= t]
-        if ready:
-            self._queue_waits = [(t, w) for t, w in self._queue_waits if qt < t]
-            for w in ready:
-                w.resolve()
-
-    def new_state_ctx(self, state: str) -> StateCtx:
-        """A token cancelled at ``state``'s next tick change (or disposal)."""
-        self._check_known((state,))
-        if self._disposed:
-            return StateCtx(self.id, state, 0, cancelled=True)
-        tick = self.tick(state)
-        ctx = self._state_ctxs.get(state)
-        if ctx is None or ctx.tick != tick:
-            ctx = StateCtx(self.id, state, tick)
-            self._state_ctxs[state] = ctx
-        return ctx
-
-    async def run_in_state(self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Await ``fn(*args)``, cancelled as soon as ``state`` ticks; ``None`` if cancelled."""
-        ctx = self.new_state_ctx(state)
-        if ctx.cancelled:
-            return None
-        return await aio.run_cancellable(fn, args, ctx.add_callback)
-
-    def fork(
-        self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any, nursery: Any = None
-    ) -> bool:
-        """Start ``fn(*args)`` in the background, bound to ``state``'s current tick.
-
-        The task is cancelled when ``state`` ends; an exception it raises becomes
-        ``Exception`` on this machine. Under trio it runs in ``nursery`` or
-        :attr:`nursery`; under asyncio on the running loop. False if the state already ended.
-        """
-        ctx = self.new_state_ctx(state)
-        if ctx.cancelled or not self.is_active(state):
-            return False
-
-        async def bound() -> None:
-            try:
-                await aio.run_cancellable(fn, args, ctx.add_callback)
-            except Exception as err:
-                self.add_err(err)
-
-        aio.spawn(bound, (), nursery or self.nursery)
-        return True
 
     # -- queue introspection -----------------------------------------------------------------
 
@@ -1329,89 +900,6 @@ class Machine:
 
     def will_be_removed(self, states: str | Iterable[str]) -> bool:
         return self.is_queued(REMOVE, states) >= 0
-
-    # -- eval --------------------------------------------------------------------------------
-
-    def eval(self, fn: Callable[[], Any], source: str = "", timeout: float = 1.0) -> bool:
-        """Run ``fn`` serialised with transitions. False when refused (nested in a handler or
-        an eval), timed out, or the machine is disposed."""
-        if self._disposed:
-            return False
-        if self._in_eval:
-            return False
-        if self._processing and self._processor == threading.get_ident():
-            self.add_err(RuntimeError(f"eval nested in handler or eval: {source}"))
-            return False
-        done = threading.Event()
-        mut = Mutation(EVAL, (), {"fn": fn, "done": done})
-        with self._lock:
-            busy = not self._claim()
-            if busy:
-                # queued under the lock: the draining thread checks the queue under it too,
-                # so it cannot finish its drain without seeing this eval
-                self._queue.appendleft(mut)
-        if not busy:
-            try:
-                self._run_eval(fn)
-            finally:
-                with self._lock:
-                    self._processing = False
-            if self._queue:
-                self._mutate_resume()
-            return True
-        if done.wait(timeout):
-            return True
-        mut.args["timed_out"] = True  # not started yet: the drain skips it
-        self.err_internal.append(TimeoutError(f"eval timeout: {source}"))
-        return False
-
-    def _run_eval(self, fn: Callable[[], Any]) -> None:
-        self._in_eval = True
-        try:
-            fn()
-        finally:
-            self._in_eval = False
-
-    def _mutate_resume(self) -> None:
-        with self._lock:
-            if not self._claim():
-                return
-        self._drain()
-
-    # -- export / import ---------------------------------------------------------------------
-
-    def export(self) -> dict[str, Any]:
-        """Plain-data snapshot of the clocks (for :meth:`import_data`)."""
-        return {
-            "id": self.id,
-            "state_names": list(self._names),
-            "time": list(self._ticks),
-            "queue_tick": self.queue_tick,
-            "machine_tick": self.machine_tick,
-            "schema": {n: s.to_dict() for n, s in self._schema.items()},
-        }
-
-    def import_data(self, data: Mapping[str, Any]) -> None:
-        """Restore clocks exported from a machine with the same id and states.
-
-        No handlers run; active states follow from odd ticks; ``MachineRestored`` is added
-        when defined.
-        """
-        if data.get("id") != self.id:
-            raise ValueError(f"import: id {data.get('id')!r} does not match {self.id!r}")
-        names, ticks = list(data["state_names"]), list(data["time"])
-        if len(names) != len(self._names) or len(ticks) != len(names):
-            raise ValueError(
-                f"import: {len(names)} states in the data, {len(self._names)} in {self.id}"
-            )
-        self.verify_states(names)
-        self._ticks = [int(t) for t in ticks]
-        self._active = tuple(n for n, t in zip(self._names, self._ticks, strict=True) if t & 1)
-        self._active_set = frozenset(self._active)
-        self.queue_tick = int(data.get("queue_tick", self.queue_tick))
-        self.machine_tick = int(data.get("machine_tick", 0)) + 1
-        if "MachineRestored" in self._index:
-            self.add("MachineRestored")
 
     # -- disposal ----------------------------------------------------------------------------
 
@@ -1459,37 +947,9 @@ class Machine:
         self._disposed_wait.resolve()
 
 
-def _handler_step(name: str, tx: Transition) -> Step:
-    """The debugging step of a handler call, its state and kind told by the name."""
-    for suffix, final, enter in (
-        ("Enter", False, True),
-        ("Exit", False, False),
-        ("State", True, True),
-        ("End", True, False),
-    ):
-        if name.endswith(suffix) and name != suffix:
-            state = name[: -len(suffix)]
-            if state in tx.machine._index or state == "Any":
-                return Step(StepType.HANDLER, state, is_final=final, is_enter=enter)
-    for x in tx.states_before:  # XY: from X to Y, or XX: self
-        if name.startswith(x) and name[len(x) :] in tx.machine._index:
-            y = name[len(x) :]
-            return Step(StepType.HANDLER, x, y, is_self=x == y)
-    return Step(StepType.HANDLER, name)
+def _fan_out(sinks: list[Callable[[tuple], None]]) -> Callable[[tuple], None]:
+    def sink(rec: tuple) -> None:
+        for s in sinks:
+            s(rec)
 
-
-def _flat(states: tuple[Any, ...]) -> Iterable[str]:
-    for s in states:
-        if isinstance(s, str):
-            yield s
-        else:
-            yield from s
-
-
-def _format_args(args: Mapping[str, Any]) -> str:
-    picked = []
-    for k in sorted(args):
-        if k in _LOG_ARG_KEYS:
-            v = str(args[k])
-            picked.append(f"{k}={v if len(v) <= 20 else v[:17] + '...'}")
-    return f" ({' '.join(picked)})" if picked else ""
+    return sink

@@ -43,6 +43,15 @@ class Relation(IntEnum):
         return self.name.lower()
 
 
+def flat_names(states: tuple[str | Iterable[str], ...]) -> Iterable[str]:
+    """The names in ``states``, a tuple of names and iterables of names (``when("A", ["B"])``)."""
+    for s in states:
+        if isinstance(s, str):
+            yield s
+        else:
+            yield from s
+
+
 def names_of(states: str | Iterable[str] | None) -> tuple[str, ...]:
     """Normalise a state argument: one name or an iterable of names, de-duplicated in order."""
     if states is None:

@@ -2,14 +2,18 @@
 
 Layers, like the rest of the core:
 
-* :class:`DbgTracer` (sans-IO) turns a machine's schema and transitions into messages and puts
-  them in an :class:`Outbox`, a bounded, non-blocking buffer: a slow, dead or absent debugger
-  costs the machine an ``append``; when full, the oldest messages are dropped and counted, and
-  the drop is reported once.
+* :class:`DbgTracer` (sans-IO) puts a machine's schema and transitions in an :class:`Outbox`, a
+  bounded, non-blocking buffer. Transitions arrive as the machine's own records (the tracer is
+  a :attr:`~machines.tracer.Tracer.sink`, so the machine keeps its fast path): a slow, dead or
+  absent debugger costs the machine a tuple and an ``append``; when full, the oldest messages
+  are dropped and counted, and the drop is reported once.
 * :func:`encode_frame` / :class:`FrameDecoder`: the wire format, length-prefixed CBOR
-  (:mod:`machines.framing`: 4-byte big-endian length, then ``{"t": "schema", "m": <schema>}``
-  or ``{"t": "txs", "m": [<transition array>, ...]}``); schema dicts use the field names of
-  :mod:`dbg.model`, transition arrays the order of :data:`TX_FIELDS` (see :func:`tx_message`).
+  (:mod:`machines.framing`: 4-byte big-endian length, then ``{"t": kind, "m": message}``).
+  ``schema`` frames carry a dict with the field names of :mod:`dbg.model`; ``txs`` frames a
+  list of transition arrays in the order of :data:`TX_FIELDS` (see :func:`tx_message`);
+  ``txp`` frames the same transitions packed (see :func:`pack_txs`), which is what senders
+  send: encoding a plain array per transition cost more than the transition itself. The
+  decoder expands ``txp`` into ``txs`` arrays, so readers see one format.
 * :class:`TcpSender`: a daemon thread that connects to the debugger, re-sends every machine's
   schema on each (re)connect (the collector ignores transitions of machines whose schema did not
   come over the same connection) and streams the outbox. Threads keep it independent of
@@ -26,23 +30,24 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import socket
+import struct
 import sys
 import threading
 import time
+from array import array
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import framing
 from .addr import parse_hostport
-from .tracer import Tracer
+from .options import Options
+from .tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED, Tracer
 from .transition import ID_PREFIX, tx_id
 
 if TYPE_CHECKING:
     from .machine import Machine
     from .mutation import Mutation
-    from .transition import Transition
 
 __all__ = [
     "DEFAULT_ADDR",
@@ -52,6 +57,7 @@ __all__ = [
     "FrameDecoder",
     "FrameError",
     "encode_frame",
+    "pack_txs",
     "attach",
     "auto_attach",
     "schema_message",
@@ -82,19 +88,22 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[tuple[str, Any]]:
         out = []
         for doc in self._reader.feed(data):
-            if not isinstance(doc, dict) or doc.get("t") not in ("schema", "txs"):
-                raise FrameError("telemetry frame is not a {t: schema|txs, m: ...} map")
+            if not isinstance(doc, dict) or doc.get("t") not in ("schema", "txs", "txp"):
+                raise FrameError("telemetry frame is not a {t: schema|txs|txp, m: ...} map")
             if not isinstance(doc.get("m"), dict if doc["t"] == "schema" else list):
                 raise FrameError(f"telemetry {doc['t']} frame has a malformed body")
-            out.append((doc["t"], doc["m"]))
+            if doc["t"] == "txp":
+                out.append(("txs", unpack_txs(doc["m"])))
+            else:
+                out.append((doc["t"], doc["m"]))
         return out
 
 
 class Outbox:
     """Bounded FIFO of pending messages shared by the machines of a process.
 
-    Transitions are queued as references and encoded in batches by :meth:`take`, on the
-    sending side, so the machine pays one ``append`` per transition.
+    Transitions are queued as the machine's records and encoded in batches by :meth:`take`,
+    on the sending side, so the machine pays one ``append`` per transition.
     """
 
     def __init__(self, limit: int = 10_000) -> None:
@@ -105,35 +114,38 @@ class Outbox:
         self.schemas: dict[str, bytes] = {}  # machine id -> its latest schema frame
 
     def put(self, item: bytes | tuple) -> None:
-        """Queue a ready frame (bytes) or a transition record (see :meth:`DbgTracer`)."""
+        """Queue a ready frame (bytes) or a transition record (:data:`RECORD_FIELDS`)."""
         items = self._items
         if len(items) >= self._limit:
-            items.popleft()
-            self.dropped += 1
-            if not self._reported:
-                self._reported = True
-                log.warning(
-                    "telemetry: the debugger is not keeping up; dropping the oldest "
-                    "messages (counted in Outbox.dropped, reported once)"
-                )
+            self._drop()
         items.append(item)
+
+    def _drop(self) -> None:
+        self._items.popleft()
+        self.dropped += 1
+        if not self._reported:
+            self._reported = True
+            log.warning(
+                "telemetry: the debugger is not keeping up; dropping the oldest "
+                "messages (counted in Outbox.dropped, reported once)"
+            )
 
     def take(self) -> bytes:
         """All pending messages as frames (empty when none); transitions are batched."""
         items = self._items
         parts: list[bytes] = []
-        batch: list[list[Any]] = []
+        batch: list[tuple] = []
         while items:
             item = items.popleft()
             if type(item) is bytes:
                 if batch:
-                    parts.append(encode_frame("txs", batch))
+                    parts.append(encode_frame("txp", pack_txs(batch)))
                     batch = []
                 parts.append(item)
             else:
                 batch.append(item)
         if batch:
-            parts.append(encode_frame("txs", batch))
+            parts.append(encode_frame("txp", pack_txs(batch)))
         return b"".join(parts)
 
     def __len__(self) -> int:
@@ -147,7 +159,101 @@ TX_FIELDS = (
     "steps",
 )  # fmt: skip
 STEP_FIELDS = ("type", "from_state", "to_state", "rel_type", "is_final", "is_self", "is_enter")
-FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED = 1, 2, 4, 8
+#: the integer columns of a packed row, then the clocks (see :func:`pack_txs`)
+_ROW = ("id", "queue_tick", "type", "called_states", "flags", "queue", "mut_queue_tick",
+        "mut_queue_token")  # fmt: skip
+#: the rarely set fields, sent beside the rows
+_EXTRA = ("log_entries", "pre_log_entries", "args", "source", "steps")
+_LITTLE = sys.byteorder == "little"
+
+
+def pack_txs(records: list[tuple]) -> list[Any]:
+    """Transition records (:data:`machines.tracer.RECORD_FIELDS`) as a ``txp`` message.
+
+    Per machine (and clock width), in record order: ``[machine id, columns, typecode, rows,
+    called, extras]``; ``rows`` is a little-endian integer array (``typecode`` ``i`` or ``q``)
+    of ``columns`` values per transition: the :data:`_ROW` columns, ``called_states`` as an
+    index into ``called`` (the distinct called-state lists), then the clocks; ``extras`` maps a
+    row number to its :data:`_EXTRA` fields, for the few rows that have any. One bytes value
+    and a short table instead of ~15 CBOR items per transition: cbor2 spends ~50 ns per item
+    and far more per container, here several times the machine's own cost of a transition.
+    """
+    groups: dict[tuple[str, int], tuple[list[int], dict, dict]] = {}
+    for rec in records:
+        clocks = rec[2]
+        key = (rec[0], len(clocks))
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = ([], {}, {})
+        rows, called, extras = g
+        ci = called.get(rec[5])
+        if ci is None:
+            ci = called[rec[5]] = len(called)
+        if rec[10] or rec[11] or rec[12] or rec[13] is not None or rec[14]:
+            extras[len(rows) // (8 + key[1])] = _extra(rec)
+        # a list and one struct.pack: an array's extend converts item by item, 3x slower
+        rows += (rec[1], rec[3], rec[4], ci, rec[6], rec[7], rec[8], rec[9])
+        rows += clocks
+    out: list[Any] = []
+    for (mid, width), (rows, called, extras) in groups.items():
+        try:
+            code, packed = "i", struct.pack(f"<{len(rows)}i", *rows)  # the usual: 32 bits
+        except struct.error:
+            code, packed = "q", struct.pack(f"<{len(rows)}q", *rows)
+        out.append([mid, 8 + width, code, packed, list(called), extras])
+    return out
+
+
+def _extra(rec: tuple) -> list[Any]:
+    args = rec[12]
+    if args:
+        args = {k: _short(v) for k, v in args.items() if not k.startswith("_")} or None
+    src, steps = rec[13], rec[14]
+    return [
+        rec[10] or None,
+        rec[11] or None,
+        args or None,
+        (src.machine_id, src.tx_id, src.mach_time) if src is not None else None,
+        [(int(st.type), st.from_state, st.to_state, st.rel_type, st.is_final, st.is_self,
+          st.is_enter) for st in steps] if steps else None,
+    ]  # fmt: skip
+
+
+def unpack_txs(groups: list[Any]) -> list[list[Any]]:
+    """A ``txp`` message as ``txs`` transition arrays; :class:`FrameError` when malformed."""
+    out: list[list[Any]] = []
+    for g in groups:
+        if not (isinstance(g, list) and len(g) == 6):
+            raise FrameError("telemetry txp: a group is [id, columns, code, rows, called, extras]")
+        mid, cols, code, data, called, extras = g
+        if not (
+            isinstance(mid, str)
+            and type(cols) is int
+            and 8 <= cols <= 100_000
+            and code in ("i", "q")
+            and isinstance(data, bytes)
+            and isinstance(called, list)
+            and isinstance(extras, dict)
+        ):
+            raise FrameError("telemetry txp: a group has fields of the wrong type")
+        rows = array(code)
+        if len(data) % (rows.itemsize * cols):
+            raise FrameError("telemetry txp: rows are not a whole number of transitions")
+        rows.frombytes(data)
+        if not _LITTLE:
+            rows.byteswap()
+        for n, i in enumerate(range(0, len(rows), cols)):
+            num, qt, mtype, ci, flags, qlen, mqt, token = rows[i : i + 8]
+            if not 0 <= ci < len(called):
+                raise FrameError("telemetry txp: a called-states index is out of range")
+            ex = extras.get(n)
+            if ex is None:
+                ex = (None, None, None, None, None)
+            elif not (isinstance(ex, list) and len(ex) == len(_EXTRA)):
+                raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
+            out.append([mid, num, rows[i + 8 : i + cols].tolist(), qt, mtype, called[ci], flags,
+                        qlen, mqt, token, *ex])  # fmt: skip
+    return out
 
 
 def tx_message(arr: list[Any], id_prefix: str = "") -> dict[str, Any]:
@@ -211,7 +317,10 @@ def _state_dict(state: Any) -> dict[str, Any]:
 
 
 class DbgTracer(Tracer):
-    """Reports one machine to the debugger through an :class:`Outbox`."""
+    """Reports one machine to the debugger through an :class:`Outbox`.
+
+    Its :attr:`sink` is the outbox's ``put``: the machine's transition records go in as they
+    are (no ``transition_end`` hook, so the machine keeps its fast path)."""
 
     def __new__(cls, outbox: Outbox, *, full: bool = False) -> DbgTracer:
         return super().__new__(_FullDbgTracer if full and cls is DbgTracer else cls)
@@ -219,7 +328,8 @@ class DbgTracer(Tracer):
     def __init__(self, outbox: Outbox, *, full: bool = False) -> None:
         self.outbox = outbox
         self.full = full
-        self._sched: set[str] = set()
+        self.sink = outbox.put
+        self.sink_args = full
 
     def attach(self, mach: Machine) -> None:
         mach.tracer_bind(self)
@@ -236,22 +346,6 @@ class DbgTracer(Tracer):
     def verify_states(self, mach: Machine) -> None:
         self._send_schema(mach)
 
-    def transition_end(self, tx: Transition) -> None:
-        # a flat tuple in TX_FIELDS order: the only per-transition work the machine pays
-        mut, mach, src = tx.mutation, tx.machine, tx.mutation.source
-        args = None
-        if self.full and mut.args:
-            args = {k: _short(v) for k, v in mut.args.items() if not k.startswith("_")}
-        flags = tx.accepted | (mut.auto << 1) | (mut.check << 2)
-        self.outbox.put((
-            mach.id, tx.num, tx.time_after, mach.queue_tick, int(mut.type), mut.called, flags,
-            tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
-            tx.pre_log_entries or None, args,
-            (src.machine_id, src.tx_id, src.mach_time) if src is not None else None,
-            [(int(st.type), st.from_state, st.to_state, st.rel_type, st.is_final, st.is_self,
-              st.is_enter) for st in tx.steps] if tx.steps else None,
-        ))  # fmt: skip
-
     def machine_dispose(self, mach_id: str) -> None:
         self.outbox.schemas.pop(mach_id, None)
 
@@ -262,14 +356,16 @@ class _FullDbgTracer(DbgTracer):
     mutations are queued and run at once, which would double the traffic for nothing."""
 
     def mutation_queued(self, mach: Machine, mutation: Mutation) -> None:
+        # its id is a string ("q<tick>"), which the packed rows cannot hold: a ready frame
         src = mutation.source
-        self.outbox.put((
+        args = {k: _short(v) for k, v in mutation.args.items() if not k.startswith("_")}
+        self.outbox.put(encode_frame("txs", [[
             mach.id, f"q{mutation.queue_tick or mutation.token}", mach.time(), mach.queue_tick,
-            int(mutation.type), mutation.called, FLAG_QUEUED | (mutation.check << 2),
-            mach.queue_len(), mutation.queue_tick, mutation.token, None, None,
-            {k: _short(v) for k, v in mutation.args.items() if not k.startswith("_")} or None,
-            (src.machine_id, src.tx_id, src.mach_time) if src is not None else None, None,
-        ))  # fmt: skip
+            int(mutation.type), list(mutation.called),
+            FLAG_QUEUED | (FLAG_CHECK if mutation.check else 0), mach.queue_len(),
+            mutation.queue_tick, mutation.token, None, None, args or None,
+            [src.machine_id, src.tx_id, src.mach_time] if src is not None else None, None,
+        ]]))  # fmt: skip
 
 
 def _short(value: Any) -> str:
@@ -360,7 +456,7 @@ def attach(mach: Machine, addr: str = DEFAULT_ADDR, *, full: bool | None = None)
             if len(_process) == 1:
                 atexit.register(flush)
     if full is None:
-        full = bool(os.environ.get("AM_LOG_FULL"))
+        full = Options.from_env().log_full
     tracer = DbgTracer(pair[0], full=full)
     tracer.attach(mach)
     return tracer
@@ -372,12 +468,13 @@ def flush(timeout: float = 1.0) -> None:
         sender.stop(timeout)
 
 
-def auto_attach(mach: Machine) -> DbgTracer | None:
+def auto_attach(mach: Machine, opts: Options | None = None) -> DbgTracer | None:
     """Attach per the environment (``AM_DBG_ADDR``, ``AM_RPC_DBG``); None when off."""
-    addr = os.environ.get("AM_DBG_ADDR", "")
+    opts = Options.from_env() if opts is None else opts
+    addr = opts.dbg_addr
     if not addr:
         return None
-    if any(t in RPC_TAGS for t in mach.tags) and not os.environ.get("AM_RPC_DBG"):
+    if any(t in RPC_TAGS for t in mach.tags) and not opts.rpc_dbg:
         return None
     if sys.platform == "emscripten":  # the browser: no threads, no TCP; the WebSocket path
         from . import telemetry_browser

@@ -73,7 +73,8 @@ class ExceptionArgs:
 
 ID_PREFIX = os.urandom(4).hex()
 """Transition ids are this per-process random prefix and a counter: unique and cheap."""
-_id_counter = itertools.count(1)
+#: the next transition number of this process (shared by the fast path's records)
+next_tx_num = itertools.count(1).__next__
 
 
 def tx_id(prefix: str, num: int) -> str:
@@ -110,7 +111,7 @@ class Transition:
         states_before: tuple[str, ...] = (),
         time_before: list[int] | None = None,
     ) -> None:
-        self.num = next(_id_counter)
+        self.num = next_tx_num()
         self.machine = machine
         self.mutation = mutation
         self.plan: Any = plan

@@ -1,0 +1,203 @@
+"""Handler dispatch: bound handler groups, the handler calls of a plan (cached on the plan per
+version of the bound groups), and one handler call with its timeout and error capture."""
+
+from __future__ import annotations
+
+import traceback
+from collections import deque
+from collections.abc import Callable
+from inspect import iscoroutine
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from .errors import HandlerTimeoutError, _Panic
+from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
+from .resolver import Plan
+from .transition import Event, Step, StepType, Transition
+
+__all__ = ["Handlers"]
+
+REMOVE = MutationType.REMOVE
+_MISSING = object()
+_OPS = int(LogLevel.OPS)
+# kinds of final steps (see Handlers._final_calls)
+_CALL, _NOTIFY, _DEFAULT = 0, 1, 2
+
+
+class Handlers:
+    """Handler dispatch of :class:`machines.Machine` (a mixin)."""
+
+    if TYPE_CHECKING:  # provided by Machine
+        id: str
+        err: BaseException | None
+        transition: Transition | None
+        log_steps: bool
+        log_stack_trace: bool
+        handler_timeout: float
+        handler_deadline: float
+        err_internal: deque[BaseException]
+        _groups: list[_Group]
+        _groups_ver: int
+        _hot: bool
+        _hooks: dict[str, dict[int, Callable]]
+        _log_level: int
+
+        def is_err(self) -> bool: ...
+        def add_err(
+            self,
+            err: BaseException,
+            args: dict[str, Any] | None = None,
+            *,
+            source: MutSource | Event | None = None,
+        ) -> Result | int: ...
+        def _trace(self, hook: str, *args: Any) -> None: ...
+        def _log(self, level: int, text: str) -> None: ...
+        def _deadline(self, tx: Transition, err: HandlerTimeoutError) -> None: ...
+
+    def handlers_bind(self, obj: Any, id: str | None = None, prefix: str = "") -> str:
+        """Bind an object's handler methods; all bound groups are tried in binding order."""
+        gid = id or f"{len(self._groups) + 1}"
+        if any(g.id == gid for g in self._groups):
+            raise ValueError(f"{self.id}: handler group {gid!r} is already bound")
+        self._groups.append(_Group(gid, obj, prefix))
+        self._groups_ver += 1  # plans re-resolve their handler calls
+        if self.is_err() and self.err is not None:
+            self.add_err(self.err)
+        return gid
+
+    def handlers_detach(self, id: str) -> None:
+        for g in self._groups:
+            if g.id == id:
+                self._groups.remove(g)
+                self._groups_ver += 1  # plans re-resolve their handler calls
+                return
+        raise ValueError(f"{self.id}: no handler group {id!r}")
+
+    def handlers(self) -> list[str]:
+        return [g.id for g in self._groups]
+
+    def _negotiation_calls(self, plan: Plan, mut: Mutation) -> list[tuple[str, str, Any, str]]:
+        """(handler name, state it is attributed to, fn, group id) in negotiation order, cached
+        per plan and version of the bound handlers."""
+        names = plan.negotiation
+        if names is None:
+            names = [(f"{s}Exit", s) for s in plan.exits]
+            names += [(f"{s}Enter", s) for s in plan.enters]
+            before = set(self.transition.states_before) if self.transition else set()
+            if mut.type != REMOVE:
+                names += [(f"{s}{s}", s) for s in plan.targets if s in before]
+            names += [
+                (f"{x}{y}", y)
+                for x in self.transition.states_before  # type: ignore
+                for y in plan.targets
+                if x != y
+            ]
+            names.append(("AnyEnter", ""))
+            plan.negotiation = names
+        calls = [
+            (name, state, fn, group.id)
+            for name, state in names
+            for group in self._groups
+            if (fn := group.lookup(name)) is not None
+        ]
+        plan.bound = (self._groups_ver, calls)
+        return calls
+
+    def _final_calls(self, plan: Plan) -> tuple[int, list, list]:
+        """The final steps of ``plan`` for the bound handlers, cached on the plan:
+        ``(version, steps, steps with args notifications)``; a step is ``(kind, handler name,
+        fn, group id, state)``, in final order (``XEnd``, ``XState``, ``AnyState``). ``state``
+        is the ``XState`` handler's state (what a failure undoes), else None."""
+        names = [(f"{s}End", s, False) for s in plan.exits]
+        names += [(f"{s}State", s, True) for s in plan.enters]
+        names.append(("AnyState", "", False))
+        FinalStep = tuple[int, str, Callable | None, str, str | None]
+        plain: list[FinalStep] = []
+        notify: list[FinalStep] = []
+        for name, state, is_state in names:
+            steps: list[FinalStep] = [
+                (_CALL, name, fn, g.id, state if is_state else None)
+                for g in self._groups
+                if (fn := g.lookup(name)) is not None
+            ]
+            if not steps and name == "ExceptionState":
+                steps = [(_DEFAULT, name, None, "", None)]
+            plain += steps
+            notify += steps
+            if is_state:
+                notify.append((_NOTIFY, name, None, "", state))
+        bound = plan.finals = (self._groups_ver, plain, notify)
+        return bound
+
+    def _call(self, tx: Transition, fn: Callable, name: str, group: str) -> Any:
+        """Run one handler; exceptions and overruns come back as a :class:`_Panic`."""
+        e = Event(name, tx.machine, tx)
+        if self.log_steps:
+            tx.steps.append(_handler_step(name, tx))
+        hot = self._hot
+        if hot and "handler_start" in self._hooks:
+            self._trace("handler_start", tx, group, name)
+        if self._log_level >= _OPS:
+            self._log(LogLevel.OPS, f"[handler:{group}] {name}")
+        start = perf_counter()
+        try:
+            ret = fn(e)
+            if ret is not None and ret is not True and ret is not False and iscoroutine(ret):
+                ret.close()
+                raise TypeError(
+                    f"handler {name} is async; handlers must be synchronous "
+                    f"(start async work with machine.fork)"
+                )
+        except Exception as err:
+            trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
+            ret = _Panic(err, trace)
+        elapsed = perf_counter() - start
+        if hot and "handler_end" in self._hooks:
+            self._trace("handler_end", tx, group, name)
+        if elapsed > self.handler_timeout and ret.__class__ is not _Panic:
+            overrun = HandlerTimeoutError(
+                f"handler timeout: {name} from {group} took {elapsed * 1000:.0f} ms "
+                f"(limit {self.handler_timeout * 1000:.0f} ms)"
+            )
+            self.err_internal.append(overrun)
+            ret = _Panic(overrun, "", timeout=True)
+            if elapsed > self.handler_deadline:
+                self._deadline(tx, overrun)
+        return ret
+
+
+class _Group:
+    __slots__ = ("id", "obj", "prefix", "cache")
+
+    def __init__(self, id: str, obj: Any, prefix: str) -> None:
+        self.id, self.obj, self.prefix = id, obj, prefix
+        self.cache: dict[str, Callable | None] = {}
+
+    def lookup(self, name: str) -> Callable | None:
+        fn = self.cache.get(name, _MISSING)
+        if fn is _MISSING:
+            fn = None
+            if not self.prefix or name.startswith(self.prefix):
+                attr = getattr(self.obj, name[len(self.prefix) :], None)
+                fn = attr if callable(attr) else None
+            self.cache[name] = fn
+        return fn  # type: ignore[return-value]
+
+
+def _handler_step(name: str, tx: Transition) -> Step:
+    """The debugging step of a handler call, its state and kind told by the name."""
+    for suffix, final, enter in (
+        ("Enter", False, True),
+        ("Exit", False, False),
+        ("State", True, True),
+        ("End", True, False),
+    ):
+        if name.endswith(suffix) and name != suffix:
+            state = name[: -len(suffix)]
+            if state in tx.machine._index or state == "Any":
+                return Step(StepType.HANDLER, state, is_final=final, is_enter=enter)
+    for x in tx.states_before:  # XY: from X to Y, or XX: self
+        if name.startswith(x) and name[len(x) :] in tx.machine._index:
+            y = name[len(x) :]
+            return Step(StepType.HANDLER, x, y, is_self=x == y)
+    return Step(StepType.HANDLER, name)
