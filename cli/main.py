@@ -1,19 +1,100 @@
 """`am`: the project's single command.
 
 Each tool registers itself here as a sub-command; only commands that work are listed.
+
+Sub-commands are imported only when they run (:data:`LAZY`): a tool's module pulls in its
+whole stack (the relay, trio, Textual...), and ``am --help`` or ``am dbg`` should not pay for
+the others. The list in ``am --help`` is made from the one-line help given here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import typer
+import typer.core
+import typer.main
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A sub-command defined in ``module``: ``attr`` is its function (or a ``typer.Typer``
+    for a group of commands); ``cls`` names a click command class in the same module."""
+
+    module: str
+    attr: str
+    help: str
+    cls: str | None = None
+
+    def load(self, name: str) -> Any:
+        mod = import_module(self.module)
+        target = getattr(mod, self.attr)
+        if isinstance(target, typer.Typer):
+            cmd = typer.main.get_command(target)
+        else:
+            single = typer.Typer(add_completion=False)
+            kw = {"cls": getattr(mod, self.cls)} if self.cls else {}
+            single.command(name, **kw)(target)
+            cmd = typer.main.get_command(single)
+        cmd.name = name
+        return cmd
+
+
+#: name -> where it is defined, in the order of ``am --help``
+LAZY = {
+    "start": Lazy(
+        "cli.start",
+        "start",
+        "Start server-foo, its aRPC and REPL endpoints and the relay serving the page.",
+    ),
+    "relay": Lazy(
+        "cli.relay", "relay", "Serve the web page and give browsers TCP endpoints over WebSocket."
+    ),
+    "vis": Lazy(
+        "cli.vis",
+        "vis_app",
+        "Render diagrams of debugger dumps (D2 + SVG) and inspect them (Markdown + XML).",
+    ),
+    "dbg": Lazy(
+        "cli.dbg", "dbg", "The debugger: step through every machine's history (a terminal UI)."
+    ),
+    "repl": Lazy(
+        "cli.repl",
+        "repl",
+        "An interactive shell into machines exposed for the REPL; after `--`, one command.",
+        cls="ReplCommand",
+    ),
+}
+
+
+class _Placeholder(typer.core.TyperCommand):
+    """What ``am --help`` lists for a sub-command not imported yet."""
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """A command group whose :data:`LAZY` sub-commands are imported when one is run."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        for name, lazy in LAZY.items():
+            self.commands.setdefault(name, _Placeholder(name=name, help=lazy.help))
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if isinstance(cmd, _Placeholder) and name is not None:
+            cmd = self.commands[name] = LAZY[name].load(name)
+        return name, cmd, rest
+
 
 app = typer.Typer(
     name="am",
     help="asyncmachine tools: machines, aRPC, relay, debugger and diagrams.",
     no_args_is_help=True,
     add_completion=False,
+    cls=LazyGroup,
 )
 
 
@@ -49,28 +130,6 @@ def demo() -> None:
     from machines.demo import run
 
     run()
-
-
-from cli.start import start as _start  # noqa: E402
-
-app.command("start")(_start)
-
-from cli.relay import relay as _relay  # noqa: E402
-
-app.command("relay")(_relay)
-
-from cli.vis import vis_app  # noqa: E402
-
-app.add_typer(vis_app, name="vis")
-
-from cli.dbg import dbg as _dbg  # noqa: E402
-
-app.command("dbg")(_dbg)
-
-from cli.repl import ReplCommand  # noqa: E402
-from cli.repl import repl as _repl  # noqa: E402
-
-app.command("repl", cls=ReplCommand)(_repl)
 
 
 if __name__ == "__main__":

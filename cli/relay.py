@@ -14,7 +14,12 @@ from typing import Annotated
 import typer
 
 from cli.listen import run_listening
-from relay.config import DEFAULT_LISTEN_ADDR, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_TUNNELS
+from relay.config import (
+    DEFAULT_LISTEN_ADDR,
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_MAX_TUNNELS,
+    DEFAULT_REPL_GRACE,
+)
 
 
 def relay(
@@ -39,6 +44,14 @@ def relay(
             help="Write <id>.addr here for listen tunnels whose id starts with repl-.",
         ),
     ] = None,
+    repl_grace: Annotated[
+        float,
+        typer.Option(
+            "--repl-grace",
+            help="Seconds a repl- listen tunnel's port (and .addr file) waits for the same id "
+            "to reconnect: a tab keeps one REPL address for its whole life. 0: never.",
+        ),
+    ] = DEFAULT_REPL_GRACE,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -83,6 +96,7 @@ def relay(
             listen_addr=listen_addr,
             static_dir=static_dir,
             repl_addr_dir=repl_addr_dir,
+            repl_grace=repl_grace,
             allow=tuple(allow or ()),
             allow_origins=tuple(allow_origin or ()),
             token=token,

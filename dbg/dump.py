@@ -19,7 +19,6 @@ import gc
 import logging
 import os
 import tempfile
-import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +27,16 @@ from typing import Any
 import brotli
 import cbor2
 
-from dbg.gob import GobError, GobInterface, GobOpaque, decode_go_time, loads_all
-from dbg.model import DbgMsgStruct, DbgMsgTx, MachineDump, time_to_ns
+from dbg.gob import GobError, GobInterface, GobOpaque, go_time_utc, loads_all
+from dbg.model import (
+    DbgMsgStruct,
+    DbgMsgTx,
+    LogEntry,
+    MachineDump,
+    Step,
+    ns_to_time,
+    time_to_ns,
+)
 from machines.rpc.protocol import brief, brief_error
 
 log = logging.getLogger("dbg.dump")
@@ -66,6 +73,8 @@ def read_dump(source: str | os.PathLike[str], timeout: float = 30.0) -> list[Mac
     """Read a dump from a path or an ``http(s)://`` URL; the format is detected from content."""
     name = os.fspath(source)
     if name.startswith(("http://", "https://")):
+        import urllib.request  # only here: http.client and email cost a file read start-up time
+
         try:
             with urllib.request.urlopen(name, timeout=timeout) as resp:
                 data = resp.read(MAX_RAW_SIZE + 1)
@@ -247,43 +256,85 @@ _GO_STATE = {
     "After": "after",
     "Tags": "tags",
 }
+# Transition fields: Go name -> (our name, type); every value is checked before it is used.
 _GO_TX = {
-    "MachineID": "machine_id",
-    "ID": "id",
-    "Clocks": "clocks",
-    "QueueTick": "queue_tick",
-    "MutQueueToken": "mut_queue_token",
-    "MutQueueTick": "mut_queue_tick",
-    "Type": "type",
-    "CalledStates": "called_states",
-    "CalledStatesIdxs": "called_states_idxs",
-    "Queue": "queue",
-    "IsAuto": "is_auto",
-    "Accepted": "accepted",
-    "IsCheck": "is_check",
-    "IsQueued": "is_queued",
-    "Args": "args",
-    "QueueDump": "queue_dump",
-    "StackTrace": "stack_trace",
+    "MachineID": ("machine_id", str),
+    "ID": ("id", str),
+    "Clocks": ("clocks", list),
+    "QueueTick": ("queue_tick", int),
+    "MutQueueToken": ("mut_queue_token", int),
+    "MutQueueTick": ("mut_queue_tick", int),
+    "Type": ("type", int),
+    "CalledStates": ("called_states", list),
+    "CalledStatesIdxs": ("called_states_idxs", list),
+    "Queue": ("queue", int),
+    "IsAuto": ("is_auto", bool),
+    "Accepted": ("accepted", bool),
+    "IsCheck": ("is_check", bool),
+    "IsQueued": ("is_queued", bool),
+    "QueueDump": ("queue_dump", list),
+    "StackTrace": ("stack_trace", str),
 }
+_GO_TX_LISTS = (
+    ("clocks", int),
+    ("called_states", str),
+    ("called_states_idxs", int),
+    ("queue_dump", str),
+)
 _GO_STEP = {
-    "Type": "type",
-    "RelType": "rel_type",
-    "IsFinal": "is_final",
-    "IsSelf": "is_self",
-    "IsEnter": "is_enter",
-    "FromState": "from_state",
-    "FromStateIdx": "from_state_idx",
-    "ToState": "to_state",
-    "ToStateIdx": "to_state_idx",
+    "Type": ("type", int),
+    "RelType": ("rel_type", int),
+    "IsFinal": ("is_final", bool),
+    "IsSelf": ("is_self", bool),
+    "IsEnter": ("is_enter", bool),
+    "FromState": ("from_state", str),
+    "FromStateIdx": ("from_state_idx", int),
+    "ToState": ("to_state", str),
+    "ToStateIdx": ("to_state_idx", int),
 }
-_GO_LOG = {"Level": "level", "Text": "text"}
+_GO_LOG = {"Level": ("level", int), "Text": ("text", str)}
 
 
 def _rename(d: Any, names: dict[str, str], what: str) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ValueError(f"{what} is not a struct")
     return {names[k]: v for k, v in d.items() if k in names}
+
+
+def _fields(d: Any, spec: dict[str, tuple[str, type]], what: str) -> dict[str, Any]:
+    """The known fields of a Go struct under our names, each checked to be of its type.
+
+    Why not ``_rename`` and ``from_dict``: a dump has hundreds of thousands of these structs,
+    and building each one once, from one pass over its fields, halves the load time.
+    """
+    if type(d) is not dict:
+        raise ValueError(f"{what} is not a struct")
+    out = {}
+    for key, v in d.items():
+        found = spec.get(key)
+        if found is None:
+            continue
+        name, kind = found
+        if type(v) is not kind and (not isinstance(v, kind) or (kind is int and type(v) is bool)):
+            raise ValueError(f"{what}.{name}: expected {kind.__name__}, got {type(v).__name__}")
+        out[name] = v
+    return out
+
+
+def _check_items(items: list[Any], kind: type, what: str) -> None:
+    if not items or set(map(type, items)) == {kind}:  # the common case, in one C-level pass
+        return
+    if not all(isinstance(x, kind) and not (kind is int and type(x) is bool) for x in items):
+        raise ValueError(f"{what}: expected a list of {'integers' if kind is int else 'strings'}")
+
+
+def _structs(d: dict[str, Any], key: str, what: str) -> list[Any]:
+    items = d.get(key)
+    if not items:
+        return []
+    if type(items) is not list:
+        raise ValueError(f"{what}.{key}: expected a list, got {type(items).__name__}")
+    return items
 
 
 def _machine_from_go(entry: Any) -> MachineDump:
@@ -296,37 +347,55 @@ def _machine_from_go(entry: Any) -> MachineDump:
     s["states"] = {k: _rename(v, _GO_STATE, f"state {k}") for k, v in states.items()}
     schema = DbgMsgStruct.from_dict(s)
     index = {name: i for i, name in enumerate(schema.states_index)}
-    txs = []
-    for i, raw_tx in enumerate(entry.get("MsgTxs") or []):
-        txs.append(DbgMsgTx.from_dict(_tx_from_go(raw_tx, index), f"MsgTxs[{i}]"))
+    txs = [
+        _tx_from_go(raw_tx, index, f"MsgTxs[{i}]")
+        for i, raw_tx in enumerate(_structs(entry, "MsgTxs", "entry"))
+    ]
     version = entry.get("Version", "")
     return MachineDump(schema, txs, version if isinstance(version, str) else "")
 
 
-def _tx_from_go(raw: Any, index: dict[str, int]) -> dict[str, Any]:
-    tx = _rename(raw, _GO_TX, "tx")
+def _tx_from_go(raw: Any, index: dict[str, int], what: str) -> DbgMsgTx:
+    kw = _fields(raw, _GO_TX, what)
+    for key, kind in _GO_TX_LISTS:
+        if key in kw:
+            _check_items(kw[key], kind, f"{what}.{key}")
     t = raw.get("Time")
-    if isinstance(t, GobOpaque):  # time.Time travels as its MarshalBinary bytes
-        tx["time"] = time_to_ns(decode_go_time(t.data))
-    elif t is not None and not isinstance(t, GobOpaque):
-        tx["time"] = time_to_ns(t) if hasattr(t, "tzinfo") else t
+    if type(t) is GobOpaque:  # time.Time travels as its MarshalBinary bytes
+        kw["time"] = go_time_utc(t.data)
+    elif t is not None:
+        if hasattr(t, "tzinfo"):  # a datetime, from a time.Time hook
+            t = time_to_ns(t)
+        if type(t) is not int:
+            raise ValueError(f"{what}.time: expected int, got {type(t).__name__}")
+        kw["time"] = ns_to_time(t)
+    args = raw.get("Args")
+    if args:
+        if type(args) is not dict:
+            raise ValueError(f"{what}.args: expected a map, got {type(args).__name__}")
+        kw["args"] = {str(k): str(v) for k, v in args.items()}
     steps = []
-    for st in raw.get("Steps") or []:
-        step = _rename(st, _GO_STEP, "step")
+    for i, st in enumerate(_structs(raw, "Steps", what)):
+        step = _fields(st, _GO_STEP, f"{what}.steps[{i}]")
         data = st.get("Data")
         # Older dumps carry the relation in the deprecated interface field Data.
-        if isinstance(data, GobInterface) and isinstance(data.value, int):
+        if type(data) is GobInterface and isinstance(data.value, int):
             step.setdefault("rel_type", data.value)
         # gob omits zero ints, so a missing index is "unknown": resolve it from the name.
-        for side in ("from", "to"):
-            name = step.get(f"{side}_state", "")
-            if f"{side}_state_idx" not in step:
-                step[f"{side}_state_idx"] = index.get(name, -1) if name else -1
-        steps.append(step)
-    tx["steps"] = steps
+        if "from_state_idx" not in step:
+            name = step.get("from_state")
+            step["from_state_idx"] = index.get(name, -1) if name else -1
+        if "to_state_idx" not in step:
+            name = step.get("to_state")
+            step["to_state_idx"] = index.get(name, -1) if name else -1
+        steps.append(Step(**step))
+    kw["steps"] = steps
     for key, go_key in (("log_entries", "LogEntries"), ("pre_log_entries", "PreLogEntries")):
-        tx[key] = [_rename(e, _GO_LOG, "log entry") for e in raw.get(go_key) or []]
-    return tx
+        kw[key] = [
+            LogEntry(**_fields(e, _GO_LOG, f"{what}.{key}[{i}]"))
+            for i, e in enumerate(_structs(raw, go_key, what))
+        ]
+    return DbgMsgTx(**kw)
 
 
 # ----- writing

@@ -26,11 +26,11 @@ at which field path it was found.
 
 from __future__ import annotations
 
-import builtins
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from types import CodeType
 from typing import Any
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "GobInterface",
     "GobOpaque",
     "decode_go_time",
+    "go_time_utc",
     "loads_all",
 ]
 
@@ -121,14 +122,22 @@ def decode_go_time(data: bytes) -> datetime:
     want = 15 if data[0] == 1 else 16
     if len(data) != want:
         raise GobError(f"time.Time: {len(data)} bytes, expected {want}")
-    sec, nsec, off_min = struct.unpack(">qih", data[1:15])
+    off_min = struct.unpack(">h", data[13:15])[0]
     off_sec = data[15] if data[0] == 2 else 0
     tz = UTC if off_min == -1 else timezone(timedelta(minutes=off_min, seconds=off_sec))
+    return go_time_utc(data).astimezone(tz)
+
+
+def go_time_utc(data: bytes) -> datetime:
+    """The instant of Go's ``time.Time.MarshalBinary`` bytes in UTC, to the microsecond
+    (what the debugger keeps; the zone is dropped without building it)."""
+    if not data or data[0] not in (1, 2) or len(data) != (15 if data[0] == 1 else 16):
+        return decode_go_time(data)  # which says what is wrong
+    sec, nsec = struct.unpack(">qi", data[1:13])
     try:
-        utc = _EPOCH + timedelta(seconds=sec - _GO_UNIX_OFFSET, microseconds=nsec // 1000)
+        return _EPOCH + timedelta(seconds=sec - _GO_UNIX_OFFSET, microseconds=nsec // 1000)
     except OverflowError as e:
         raise GobError(f"time.Time: out of range ({sec} s)") from e
-    return utc.astimezone(tz)
 
 
 #: Hooks for self-encoded Go types, by the type name that the stream gives them.
@@ -137,52 +146,33 @@ DEFAULT_HOOKS: dict[str, Callable[[bytes], Any]] = {
 }
 
 
-class _Reader:
-    """A bounded cursor over one gob message (positions are absolute in the stream)."""
+def _ubig(data: bytes, pos: int, b: int) -> tuple[int, int]:
+    """An unsigned integer of 1-8 bytes after its negated byte count ``b`` (at ``pos``)."""
+    n = 256 - b
+    if n > 8:
+        raise GobError(f"invalid integer length byte 0x{b:02x}", pos)
+    stop = pos + 1 + n
+    if stop > len(data):
+        raise GobError("unexpected end of message while reading an unsigned integer", pos)
+    return int.from_bytes(data[pos + 1 : stop], "big"), stop
 
-    __slots__ = ("data", "pos", "end")
 
-    def __init__(self, data: bytes, pos: int, end: int) -> None:
-        self.data = data
-        self.pos = pos
-        self.end = end
+def _uint(data: bytes, pos: int) -> tuple[int, int]:
+    b = data[pos]
+    return (b, pos + 1) if b < 0x80 else _ubig(data, pos, b)
 
-    def eof(self, what: str) -> GobError:
-        return GobError(f"unexpected end of message while reading {what}", self.pos)
 
-    def uint(self) -> int:
-        pos = self.pos
-        if pos >= self.end:
-            raise self.eof("an unsigned integer")
-        b = self.data[pos]
-        if b < 0x80:
-            self.pos = pos + 1
-            return b
-        n = 256 - b  # a negated byte count
-        if n > 8:
-            raise GobError(f"invalid integer length byte 0x{b:02x}", pos)
-        stop = pos + 1 + n
-        if stop > self.end:
-            raise self.eof("an unsigned integer")
-        self.pos = stop
-        return int.from_bytes(self.data[pos + 1 : stop], "big")
+def _int(data: bytes, pos: int) -> tuple[int, int]:
+    u, pos = _uint(data, pos)
+    return (~(u >> 1) if u & 1 else u >> 1), pos
 
-    def int(self) -> int:
-        u = self.uint()
-        return ~(u >> 1) if u & 1 else u >> 1
 
-    def count(self, what: str) -> builtins.int:  # ``int`` is the method above
-        """A length prefix; every counted item takes at least one byte, which bounds it."""
-        start = self.pos
-        n = self.uint()
-        if n > self.end - self.pos:
-            raise GobError(f"{what} length {n} exceeds the {self.end - self.pos} bytes left", start)
-        return n
-
-    def raw(self, n: builtins.int) -> bytes:
-        pos = self.pos
-        self.pos = pos + n
-        return self.data[pos : pos + n]
+def _count(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """A length prefix; every counted item takes at least one byte, which bounds it."""
+    n, end = _uint(data, pos)
+    if n > len(data) - end:
+        raise GobError(f"{what} length {n} exceeds the {len(data) - end} bytes left", pos)
+    return n, end
 
 
 def _float(u: int) -> float:
@@ -190,7 +180,178 @@ def _float(u: int) -> float:
     return struct.unpack(">d", u.to_bytes(8, "little"))[0]
 
 
-_Dec = Callable[[_Reader], Any]
+#: A decoder reads one value of its type from a message at a position, at a struct nesting
+#: depth, and returns the value and the position after it.
+_Dec = Callable[[bytes, int, int], tuple[Any, int]]
+
+# ----- source code of the decoders: one Python function per type id of a stream
+#
+# Why generated code: a dump is millions of small fields, and the cost of decoding them in
+# Python is the number of calls and attribute look-ups per field. Each type gets a function
+# with its fields' integer and string reads written out in place (gob's integers are one byte
+# most of the time), so a field costs a few bytecodes instead of several calls. No text of
+# the stream reaches the source: field names are passed in as constants (``names_<id>``).
+
+_INDENT = "    "
+
+
+def _read_uint(var: str, ind: str) -> list[str]:
+    return [
+        f"{ind}b = data[pos]",
+        f"{ind}if b < 128:",
+        f"{ind}    {var} = b",
+        f"{ind}    pos += 1",
+        f"{ind}else:",
+        f"{ind}    {var}, pos = _ubig(data, pos, b)",
+    ]
+
+
+def _read_length(what: str, ind: str) -> list[str]:
+    """Lines that read a length prefix into ``n``, bounded by the bytes left (each counted
+    item takes at least one byte)."""
+    return [
+        f"{ind}at = pos",
+        *_read_uint("n", ind),
+        f"{ind}if n > len(data) - pos:",
+        f"{ind}    raise GobError(f'{what} length {{n}} exceeds the {{len(data) - pos}} bytes "
+        "left', at)",
+    ]
+
+
+def _read_counted(var: str, what: str, ind: str) -> list[str]:
+    return [*_read_length(what, ind), f"{ind}{var} = data[pos : pos + n]", f"{ind}pos += n"]
+
+
+def _read_value(tid: int, var: str, ind: str) -> list[str]:
+    """Lines that read a value of type ``tid`` into ``var`` (inline for the basic types)."""
+    if tid == T_UINT:
+        return _read_uint(var, ind)
+    if tid == T_INT:
+        return [*_read_uint(var, ind), f"{ind}{var} = ~({var} >> 1) if {var} & 1 else {var} >> 1"]
+    if tid == T_BOOL:
+        return [*_read_uint(var, ind), f"{ind}{var} = {var} != 0"]
+    if tid == T_STRING:
+        return [
+            *_read_counted(var, "string", ind),
+            f"{ind}{var} = {var}.decode('utf-8', 'replace')",
+        ]
+    if tid == T_BYTES:
+        return _read_counted(var, "byte slice", ind)
+    if tid == T_FLOAT:
+        return [*_read_uint(var, ind), f"{ind}{var} = _float({var})"]
+    return [f"{ind}{var}, pos = d_{tid}(data, pos, depth)"]
+
+
+def _basic_source(tid: int) -> list[str]:
+    return [f"def d_{tid}(data, pos, depth):", *_read_value(tid, "v", _INDENT), "    return v, pos"]
+
+
+def _struct_source(tid: int, wt: _WireType) -> list[str]:
+    # Field numbers only grow (each delta is >= 1), so the fields are tried once each, in
+    # order: a struct costs one comparison per field of its type, present or not.
+    lines = [
+        f"def d_{tid}(data, pos, depth):",
+        "    if depth >= MAX_DEPTH:",
+        "        raise GobError('values nested too deeply', pos)",
+        "    depth += 1",
+        "    out = {}",
+        "    at = pos",
+        *_read_uint("delta", _INDENT),
+        "    if delta == 0:",
+        "        return out, pos",
+        "    field = delta - 1",
+    ]
+    for i, (_, ftid) in enumerate(wt.fields):
+        ind = _INDENT * 3
+        lines += [
+            f"    if field == {i}:",
+            "        try:",
+            *_read_value(ftid, "v", ind),
+            "        except GobError as e:",
+            f"            e.path.insert(0, '.' + names_{tid}[{i}])",
+            "            raise",
+            f"        out[names_{tid}[{i}]] = v",
+            "        at = pos",
+            *_read_uint("delta", _INDENT * 2),
+            "        if delta == 0:",
+            "            return out, pos",
+            "        field += delta",
+        ]
+    lines.append(
+        f"    raise GobError(f'field number {{field}} out of range for {{tname_{tid}}}', at)"
+    )
+    return lines
+
+
+def _seq_source(tid: int, elem: int, what: str, length: int | None) -> list[str]:
+    lines = [f"def d_{tid}(data, pos, depth):", *_read_length(what, _INDENT)]
+    if length is not None:
+        lines += [
+            f"    if n != {length}:",
+            f"        raise GobError(f'array of {{n}} elements, type says {length}', at)",
+        ]
+    lines += [
+        "    out = []",
+        "    append = out.append",
+        "    i = 0",
+        "    try:",
+        "        for i in range(n):",
+        *_read_value(elem, "v", _INDENT * 3),
+        "            append(v)",
+        "    except GobError as e:",
+        "        e.path.insert(0, f'[{i}]')",
+        "        raise",
+        "    return out, pos",
+    ]
+    return lines
+
+
+def _map_source(tid: int, key: int, elem: int, basic_key: bool) -> list[str]:
+    store = "out[k] = v" if basic_key else "out[_map_key(k, at)] = v"
+    return [
+        f"def d_{tid}(data, pos, depth):",
+        *_read_length("map", _INDENT),
+        "    out = {}",
+        "    for _ in range(n):",
+        *_read_value(key, "k", _INDENT * 2),
+        "        at = pos",
+        "        try:",
+        *_read_value(elem, "v", _INDENT * 3),
+        "        except GobError as e:",
+        "            e.path.insert(0, f'[{k!r}]')",
+        "            raise",
+        f"        {store}",
+        "    return out, pos",
+    ]
+
+
+def _map_key(key: Any, at: int) -> Any:
+    try:
+        key = _hashable(key)
+        hash(key)
+    except TypeError:
+        raise GobError(f"map key of an unhashable kind ({type(key).__name__})", at) from None
+    return key
+
+
+#: Compiled decoders by their source: the same shapes recur in every stream of a producer (and
+#: the bootstrap types in all), and compiling costs more than decoding a small stream.
+_COMPILED: dict[str, CodeType] = {}
+_COMPILED_MAX = 1024  # a hostile stream of ever new shapes is compiled, not remembered
+
+
+def _exec(lines: list[str], ns: dict[str, Any]) -> None:
+    source = "\n".join(lines)
+    code = _COMPILED.get(source)
+    if code is None:
+        code = compile(source, "<gob decoder>", "exec")
+        if len(_COMPILED) < _COMPILED_MAX:
+            _COMPILED[source] = code
+    exec(code, ns)
+
+
+#: Types whose values are always hashable map keys.
+_BASIC_KEYS = frozenset((T_BOOL, T_INT, T_UINT, T_FLOAT, T_BYTES, T_STRING, T_COMPLEX))
 
 
 class GobDecoder:
@@ -212,7 +373,15 @@ class GobDecoder:
         self._hooks = dict(DEFAULT_HOOKS if hooks is None else hooks)
         self._types: dict[int, _WireType] = {}
         self._decs: dict[int, _Dec] = {}
-        self._depth = 0
+        # the globals of the generated decoders: helpers, then d_<id> and their constants
+        self._ns: dict[str, Any] = {
+            "GobError": GobError,
+            "MAX_DEPTH": MAX_DEPTH,
+            "_ubig": _ubig,
+            "_float": _float,
+            "_map_key": _map_key,
+        }
+        self._new: list[int] | None = None  # ids built by the current _dec call
         self._max_message = max_message
         self._pending = bytearray()
         self._fed = 0  # stream offset of self._pending[0]
@@ -257,68 +426,71 @@ class GobDecoder:
 
     def _messages(self, data: bytes, base: int) -> Iterator[Any]:
         pos = 0
-        outer = _Reader(data, 0, len(data))
         while pos < len(data):
+            body = 0  # where the message's own bytes begin, once its length is read
             try:
-                outer.pos = pos
-                size = outer.uint()
+                try:
+                    size, start = _uint(data, pos)
+                except IndexError:  # a length byte 0xf8-0xff at the very end
+                    raise GobError("unexpected end of stream in a message length", pos) from None
                 if size == 0:
                     raise GobError("empty message", pos)
-                if size > len(data) - outer.pos:
+                if size > len(data) - start:
                     raise GobError(
-                        f"message of {size} bytes but only {len(data) - outer.pos} left "
+                        f"message of {size} bytes but only {len(data) - start} left "
                         "(truncated stream?)",
                         pos,
                     )
-                msg = _Reader(data, outer.pos, outer.pos + size)
-                pos = msg.end
-                value, is_value = self._message(msg)
+                body, pos = start, start + size
+                # One message is decoded from its own bytes: reading past them is an
+                # IndexError, and offsets in errors are relative to the message.
+                try:
+                    value, is_value = self._message(data[start:pos])
+                except IndexError:
+                    raise GobError("unexpected end of message", size) from None
+                except RecursionError:
+                    raise GobError("values nested too deeply", 0) from None
             except GobError as e:
                 e.message_index = self._n_msg
                 if e.offset is not None:
-                    e.offset += base
+                    e.offset += base + body
                 raise
-            except RecursionError:
-                err = GobError("values nested too deeply", base + pos)
-                err.message_index = self._n_msg
-                raise err from None
             self._n_msg += 1
             if is_value:
                 yield value
 
     # ----- messages
 
-    def _message(self, r: _Reader) -> tuple[Any, bool]:
-        self._depth = 0  # an earlier error may have left it raised
-        start = r.pos
-        tid = r.int()
+    def _message(self, data: bytes) -> tuple[Any, bool]:
+        tid, pos = _int(data, 0)
         if tid < 0:
-            self._define(-tid, r, start)
-            if r.pos != r.end:
-                raise GobError("extra data after a type definition", r.pos)
+            pos = self._define(-tid, data, pos, 0)
+            if pos != len(data):
+                raise GobError("extra data after a type definition", pos)
             return None, False
-        value = self._top_value(tid, r, start)
-        if r.pos != r.end:
-            raise GobError(f"{r.end - r.pos} bytes left over after a value", r.pos)
+        value, pos = self._value(tid, data, pos, 0, 0)
+        if pos != len(data):
+            raise GobError(f"{len(data) - pos} bytes left over after a value", pos)
         return value, True
 
-    def _top_value(self, tid: int, r: _Reader, at: int) -> Any:
+    def _value(self, tid: int, data: bytes, pos: int, depth: int, at: int) -> tuple[Any, int]:
         dec = self._dec(tid, at)
         if self._types[tid].kind == "struct":
-            return dec(r)
+            return dec(data, pos, depth)
         # Non-struct values travel like a struct with one field: a zero delta, then the value.
-        at = r.pos
-        if r.uint() != 0:
-            raise GobError("non-zero field delta before a single value", at)
-        return dec(r)
+        delta, after = _uint(data, pos)
+        if delta != 0:
+            raise GobError("non-zero field delta before a single value", pos)
+        return dec(data, after, depth)
 
-    def _define(self, tid: int, r: _Reader, at: int) -> None:
+    def _define(self, tid: int, data: bytes, pos: int, at: int) -> int:
         if tid < FIRST_USER_ID:
             raise GobError(f"type definition for reserved id {tid}", at)
         if tid in self._types:
             raise GobError(f"type id {tid} defined twice", at)
-        wire = self._decs[T_WIRE_TYPE](r)
+        wire, pos = self._decs[T_WIRE_TYPE](data, pos, 0)
         self._types[tid] = self._wire_to_type(wire, at)
+        return pos
 
     def _wire_to_type(self, wire: dict[str, Any], at: int) -> _WireType:
         if len(wire) != 1:
@@ -344,114 +516,64 @@ class GobDecoder:
         dec = self._decs.get(tid)
         if dec is not None:
             return dec
+        outermost = self._new is None
+        if outermost:
+            self._new = []
+        try:
+            self._build(tid, at)
+        except GobError:
+            if outermost:  # nothing half-built stays: its decoders would call missing ones
+                for t in self._new or ():
+                    self._decs.pop(t, None)
+                    self._ns.pop(f"d_{t}", None)
+            raise
+        finally:
+            if outermost:
+                self._new = None
+        return self._decs[tid]
+
+    def _build(self, tid: int, at: int | None) -> None:
         wt = self._types.get(tid)
         if wt is None:
             raise GobError(f"value of undefined type id {tid}", at)
-        # A trampoline first, so that recursive types can refer to themselves.
-        self._decs[tid] = lambda r: self._decs[tid](r)
-        dec = self._build(wt, at)
-        self._decs[tid] = dec
-        return dec
-
-    def _build(self, wt: _WireType, at: int | None) -> _Dec:
+        ns = self._ns
         if wt.kind == "struct":
-            return self._struct_dec(wt, at)
-        if wt.kind == "slice":
-            return self._seq_dec(self._dec(wt.elem, at), "slice")
-        if wt.kind == "array":
-            return self._array_dec(self._dec(wt.elem, at), wt.length)
-        if wt.kind == "map":
-            return self._map_dec(self._dec(wt.key, at), self._dec(wt.elem, at))
-        if wt.kind == "encoder":
-            return self._encoder_dec(wt.name)
-        raise GobError(f"unsupported type kind {wt.kind}", at)
-
-    def _struct_dec(self, wt: _WireType, at: int | None) -> _Dec:
-        fields = [(name, self._dec(fid, at)) for name, fid in wt.fields]
-        n_fields = len(fields)
-        type_name = wt.name or "struct"
-        decoder = self
-
-        def dec(r: _Reader) -> dict[str, Any]:
-            decoder._depth += 1
-            if decoder._depth > MAX_DEPTH:
-                decoder._depth = 0
-                raise GobError("values nested too deeply", r.pos)
-            out: dict[str, Any] = {}
-            field = -1
-            while True:
-                at = r.pos
-                delta = r.uint()
-                if delta == 0:
-                    decoder._depth -= 1
-                    return out
-                field += delta
-                if field >= n_fields:
-                    raise GobError(f"field number {field} out of range for {type_name}", at)
-                name, fdec = fields[field]
-                try:
-                    out[name] = fdec(r)
-                except GobError as e:
-                    e.path.insert(0, "." + name)
-                    raise
-
-        return dec
-
-    @staticmethod
-    def _seq_dec(elem: _Dec, what: str) -> _Dec:
-        def dec(r: _Reader) -> list[Any]:
-            n = r.count(what)
-            out: list[Any] = []
-            append = out.append
-            for i in range(n):
-                try:
-                    append(elem(r))
-                except GobError as e:
-                    e.path.insert(0, f"[{i}]")
-                    raise
-            return out
-
-        return dec
-
-    @staticmethod
-    def _array_dec(elem: _Dec, length: int) -> _Dec:
-        seq = GobDecoder._seq_dec(elem, "array")
-
-        def dec(r: _Reader) -> list[Any]:
-            at = r.pos
-            out = seq(r)
-            if len(out) != length:
-                raise GobError(f"array of {len(out)} elements, type says {length}", at)
-            return out
-
-        return dec
-
-    @staticmethod
-    def _map_dec(key: _Dec, elem: _Dec) -> _Dec:
-        def dec(r: _Reader) -> dict[Any, Any]:
-            n = r.count("map")
-            out: dict[Any, Any] = {}
-            for _ in range(n):
-                k = key(r)
-                try:
-                    out[_hashable(k)] = elem(r)
-                except GobError as e:
-                    e.path.insert(0, f"[{k!r}]")
-                    raise
-            return out
-
-        return dec
+            ns[f"names_{tid}"] = tuple(name for name, _ in wt.fields)
+            ns[f"tname_{tid}"] = wt.name or "struct"
+            lines, deps = _struct_source(tid, wt), [f for _, f in wt.fields]
+        elif wt.kind in ("slice", "array"):
+            length = wt.length if wt.kind == "array" else None
+            lines, deps = _seq_source(tid, wt.elem, wt.kind, length), [wt.elem]
+        elif wt.kind == "map":
+            lines = _map_source(tid, wt.key, wt.elem, wt.key in _BASIC_KEYS)
+            deps = [wt.key, wt.elem]
+        elif wt.kind == "encoder":
+            ns[f"d_{tid}"], lines, deps = self._encoder_dec(wt.name), [], []
+        else:
+            raise GobError(f"unsupported type kind {wt.kind}", at)
+        for dep in deps:  # checked before they are written into source code as d_<id>
+            if dep not in self._types:
+                raise GobError(f"value of undefined type id {dep}", at)
+        if lines:
+            _exec(lines, ns)
+        self._decs[tid] = ns[f"d_{tid}"]
+        assert self._new is not None
+        self._new.append(tid)
+        # The decoder calls the others by name when it runs, so a type may refer to itself.
+        for dep in deps:
+            self._dec(dep, at)
 
     def _encoder_dec(self, type_name: str) -> _Dec:
         hook = self._hooks.get(type_name)
 
-        def dec(r: _Reader) -> Any:
-            at = r.pos
-            raw = r.raw(r.count("encoded value"))
+        def dec(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
+            at = pos
+            n, pos = _count(data, pos, "encoded value")
+            raw = data[pos : pos + n]
             if hook is None:
-                return GobOpaque(type_name, raw)
+                return GobOpaque(type_name, raw), pos + n
             try:
-                return hook(raw)
+                return hook(raw), pos + n
             except GobError as e:
                 e.offset = at
                 raise
@@ -460,45 +582,36 @@ class GobDecoder:
 
         return dec
 
-    def _interface(self, r: _Reader) -> GobInterface | None:
-        n = r.count("interface type name")
+    def _interface(self, data: bytes, pos: int, depth: int) -> tuple[GobInterface | None, int]:
+        n, pos = _count(data, pos, "interface type name")
         if n == 0:
-            return None  # a nil interface
-        name = r.raw(n).decode("utf-8", "replace")
+            return None, pos  # a nil interface
+        name = data[pos : pos + n].decode("utf-8", "replace")
+        pos += n
         # Definitions of the concrete type may come inline; each is followed by a byte count.
         while True:
-            at = r.pos
-            tid = r.int()
+            at = pos
+            tid, pos = _int(data, pos)
             if tid >= 0:
                 break
-            self._define(-tid, r, at)
-            if r.pos < r.end:
-                r.uint()
-        r.count("interface value")  # byte count of the value, unused: we can decode it
-        dec = self._dec(tid, at)
-        if self._types[tid].kind == "struct":
-            return GobInterface(name, dec(r))
-        at = r.pos
-        if r.uint() != 0:
-            raise GobError("non-zero field delta before an interface value", at)
-        return GobInterface(name, dec(r))
+            pos = self._define(-tid, data, pos, at)
+            if pos < len(data):
+                _, pos = _uint(data, pos)
+        _, pos = _count(data, pos, "interface value")  # its byte count: we can decode it
+        value, pos = self._value(tid, data, pos, depth, at)
+        return GobInterface(name, value), pos
 
     # ----- bootstrap
 
     def _install_predefined(self) -> None:
-        basic: dict[int, _Dec] = {
-            T_BOOL: lambda r: r.uint() != 0,
-            T_INT: _Reader.int,
-            T_UINT: _Reader.uint,
-            T_FLOAT: lambda r: _float(r.uint()),
-            T_BYTES: lambda r: r.raw(r.count("byte slice")),
-            T_STRING: lambda r: r.raw(r.count("string")).decode("utf-8", "replace"),
-            T_COMPLEX: lambda r: complex(_float(r.uint()), _float(r.uint())),
-            T_INTERFACE: self._interface,
-        }
-        for tid, dec in basic.items():
+        ns = self._ns
+        for tid in (T_BOOL, T_INT, T_UINT, T_FLOAT, T_BYTES, T_STRING):
+            _exec(_basic_source(tid), ns)
+        ns[f"d_{T_COMPLEX}"] = _complex
+        ns[f"d_{T_INTERFACE}"] = self._interface
+        for tid in range(T_BOOL, T_INTERFACE + 1):
             self._types[tid] = _WireType("basic")
-            self._decs[tid] = dec
+            self._decs[tid] = ns[f"d_{tid}"]
         common = (("Name", T_STRING), ("Id", T_INT))
         boot = {
             T_COMMON_TYPE: _WireType("struct", "CommonType", fields=common),
@@ -542,6 +655,12 @@ class GobDecoder:
         self._types.update(boot)
         for tid in boot:
             self._dec(tid)
+
+
+def _complex(data: bytes, pos: int, depth: int) -> tuple[complex, int]:
+    re, pos = _uint(data, pos)
+    im, pos = _uint(data, pos)
+    return complex(_float(re), _float(im)), pos
 
 
 def _hashable(key: Any) -> Any:

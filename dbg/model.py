@@ -131,11 +131,15 @@ def _scalars(d: dict[str, Any], kinds: dict[str, type], where: str) -> dict[str,
     return out
 
 
+_STR, _INT = frozenset((str,)), frozenset((int,))
+
+
 def _str_list(d: dict[str, Any], key: str, where: str) -> list[str]:
     v = _get(d, key, list, None, where)
     if v is None:
         return []
-    if not all(isinstance(x, str) for x in v):
+    # the common case (every item exactly a str) in one C-level pass, then the exact rule
+    if not _STR.issuperset(map(type, v)) and not all(isinstance(x, str) for x in v):
         raise ValueError(f"{where}.{key}: expected a list of strings")
     return list(v)
 
@@ -144,7 +148,9 @@ def _int_list(d: dict[str, Any], key: str, where: str) -> list[int]:
     v = _get(d, key, list, None, where)
     if v is None:
         return []
-    if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+    if not _INT.issuperset(map(type, v)) and not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in v
+    ):
         raise ValueError(f"{where}.{key}: expected a list of integers")
     return list(v)
 
@@ -403,20 +409,17 @@ class DbgMsgTx:
         time_ns = _get(d, "time", int, None, where)
         args = _dict(d.get("args", {}), f"{where}.args")
 
-        def items(key: str, kind: Any) -> list[Any]:
-            raw = _get(d, key, list, [], where)
-            return [kind.from_dict(x, f"{where}.{key}[{i}]") for i, x in enumerate(raw)]
-
         kw = _scalars(d, _TX_KINDS, where)
         if time_ns is not None:
             kw["time"] = ns_to_time(time_ns)
+        for key, kind in _TX_ITEMS:
+            if key in d:  # most transitions have no log lines: no empty list to check
+                raw = _get(d, key, list, [], where)
+                kw[key] = [kind.from_dict(x, f"{where}.{key}[{i}]") for i, x in enumerate(raw)]
         return cls(
             clocks=_int_list(d, "clocks", where),
             called_states=_str_list(d, "called_states", where),
             called_states_idxs=_int_list(d, "called_states_idxs", where),
-            steps=items("steps", Step),
-            log_entries=items("log_entries", LogEntry),
-            pre_log_entries=items("pre_log_entries", LogEntry),
             args={str(k): str(v) for k, v in args.items()},
             queue_dump=_str_list(d, "queue_dump", where),
             **kw,
@@ -424,6 +427,7 @@ class DbgMsgTx:
 
 
 # Scalar fields and their types, for the checked fast path of from_dict.
+_TX_ITEMS = (("steps", Step), ("log_entries", LogEntry), ("pre_log_entries", LogEntry))
 _LOG_KINDS = {"level": int, "text": str}
 _STEP_KINDS = {
     "type": int,

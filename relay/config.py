@@ -21,6 +21,10 @@ DEFAULT_MAX_TUNNELS = 100
 DEFAULT_DIAL_TIMEOUT = 10.0
 #: Seconds a connected tunnel may go without carrying its first byte.
 DEFAULT_IDLE_TIMEOUT = 60.0
+#: Seconds the listener of a ``repl-`` listen tunnel stays bound after its WebSocket closed,
+#: waiting for the tab to reopen the tunnel (a tab retries within 2 s; a background tab's
+#: timers may be throttled to one per second).
+DEFAULT_REPL_GRACE = 10.0
 
 # RFC 7230 "token" characters: the only ones a browser lets through in Sec-WebSocket-Protocol.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -44,6 +48,11 @@ class RelayConfig:
     static_dir: Path | None = None
     #: Where listen tunnels whose id starts with ``repl-`` write ``<id>.addr``.
     repl_addr_dir: Path | None = None
+    #: Seconds a ``repl-`` listen tunnel's TCP listener (and its address file) outlives its
+    #: WebSocket, for the next WebSocket with the same id to take over: the tab's REPL
+    #: address stays the same for the tab's whole life (see :mod:`relay.parking`). 0: the
+    #: listener closes with the tunnel, as for every other id.
+    repl_grace: float = DEFAULT_REPL_GRACE
     #: TCP targets that tunnels may listen on or dial; ``host:*`` allows every port of a host.
     allow: tuple[str, ...] = ()
     #: Browser origins allowed to open tunnels; empty means the relay's own origin; ``*`` any.
@@ -92,6 +101,8 @@ class RelayConfig:
             object.__setattr__(self, "max_tunnels_per_peer", max(1, self.max_tunnels // 2))
         elif self.max_tunnels_per_peer < 1:
             raise ValueError("max tunnels per peer must be at least 1")
+        if self.repl_grace < 0:
+            raise ValueError("repl grace must not be negative")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ValueError("idle timeout must be positive (or None)")
 

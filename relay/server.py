@@ -20,14 +20,16 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import trio
 
-from relay.addrfile import remove_addr_file
+from relay.addrfile import remove_addr_file, wants_addr_file
 from relay.app import handle_connection
 from relay.config import HostPort, RelayConfig, format_hostport, parse_hostport
 from relay.connection import LINGER_TIMEOUT
 from relay.matchers import Handler, Matcher, TunnelKind, TunnelRequest, make_matcher
+from relay.parking import HeldListener, Parking
 from relay.security import OriginPolicy, own_origins
 from relay.tunnel import CLEANUP_TIMEOUT, Tunnel, open_listener, run_dial, run_listen, run_matched
 from relay.wsstream import GOING_AWAY, NORMAL, WebSocketStream
@@ -51,7 +53,9 @@ class Relay:
         self._matchers: list[Matcher] = []
         self._tunnels: set[Tunnel] = set()
         self._per_peer: dict[str, int] = {}  # client address -> tunnels it holds
-        self._listening: dict[HostPort, Tunnel] = {}
+        #: Listen tunnels by fixed target, and ``repl-`` ones by id: a newer one replaces them.
+        self._listening: dict[HostPort | str, Tunnel] = {}
+        self._parking = Parking(config.repl_grace, config.max_tunnels)
         self._listen_lock = trio.Lock()
         self._closing = False
         self._http_stop = trio.Event()
@@ -68,6 +72,11 @@ class Relay:
     def tunnels(self) -> list[Tunnel]:
         """Tunnels open right now."""
         return list(self._tunnels)
+
+    @property
+    def parked(self) -> list[str]:
+        """Ids of ``repl-`` listen tunnels whose listener waits for the id's next tunnel."""
+        return list(self._parking)
 
     # Matchers
 
@@ -131,8 +140,11 @@ class Relay:
                 elif request.kind == "dial":
                     await run_dial(tunnel, self.config)
                 else:
-                    await self._claim_listen(tunnel)
-                    await run_listen(tunnel, self.config)
+                    held = await self._claim_listen(tunnel)
+                    park = None
+                    if self._keeps_listener(request):
+                        park = partial(self._park, tunnel)
+                    await run_listen(tunnel, self.config, held, park)
         except trio.Cancelled:
             # Not our own scope: the relay itself is being cancelled.
             tunnel.end(GOING_AWAY, "relay shutting down")
@@ -142,8 +154,9 @@ class Relay:
             held = self._per_peer.pop(peer, 1) - 1
             if held:
                 self._per_peer[peer] = held
-            if self._listening.get(request.target) is tunnel:
-                del self._listening[request.target]
+            for key in (request.target, request.id):
+                if self._listening.get(key) is tunnel:
+                    del self._listening[key]
             tunnel.port_freed.set()
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
                 await ws.close(tunnel.close_code, tunnel.close_reason)
@@ -157,19 +170,49 @@ class Relay:
                 tunnel.close_reason,
             )
 
-    async def _claim_listen(self, tunnel: Tunnel) -> None:
-        """A new listen tunnel for a fixed address replaces the old one (the browser
-        reconnected); wait until the old one has freed the port."""
-        target = tunnel.request.target
-        if target.port == 0:
-            return
+    def _keeps_listener(self, request: TunnelRequest) -> bool:
+        """Does this listen tunnel's listener outlive it (:mod:`relay.parking`)?"""
+        return self.config.repl_grace > 0 and wants_addr_file(request.id)
+
+    def _listen_keys(self, request: TunnelRequest) -> list[HostPort | str]:
+        keys: list[HostPort | str] = []
+        if request.target.port != 0:
+            keys.append(request.target)
+        if self._keeps_listener(request):
+            keys.append(request.id)
+        return keys
+
+    async def _claim_listen(self, tunnel: Tunnel) -> HeldListener | None:
+        """A new listen tunnel for a fixed address, or for a ``repl-`` id, replaces the old
+        one (the browser reconnected): wait until the old one has let go of its listener.
+        Returns the listener the id's earlier tunnel left parked, if any."""
+        request = tunnel.request
+        keys = self._listen_keys(request)
+        if not keys:
+            return None
         async with self._listen_lock:
-            old = self._listening.get(target)
-            if old is not None:
-                old.stop(NORMAL, "replaced by a new tunnel for the same address")
-                with trio.move_on_after(CLEANUP_TIMEOUT):
-                    await old.port_freed.wait()
-            self._listening[target] = tunnel
+            for key in keys:
+                old = self._listening.get(key)
+                if old is not None:
+                    what = "address" if isinstance(key, HostPort) else "id"
+                    old.stop(NORMAL, f"replaced by a new tunnel for the same {what}")
+                    with trio.move_on_after(CLEANUP_TIMEOUT):
+                        await old.port_freed.wait()
+            for key in keys:
+                self._listening[key] = tunnel
+            held = None
+            if self._keeps_listener(request):
+                held = self._parking.take(request.id, request.target)
+            if held is None and request.target.port != 0:
+                self._parking.drop_target(request.target)  # another id's, on our port
+            return held
+
+    def _park(self, tunnel: Tunnel, held: HeldListener) -> bool:
+        """Keep a ``repl-`` tunnel's listener for the id's next tunnel, unless a newer tunnel
+        already owns the id (it bound its own when this one was slow to let go)."""
+        if self._closing or self._listening.get(tunnel.request.id) is not tunnel:
+            return False
+        return self._parking.park(tunnel.request.id, held)
 
     # Life cycle
 
@@ -179,6 +222,7 @@ class Relay:
             await self._http_done.wait()
             return
         self._closing = True
+        self._parking.close()
         with trio.CancelScope(shield=True):
             tunnels = list(self._tunnels)
             for tunnel in tunnels:
@@ -206,6 +250,7 @@ async def open_relay(config: RelayConfig | None = None) -> AsyncIterator[Relay]:
     async with trio.open_nursery() as nursery:
         listener = await open_listener(parse_hostport(relay.config.listen_addr), _BACKLOG)
         _set_bound(relay, listener)
+        nursery.start_soon(relay._parking.run)
         await nursery.start(_serve_http, relay, listener)
         try:
             yield relay

@@ -1,7 +1,8 @@
 """Tunnels: pipe bytes between one WebSocket and one TCP connection, both ways.
 
 A tunnel ends as soon as either side ends, and the other side learns it at once: when the TCP
-peer leaves, the WebSocket is closed with 1000 and the listening port is already free; when
+peer leaves, the WebSocket is closed with 1000 and the listening port is already free (a
+``repl-`` id's listener waits for the id's next tunnel instead: :mod:`relay.parking`); when
 the WebSocket goes, the TCP connection is closed. Once both sides are connected, a worker
 thread moves the bytes (:mod:`relay.pump`), one socket read at a time per direction, so memory
 per tunnel stays bounded whatever the speed of either side; everything else stays on trio.
@@ -13,15 +14,17 @@ import logging
 import math
 import socket
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
 
 from relay import fastio
-from relay.addrfile import remove_addr_file, wants_addr_file, write_addr_file
+from relay.addrfile import wants_addr_file, write_addr_file
 from relay.config import HostPort, RelayConfig, format_hostport
 from relay.connection import READ_SIZE
 from relay.matchers import Matcher, TunnelRequest
+from relay.parking import HeldListener
 from relay.pump import Pump
 from relay.wsstream import GOING_AWAY, INTERNAL_ERROR, NORMAL, POLICY_VIOLATION, WebSocketStream
 
@@ -36,6 +39,9 @@ _TCP_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 #: Pump threads: one per established tunnel, as many as there are tunnels (the relay's
 #: ``max_tunnels`` bounds them), never queued behind trio's default limit of 40.
 _PUMP_THREADS = trio.CapacityLimiter(math.inf)
+#: Connections a kept (``repl-``) listener queues while its current REPL is served or the tab
+#: reconnects; the rest wait for the kernel's SYN retries.
+KEPT_BACKLOG = 16
 
 
 class Tunnel:
@@ -49,7 +55,8 @@ class Tunnel:
         self.bound_addr: str | None = None
         #: The REPL address file this tunnel wrote, if any.
         self.addr_file: Path | None = None
-        #: Set once the listening socket is closed: the port is free again.
+        #: Set once the tunnel no longer holds its listening socket: closed (the port is free
+        #: again) or parked for the next tunnel of the same id.
         self.port_freed = trio.Event()
         #: Set once the tunnel is completely over.
         self.done = trio.Event()
@@ -186,36 +193,47 @@ async def open_listener(target: HostPort, backlog: int = 1) -> trio.SocketListen
     return trio.SocketListener(sock)
 
 
-async def run_listen(tunnel: Tunnel, config: RelayConfig) -> None:
-    """``/listen/``: listen on the target for one TCP peer, then pipe."""
+async def run_listen(
+    tunnel: Tunnel,
+    config: RelayConfig,
+    held: HeldListener | None = None,
+    park: Callable[[HeldListener], bool] | None = None,
+) -> None:
+    """``/listen/``: listen on the target (or reuse ``held``, a listener kept from an earlier
+    tunnel of the same id) for one TCP peer, then pipe.
+
+    With ``park``, the listener stays bound while the peer is served (later peers queue) and
+    is offered to ``park`` when the tunnel ends; it is closed if ``park`` refuses it.
+    """
     request = tunnel.request
-    try:
-        listener = await open_listener(request.target)
-    except OSError as err:
-        tunnel.port_freed.set()
-        await _refuse(tunnel, f"listen failed: {err}")
-        return
-    try:
-        bound = listener.socket.getsockname()
-        tunnel.bound_addr = format_hostport(bound[0], bound[1])
-        addr_file: Path | None = None
-        if config.repl_addr_dir is not None and wants_addr_file(request.id):
-            addr_file = write_addr_file(config.repl_addr_dir, request.id, tunnel.bound_addr)
-            tunnel.addr_file = addr_file
+    if held is None:
         try:
-            log.info("tunnel listen %r on %s", request.id, tunnel.bound_addr)
-            await tunnel.ws.accept()
-            await _listen_and_pipe(tunnel, listener, config.max_message)
-        finally:
-            if addr_file is not None:
-                remove_addr_file(addr_file, tunnel.bound_addr)
+            listener = await open_listener(request.target, KEPT_BACKLOG if park else 1)
+        except OSError as err:
+            tunnel.port_freed.set()
+            await _refuse(tunnel, f"listen failed: {err}")
+            return
+        bound = listener.socket.getsockname()
+        held = HeldListener(listener, request.target, format_hostport(bound[0], bound[1]))
+    tunnel.bound_addr = held.addr
+    try:
+        if config.repl_addr_dir is not None and wants_addr_file(request.id):
+            # Rewritten even when kept: the same address, atomically, so a file removed by
+            # hand comes back; a REPL reading it sees the old content or the same new one.
+            held.addr_file = write_addr_file(config.repl_addr_dir, request.id, held.addr)
+            tunnel.addr_file = held.addr_file
+        log.info("tunnel listen %r on %s", request.id, held.addr)
+        await tunnel.ws.accept()
+        await _listen_and_pipe(tunnel, held.listener, config.max_message, keep=park is not None)
     finally:
-        with trio.CancelScope(shield=True):
-            await listener.aclose()
+        if park is None or not park(held):
+            held.close()
         tunnel.port_freed.set()
 
 
-async def _listen_and_pipe(tunnel: Tunnel, listener: trio.SocketListener, limit: int) -> None:
+async def _listen_and_pipe(
+    tunnel: Tunnel, listener: trio.SocketListener, limit: int, keep: bool
+) -> None:
     ws = tunnel.ws
     pending: deque[bytes] = deque()
     reading = trio.CancelScope()
@@ -231,12 +249,13 @@ async def _listen_and_pipe(tunnel: Tunnel, listener: trio.SocketListener, limit:
         nursery.start_soon(read_ahead)
         # One TCP peer per tunnel: once it is in, the port is closed, so a second client is
         # refused at once instead of waiting forever; the browser opens a new tunnel for the
-        # next.
+        # next. A kept listener stays open: the next client waits for the next tunnel.
         try:
             stream = await listener.accept()
         finally:
-            await listener.aclose()
-            tunnel.port_freed.set()
+            if not keep:
+                await listener.aclose()
+                tunnel.port_freed.set()
         async with stream:
             reading.cancel()
             await stopped.wait()

@@ -3,6 +3,7 @@ sniffing, and clear one-line errors for anything that is not a dump."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
 import random
@@ -296,3 +297,32 @@ def test_read_dump_from_http_url() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_go_dump_loads_to_the_same_model_as_ever(go_machines: list[MachineDump]) -> None:
+    """A digest of the model built from the Go fixture (every field, times with their zone):
+    the fast loading path must build exactly what the first, plain implementation built."""
+    digest = hashlib.sha256(repr(go_machines).encode()).hexdigest()
+    assert digest == "d6ff34f89355c6e87f0dd53f6daaa1823e32603c36c3f29e79e09197732046a0"
+
+
+@pytest.mark.parametrize(
+    ("tx", "message"),
+    [
+        ({"Clocks": [1, "x"]}, "MsgTxs[0].clocks: expected a list of integers"),
+        ({"ID": 5}, "MsgTxs[0].id: expected str, got int"),
+        ({"Accepted": 1}, "MsgTxs[0].accepted: expected bool, got int"),
+        ({"Steps": "abc"}, "MsgTxs[0].Steps: expected a list, got str"),
+        ({"Steps": [{"ToState": 3}]}, "MsgTxs[0].steps[0].to_state: expected str, got int"),
+        ({"LogEntries": [7]}, "MsgTxs[0].log_entries[0] is not a struct"),
+        ({"Time": "now"}, "MsgTxs[0].time: expected int, got str"),
+        ({"Args": [1]}, "MsgTxs[0].args: expected a map, got list"),
+    ],
+)
+def test_go_transitions_of_the_wrong_shape_name_the_field(tx: dict, message: str) -> None:
+    from dbg.dump import _machine_from_go
+
+    entry = {"MsgStruct": {"ID": "m", "StatesIndex": ["A"]}, "MsgTxs": [tx]}
+    with pytest.raises(ValueError) as exc:
+        _machine_from_go(entry)
+    assert str(exc.value) == message

@@ -3,6 +3,7 @@ and corrupt streams (which must raise a GobError saying where, never anything el
 
 from __future__ import annotations
 
+import hashlib
 import random
 import struct
 from datetime import UTC, datetime, timedelta, timezone
@@ -324,3 +325,30 @@ def test_feed_errors_carry_stream_offsets() -> None:
     assert "message 1" in str(exc.value)
     with pytest.raises(GobError, match="too large"):
         GobDecoder(max_message=1000).feed(u(5000))
+
+
+def test_fixture_decodes_to_the_same_values_as_ever() -> None:
+    """A digest of everything decoded from the Go fixture: the fast paths of the decoder must
+    give exactly the values of the first, plain implementation (types, zones and order too)."""
+    values = loads_all(brotli.decompress(GO_DUMP.read_bytes()))
+    digest = hashlib.sha256(repr(values).encode()).hexdigest()
+    assert digest == "8d680b558a02930c4bb6fe1ecf118cf62e5aa1835fa4ff2134aeb6e2b6ebc18b"
+
+
+def test_errors_in_a_message_length_name_its_byte() -> None:
+    first = slice_def(66, STRING)
+    with pytest.raises(GobError, match="empty message") as exc:
+        loads_all(first + b"\x00")
+    assert exc.value.offset == len(first)
+    with pytest.raises(GobError, match="truncated") as exc:
+        loads_all(first + b"\x05\x01")
+    assert exc.value.offset == len(first)
+
+
+def test_a_type_that_failed_to_build_is_built_again_once_complete() -> None:
+    dec = GobDecoder()
+    dec.feed(struct_def(65, "T", [("L", 66)]))
+    with pytest.raises(GobError, match="undefined type id 66"):
+        dec.feed(msg(i(65) + u(0)))
+    dec.feed(slice_def(66, STRING))
+    assert dec.feed(msg(i(65) + u(1) + u(1) + s("x") + u(0))) == [{"L": ["x"]}]

@@ -290,9 +290,10 @@ async def test_second_listen_replaces_first() -> None:
 
 @pytest.mark.trio
 async def test_repl_address_file_holds_real_port(tmp_path: Path) -> None:
-    """Scenario 9, with the reference's gap fixed: port 0 is written resolved."""
+    """Scenario 9, with the reference's gap fixed: port 0 is written resolved. With no grace
+    period the file goes with the tunnel, as in the reference."""
     with trio.fail_after(TIMEOUT):
-        async with open_relay(config(repl_addr_dir=tmp_path)) as relay:
+        async with open_relay(config(repl_addr_dir=tmp_path, repl_grace=0)) as relay:
             ws = await Ws.open(f"ws://{relay.addr}/listen/repl-foo/127.0.0.1:0")
             path = tmp_path / "repl-foo.addr"
             addr = path.read_text()
@@ -307,7 +308,122 @@ async def test_repl_address_file_holds_real_port(tmp_path: Path) -> None:
             await ws.wait_closed()
             await relay.wait_idle(at_most=1)
             assert not path.exists()
+            assert not port_is_listening(int(port))
             await other.close()
+
+
+async def read_all(tcp: trio.SocketStream) -> bytes:
+    """Until EOF; a reset counts as EOF too."""
+    data = bytearray()
+    try:
+        while chunk := await tcp.receive_some():
+            data += chunk
+    except trio.BrokenResourceError:
+        pass
+    return bytes(data)
+
+
+async def tcp_recv_exactly(tcp: trio.SocketStream, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = await tcp.receive_some()
+        assert chunk, bytes(data)
+        data += chunk
+    return bytes(data)
+
+
+@pytest.mark.trio
+async def test_repl_id_keeps_its_address_across_tunnels(tmp_path: Path) -> None:
+    """A tab's REPL address stays valid while the tab reconnects: the listener of a ``repl-``
+    id stays bound while a REPL is served and outlives the tunnel; TCP peers that come in
+    between wait in the backlog, and the next tunnel of the id serves them on the same port.
+    The address file keeps its address throughout."""
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config(repl_addr_dir=tmp_path)) as relay:
+            url = f"ws://{relay.addr}/listen/repl-tab/127.0.0.1:0"
+            path = tmp_path / "repl-tab.addr"
+            ws = await Ws.open(url)
+            addr = path.read_text()
+            port = int(addr.rsplit(":", 1)[1])
+
+            first = await tcp_connect_when_listening(port)
+            await first.send_all(b"one")
+            assert await ws.recv_exactly(3) == b"one"
+            await ws.send(b"hi one")
+            assert await tcp_recv_exactly(first, 6) == b"hi one"
+            # A second REPL while the first is served: queued, not refused; its bytes wait.
+            second = await trio.open_tcp_stream("127.0.0.1", port)
+            await second.send_all(b"two")
+            await first.aclose()
+            assert await ws.wait_closed() == (1000, "tcp peer closed")  # the tab reconnects
+            await relay.wait_idle()
+            assert relay.parked == ["repl-tab"]
+            assert path.read_text() == addr
+
+            ws = await Ws.open(url)  # the tab is back: same id, same address
+            assert relay.parked == []
+            assert path.read_text() == addr
+            assert await ws.recv_exactly(3) == b"two"
+            await ws.send(b"hi two")
+            assert await tcp_recv_exactly(second, 6) == b"hi two"
+            await second.aclose()
+            assert await ws.wait_closed() == (1000, "tcp peer closed")
+            await relay.wait_idle()
+            assert path.read_text() == addr and port_is_listening(port)
+
+
+@pytest.mark.trio
+async def test_repl_listener_goes_after_the_grace_period(tmp_path: Path) -> None:
+    """The tab does not come back: after the grace period the port closes, a REPL queued in
+    the backlog is reset (not left hanging) and the address file goes."""
+    grace = 1.0
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config(repl_addr_dir=tmp_path, repl_grace=grace)) as relay:
+            ws = await Ws.open(f"ws://{relay.addr}/listen/repl-gone/127.0.0.1:0")
+            path = tmp_path / "repl-gone.addr"
+            port = int(path.read_text().rsplit(":", 1)[1])
+            await ws.close()
+            await relay.wait_idle()
+            closed_at = trio.current_time()
+            queued = await trio.open_tcp_stream("127.0.0.1", port)
+            assert await read_all(queued) == b""  # reset when the listener closes
+            assert trio.current_time() - closed_at >= grace * 0.9
+            assert relay.parked == []
+            assert not path.exists()
+            assert not port_is_listening(port)
+
+
+@pytest.mark.trio
+async def test_repl_id_reopened_while_its_tunnel_lives_replaces_it(tmp_path: Path) -> None:
+    """A tab reconnects before the relay noticed its old WebSocket go: the new tunnel of the
+    id closes the old one and takes over its listener (same port, same file)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config(repl_addr_dir=tmp_path)) as relay:
+            url = f"ws://{relay.addr}/listen/repl-twice/127.0.0.1:0"
+            path = tmp_path / "repl-twice.addr"
+            old = await Ws.open(url)
+            addr = path.read_text()
+            new = await Ws.open(url)
+            assert await old.wait_closed() == (1000, "replaced by a new tunnel for the same id")
+            assert path.read_text() == addr
+            tcp = await tcp_connect_when_listening(int(addr.rsplit(":", 1)[1]))
+            await tcp.send_all(b"to new")
+            assert await new.recv_exactly(6) == b"to new"
+            await tcp.aclose()
+            await new.wait_closed()
+
+
+@pytest.mark.trio
+async def test_shutdown_closes_parked_listeners(tmp_path: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config(repl_addr_dir=tmp_path)) as relay:
+            ws = await Ws.open(f"ws://{relay.addr}/listen/repl-p/127.0.0.1:0")
+            port = int((tmp_path / "repl-p.addr").read_text().rsplit(":", 1)[1])
+            await ws.close()
+            await relay.wait_idle()
+            assert relay.parked == ["repl-p"]
+        assert list(tmp_path.iterdir()) == []
+        assert not port_is_listening(port)
 
 
 @pytest.mark.trio

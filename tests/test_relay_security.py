@@ -225,4 +225,6 @@ def test_config_rejects_bad_values(tmp_path: Path) -> None:
         RelayConfig(static_dir=tmp_path / "missing")
     with pytest.raises(ValueError, match="max message"):
         RelayConfig(max_message=10)
+    with pytest.raises(ValueError, match="repl grace"):
+        RelayConfig(repl_grace=-1)
     assert RelayConfig().listen_addr.startswith("localhost:")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -535,6 +536,41 @@ async def test_no_watch_reads_the_dir_once(tmp_path: Path) -> None:
                 assert ok and lines == ["=> connected to 2 of 2"]
 
 
+def refused_addr() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.trio
+async def test_a_refused_address_from_a_file_is_read_again(tmp_path: Path) -> None:
+    """The file held a stale address (its owner moved): within the same connect attempt the
+    peer looks at the file again and follows it, even with no watcher (a one-shot REPL that
+    read the dir a moment too early). A file that does not change leaves the refusal."""
+    moved, dead = tmp_path / "moved.addr", tmp_path / "dead.addr"
+    moved.write_text(refused_addr())
+    dead.write_text(refused_addr())
+    with trio.fail_after(TIMEOUT):
+        async with exposed("foo") as ms, trio.open_nursery() as nursery:
+
+            async def owner_moves() -> None:
+                await trio.sleep(0.3)
+                tmp = tmp_path / ".moved.tmp"
+                tmp.write_text(ms["foo"].mux.addr)
+                os.replace(tmp, moved)
+
+            nursery.start_soon(owner_moves)
+            start = trio.current_time()
+            async with session(directory=tmp_path, watch=False, connect_timeout=2.0) as (s, out):
+                assert trio.current_time() - start < 4
+                ok, lines = await run(s, out, "list")
+                assert ok and lines[0].startswith("=> 1. foo"), lines
+                assert lines[1].startswith("=>    CR"), lines
+                assert f"=> 2. {dead.read_text()}" in lines
+                assert any("D-: " in ln and "connect failed" in ln for ln in lines), lines
+                assert s.peer("foo").addr == ms["foo"].mux.addr
+
+
 # --- browser tabs: a relay listen tunnel, and a WebSocket address ----------------------------
 
 
@@ -550,7 +586,12 @@ async def test_a_tab_exposed_through_the_relay_comes_and_goes(tmp_path: Path) ->
     handlers = Handlers()
     bar = Machine(SCHEMA, id="browser-bar-ab12", handlers=handlers)
     bar.add("Start")
-    config = RelayConfig(listen_addr="127.0.0.1:0", allow=("127.0.0.1:*",), repl_addr_dir=tmp_path)
+    config = RelayConfig(
+        listen_addr="127.0.0.1:0",
+        allow=("127.0.0.1:*",),
+        repl_addr_dir=tmp_path,
+        repl_grace=0.5,  # how long the relay keeps a tab's REPL address for it to come back
+    )
     with trio.fail_after(TIMEOUT):
         async with open_relay(config) as relay, session(directory=tmp_path) as (s, out):
             url = f"ws://{relay.addr}/listen/repl-browser-bar-ab12/127.0.0.1:0"
@@ -579,7 +620,7 @@ async def test_a_tab_exposed_through_the_relay_comes_and_goes(tmp_path: Path) ->
                 assert lines[1] == "=>    CS: (Start:1 Msg:1)"
                 assert s.peer("browser-bar-ab12").arg_names == ["Msg.Msg"]
                 nursery.cancel_scope.cancel()
-            # the tab is gone: so is its file, and the REPL forgets it
+            # the tab is gone: after the grace period, so is its file, and the REPL forgets it
             await out.wait_for("repl-browser-bar-ab12.addr removed")
             assert list(tmp_path.iterdir()) == []
 

@@ -3,12 +3,17 @@
 A peer keeps reconnecting (with backoff) until it is dropped, so a machine that restarts on the
 same address comes back by itself; an address nobody answers stays listed as disconnected. Each
 connection attempt is bounded by the connect timeout, so a dead address never blocks the REPL.
+
+A peer read from an ``.addr`` file whose address refuses the connection looks at the file again
+within the same attempt: its owner may have moved and be about to rewrite it (a relay that
+rebinds a tab's REPL tunnel, a machine restarted on a new port). Without this, a one-shot REPL
+that read the file a moment too early would list a live machine as disconnected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -17,7 +22,14 @@ from machines.rpc.client import Client
 from machines.rpc.netmach import NetMach
 from machines.rpc.protocol import PayloadReceived
 from machines.rpc.repl import ARGS_PAYLOAD
-from machines.rpc.transport import open_websocket_stream
+from machines.rpc.transport import open_tcp, open_websocket_stream
+
+from .discovery import read_addr_file
+
+#: Seconds between looks at the ``.addr`` file of a refused address, and the most of an
+#: attempt's connect timeout spent waiting for it to change (the rest is for connecting).
+REREAD_INTERVAL = 0.05
+REREAD_SHARE = 0.5
 
 
 class Peer:
@@ -32,22 +44,21 @@ class Peer:
         connect_timeout: float = 3.0,
         call_timeout: float = 3.0,
         on_change: Callable[[Peer, bool], None] | None = None,
+        source: Path | None = None,
     ) -> None:
         """Mutations carry `repl_id` as their source. `on_change(peer, connected)` is called on
-        each handshake and each loss of a handshaken connection."""
+        each handshake and each loss of a handshaken connection. `source`: the ``.addr`` file
+        the address was read from (looked at again when the address refuses)."""
         self.addr = addr
+        self.source = source
         self.on_change = on_change
         self.arg_names: list[str] | None = None  # from the endpoint, for completion and checks
         self._nursery: trio.Nursery | None = None
-        factory = None
-        if "/" in addr:  # host:port/path: a WebSocket endpoint
-            host, path = addr.split("/", 1)
-            factory = partial(self._open_ws, f"ws://{host}/{path}")
         self.client = Client(
             addr,
             id=client_id,
             source=repl_id,
-            stream_factory=factory,
+            stream_factory=self._open,
             connect_timeout=connect_timeout,
             call_timeout=call_timeout,
             retry_max_delay=2.0,
@@ -56,9 +67,38 @@ class Peer:
         self._stop = trio.Event()
         self.gone = trio.Event()
 
-    async def _open_ws(self, url: str) -> Any:
-        assert self._nursery is not None
-        return await open_websocket_stream(self._nursery, url)
+    async def _connect(self, addr: str) -> Any:
+        if "/" in addr:  # host:port/path: a WebSocket endpoint
+            assert self._nursery is not None
+            host, path = addr.split("/", 1)
+            return await open_websocket_stream(self._nursery, f"ws://{host}/{path}")
+        return await open_tcp(addr)
+
+    async def _open(self) -> Any:
+        """One connection attempt (the client bounds it by the connect timeout)."""
+        try:
+            return await self._connect(self.addr)
+        except OSError:
+            moved = None if self.source is None else await self._moved(self.source)
+            if moved is None:
+                raise
+        self.addr = self.client.addr = moved
+        return await self._connect(moved)
+
+    async def _moved(self, path: Path) -> str | None:
+        """The file's new address, once it holds one other than ours; None if it does not
+        within a share of what is left of the attempt (then the refusal stands)."""
+        left = trio.current_effective_deadline() - trio.current_time()
+        with trio.move_on_after(max(0.0, min(left, self.client.connect_timeout) * REREAD_SHARE)):
+            while True:
+                try:
+                    addr = read_addr_file(path)
+                except (OSError, ValueError):  # gone or half there: its owner may rewrite it
+                    addr = self.addr
+                if addr != self.addr:
+                    return addr
+                await trio.sleep(REREAD_INTERVAL)
+        return None
 
     def _payload(self, ev: PayloadReceived) -> None:
         if ev.name == ARGS_PAYLOAD and isinstance(ev.data, list):
@@ -193,8 +233,11 @@ class Peers:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def add(self, key: str, addr: str) -> Peer:
-        """Connect to `addr` (replacing the peer that had `key`)."""
+    def get(self, key: str) -> Peer | None:
+        return self._by_key.get(key)
+
+    def add(self, key: str, addr: str, source: Path | None = None) -> Peer:
+        """Connect to `addr` (replacing the peer that had `key`); `source`: its ``.addr`` file."""
         self.drop(key)
         self._counter += 1
         peer = Peer(
@@ -204,6 +247,7 @@ class Peers:
             connect_timeout=self.connect_timeout,
             call_timeout=self.call_timeout,
             on_change=self.on_change,
+            source=source,
         )
         self._by_key[key] = peer
         self._nursery.start_soon(peer.run)

@@ -128,7 +128,10 @@ class Session:
             if peer is not None:
                 self.out.notice(f"- {peer.name} ({change.path.name} removed)")
         else:
-            self.peers.add(key, change.addr)
+            peer = self.peers.get(key)
+            if peer is not None and peer.addr == change.addr:
+                return  # the peer followed the file already (see `Peer._open`)
+            self.peers.add(key, change.addr, change.path)
 
     def _peer_changed(self, peer: Peer, connected: bool) -> None:
         if connected:

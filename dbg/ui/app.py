@@ -132,6 +132,7 @@ class DebuggerApp(App[None]):
         self._data_at = 0.0
         self._holding = False
         self._held: Any = None  # the collector's lock while _holding
+        self._key_at = 0.0  # when a key or click came that the screen does not show yet
         self._caught_up = False  # other machines' histories all read (see _frame)
         self._search_at = 0.0
         self._unsub: Callable[[], None] | None = None
@@ -190,7 +191,13 @@ class DebuggerApp(App[None]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseDown)):
             self._hold()
+            if not self._key_at:
+                self._key_at = time.monotonic()
+                self.call_after_refresh(self._key_shown)
         await super().on_event(event)
+
+    def _key_shown(self) -> None:
+        self._key_at = 0.0
 
     def _changed(self) -> None:  # called by the collector, possibly from its thread
         self._dirty = True
@@ -217,6 +224,10 @@ class DebuggerApp(App[None]):
     # ----- painting
 
     def _frame(self) -> None:
+        if self._key_at and time.monotonic() - self._key_at < HOLD_MAX:
+            # keys first: a data frame (reading and painting what arrived) waits until the
+            # screen shows the key's effect, instead of delaying that refresh by its own work
+            return
         if self._pending is not None and self._pending.mach_id in self.session.collector.machines:
             addr, self._pending = self._pending, None
             self._goto(addr)

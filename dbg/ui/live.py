@@ -23,19 +23,59 @@ from dbg.collector import Collector, serve_collector
 __all__ = ["LiveServer", "LockedCollector", "check_free"]
 
 
+class UiFirstLock:
+    """The collector's lock as the UI takes it: ahead of the ingest thread.
+
+    Why: a plain lock is not fair. The ingest thread releases it after each message and takes
+    it again at once, so a UI waiting for it (to paint a key press) lost nearly every race and
+    waited until its timeout (0.2 s). Here the UI holds a gate while it waits; the ingest
+    thread passes the gate before each message (see :class:`LockedCollector`), so it stops at
+    the gate and the UI gets the lock when the current message is done.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.gate = threading.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self.gate.acquire(blocking, timeout):
+            return False
+        try:
+            return self.lock.acquire(blocking, timeout)
+        finally:
+            self.gate.release()
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> UiFirstLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class LockedCollector(Collector):
-    """A :class:`Collector` whose changes happen under :attr:`lock`."""
+    """A :class:`Collector` whose changes happen under :attr:`lock` (the UI's side of it)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.lock = threading.RLock()
+        self.lock = UiFirstLock()
+
+    def _turn(self) -> threading.RLock:
+        # wait while the UI is waiting for the lock (it holds the gate), then take the lock
+        gate = self.lock.gate
+        gate.acquire()
+        gate.release()
+        return self.lock.lock
 
     def ingest(self, conn_id: str, kind: str, message: Any) -> None:
-        with self.lock:
+        with self._turn():
             super().ingest(conn_id, kind, message)
 
     def disconnect(self, conn_id: str) -> None:
-        with self.lock:
+        with self._turn():
             super().disconnect(conn_id)
 
 
