@@ -18,6 +18,7 @@ from machines import Machine, State
 from machines.rpc import connect, serve
 from machines.rpc import protocol as p
 from machines.rpc.core import SourceHub
+from machines.rpc.server import Server
 
 NAMES = ["Exception", "A", "B", "C", "D", "ErrOnClient"]
 
@@ -166,7 +167,20 @@ SCHEMA = {
 
 
 @pytest.mark.trio
-async def test_many_clients_end_at_the_exact_clock_with_coalesced_pushes():
+@pytest.mark.parametrize("slow", [False, True])
+async def test_many_clients_end_at_the_exact_clock_with_coalesced_pushes(slow, monkeypatch):
+    """`slow`: as on a loaded machine, where one slow write paces a pusher for long: the
+    clients tracking only B and D (last changed at step 280 with this seed) hold their final
+    ticks well before the push with the final queue tick, which their pushers pace for 0.5 s."""
+    if slow:
+        due = Server._push_due
+
+        def slow_due(self: Server) -> float:
+            if self.conn.options.allowed == ["B", "D"] and self.conn._sent_q >= 285:
+                return max(due(self), self._written + 0.5)
+            return due(self)
+
+        monkeypatch.setattr(Server, "_push_due", slow_due)
     src = Machine(SCHEMA, id="fan-src")
     rnd = random.Random(7)
     n_clients, steps = 30, 300
@@ -188,7 +202,7 @@ async def test_many_clients_end_at_the_exact_clock_with_coalesced_pushes():
                 for _ in range(steps):
                     getattr(src, rnd.choice(["add", "remove"]))(rnd.choice(list(SCHEMA)))
                     await trio.lowlevel.checkpoint()
-                want = src.clock()
+                want, want_q, want_m = src.clock(), src.queue_tick, src.machine_tick
 
                 def tracked(c, name: str) -> bool:
                     o = c.options
@@ -197,6 +211,14 @@ async def test_many_clients_end_at_the_exact_clock_with_coalesced_pushes():
                     )
 
                 def arrived(c) -> bool:
+                    """The client holds the exact clock: the queue and machine ticks (every
+                    push carries them) and every tracked tick (its parity when shallow).
+                    Tracked ticks alone are not enough: a client that tracks none of the last
+                    changed states has them early, while its pusher still paces the push with
+                    the last queue tick (sleeping until it is due: a timer, not idle yet)."""
+                    mirror = c.conn.mirror
+                    if (mirror.queue_tick, mirror.machine_tick) != (want_q, want_m):
+                        return False
                     for name in c.netmach.state_names:
                         if tracked(c, name):
                             tick, goal = c.netmach.tick(name), want[name]
@@ -209,9 +231,33 @@ async def test_many_clients_end_at_the_exact_clock_with_coalesced_pushes():
                 assert all(c.conn.syncs == 0 for c in clients)  # every checksum agreed
                 pushes = sum(s.pushes for s in mux.servers)
                 assert pushes < n_clients * steps // 2  # coalesced
-                # idle: every pusher waits for a change without a timer
+                # idle: every client has everything, so every pusher waits for a change
+                # without a timer (a pusher still writing is runnable: waited for below)
                 hub = mux.servers[0]._hub
                 await trio.testing.wait_all_tasks_blocked()
                 assert len(hub._idle) == n_clients
                 assert all(s._hub is hub for s in mux.servers)
                 nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("interval", [0, 0.05])
+async def test_a_change_in_the_handshakes_turn_is_pushed(interval):
+    """The source changes right after the hello was answered, before the pusher task first
+    runs (here: in an `on_handshake` callback; in an app: any task of the same scheduling
+    turn). The pusher is registered idle at the handshake itself, so that change wakes it and
+    the client gets it without waiting for another change."""
+    src = Machine(SCHEMA, id="hs-src")
+
+    def factory(mux, sid: str) -> Server:
+        server = Server(src, id=f"rs-{sid}", parent=mux.mach, push_interval=interval)
+        server.on_handshake.append(lambda: src.add("C"))
+        return server
+
+    with trio.fail_after(10):
+        async with serve(src, factory=factory) as mux, connect(mux.addr, id="hs") as c:
+            await c.netmach.when("C")
+            assert c.conn.mirror.queue_tick == src.queue_tick
+            server = mux.servers[0]
+            await trio.testing.wait_all_tasks_blocked()
+            assert server in server._hub._idle  # and waits for the next change without a timer

@@ -160,6 +160,9 @@ class Server(ServerCore):
         if self._nursery is not None:
             self._nursery.start_soon(self._writer)
             if self.push_interval is not None:
+                # registered idle now, not when the task first runs: a change made in this
+                # scheduling turn (after the hello's clock was read) must wake the pusher
+                self._wait_for_change()
                 self._nursery.start_soon(self._pusher)
         for fn in list(self.on_handshake):
             fn()
@@ -227,19 +230,23 @@ class Server(ServerCore):
 
     _idle_waits = True  # the pusher registers with the hub while it waits for a change
 
+    def _wait_for_change(self) -> None:
+        """A fresh `_dirty` event, registered with the hub: the next change sets it."""
+        assert self._hub is not None
+        self._dirty = trio.Event()
+        self._wake_pusher = self._dirty.set
+        self._hub.idle(self)
+
     async def _pusher(self) -> None:
         """Leading-edge push, then at most one push per interval with the accumulated change
         (see `_push_due`). Waits without a timer while nothing changes: the source's hub wakes
-        it once at the next change."""
+        it once at the next change. Registered idle (`_wait_for_change`) at the handshake and
+        after every push that left the client with the current clock, with no checkpoint in
+        between, so no change falls between a push and the wait."""
         hub, conn = self._hub, self.conn
         assert hub is not None and conn is not None
-        pushed = False
         while True:
-            if not pushed or not hub.pending(conn):  # else push what changed meanwhile
-                self._dirty = trio.Event()
-                self._wake_pusher = self._dirty.set
-                hub.idle(self)
-                await self._dirty.wait()
+            await self._dirty.wait()
             due = self._push_due()
             if due > trio.current_time():
                 await trio.sleep_until(due)
@@ -251,3 +258,5 @@ class Server(ServerCore):
                     return
                 self._written = trio.current_time()
                 self._busy = self._written - start
+            if not pushed or not hub.pending(conn):  # else push what changed meanwhile
+                self._wait_for_change()
