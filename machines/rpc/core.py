@@ -133,6 +133,17 @@ class ClientOptions(TypedDict, total=False):
     max_frame: int  # the largest frame accepted or sent, in bytes (default 1 MiB)
 
 
+def guarded(act: Callable[[Any, bytes], bool], conn: Any, data: bytes) -> bool:
+    """Run `act(conn, data)` so that anything a peer's bytes cause surfaces as ProtocolError
+    (one line, this connection only), never as an arbitrary exception in the driver."""
+    try:
+        return act(conn, data)
+    except ProtocolError:
+        raise
+    except Exception as err:
+        raise input_error(err) from None
+
+
 class ClientCore:
     """The client role: a NetMach mirrored from the peer, calls matched to their answers.
 
@@ -314,12 +325,7 @@ class ClientCore:
     def _feed(self, conn: ClientConnection, data: bytes) -> bool:
         """Apply inbound bytes in order; True ends the session. Raises only ProtocolError for
         anything the input causes (see ServerCore._feed)."""
-        try:
-            return self._act(conn, data)
-        except ProtocolError:
-            raise
-        except Exception as err:
-            raise input_error(err) from None
+        return guarded(self._act, conn, data)
 
     def _act(self, conn: ClientConnection, data: bytes) -> bool:
         end = False
@@ -622,12 +628,7 @@ class ServerCore:
 
         Raises only ProtocolError for anything the input causes, so that a driver catching it
         ends this connection alone."""
-        try:
-            return self._act(conn, data)
-        except ProtocolError:
-            raise
-        except Exception as err:
-            raise input_error(err) from None
+        return guarded(self._act, conn, data)
 
     def _act(self, conn: ServerConnection, data: bytes) -> bool:
         bye = False
