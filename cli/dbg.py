@@ -154,7 +154,7 @@ def dbg(
         _ui(
             imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
             select_connected, view, view_tail and open_addr is None,
-            {k for k, on in flags.items() if on}, filter_log_level,
+            {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
         )  # fmt: skip
         return
     assert listen is not None  # headless always parses --listen-addr
@@ -184,14 +184,16 @@ def _ui(
     tail: bool,
     filters_on: set[str],
     log_level: int,
+    max_mem: int = 0,
 ) -> None:
-    """Run the terminal UI until Ctrl+Q, then print what it received."""
+    """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
+    process memory past which the oldest half of every machine's history is dropped)."""
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
     from dbg.ui.live import LiveServer, LockedCollector, check_free
     from dbg.ui.session import Session
 
-    collector = LockedCollector()
+    collector = LockedCollector(max_mem=max_mem or None)
     collector.load(imported)
     live, info = None, f"dir: {out_dir}"
     if listen is not None:

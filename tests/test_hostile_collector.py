@@ -16,6 +16,7 @@ import trio
 
 from dbg.collector import Collector, serve_collector
 from dbg.dump import read_dump
+from dbg.ui.live import LockedCollector
 from machines.telemetry import TX_FIELDS, encode_frame
 
 STATES = ["Exception", "A", "B"]
@@ -100,8 +101,9 @@ def test_a_dump_skips_a_transition_it_cannot_encode(tmp_path: Path):
     assert [t.id for t in m.txs] == ["t1", "t3"] and m.version == "v1"
 
 
-def test_max_mem_drops_the_oldest_history_first():
-    c = Collector(max_mem=1)  # any process is over 1 byte: trims at every check
+@pytest.mark.parametrize("make", [Collector, LockedCollector], ids=["headless", "ui"])
+def test_max_mem_drops_the_oldest_history_first(make: type[Collector]):
+    c = make(max_mem=1)  # any process is over 1 byte: trims at every check
     c.ingest("conn-1", "schema", SCHEMA)
     c.ingest("conn-1", "schema", dict(SCHEMA, id="m2"))
     for start in range(0, 4000, 500):
