@@ -41,18 +41,14 @@ HOOKS = (
     "machine_dispose",
 )
 #: hooks that run on every mutation: a machine with any of them cannot take its fast path
-HOT_HOOKS = frozenset(
-    {
-        "mutation_queued",
-        "transition_init",
-        "transition_start",
-        "handler_start",
-        "handler_end",
-        "transition_finals",
-        "transition_end",
-        "queue_end",
-    }
-)
+#: (every hook but the lifecycle ones)
+HOT_HOOKS = frozenset(HOOKS) - {
+    "machine_init",
+    "new_submachine",
+    "schema_change",
+    "verify_states",
+    "machine_dispose",
+}
 
 #: a transition record handed to :attr:`Tracer.sink`: a flat tuple of what the machine already
 #: has at hand (raw objects: the mutation type, the called names' tuple, the source, ``Step``
