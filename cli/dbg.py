@@ -112,7 +112,7 @@ def dbg(
     Machines report to --listen-addr (TCP) and ws://HOST:PORT+1/dbg.ws (browsers);
     --import-data loads a dump. With --headless: collect only, and write a dump on exit.
     """
-    from dbg.dump import DumpError, read_dump
+    from dbg.dump import DumpError, read_dump, read_dump_lazy
 
     open_addr = None
     if mach_url is not None:
@@ -131,7 +131,8 @@ def dbg(
         if not headless:
             print(f"Importing data from {import_data}... Please wait", flush=True)
         try:
-            imported = read_dump(import_data)
+            # the UI converts a Go dump's transitions a machine at a time, when it shows one
+            imported = (read_dump if headless else read_dump_lazy)(import_data)
         except (DumpError, OSError) as err:
             typer.echo(f"am dbg: {err}", err=True)
             raise typer.Exit(1) from None

@@ -13,16 +13,19 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from machines.rpc.protocol import brief, brief_error
 from machines.telemetry import TX_FIELDS, FrameDecoder, tx_message
 
 from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
+
+if TYPE_CHECKING:
+    import trio
+
+    from .dump import PendingMachine
 
 __all__ = ["Collector", "MachineRecord", "rss_bytes", "serve_collector", "tx_problem"]
 
@@ -131,8 +134,10 @@ class MachineRecord:
     """One machine as the debugger knows it.
 
     Transitions arrive faster than they can be parsed into :class:`DbgMsgTx` objects, so they
-    are kept raw (as received, with their arrival time) and parsed on first read of
-    :attr:`txs`; one that fails to parse is counted in :attr:`bad` and logged once.
+    are kept raw and parsed on first read of :attr:`txs`: live ones as received with their
+    arrival time, imported ones (``dbg.dump.PendingMachine``) as decoded, with ``parse`` and
+    ``raw_clocks`` saying how to read them. One that fails to parse is counted in :attr:`bad`
+    and logged once.
     """
 
     schema: DbgMsgStruct
@@ -143,15 +148,28 @@ class MachineRecord:
     #: them: a UI shows "N older transitions dropped"; ids and clocks stay the producer's)
     dropped: int = 0
     _txs: list[DbgMsgTx] = field(default_factory=list)
-    _raw: list[tuple[Any, int]] = field(default_factory=list)
+    _raw: list[Any] = field(default_factory=list)
+    #: how an item of ``_raw`` becomes a transition, and its clocks unparsed; None: a live
+    #: ``(array, arrival ns)`` pair
+    parse: Callable[[Any], DbgMsgTx] | None = None
+    raw_clocks: Callable[[Any], list[int]] | None = None
+
+    def _from_telemetry(self, item: tuple[Any, int]) -> DbgMsgTx:
+        arr, arrived = item
+        tx = DbgMsgTx.from_dict(tx_message(arr, self.schema.tx_id_prefix))
+        if tx.time is None:
+            tx.time = ns_to_time(arrived)
+        return tx
 
     @property
     def txs(self) -> list[DbgMsgTx]:
         if self._raw:
             raw, self._raw = self._raw, []
-            for arr, arrived in raw:
+            parse = self.parse or self._from_telemetry
+            append = self._txs.append
+            for item in raw:
                 try:
-                    tx = DbgMsgTx.from_dict(tx_message(arr, self.schema.tx_id_prefix))
+                    append(parse(item))
                 except Exception as err:  # checked at ingest; a miss must cost only itself
                     if not self.bad:
                         log.warning(
@@ -160,10 +178,6 @@ class MachineRecord:
                             brief_error(err),
                         )
                     self.bad += 1
-                    continue
-                if tx.time is None:
-                    tx.time = ns_to_time(arrived)
-                self._txs.append(tx)
         return self._txs
 
     @txs.setter
@@ -189,9 +203,11 @@ class MachineRecord:
     def read(self, limit: int) -> list[DbgMsgTx]:
         """The history after parsing at most ``limit`` more pending transitions (the rest
         stay pending, in order): a UI reads a flood a slice at a time instead of stalling.
-        Call it where :meth:`Collector.ingest` cannot run at the same time."""
+        Call it where :meth:`Collector.ingest` cannot run at the same time. An imported
+        history is read whole (its size is bounded by the dump; a UI in tail mode wants its
+        end at once)."""
         pending = self._raw
-        if len(pending) <= limit:
+        if len(pending) <= limit or self.parse is not None:
             return self.txs
         self._raw = pending[:limit]
         txs = self.txs
@@ -202,7 +218,8 @@ class MachineRecord:
         """Clocks after the newest transition without parsing the pending ones ([] when
         none): summaries such as the UI's machine list stay cheap while data streams in."""
         if self._raw:
-            clocks = self._raw[-1][0][_CLOCKS]
+            last = self._raw[-1]
+            clocks = self.raw_clocks(last) if self.raw_clocks else last[0][_CLOCKS]
             return clocks if isinstance(clocks, list) else []
         return self._txs[-1].clocks if self._txs else []
 
@@ -304,6 +321,9 @@ class Collector:
             self.machines[schema.id] = MachineRecord(schema, conn_id)
             self._changed()
             return
+        if rec.parse is not None:  # an imported machine reconnects: new items are live ones
+            rec.txs = rec.txs
+            rec.parse = rec.raw_clocks = None
         if rec.schema.states_index != schema.states_index:
             # a different machine under the same id: keep what it had, restart its clocks
             rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
@@ -366,6 +386,8 @@ class Collector:
 
     async def wait_until(self, predicate: Callable[[Collector], bool]) -> None:
         """Sleep (under trio) until ``predicate(self)`` holds after some change."""
+        import trio  # here: a UI reading a dump never needs trio (it costs ~0.15 s to import)
+
         if predicate(self):
             return
         event = trio.Event()
@@ -394,11 +416,15 @@ class Collector:
         self.buffered = 0
         return out
 
-    def load(self, dumps: list[MachineDump]) -> None:
-        """Add imported machines (``--import-data``), marked disconnected."""
+    def load(self, dumps: Sequence[MachineDump | PendingMachine]) -> None:
+        """Add imported machines (``--import-data``), marked disconnected; the transitions of
+        a :class:`dbg.dump.PendingMachine` are converted when first read."""
         for d in dumps:
             rec = MachineRecord(d.schema, "import", connected=False)
-            rec.txs = list(d.txs)
+            if isinstance(d, MachineDump):
+                rec.txs = list(d.txs)
+            else:
+                rec._raw, rec.parse, rec.raw_clocks = list(d.raw), d.parse, d.clocks
             self.machines[d.schema.id] = rec
 
 
@@ -438,6 +464,8 @@ def _feed(collector: Collector, session: _Session, data: bytes) -> bool:
 
 
 async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
+    import trio
+
     try:
         peer = "{}:{}".format(*stream.socket.getpeername()[:2])
     except OSError:
@@ -486,10 +514,14 @@ async def serve_collector(
     port: int,
     *,
     ws_port: int | None = None,
-    task_status: trio.TaskStatus[tuple[int, int | None]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[tuple[int, int | None]] | None = None,
 ) -> None:
     """Serve telemetry on TCP ``host:port`` (and WebSocket ``ws_port``, if given) until
     cancelled. ``task_status`` gets the bound ``(port, ws_port)``."""
+    import trio
+
+    if task_status is None:
+        task_status = trio.TASK_STATUS_IGNORED
     async with trio.open_nursery() as nursery:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
