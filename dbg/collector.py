@@ -8,6 +8,7 @@ the frame format of :mod:`machines.telemetry`, and optionally a WebSocket listen
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -45,6 +46,8 @@ _CLOCKS = TX_FIELDS.index("clocks")
 MAX_MACHINES = 5000
 #: Transitions ingested between two memory checks (reading RSS is a system call).
 CHECK_EVERY = 16_384
+#: Transitions ingested between two ``gc.freeze()`` calls (see Collector.ingest).
+FREEZE_EVERY = 2048
 #: Bad messages logged per connection; later ones are only counted.
 LOG_BAD = 10
 _N_FIELDS = len(TX_FIELDS)
@@ -295,6 +298,7 @@ class Collector:
         self._budget: int | None = None  # transitions kept at most, once max_mem was hit
         self._rss_at_cut = 0
         self._since_check = 0
+        self._since_freeze = 0
         self._conn_ids = itertools.count(1)
         self._listeners: list[Callable[[], None]] = []
 
@@ -358,6 +362,16 @@ class Collector:
             self._since_check += accepted
             if self._since_check >= CHECK_EVERY:
                 self.check_memory()
+        self._since_freeze += accepted
+        if self._since_freeze >= FREEZE_EVERY:
+            # The history is millions of long-lived, acyclic objects: every full collection
+            # of the cycle collector walked all of them (up to ~0.3 s per 100k transitions,
+            # holding the interpreter lock, so a UI froze too). Frozen objects are skipped by
+            # the collector and still freed by reference counting when dropped (rotation,
+            # --max-mem); only reference cycles that were alive at a freeze and die later
+            # stay in memory.
+            self._since_freeze = 0
+            gc.freeze()
         self._changed()
         if bad:
             raise ValueError(f"{bad} malformed transition(s) rejected, e.g.: {problem}")
