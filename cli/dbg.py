@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import sys
@@ -133,6 +134,8 @@ def dbg(
         try:
             # the UI converts a Go dump's transitions a machine at a time, when it shows one
             imported = (read_dump if headless else read_dump_lazy)(import_data)
+            # long-lived: keep the cycle collector from walking them again (0.1 s at start)
+            gc.freeze()
         except (DumpError, OSError) as err:
             typer.echo(f"am dbg: {err}", err=True)
             raise typer.Exit(1) from None
