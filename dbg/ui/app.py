@@ -21,13 +21,15 @@ from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, Toolbar
-from .dialogs import PromptScreen
+from .dialogs import ExportScreen, PromptScreen
 from .filters import FILTERS
 from .help import HelpScreen
 from .live import LiveServer
 from .log_pane import LogPane, LogReader
 from .machine_list import MachineList
 from .matrix import MatrixView, RainView
+from .outputs import DEBOUNCE as OUTPUTS_DEBOUNCE
+from .outputs import TextOutputs
 from .schema_tree import SchemaTree
 from .session import Session
 from .timelines import StepTimeline, TxBar, TxTimeline
@@ -45,6 +47,8 @@ _VIEW_PANES = {
 }
 _PANES = ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar", "#txtl",
           "#nextbar", "#steptl", "#toolbar")  # fmt: skip
+#: --view-theme -> the Textual theme
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
 NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
@@ -116,6 +120,8 @@ class DebuggerApp(App[None]):
         view: str = "tree-log",
         open_addr: MachAddr | None = None,
         info: str = "",
+        outputs: set[str] | frozenset[str] = frozenset(),
+        theme: str = "dark",
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -137,6 +143,10 @@ class DebuggerApp(App[None]):
         self._search_at = 0.0
         self._unsub: Callable[[], None] | None = None
         self.paints = 0  # for tests and benchmarks: frames painted
+        self.outputs = TextOutputs(session, out_dir, set(outputs)) if outputs else None
+        if theme not in THEMES:
+            raise ValueError(f"unknown theme {theme!r}; one of {', '.join(THEMES)}")
+        self.view_theme = theme
 
     # ----- layout
 
@@ -166,6 +176,9 @@ class DebuggerApp(App[None]):
         self.query_one("#list").focus()
         self.set_interval(FRAME, self._frame)
         self.set_interval(PLAY_INTERVAL, self._play)
+        if self.outputs is not None:
+            self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.outputs.tick(self.status))
+        self.theme = THEMES[self.view_theme]
         self.call_after_refresh(self._frame)
 
     # ----- the UI first: ingest waits while a key or a frame is being painted
@@ -266,6 +279,8 @@ class DebuggerApp(App[None]):
                 w.paint(s)
         status.paint(s, s.graph_sum())
         self.paints += 1
+        if self.outputs is not None:
+            self.outputs.changed()
 
     def status(self, message: str) -> None:
         StatusBar.message = message
@@ -378,18 +393,18 @@ class DebuggerApp(App[None]):
         self.paint()
 
     def action_export(self) -> None:
-        def done(name: str | None) -> None:
-            if name:
-                self.export(name)
+        def done(choice: tuple[str, bool] | None) -> None:
+            if choice:
+                self.export(*choice)
 
-        self.push_screen(PromptScreen("Export to (in --dir)", "am-dbg-dump"), done)
+        self.push_screen(ExportScreen("am-dbg-dump"), done)
 
-    def export(self, name: str) -> Path | None:
+    def export(self, name: str, single_frame: bool = False) -> Path | None:
         if not name.endswith((".cbor.br", ".gob.br")):
             name += ".cbor.br"
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.session.export(self.out_dir / name)
+            path = self.session.export(self.out_dir / name, single_frame=single_frame)
         except (OSError, ValueError) as err:
             self.status(f"export failed: {err}")
             return None

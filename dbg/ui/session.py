@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbg.collector import Collector
+from dbg.dump import single_frame as frame_of
 from dbg.dump import write_dump
 from dbg.model import MachineDump
 
@@ -565,8 +566,10 @@ class Session:
 
     # ----- export
 
-    def export(self, path: Path) -> Path:
-        """Write every machine the machine filters let through as a dump (re-importable)."""
+    def export(self, path: Path, *, single_frame: bool = False) -> Path:
+        """Write every machine the machine filters let through as a dump (re-importable);
+        ``single_frame``: per machine only its transition at the cursor's human time
+        (:func:`dbg.dump.single_frame`)."""
         with self.lock:
             records = list(self.collector.machines.values())
             txs = [list(r.txs) for r in records]
@@ -575,4 +578,9 @@ class Session:
             for r, t in zip(records, txs, strict=True)
             if not self.filters.hides_machine(r.connected, r.schema.tags)
         ]
+        if single_frame:
+            info = self.info
+            if info is None or info.tx.time is None:
+                raise ValueError("single frame: the cursor is on no transition with a time")
+            dumps = frame_of(dumps, info.tx.time)
         return write_dump(path, dumps)
