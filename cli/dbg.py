@@ -121,6 +121,11 @@ def dbg(
     filter_rpc_machs: bool = typer.Option(
         False, "--filter-rpc-machs", help="Hide aRPC and relay machines."
     ),
+    filter_group: bool = typer.Option(
+        True,
+        "--filter-group/--no-filter-group",
+        help="With a schema group selected: only txs calling its states.",
+    ),
     filter_log_level: int = typer.Option(
         2, "--filter-log-level", min=0, max=5, help="Log pane level 0-5."
     ),
@@ -170,7 +175,7 @@ def dbg(
         flags = {
             "canceled": filter_canceled, "queued": filter_queued, "auto": filter_auto,
             "empty": filter_empty, "health": filter_health, "checks": filter_checks,
-            "disconn": filter_disconn, "rpc": filter_rpc_machs,
+            "disconn": filter_disconn, "rpc": filter_rpc_machs, "group": filter_group,
         }  # fmt: skip
         _ui(
             imported, None if listen is None else (*listen, wsp), out_dir, open_addr,

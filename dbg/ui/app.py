@@ -23,6 +23,7 @@ from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, Toolbar
 from .dialogs import ExportScreen, PromptScreen
 from .filters import FILTERS
+from .groups import next_group
 from .help import HelpScreen
 from .live import LiveServer
 from .log_pane import LogPane, LogReader
@@ -32,7 +33,7 @@ from .outputs import DEBOUNCE as OUTPUTS_DEBOUNCE
 from .outputs import TextOutputs
 from .schema_tree import SchemaTree
 from .session import Session
-from .timelines import StepTimeline, TxBar, TxTimeline
+from .timelines import StepTimeline, TimelineWheel, TxBar, TxTimeline
 
 __all__ = ["VIEWS", "DebuggerApp"]
 
@@ -73,7 +74,7 @@ class DebuggerApp(App[None]):
     #log, #matrix, #rain { height: 1fr; border: round $primary-darken-2; }
     #reader { height: 35%; max-height: 12; border: round $primary-darken-2; }
     #list:focus, #tree:focus, #log:focus, #reader:focus, #rain:focus { border: round $accent; }
-    #txtl:focus, #steptl:focus { background: $boost; }
+    #txtl:focus, #steptl:focus, #toolbar:focus { background: $boost; }
     #status { background: $panel; }
     .narrow #list { display: none; }
     .short #nextbar { display: none; }
@@ -104,6 +105,11 @@ class DebuggerApp(App[None]):
         Binding("alt+s", "export", show=False),
         Binding("alt+i", "diagram", show=False),
         Binding("alt+d", "remove_machine", show=False),
+        Binding("enter", "enter", show=False),
+        Binding("ctrl+g", "group", show=False),
+        Binding("alt+n", "page(1)", show=False),
+        Binding("alt+p", "page(-1)", show=False),
+        Binding("alt+f", "focus_toolbar", show=False),
         Binding("question_mark", "help", show=False),
         Binding("escape", "focus_list", show=False),
         Binding("0", "log_level", show=False),
@@ -329,10 +335,7 @@ class DebuggerApp(App[None]):
     def action_updown(self, n: int) -> None:
         s = self.session
         if self.focused is not None and self.focused.id == "tree":
-            h = s.current
-            if h is not None and h.states:
-                k = h.states.index(s.state) + n if s.state in h.states else 0
-                s.state = h.states[max(0, min(k, len(h.states) - 1))]
+            self.query_one(SchemaTree).move(s, n)
         else:
             ids = self.query_one(MachineList).ids or [m for m, _ in s.tree()]
             if ids:
@@ -379,6 +382,23 @@ class DebuggerApp(App[None]):
         tree = self.query_one(SchemaTree)
         tree.show_relations = not tree.show_relations
         self.paint()
+
+    def action_enter(self) -> None:
+        if self.focused is not None and self.focused.id == "tree":
+            if self.query_one(SchemaTree).enter(self.session):
+                self.paint()
+
+    def action_group(self) -> None:
+        s, h = self.session, self.session.current
+        if h is None:
+            return
+        s.group = next_group(h.record.schema, s.group)
+        if s.tail:
+            s.sync()
+        self.status(f"group {s.group or 'all'}")
+
+    def on_schema_tree_cycle_group(self, msg: SchemaTree.CycleGroup) -> None:
+        self.action_group()
 
     def action_reader(self) -> None:
         self.show_reader = not self.show_reader
@@ -485,6 +505,36 @@ class DebuggerApp(App[None]):
 
     def on_tx_timeline_seek(self, msg: TxTimeline.Seek) -> None:
         self.session.seek(msg.fraction)
+        self.paint()
+
+    def on_timeline_wheel(self, msg: TimelineWheel) -> None:
+        s = self.session
+        if msg.steps:
+            (s.next_step if msg.n > 0 else s.prev_step)()
+        else:
+            s.move(msg.n)
+        self.paint()
+
+    def action_page(self, direction: int) -> None:
+        """Alt+N/P: a page down/up in the focused pane (machines, schema lines, or else
+        transitions, which the log and the rain follow)."""
+        w = self.focused
+        n = direction * max(1, (w.content_size.height if w is not None else 10) - 1)
+        wid = w.id if w is not None else None
+        if wid == "tree":
+            self.query_one(SchemaTree).move(self.session, n)
+        elif wid == "list":
+            self.action_updown(n)
+            return
+        else:
+            self.session.move(n)
+        self.paint()
+
+    def action_repaint(self) -> None:
+        self.paint()
+
+    def action_focus_toolbar(self) -> None:
+        self.query_one(Toolbar).focus()
         self.paint()
 
     def on_rain_view_picked(self, msg: RainView.Picked) -> None:
