@@ -289,3 +289,265 @@ def test_outputs_never_block_a_key(tmp_path: Path):
         assert worst < 1.0  # generous: the machine is shared
 
     run(body, c, out_dir=tmp_path, outputs={"tx", "log"})
+
+
+# ----- 4. schema tree: relation lines, groups, the group filter, Alt+E
+
+
+def _grouped() -> Collector:
+    """story()'s m1 with groups in its schema (as a producer with groups sends them)."""
+    c = story()
+    schema = c.machines["m1"].schema
+    idx = schema.states_index
+    schema.groups = {"Work": [idx.index("Foo"), idx.index("Bar")], "Life": [idx.index("Start")]}
+    schema.groups_order = ["Work", "Life"]
+    return c
+
+
+def test_enter_on_a_relation_line_jumps_to_the_referenced_state():
+    async def body(app, pilot):
+        s = app.session
+        app.query_one("#tree").focus()
+        await pilot.press("down")  # the first line: Start
+        assert s.state == "Start"
+        # Ready's lines: Ready, then "require Start"
+        await pilot.press("down", "down")
+        assert s.state == "Ready"
+        tree = app.query_one("#tree")
+        assert tree.sub == 1
+        assert "require Start" in text(app, "#tree")
+        await pilot.press("enter")
+        assert s.state == "Start" and tree.sub == 0
+        # Foo: require Ready, remove Bar -> Enter on "remove Bar" selects Bar
+        s.state = "Foo"
+        await pilot.press("down", "down")
+        await pilot.press("enter")
+        assert s.state == "Bar"
+        # Alt+E collapses every relation line: ↓ walks states only
+        await pilot.press("alt+e")
+        assert "require" not in text(app, "#tree")
+        s.state = "Start"
+        await pilot.press("down")
+        assert s.state == "Ready"
+        await pilot.press("alt+e")
+        assert "require Start" in text(app, "#tree")
+
+    run(body, story(), session={"tail": False})
+
+
+def test_group_selector_restricts_the_tree_and_the_group_filter_navigation():
+    async def body(app, pilot):
+        s = app.session
+        _, all_visible, _ = s.counts()
+        lines = text(app, "#tree").splitlines()
+        assert lines[0].startswith("group: all")
+        await pilot.press("ctrl+g")
+        assert s.group == "Work"
+        names = [ln.split()[0] for ln in text(app, "#tree").splitlines()[1:] if ln[1:2].isalpha()]
+        assert set(names) == {"Foo", "Bar"}
+        assert "Work:2" in app.query_one("#tree").border_title
+        # the group filter (on by default): only transitions calling Foo or Bar
+        _, n, raw = s.counts()
+        m1 = app.session.current
+        calling = [
+            i for i in s.visible() if {m1.states[k] for k in m1.infos[i].called} & {"Foo", "Bar"}
+        ]
+        assert n == len(calling) == 3 and raw > n  # add Foo, add Bar, the canceled add Foo
+        await pilot.press("home")
+        assert "Foo" in {m1.states[k] for k in s.info.called}
+        await pilot.press("9")  # the group filter off: every transition again
+        assert "group" not in s.filters.on and s.counts()[1] == all_visible
+        # a click on the selector line cycles on: Life, then all
+        await pilot.click("#tree", offset=(3, 1))
+        assert s.group == "Life"
+        await pilot.click("#tree", offset=(3, 1))
+        assert s.group == ""
+        # Enter on a relation to a state outside the group leaves the group
+        await pilot.press("ctrl+g")  # Work
+        app.query_one("#tree").focus()
+        s.state = "Foo"
+        await pilot.press("down")  # "require Ready"
+        await pilot.press("enter")
+        assert s.state == "Ready" and s.group == ""
+
+    run(body, _grouped(), session={"tail": False})
+
+
+def test_machines_without_groups_have_no_selector():
+    async def body(app, pilot):
+        assert not text(app, "#tree").startswith("group:")
+        await pilot.press("ctrl+g")
+        assert app.session.group == ""
+
+    run(body, story())
+
+
+# ----- 6. wheel, paging, toolbar focus
+
+
+def test_wheel_on_the_timelines_moves_five_txs_or_one_step():
+    rec = Recorder()
+    m = rec.attach(_mach("wh", steps=True), full=False)
+    for i in range(20):
+        m.add("Msg", {"i": i})
+
+    async def body(app, pilot):
+        s = app.session
+        await pilot.press("home")
+        start = s.counts()[0]
+        tl = app.query_one("#txtl")
+        from textual import events
+
+        for cls, want in ((events.MouseScrollDown, start + 5), (events.MouseScrollUp, start)):
+            tl.post_message(cls(tl, 2, 0, 0, 0, 0, False, False, False, screen_x=2, screen_y=0))
+            await pilot.pause()
+            assert s.counts()[0] == want
+        st = app.query_one("#steptl")
+        st.post_message(events.MouseScrollDown(st, 2, 0, 0, 0, 0, False, False, False))
+        await pilot.pause()
+        assert s.step == 1 and s.counts()[0] == start
+
+    run(body, rec.flush(), session={"tail": False})
+
+
+def test_alt_n_p_page_and_alt_f_focuses_the_toolbar():
+    async def body(app, pilot):
+        s = app.session
+        await pilot.press("home")
+        app.query_one("#log").focus()
+        height = app.query_one("#log").content_size.height
+        await pilot.press("alt+n")
+        assert s.counts()[0] == 1 + height - 1
+        await pilot.press("alt+p")
+        assert s.counts()[0] == 1
+        # schema tree: a page of lines
+        app.query_one("#tree").focus()
+        s.state = "Start"
+        await pilot.press("alt+n")
+        assert s.state != "Start"
+        # Alt+F: the toolbar; →/Enter flips the second toggle (queued)
+        await pilot.press("alt+f")
+        assert app.focused.id == "toolbar"
+        assert "queued" not in s.filters.on
+        await pilot.press("right", "enter")
+        assert "queued" in s.filters.on
+        await pilot.press("space")  # space flips it back, it does not play
+        assert "queued" not in s.filters.on and not s.playing
+
+    run(body, story(), size=(160, 40), session={"tail": False})
+
+
+# ----- 8. relation link lines while stepping
+
+
+def test_step_link_columns_while_stepping():
+    rec = Recorder()
+    m = rec.attach(_mach("lk", steps=True), full=True)
+    m.add("Start")
+    m.add("Foo")  # requires Ready: canceled, a relation step Foo require Ready
+    m.add("Ready")
+    m.add("Bar")  # removes Foo (inactive): relation step Bar remove Foo
+    c = rec.flush()
+
+    async def body(app, pilot):
+        s = app.session
+        h = s.current
+        want = None
+        for i in range(len(h.infos)):
+            nxt = h.infos[i + 1] if i + 1 < len(h.infos) else None
+            if nxt and any(st.type & 1 and st.from_state != st.to_state for st in nxt.tx.steps):
+                want = i
+                break
+        assert want is not None, "a transition with a relation step"
+        s.jump_to(want)
+        app.query_one("#steptl").focus()
+        steps = s.next_info.tx.steps
+        k = next(n for n, st in enumerate(steps, 1) if st.type & 1)
+        for _ in range(k):
+            await pilot.press("right")
+        rel = steps[k - 1]
+        lines = text(app, "#tree").splitlines()
+        src = next(ln for ln in lines if ln[1:].startswith(rel.from_state + " "))
+        dst = next(ln for ln in lines if ln[1:].startswith(rel.to_state + " "))
+        assert src.rstrip()[-1] in "┐┘" and dst.rstrip()[-1] in "┐┘"
+        assert src.rstrip()[-1] != dst.rstrip()[-1]
+
+    run(body, c, session={"tail": False})
+
+
+def test_link_columns_draw_green_start_red_end():
+    from dbg.ui.schema_tree import link_columns
+
+    cols = link_columns(["A", None, "B", "C"], [("C", "A"), ("A", "B")])
+    assert [c.plain for c in cols] == ["┐┐", "││", "│┘", "┘ "]
+    assert "green" in str(cols[3].spans[0].style) and "red" in str(cols[0].spans[0].style)
+
+
+# ----- 5. tags bar, 9. pipes in the log reader
+
+
+def test_tags_bar_and_pipes_in_the_reader():
+    from machines.pipes import pipe_add
+
+    rec = Recorder()
+    a = rec.attach(_mach("pp-a", tags=["rpc-server", "env:test"]))
+    b = rec.attach(_mach("pp-b", {"Go": SCHEMA["Start"]}))
+    a.add("Start")
+    pipe_add(a, b, "Foo", "Go")
+    a.add("Ready")
+    a.add("Foo")  # piped: b gets Go
+    c = rec.flush()
+
+    async def body(app, pilot):
+        s = app.session
+        s.goto("mach://pp-a")
+        await pilot.pause()
+        assert text(app, "#tags").split() == ["#rpc-server", "#env:test"]
+        reader = text(app, "#reader")
+        assert "Pipe-out Foo -> mach://pp-b (add)" in reader
+        await pilot.press("home")  # before the pipe was made: none
+        assert "Pipe-out" not in text(app, "#reader")
+        await pilot.press("end")
+        # the pipe is a link: a click opens the peer
+        row = (
+            text(app, "#reader")
+            .splitlines()
+            .index(
+                next(ln for ln in text(app, "#reader").splitlines() if ln.startswith("Pipe-out"))
+            )
+        )
+        await pilot.click("#reader", offset=(3, row + 1))
+        assert s.mach == "pp-b"
+        # the producer names the source state on both ends (machines/pipes.py)
+        assert "Pipe-in Foo <- mach://pp-a (add)" in text(app, "#reader")
+        assert text(app, "#tags").strip() == "no tags"
+
+    run(body, c, session={"tail": False})
+
+
+# ----- 7. the light theme
+
+
+def test_light_theme_recolours_the_panes():
+    from rich.text import Text
+
+    from dbg.ui.pane import Pane
+    from dbg.ui.theme import LIGHT, recolour
+
+    t = recolour(Text.assemble(("Foo", "yellow bold"), (" |1", "grey50")), LIGHT)
+    assert [str(s.style) for s in t.spans] == ["dark_goldenrod bold", "grey46"]
+
+    async def body(app, pilot):
+        assert app.theme == "textual-light" and Pane.palette is LIGHT
+        tree = app.query_one("#tree")
+        shown = tree.render()
+        styles = {str(s.style) for s in getattr(shown, "spans", [])}
+        assert styles and not any("yellow" in st or "grey70" in st for st in styles)
+        return app.paints
+
+    assert run(body, story(), theme="light") > 0
+
+    async def dark(app, pilot):
+        assert app.theme == "textual-dark" and Pane.palette is None
+
+    run(dark, story())

@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
-from .bars import AddressBar, ClickableLine, StatusBar, Toolbar
+from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
 from .dialogs import ExportScreen, PromptScreen
 from .filters import FILTERS
 from .groups import next_group
@@ -31,8 +31,10 @@ from .machine_list import MachineList
 from .matrix import MatrixView, RainView
 from .outputs import DEBOUNCE as OUTPUTS_DEBOUNCE
 from .outputs import TextOutputs
+from .pane import Pane
 from .schema_tree import SchemaTree
 from .session import Session
+from .theme import LIGHT, THEMES
 from .timelines import StepTimeline, TimelineWheel, TxBar, TxTimeline
 
 __all__ = ["VIEWS", "DebuggerApp"]
@@ -46,10 +48,8 @@ _VIEW_PANES = {
     "matrix": {"matrix"},
     "matrix-rain": {"matrix", "rain"},
 }
-_PANES = ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar", "#txtl",
-          "#nextbar", "#steptl", "#toolbar")  # fmt: skip
-#: --view-theme -> the Textual theme
-THEMES = {"dark": "textual-dark", "light": "textual-light"}
+_PANES = ("#addr", "#tags", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar",
+          "#txtl", "#nextbar", "#steptl", "#toolbar")  # fmt: skip
 NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
@@ -66,7 +66,7 @@ class DebuggerApp(App[None]):
     TITLE = "am dbg"
     CSS = """
     Screen { layout: vertical; }
-    #addr, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
+    #addr, #tags, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
     #main { height: 1fr; }
     #list { width: 34; height: 100%; border: round $primary-darken-2; }
     #tree { width: 1fr; height: 100%; min-width: 20; border: round $primary-darken-2; }
@@ -77,7 +77,7 @@ class DebuggerApp(App[None]):
     #txtl:focus, #steptl:focus, #toolbar:focus { background: $boost; }
     #status { background: $panel; }
     .narrow #list { display: none; }
-    .short #nextbar { display: none; }
+    .short #nextbar, .short #tags { display: none; }
     .no-tree #tree { display: none; }
     """
 
@@ -158,6 +158,7 @@ class DebuggerApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield AddressBar(id="addr")
+        yield TagsBar(id="tags")
         with Horizontal(id="main"):
             yield MachineList(id="list")
             yield SchemaTree(id="tree")
@@ -185,6 +186,7 @@ class DebuggerApp(App[None]):
         if self.outputs is not None:
             self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.outputs.tick(self.status))
         self.theme = THEMES[self.view_theme]
+        Pane.palette = LIGHT if self.view_theme == "light" else None
         self.call_after_refresh(self._frame)
 
     # ----- the UI first: ingest waits while a key or a frame is being painted

@@ -1,4 +1,4 @@
-"""The address bar, the filter toolbar and the status bar.
+"""The address bar, the tags bar, the filter toolbar and the status bar.
 
 Why together: each is one line of text with clickable parts, painted from the session.
 """
@@ -14,7 +14,7 @@ from .pane import Pane
 from .session import Session
 from .timelines import current_step_text
 
-__all__ = ["AddressBar", "StatusBar", "Toolbar"]
+__all__ = ["AddressBar", "StatusBar", "TagsBar", "Toolbar"]
 
 
 class ClickableLine(Pane):
@@ -57,6 +57,21 @@ class AddressBar(ClickableLine):
         self._part(t, f" {addr or 'mach://'} ", "bold cyan", "edit_address")
         if session.state:
             t.append(f" state:{session.state}", style="yellow")
+        self.show(t)
+
+
+class TagsBar(Pane):
+    """The selected machine's tags (``rpc-server``, ``key:value``...), from its schema."""
+
+    def paint(self, session: Session) -> None:
+        h = session.current
+        tags = h.record.schema.tags if h is not None else []
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if tags:
+            for tag in tags:
+                t.append(f"#{tag} ", style="magenta")
+        else:
+            t.append("no tags", style="grey50")
         self.show(t)
 
 
