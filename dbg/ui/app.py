@@ -50,6 +50,7 @@ _VIEW_PANES = {
 }
 _PANES = ("#addr", "#tags", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar",
           "#txtl", "#nextbar", "#steptl", "#toolbar")  # fmt: skip
+_ALWAYS = frozenset(("quit", "focus_next", "focus_previous"))
 NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
@@ -295,8 +296,9 @@ class DebuggerApp(App[None]):
         self.paint()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # under a dialog or the help only quitting reaches the app (the panes are hidden)
-        return action == "quit" or len(self.screen_stack) <= 1
+        # under a dialog or the help only quitting and moving the focus (between a dialog's
+        # fields) reach the app (the panes are hidden)
+        return action in _ALWAYS or len(self.screen_stack) <= 1
 
     # ----- actions (keys)
 
