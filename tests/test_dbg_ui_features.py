@@ -551,3 +551,51 @@ def test_light_theme_recolours_the_panes():
         assert app.theme == "textual-dark" and Pane.palette is None
 
     run(dark, story())
+
+
+RUN = """
+import sys
+from machines import Machine, State
+m = Machine({"A": State(), "Msg": State(multi=True)}, id=sys.argv[1])
+for _ in range(10):
+    m.add("Msg")
+"""
+
+
+@pytest.mark.timeout(90)
+def test_headless_clean_on_connect_saves_the_previous_run_first(tmp_path: Path):
+    """The real command: run 1 exits, run 2 connects; run 1 goes to a dump of its own."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    dbg = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "dbg", "--headless", "-l", "127.0.0.1:0",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = dbg.stdout.readline()
+        assert "collecting on" in line
+        addr = line.split("collecting on ", 1)[1].split(";")[0].split(",")[0]
+        for run_id in ("run-1", "run-2"):
+            res = subprocess.run(
+                [sys.executable, "-c", RUN, run_id],
+                env=dict(env, AM_DBG_ADDR=addr), timeout=30, capture_output=True, text=True,
+            )  # fmt: skip
+            assert res.returncode == 0, res.stderr
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(tmp_path.glob("am-dbg-dump-*.cbor.br")):
+            time.sleep(0.05)
+        dbg.send_signal(signal.SIGTERM)
+        _, err = dbg.communicate(timeout=15)
+    finally:
+        dbg.kill()
+    assert dbg.returncode == 0, err
+    (saved,) = tmp_path.glob("am-dbg-dump-*.cbor.br")
+    assert "a new one connected" in err and str(saved) in err
+    assert [(m.id, len(m.txs)) for m in read_dump(saved)] == [("run-1", 10)]
+    final = read_dump(tmp_path / "am-dbg-dump.cbor.br")
+    assert [(m.id, len(m.txs)) for m in final] == [("run-2", 10)]
