@@ -599,3 +599,56 @@ def test_headless_clean_on_connect_saves_the_previous_run_first(tmp_path: Path):
     assert [(m.id, len(m.txs)) for m in read_dump(saved)] == [("run-1", 10)]
     final = read_dump(tmp_path / "am-dbg-dump.cbor.br")
     assert [(m.id, len(m.txs)) for m in final] == [("run-2", 10)]
+
+
+# ----- the real command: the new flags
+
+
+def test_real_terminal_light_theme_and_text_outputs(tmp_path: Path):
+    import os
+    import sys
+
+    import pexpect
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    env.pop("AM_DBG_ADDR", None)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "cli.main", "dbg", "-i", str(root / "tests/fixtures/go-am-dbg-sim.gob.br"),
+         "mach://sim", "-l", "-1", "-d", str(tmp_path), "--view-theme", "light",
+         "--output-clients", "--output-log"],
+        env=env, cwd=str(root), dimensions=(40, 160), encoding="utf-8",
+        codec_errors="replace", timeout=60,
+    )  # fmt: skip
+    try:
+        child.expect(r"mach://sim/([0-9a-f]+)")
+        tx_md = tmp_path / "tx.md"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "mach://sim/" not in _read(tx_md):
+            time.sleep(0.05)
+        first = _read(tx_md).splitlines()[0]
+        child.send("\x1b[D")  # left: tx.md follows the cursor
+        while time.monotonic() < deadline and _read(tx_md).splitlines()[0] == first:
+            time.sleep(0.05)
+        assert _read(tx_md).splitlines()[0] != first
+        assert len(_read(tmp_path / "clients.txt").splitlines()) == 107
+        assert _read(tmp_path / "log.md").startswith("# sim log")
+        child.send("\x11")  # Ctrl+Q
+        child.expect("Clients: 107")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_bad_theme_is_one_line_and_exit_2():
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "cli.main", "dbg", "--view-theme", "purple", "-l", "-1"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
+    assert "--view-theme" in p.stderr
