@@ -110,6 +110,8 @@ class RelayConfig:
             raise ValueError("max tunnels per peer must be at least 1")
         if self.repl_grace < 0:
             raise ValueError("repl grace must not be negative")
+        if self.dial_timeout <= 0:
+            raise ValueError("dial timeout must be positive")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ValueError("idle timeout must be positive (or None)")
 
