@@ -254,6 +254,11 @@ def test_outputs_follow_the_cursor(tmp_path: Path):
         assert lines[0].startswith("out-1 disconnected") or lines[0].startswith("out-1 ")
         assert lines[1].startswith("  out-2 ") and "parent:out-1" in lines[1]
         assert app.outputs.writes >= 4
+        # new data: a machine connects, clients.txt lists it
+        late = rec.attach(_mach("out-3"), full=False)
+        late.add("Start")
+        rec.flush()
+        await _until(pilot, lambda: "out-3 connected 1 tx" in _read(clients), "clients.txt")
 
     run(body, c, out_dir=tmp_path, outputs={"tx", "log", "clients"})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ __all__ = ["OUTPUTS", "TextOutputs", "clients_text", "log_text", "tx_text"]
 #: name of the output -> its file in --dir
 OUTPUTS = {"tx": "tx.md", "clients": "clients.txt", "log": "log.md"}
 DEBOUNCE = 0.3  # seconds between renders at most
+LOG_EVERY = 2.0  # seconds between log.md renders while only new data arrives
 
 
 def tx_text(session: Session) -> str:
@@ -110,7 +112,9 @@ class TextOutputs:
         self._stale = True
         self._written: dict[str, str] = {}
         self._task: asyncio.Future | None = None
-        self._data_key: tuple = ()
+        self._log_view: tuple = ()
+        self._log_size = 0
+        self._log_at = 0.0
 
     def changed(self) -> None:
         """The cursor or the data moved: render on the next tick (cheap; called per paint)."""
@@ -126,13 +130,20 @@ class TextOutputs:
         todo: dict[str, str | Callable[[], str]] = {}
         for name in self.which:
             if name == "log":
-                # the whole log only when the machine, its length, the filters or the cursor
-                # changed (a long history is not re-rendered per frame for nothing)
+                # the whole log only when the machine, the filters or the cursor changed, or
+                # (new data alone, e.g. in tail mode) every LOG_EVERY seconds: formatting a
+                # long history shares the interpreter with the UI
                 h = s.current
-                key = (s.mach, len(h.infos) if h else 0, s.filters.mask, s.log_level, s.index)
-                if key == self._data_key and "log" in self._written:
-                    continue
-                self._data_key = key
+                view = (s.mach, s.filters.mask, s.group, s.log_level, s.index)
+                size = len(h.infos) if h else 0
+                if "log" in self._written and view == self._log_view:
+                    if size == self._log_size:
+                        continue
+                    if time.monotonic() - self._log_at < LOG_EVERY:
+                        self._stale = True  # new data is written on a later tick
+                        continue
+                self._log_view, self._log_size = view, size
+                self._log_at = time.monotonic()
             text = _RENDER[name](s)
             if callable(text) or self._written.get(name) != text:
                 todo[name] = text
