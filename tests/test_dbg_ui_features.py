@@ -657,3 +657,16 @@ def test_bad_theme_is_one_line_and_exit_2():
     )  # fmt: skip
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
     assert "--view-theme" in p.stderr
+
+
+def test_single_frame_without_a_transition_under_the_cursor_is_one_line(tmp_path: Path):
+    c = _two_machines()
+
+    async def body(app, pilot):
+        await pilot.press("home", "left")  # before the first transition
+        assert app.export("frame", single_frame=True) is None
+        return text(app, "#status")
+
+    status = run(body, c, out_dir=tmp_path, session={"tail": False})
+    assert "export failed: single frame" in status and "\n" not in status
+    assert not list(tmp_path.iterdir())
