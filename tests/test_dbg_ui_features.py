@@ -670,3 +670,21 @@ def test_single_frame_without_a_transition_under_the_cursor_is_one_line(tmp_path
     status = run(body, c, out_dir=tmp_path, session={"tail": False})
     assert "export failed: single frame" in status and "\n" not in status
     assert not list(tmp_path.iterdir())
+
+
+def test_type_to_search_in_the_schema_tree():
+    async def body(app, pilot):
+        s = app.session
+        app.query_one("#tree").focus()
+        await pilot.press("r", "e")
+        assert s.state == "Ready"
+        assert app.query_one("#tree").border_subtitle == "search: re"
+        await pilot.press("a", "l")  # "real": no state; the selection stays
+        assert s.state == "Ready"
+        app.query_one("#tree")._search_at = 0  # as after a pause
+        await pilot.press("b")
+        assert s.state == "Bar"
+        await pilot.press("escape")  # back to the list: the search ends
+        assert app.query_one("#tree").border_subtitle == ""
+
+    run(body, story(), session={"tail": False})

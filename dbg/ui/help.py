@@ -23,7 +23,7 @@ KEYS = (
     ("Alt+N/P", "page down/up in the focused pane (machines, schema, else transitions)"),
     ("Alt+F", "focus the toolbar: ←/→ pick a toggle, Enter/Space flip it"),
     ("wheel", "on the timelines: ±5 transitions / ±1 step"),
-    ("a-z - _", "search machines (in the list)"),
+    ("a-z - _", "type to search machines (in the list) or states (in the schema)"),
     ("1-9", "toggle filters: canceled queued auto empty health checks disconn rpc group"),
     ("0", "cycle the log level 0-5"),
     ("Alt+G", "follow the mutation's source machine (or what it caused)"),

@@ -6,12 +6,14 @@ states are bold and called ones underlined, and the relation steps taken so far 
 link lines in side columns (green where a relation starts, red where it ends).
 
 Relations are children of their state, one line per referenced state; ↑/↓ walk the lines and
-Enter on a relation line jumps to the state it references. A machine whose schema has groups
+Enter on a relation line jumps to the state it references; typing selects the first state
+containing the typed text. A machine whose schema has groups
 gets a selector line (``group: all``; click or Ctrl+G) that restricts the tree to a group.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -29,6 +31,7 @@ __all__ = ["SchemaTree", "link_columns"]
 _MARK_STYLE = {"+": "bold green", "-": "bold red", "*": "bold cyan", "!": "bold red reverse"}
 _RELATIONS = ("require", "add", "remove", "after")
 MAX_LINKS = 6  # side columns at most: the newest relation steps
+SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 
 
 @dataclass(slots=True)
@@ -85,6 +88,8 @@ class SchemaTree(Pane, can_focus=True):
         self._lines: list[_Line] = []  # every line of the last paint
         self.sub = 0  # the cursor's relation line under the selected state (0: the state)
         self._sub_of: str | None = None  # the state ``sub`` belongs to
+        self._search = ""
+        self._search_at = 0.0
 
     # ----- the cursor over lines (states and their relation lines)
 
@@ -208,6 +213,31 @@ class SchemaTree(Pane, can_focus=True):
         if gs is not None:
             title += f" {session.group}:{len(gs)}"
         self.border_title = title
+
+    def on_key(self, event: events.Key) -> None:
+        """Type to search (a-z, ``-``, ``_``; a pause of ``SEARCH_RESET`` starts anew): the
+        first listed state containing the typed text is selected."""
+        ch = event.character or ""
+        if not (len(ch) == 1 and (ch.isalpha() or ch in "-_")):
+            return
+        now = time.monotonic()
+        if now - self._search_at > SEARCH_RESET:
+            self._search = ""
+        self._search_at = now
+        self._search += ch.lower()
+        event.stop()
+        hit = next(
+            (ln.state for ln in self._lines
+             if ln.target is None and ln.state and self._search in ln.state.lower()),
+            None,
+        )  # fmt: skip
+        if hit is not None:
+            self.sub, self._sub_of = 0, hit
+            self.post_message(self.Picked(hit))
+        self.border_subtitle = f"search: {self._search}"
+
+    def on_blur(self, event: events.Blur) -> None:
+        self._search, self.border_subtitle = "", ""
 
     def on_click(self, event: events.Click) -> None:
         off = event.get_content_offset(self)
