@@ -92,9 +92,11 @@ def dbg(
     ),
     view_theme: str = typer.Option("dark", "--view-theme", help="Colours: dark or light."),
     output_tx: bool = typer.Option(
-        True,
-        "--output-tx/--no-output-tx",
-        help="Keep --dir/tx.md equal to the current transition (address, time, steps).",
+        False,
+        "--output-tx",
+        help="Keep --dir/tx.md equal to the current transition (address, time, steps). "
+        "Off by default (unlike the reference): a debugger opened in a project folder "
+        "writes nothing there unless asked.",
     ),
     output_clients: bool = typer.Option(
         False, "--output-clients", help="Keep --dir/clients.txt listing the machines."

@@ -622,7 +622,7 @@ def test_real_terminal_light_theme_and_text_outputs(tmp_path: Path):
         sys.executable,
         ["-m", "cli.main", "dbg", "-i", str(root / "tests/fixtures/go-am-dbg-sim.gob.br"),
          "mach://sim", "-l", "-1", "-d", str(tmp_path), "--view-theme", "light",
-         "--output-clients", "--output-log"],
+         "--output-tx", "--output-clients", "--output-log"],
         env=env, cwd=str(root), dimensions=(40, 160), encoding="utf-8",
         codec_errors="replace", timeout=60,
     )  # fmt: skip
