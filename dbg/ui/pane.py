@@ -17,6 +17,8 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
+from .theme import recolour
+
 __all__ = ["Pane"]
 
 # Widget's descriptors of the border's texts: they refresh the whole widget on every set
@@ -25,6 +27,9 @@ _TITLES = {name: Widget.__dict__[name] for name in ("border_title", "border_subt
 
 class Pane(Widget):
     DEFAULT_CSS = "Pane { height: auto; }"
+    #: the light theme's colour map (dbg.ui.theme), set by the app; None: as painted
+    palette: dict[str, str] | None = None
+    _palette_cache: dict = {}
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -84,6 +89,8 @@ class Pane(Widget):
         if _same(text, self._shown):
             return
         self._shown = text
+        if self.palette is not None:
+            text = recolour(text, self.palette, Pane._palette_cache)
         self._pane_text = Text(text) if isinstance(text, str) else text
         self._pane_lines = self._pane_text.split("\n", allow_blank=True) if self._pane_text else []
         self._layout(self.size.width)
