@@ -155,7 +155,7 @@ def dbg(
     if view_theme not in _THEMES:
         typer.echo(f"am dbg: unknown --view-theme {view_theme!r} (dark or light)", err=True)
         raise typer.Exit(2)
-    imported = []
+    imported: list = []
     if import_data is not None:
         if not headless:
             print(f"Importing data from {import_data}... Please wait", flush=True)

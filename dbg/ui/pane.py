@@ -92,7 +92,9 @@ class Pane(Widget):
         if self.palette is not None:
             text = recolour(text, self.palette, Pane._palette_cache)
         self._pane_text = Text(text) if isinstance(text, str) else text
-        self._pane_lines = self._pane_text.split("\n", allow_blank=True) if self._pane_text else []
+        self._pane_lines = (
+            list(self._pane_text.split("\n", allow_blank=True)) if self._pane_text else []
+        )
         self._layout(self.size.width)
 
     def _layout(self, width: int) -> None:
