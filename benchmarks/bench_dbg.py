@@ -136,7 +136,7 @@ async def with_ui(files: list[str]) -> dict:
                 self.call_after_refresh(lambda: waiter.done() or waiter.set_result(None))
             return result
 
-    collector = LockedCollector()
+    collector = LockedCollector(freeze_history=True)  # as am dbg
     live = LiveServer(collector, "127.0.0.1", 0, None)
     app = Timed(Session(collector), live=live)
     lat: list[float] = []
@@ -175,7 +175,7 @@ def headless(files: list[str]) -> float:
     from dbg.collector import Collector, serve_collector
 
     async def main() -> float:
-        collector = Collector()
+        collector = Collector(freeze_history=True)  # as am dbg --headless
         async with trio.open_nursery() as nursery:
             port, _ = await nursery.start(
                 lambda task_status: serve_collector(
@@ -219,7 +219,7 @@ def _memory_child(files: list[str]) -> None:
     datas = [Path(f).read_bytes() for f in files]
     gc.collect()
     rss0 = rss_mb()
-    collector = LockedCollector()
+    collector = LockedCollector(freeze_history=True)  # as am dbg
     for data in datas:
         conn = collector.connect()
         for kind, msg in FrameDecoder().feed(data):

@@ -234,7 +234,9 @@ def _ui(
     from dbg.ui.live import LiveServer, LockedCollector, check_free
     from dbg.ui.session import Session
 
-    collector = LockedCollector(max_mem=max_mem or None, clean_on_connect=clean_on_connect)
+    collector = LockedCollector(
+        max_mem=max_mem or None, clean_on_connect=clean_on_connect, freeze_history=True
+    )
     collector.load(imported)
     live, info = None, f"dir: {out_dir}"
     if listen is not None:
@@ -303,7 +305,10 @@ async def _headless(
               file=sys.stderr, flush=True)  # fmt: skip
 
     collector = Collector(
-        max_mem=max_mem or None, clean_on_connect=clean_on_connect, on_clean=save_cleaned
+        max_mem=max_mem or None,
+        clean_on_connect=clean_on_connect,
+        on_clean=save_cleaned,
+        freeze_history=True,
     )
     collector.load(imported)
     target = out_dir / DUMP_NAME

@@ -292,8 +292,13 @@ class Collector:
         max_machines: int = MAX_MACHINES,
         clean_on_connect: bool = False,
         on_clean: Callable[[list[MachineDump]], None] | None = None,
+        freeze_history: bool = False,
     ) -> None:
         self.machines: dict[str, MachineRecord] = {}
+        #: ``gc.freeze()`` the process every FREEZE_EVERY transitions (see :meth:`ingest`): for
+        #: a process that is only a debugger (``am dbg``). Off in a library's default, since
+        #: freezing is process-wide and would keep another program's dead cycles forever.
+        self.freeze_history = freeze_history
         #: when a machine connects and every known machine is disconnected, drop them first
         #: (a restarted program replaces its previous run, as the reference's default does);
         #: ``on_clean`` gets their history before it is dropped (headless saves it)
@@ -376,14 +381,16 @@ class Collector:
             if self._since_check >= CHECK_EVERY:
                 self.check_memory()
         self._since_freeze += accepted
-        if self._since_freeze >= FREEZE_EVERY:
+        if self.freeze_history and self._since_freeze >= FREEZE_EVERY:
             # The history is millions of long-lived, acyclic objects: every full collection
             # of the cycle collector walked all of them (up to ~0.3 s per 100k transitions,
             # holding the interpreter lock, so a UI froze too). Frozen objects are skipped by
             # the collector and still freed by reference counting when dropped (rotation,
             # --max-mem); only reference cycles that were alive at a freeze and die later
-            # stay in memory.
+            # stay in memory. The young generations are collected first (cheap), so recent
+            # garbage cycles are freed rather than frozen.
             self._since_freeze = 0
+            gc.collect(1)
             gc.freeze()
         self._changed()
         if bad:

@@ -74,3 +74,26 @@ def test_every_optional_field_parses_the_same() -> None:
     for arr in (full, bare):
         assert tx_problem(arr, len(arr[2])) == ""
         assert tx_from_array(arr, "pfx", NOW) == _checked(arr, "pfx")
+
+
+def test_history_is_frozen_only_when_asked() -> None:
+    """``gc.freeze()`` is process-wide: a library's collector (``am start --dbg``) must not
+    freeze its host's objects; ``am dbg`` asks for it."""
+    import gc
+
+    from dbg.collector import FREEZE_EVERY, Collector
+
+    def feed(c: Collector) -> None:
+        c.ingest("c1", "schema", {"id": "m", "states_index": ["A"]})
+        tx = ["m", "t", [1], 1, 0, [], 0, 0, 0, 0, [], [], {}, None, []]
+        c.ingest("c1", "txs", [list(tx) for _ in range(FREEZE_EVERY)])
+        assert c.total_txs == FREEZE_EVERY
+
+    gc.unfreeze()
+    try:
+        for freeze, frozen in ((False, False), (True, True)):
+            c = Collector(freeze_history=freeze)
+            feed(c)
+            assert (gc.get_freeze_count() > 0) is frozen
+    finally:
+        gc.unfreeze()
