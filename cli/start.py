@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import typer
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 DEFAULT_DBG_ADDR = "localhost:6831"
+#: AM_LOG when a debugger listens and none is given: 3 carries the links between machines
+DBG_LOG_LEVEL = "3"
 
 
 def start(
@@ -51,10 +54,8 @@ def start(
     except ValueError as err:
         typer.echo(f"am start: {err}", err=True)
         raise typer.Exit(2) from None
-    env = dict(cfg.env or {})
-    if dbg and not env.get("AM_DBG_ADDR"):
-        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR
-        cfg = dataclasses.replace(cfg, env=env)
+    env = debug_env(cfg.env or {}, dbg)
+    cfg = dataclasses.replace(cfg, env=env)
     for key, value in env.items():
         os.environ[key] = value  # .env's debug variables reach this process's machines too
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -74,6 +75,23 @@ def start(
             raise
         typer.echo(f"am start: {found}", err=True)
         raise typer.Exit(1) from None
+
+
+def debug_env(env: Mapping[str, str], dbg: bool) -> dict[str, str]:
+    """The debug variables this process and its pages run with.
+
+    ``--dbg`` without ``AM_DBG_ADDR`` collects on the default address. Whenever a debugger
+    listens, ``AM_LOG`` defaults to 3 (ops): the links between machines (``[rpc:connected]``,
+    pipes) travel as log lines, so without them the debugger's reader and ``am vis
+    render-dump --map`` show the machines unconnected. The level only feeds telemetry (nothing
+    is printed), and an explicit ``AM_LOG`` (``0`` too) is kept.
+    """
+    env = dict(env)
+    if dbg and not env.get("AM_DBG_ADDR"):
+        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR
+    if env.get("AM_DBG_ADDR"):
+        env.setdefault("AM_LOG", DBG_LOG_LEVEL)
+    return env
 
 
 def _build(page: str) -> str:

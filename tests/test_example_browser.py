@@ -264,10 +264,25 @@ def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
     assert rc == 0 and took < 2.0, (rc, took)
     dump = tmp_path / "out" / "am-dbg-dump.cbor.br"
     assert dump.exists(), srv.lines
-    ids = {d.id for d in read_dump(dump)}
+    machines = read_dump(dump)
+    ids = {d.id for d in machines}
     assert "server-foo" in ids
     assert bars <= ids, (bars, ids)
     assert not list((tmp_path / "tmp").glob("*.addr"))
+    # without an AM_LOG, --dbg still carries the links: the map joins every tab to server-foo
+    from vis.graph import Graph
+
+    linked = {client for client, server in Graph.from_dump(machines).rpc if server == "server-foo"}
+    assert bars <= linked, (bars, linked)
+
+
+def test_a_debugger_address_defaults_am_log_to_the_links_level() -> None:
+    from cli.start import DEFAULT_DBG_ADDR, debug_env
+
+    assert debug_env({}, dbg=False) == {}  # no debugger: no log level either
+    assert debug_env({}, dbg=True) == {"AM_DBG_ADDR": DEFAULT_DBG_ADDR, "AM_LOG": "3"}
+    assert debug_env({"AM_DBG_ADDR": "h:1"}, dbg=False) == {"AM_DBG_ADDR": "h:1", "AM_LOG": "3"}
+    assert debug_env({"AM_LOG": "0"}, dbg=True)["AM_LOG"] == "0"  # an explicit level stays
 
 
 def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path: Path) -> None:
