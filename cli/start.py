@@ -155,7 +155,17 @@ async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:
 
 
 def _out(line: str) -> None:
-    print(line, flush=True)
+    """Print one line of the example's output.
+
+    Once stdout is gone (``am start --dbg | tee log``: Ctrl-C ends ``tee`` first) the lines go
+    to /dev/null instead: stopping must still go on and write the debugger's dump.
+    """
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 async def _start_collector(nursery, addr: str):

@@ -238,6 +238,28 @@ def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str)
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_a_closed_stdout_still_stops_cleanly_and_writes_the_dump(tmp_path: Path) -> None:
+    """``am start --dbg | tee log``, then Ctrl-C: tee goes first, and the dump must not."""
+    port = free_port_pair()
+    env = {**os.environ, "PYTHONPATH": str(REPO), **base_env(AM_DBG_ADDR=f"127.0.0.1:{port}")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "start", "--dbg", "--dir", "out"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("REPL: "):
+                break
+        proc.stdout.close()  # type: ignore[union-attr]  # the reader of the pipe is gone
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert (tmp_path / "out" / "am-dbg-dump.cbor.br").exists(), err
+    assert "Traceback" not in err, err
+
+
 def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
     """Three headless peers and a page; the dump holds server-foo and every tab's bar (the
     page's machines report over the debugger's WebSocket, from Pyodide)."""
