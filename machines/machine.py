@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from threading import get_ident
+from time import perf_counter
 from typing import Any
 
 from .errors import Errors, HandlerTimeoutError, _Panic
@@ -119,6 +120,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._token = 0
         self.transition: Transition | None = None
         self._in_eval = False
+        self._mark = 0.0  # perf_counter() when the running handler's time started (see _call)
 
         self._groups: list[_Group] = []
         self._groups_ver = 0
@@ -460,7 +462,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             or self._on_change
             or self._queue_waits
             or self._queue_end_waits
-            or self._subs
+            or self._subs.pending
         ):
             # nothing observes this machine: a known plan is applied without a Transition
             plan = self._plans.get((mtype, called, self._active, False, False))
@@ -468,7 +470,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 # the waits' lock too: a wait registered from another thread meanwhile either
                 # sees the new ticks or sends this mutation down the path that notifies it
                 with self._lock, self._subs.lock:
-                    if not self._processing and not queue and not self._subs:
+                    if not self._processing and not queue and not self._subs.pending:
                         self._bump(plan)
                         self.queue_tick = qt = self.queue_tick + 1
                         if self._sink is not None:
@@ -608,7 +610,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             self._trace("transition_end", tx)
         if self._sink is not None:
             self._record(tx, mut)
-        if tx.accepted and not mut.check and self._subs:
+        if tx.accepted and not mut.check and self._subs.pending:
             changed = [
                 n
                 for n, a, b in zip(self._names, tx.time_before, self._ticks, strict=True)
@@ -623,9 +625,9 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         """Hand the sinks one record of ``tx`` (:data:`machines.tracer.RECORD_FIELDS`)."""
         flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
         rec = (self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type, mut.called, flags,
-               tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
-               tx.pre_log_entries or None, mut.args if self._sink_args else None, mut.source,
-               tx.steps or None)  # fmt: skip
+               tx.queue_len, mut.queue_tick, mut.token, tx._log_entries or None,
+               tx._pre_log_entries or None, mut.args if self._sink_args else None, mut.source,
+               tx._steps or None)  # fmt: skip
         self._sink(rec)  # type: ignore[misc]  # _record runs only with a sink
 
     def _resolve(self, mut: Mutation, before: tuple[str, ...]) -> Plan:
@@ -653,10 +655,12 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 else self._negotiation_calls(plan, mut)
             )
             refused: set[str] | None = None
+            call = self._call
+            self._mark = perf_counter()  # where the first handler's time starts (see _call)
             for name, state, fn, gid in calls:
                 if refused and state in refused:
                     continue
-                ret = self._call(tx, fn, name, gid)
+                ret = call(tx, fn, name, gid)
                 if ret is not False and ret.__class__ is not _Panic:
                     continue
                 if auto and state in mut.called and ret is False:
@@ -678,7 +682,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             return EXECUTED
         tx.accepted = True
         self._apply(tx, plan, mut)
-        if groups or EXCEPTION in plan.target_set or self._subs:
+        if groups or EXCEPTION in plan.target_set or self._subs.pending:
             if not self._finals(tx, plan, mut):
                 return CANCELED
         if self._on_change:
@@ -692,7 +696,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         ):
             self._auto_pass()
         if mut.type == REMOVE:
-            return CANCELED if any(s in self._active_set for s in mut.called) else EXECUTED
+            return EXECUTED if self._active_set.isdisjoint(mut.called) else CANCELED
         if auto:
             grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
             return EXECUTED if grew else CANCELED
@@ -741,17 +745,21 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         bound = plan.finals
         if bound is None or bound[0] != self._groups_ver:
             bound = self._final_calls(plan)
-        for kind, name, fn, gid, state in bound[2] if subs else bound[1]:
+        call = self._call
+        self._mark = perf_counter()  # where the first handler's time starts (see _call)
+        for kind, name, fn, gid, state in bound[2] if subs.pending else bound[1]:
             if kind == _CALL:
-                ret = self._call(tx, fn, name, gid)
+                ret = call(tx, fn, name, gid)
                 if ret.__class__ is _Panic:
                     self._recover_finals(tx, plan, state, name, ret)
                     return False
-            elif kind == _NOTIFY:
-                if subs.wants_args(state):
-                    subs.notify_args(state, tx.mutation.args)
             else:
-                self._default_exception_state(tx)
+                if kind == _NOTIFY:
+                    if subs.wants_args(state):
+                        subs.notify_args(state, tx.mutation.args)
+                else:
+                    self._default_exception_state(tx)
+                self._mark = perf_counter()  # not a handler's time
         return True
 
     def _recover_finals(
