@@ -656,7 +656,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             )
             refused: set[str] | None = None
             call = self._call
-            self._mark = perf_counter()  # where the first handler's time starts (see _call)
+            if calls:
+                self._mark = perf_counter()  # where the first handler's time starts (_call)
             for name, state, fn, gid in calls:
                 if refused and state in refused:
                     continue
@@ -745,9 +746,12 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         bound = plan.finals
         if bound is None or bound[0] != self._groups_ver:
             bound = self._final_calls(plan)
+        steps = bound[2] if subs.pending else bound[1]
+        if not steps:
+            return True
         call = self._call
         self._mark = perf_counter()  # where the first handler's time starts (see _call)
-        for kind, name, fn, gid, state in bound[2] if subs.pending else bound[1]:
+        for kind, name, fn, gid, state in steps:
             if kind == _CALL:
                 ret = call(tx, fn, name, gid)
                 if ret.__class__ is _Panic:
