@@ -7,6 +7,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from inspect import iscoroutine
+from sys import getrefcount
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,10 @@ _MISSING = object()
 _OPS = int(LogLevel.OPS)
 # kinds of final steps (see Handlers._final_calls)
 _CALL, _NOTIFY, _DEFAULT = 0, 1, 2
+#: the references to a spare event nobody else holds: ``Machine._spare_event``, the local
+#: variable of ``_call`` and ``getrefcount``'s argument
+_SPARE_REFS = 3
+_refs = getrefcount
 
 
 class Handlers:
@@ -42,6 +47,7 @@ class Handlers:
         _hooks: dict[str, dict[int, Callable]]
         _log_level: int
         _mark: float
+        _spare_event: Event | None
 
         def is_err(self) -> bool: ...
         def add_err(
@@ -140,8 +146,15 @@ class Handlers:
         hot = self._hot
         if hot or self.log_steps or self._log_level >= _OPS:
             self._call_observed(tx, name, group, "handler_start")
+        e = self._spare_event
+        if e is not None and e.transition is tx and _refs(e) == _SPARE_REFS:
+            # nobody kept the previous handler's event (only this frame and the machine hold
+            # it), so nobody can see it reused: a new Event per call was a tenth of a mutation
+            e.name, e.args, e.ctx = name, tx.mutation.args, None
+        else:
+            e = self._spare_event = Event(name, self, tx)  # type: ignore[arg-type]  # a Machine
         try:
-            ret = fn(Event(name, self, tx))  # type: ignore[arg-type]  # self is the Machine
+            ret = fn(e)
             if ret is not None and ret is not True and ret is not False and iscoroutine(ret):
                 ret.close()
                 raise TypeError(

@@ -121,6 +121,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self.transition: Transition | None = None
         self._in_eval = False
         self._mark = 0.0  # perf_counter() when the running handler's time started (see _call)
+        self._spare_event: Event | None = None  # the last handler's event, reused (see _call)
 
         self._groups: list[_Group] = []
         self._groups_ver = 0
@@ -604,6 +605,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             tx.completed = True
             tx.queue_len = len(self._queue)
             self.transition = None
+            self._spare_event = None  # it holds the transition (and its args)
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
         if hot and "transition_end" in self._hooks:
