@@ -482,7 +482,10 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                             self._sink((self.id, next_tx_num(), ticks, qt, mtype, called, 1, 0,
                                         qt, 0, None, None, a, source, None))  # fmt: skip
                         return EXECUTED
-        mut = Mutation(mtype, called, args, source=source)
+        # a class call with a keyword argument builds a kwargs dict (CPython 3.11): skip it
+        mut = Mutation(mtype, called, args) if source is None else Mutation(
+            mtype, called, args, source=source
+        )
         with self._lock:
             if self._processing:  # as _claim(), inlined: this runs on every mutation
                 return self._postpone(mut)
