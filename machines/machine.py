@@ -687,7 +687,10 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             tx.accepted = True
             return EXECUTED
         tx.accepted = True
-        self._apply(tx, plan, mut)
+        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
+        tx.time_after = self._ticks[:]
+        if self.log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
+            self._applied(tx, plan, mut)
         if groups or EXCEPTION in plan.target_set or self._subs.pending:
             if not self._finals(tx, plan, mut):
                 return CANCELED
@@ -727,9 +730,9 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         )
         return plan.bumps
 
-    def _apply(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
-        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
-        tx.time_after = self._ticks[:]
+    def _applied(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
+        """What observers see of the tick changes just applied (steps, logs, state contexts
+        cancelled, the ``transition_finals`` hook)."""
         if self.log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
