@@ -40,9 +40,9 @@ instructions per mutation (``transitions``: 106k, so 1.92x): 34.7k the full tran
 with no handler to call (an unobserved mutation's fast path: ~14k), then ~5.8k per handler
 call (its Event, a class call; two clock reads; the observers' checks); the flat toggle 14.6k.
 Measured this way, one Python-level call costs ~0.9k (inlining one saved that). After: (b)
-47.7k (2.22x
-by the same count), the flat toggle 13.0k: the waits' "anything registered" check is a plain
-int instead of a ``__bool__`` call on every mutation; a transition's log and step lists are
+47.7k (2.22x by the same count), the flat toggle 13.0k: the waits' "anything registered"
+check is a plain int instead of a ``__bool__`` call on every mutation; a transition's log and
+step lists are
 created on first use; one clock read per handler call (the time between two handlers counts
 to the second); a handler's Event is reused when nobody kept the previous one (its reference
 count says so, so no-one can observe the reuse; tested with kept events and raising
