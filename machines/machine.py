@@ -16,13 +16,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from threading import get_ident
-from time import perf_counter
 from typing import Any
 
 from .errors import Errors, HandlerTimeoutError, _Panic
 from .evaluation import Evaluation
 from .formatting import Formatting
-from .handlers import _CALL, _NOTIFY, Handlers, _Group
+from .handlers import Handlers, _Group
 from .logs import Logging, _default_logger, _silent
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .options import Options
@@ -120,8 +119,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._token = 0
         self.transition: Transition | None = None
         self._in_eval = False
-        self._mark = 0.0  # perf_counter() when the running handler's time started (see _call)
-        self._spare_event: Event | None = None  # the last handler's event, reused (see _call)
+        self._spare_event: Event | None = None  # the last handler's event, reused (see _handle)
 
         self._groups: list[_Group] = []
         self._groups_ver = 0
@@ -483,8 +481,10 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                                         qt, 0, None, None, a, source, None))  # fmt: skip
                         return EXECUTED
         # a class call with a keyword argument builds a kwargs dict (CPython 3.11): skip it
-        mut = Mutation(mtype, called, args) if source is None else Mutation(
-            mtype, called, args, source=source
+        mut = (
+            Mutation(mtype, called, args)
+            if source is None
+            else Mutation(mtype, called, args, source=source)
         )
         with self._lock:
             if self._processing:  # as _claim(), inlined: this runs on every mutation
@@ -660,15 +660,13 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 else self._negotiation_calls(plan, mut)
             )
             refused: set[str] | None = None
-            call = self._call
-            if calls:
-                self._mark = perf_counter()  # where the first handler's time starts (_call)
-            for name, state, fn, gid in calls:
-                if refused and state in refused:
-                    continue
-                ret = call(tx, fn, name, gid)
-                if ret is not False and ret.__class__ is not _Panic:
-                    continue
+            rest = calls
+            while rest:
+                failed = self._handle(tx, rest, True, refused)
+                if failed is None:
+                    break
+                step, ret = failed
+                name, state = step[1], step[4]
                 if auto and state in mut.called and ret is False:
                     # partial auto: a refused auto state drops out, the rest go on
                     refused = refused or set()
@@ -676,6 +674,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                     self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
                     if len(refused) == len(mut.called):
                         return self._cancel(tx, name)
+                    rest = rest[rest.index(step) + 1 :]
                     continue
                 return self._cancel(tx, name, ret)
             if refused:
@@ -750,28 +749,15 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
 
     def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
         """Run ``XEnd`` / ``XState`` / ``AnyState``; False when a handler failed (recovered)."""
-        subs = self._subs
         bound = plan.finals
         if bound is None or bound[0] != self._groups_ver:
             bound = self._final_calls(plan)
-        steps = bound[2] if subs.pending else bound[1]
-        if not steps:
-            return True
-        call = self._call
-        self._mark = perf_counter()  # where the first handler's time starts (see _call)
-        for kind, name, fn, gid, state in steps:
-            if kind == _CALL:
-                ret = call(tx, fn, name, gid)
-                if ret.__class__ is _Panic:
-                    self._recover_finals(tx, plan, state, name, ret)
-                    return False
-            else:
-                if kind == _NOTIFY:
-                    if subs.wants_args(state):
-                        subs.notify_args(state, tx.mutation.args)
-                else:
-                    self._default_exception_state(tx)
-                self._mark = perf_counter()  # not a handler's time
+        steps = bound[2] if self._subs.pending else bound[1]
+        failed = self._handle(tx, steps, False) if steps else None
+        if failed is not None:
+            step, ret = failed
+            self._recover_finals(tx, plan, step[4], step[1], ret)
+            return False
         return True
 
     def _recover_finals(
