@@ -20,17 +20,22 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
-from .bars import AddressBar, ClickableLine, StatusBar, Toolbar
-from .dialogs import PromptScreen
+from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
+from .dialogs import ExportScreen, PromptScreen
 from .filters import FILTERS
+from .groups import next_group
 from .help import HelpScreen
 from .live import LiveServer
 from .log_pane import LogPane, LogReader
 from .machine_list import MachineList
 from .matrix import MatrixView, RainView
+from .outputs import DEBOUNCE as OUTPUTS_DEBOUNCE
+from .outputs import TextOutputs
+from .pane import Pane
 from .schema_tree import SchemaTree
 from .session import Session
-from .timelines import StepTimeline, TxBar, TxTimeline
+from .theme import LIGHT, THEMES
+from .timelines import StepTimeline, TimelineWheel, TxBar, TxTimeline
 
 __all__ = ["VIEWS", "DebuggerApp"]
 
@@ -43,8 +48,9 @@ _VIEW_PANES = {
     "matrix": {"matrix"},
     "matrix-rain": {"matrix", "rain"},
 }
-_PANES = ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar", "#txtl",
-          "#nextbar", "#steptl", "#toolbar")  # fmt: skip
+_PANES = ("#addr", "#tags", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar",
+          "#txtl", "#nextbar", "#steptl", "#toolbar")  # fmt: skip
+_ALWAYS = frozenset(("quit", "focus_next", "focus_previous"))
 NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
@@ -61,7 +67,7 @@ class DebuggerApp(App[None]):
     TITLE = "am dbg"
     CSS = """
     Screen { layout: vertical; }
-    #addr, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
+    #addr, #tags, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
     #main { height: 1fr; }
     #list { width: 34; height: 100%; border: round $primary-darken-2; }
     #tree { width: 1fr; height: 100%; min-width: 20; border: round $primary-darken-2; }
@@ -69,10 +75,10 @@ class DebuggerApp(App[None]):
     #log, #matrix, #rain { height: 1fr; border: round $primary-darken-2; }
     #reader { height: 35%; max-height: 12; border: round $primary-darken-2; }
     #list:focus, #tree:focus, #log:focus, #reader:focus, #rain:focus { border: round $accent; }
-    #txtl:focus, #steptl:focus { background: $boost; }
+    #txtl:focus, #steptl:focus, #toolbar:focus { background: $boost; }
     #status { background: $panel; }
     .narrow #list { display: none; }
-    .short #nextbar { display: none; }
+    .short #nextbar, .short #tags { display: none; }
     .no-tree #tree { display: none; }
     """
 
@@ -100,6 +106,11 @@ class DebuggerApp(App[None]):
         Binding("alt+s", "export", show=False),
         Binding("alt+i", "diagram", show=False),
         Binding("alt+d", "remove_machine", show=False),
+        Binding("enter", "enter", show=False),
+        Binding("ctrl+g", "group", show=False),
+        Binding("alt+n", "page(1)", show=False),
+        Binding("alt+p", "page(-1)", show=False),
+        Binding("alt+f", "focus_toolbar", show=False),
         Binding("question_mark", "help", show=False),
         Binding("escape", "focus_list", show=False),
         Binding("0", "log_level", show=False),
@@ -116,6 +127,8 @@ class DebuggerApp(App[None]):
         view: str = "tree-log",
         open_addr: MachAddr | None = None,
         info: str = "",
+        outputs: set[str] | frozenset[str] = frozenset(),
+        theme: str = "dark",
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -132,16 +145,23 @@ class DebuggerApp(App[None]):
         self._data_at = 0.0
         self._holding = False
         self._held: Any = None  # the collector's lock while _holding
+        self._hold_id = 0  # the current hold (see _hold)
+        self._key_hold = 0  # the hold of the key or click being handled
         self._key_at = 0.0  # when a key or click came that the screen does not show yet
         self._caught_up = False  # other machines' histories all read (see _frame)
         self._search_at = 0.0
         self._unsub: Callable[[], None] | None = None
         self.paints = 0  # for tests and benchmarks: frames painted
+        self.outputs = TextOutputs(session, out_dir, set(outputs)) if outputs else None
+        if theme not in THEMES:
+            raise ValueError(f"unknown theme {theme!r}; one of {', '.join(THEMES)}")
+        self.view_theme = theme
 
     # ----- layout
 
     def compose(self) -> ComposeResult:
         yield AddressBar(id="addr")
+        yield TagsBar(id="tags")
         with Horizontal(id="main"):
             yield MachineList(id="list")
             yield SchemaTree(id="tree")
@@ -166,38 +186,51 @@ class DebuggerApp(App[None]):
         self.query_one("#list").focus()
         self.set_interval(FRAME, self._frame)
         self.set_interval(PLAY_INTERVAL, self._play)
+        if self.outputs is not None:
+            self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.outputs.tick(self.status))
+        self.theme = THEMES[self.view_theme]
+        Pane.palette = LIGHT if self.view_theme == "light" else None
         self.call_after_refresh(self._frame)
 
     # ----- the UI first: ingest waits while a key or a frame is being painted
 
-    def _hold(self) -> None:
-        """Pause the live collector (it ingests under the same lock) until the screen was
-        refreshed: two threads share one interpreter lock, and under a flood of telemetry
-        the UI otherwise gets a small share of it (keys took ~0.5 s). Bounded: released
-        after the refresh, or after ``HOLD_MAX`` at the latest."""
+    def _hold(self) -> int:
+        """Pause the live collector (it ingests under the same lock) until :meth:`_release`
+        with the id returned: two threads share one interpreter lock, and under a flood of
+        telemetry the UI otherwise gets a small share of it (keys took ~0.5 s). A hold taken
+        while one is on takes it over (the older id no longer releases it). Bounded: released
+        after ``HOLD_MAX`` at the latest. 0 when there is nothing to hold."""
         lock = getattr(self.session.collector, "lock", None)  # a LockedCollector's
-        if lock is None or self._holding or self.live is None:
-            return
-        if lock.acquire(timeout=0.2):
+        if lock is None or self.live is None:
+            return 0
+        if not self._holding:
+            if not lock.acquire(timeout=0.2):
+                return 0
             self._held, self._holding = lock, True
-            self.call_after_refresh(self._release)
-            self.set_timer(HOLD_MAX, self._release)
+        self._hold_id += 1
+        hold_id = self._hold_id
+        self.set_timer(HOLD_MAX, lambda: self._release(hold_id))
+        return hold_id
 
-    def _release(self) -> None:
-        if self._holding:
+    def _release(self, hold_id: int | None = None) -> None:
+        """End the hold ``hold_id`` if it is still the current one (None: any)."""
+        if self._holding and (hold_id is None or hold_id == self._hold_id):
             self._holding = False
             self._held.release()
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, (events.Key, events.MouseDown)):
-            self._hold()
-            if not self._key_at:
-                self._key_at = time.monotonic()
-                self.call_after_refresh(self._key_shown)
+        if isinstance(event, (events.Key, events.MouseDown)) and not event.is_forwarded:
+            # the collector waits from the key's arrival until the screen shows its effect
+            # (see paint): a refresh in between, e.g. a frame's, must not end the hold
+            self._key_hold = self._hold()
+            now = time.monotonic()
+            if not self._key_at or now - self._key_at >= HOLD_MAX:  # else: one not shown yet
+                self._key_at = now
         await super().on_event(event)
 
     def _key_shown(self) -> None:
         self._key_at = 0.0
+        self._release(self._key_hold)
 
     def _changed(self) -> None:  # called by the collector, possibly from its thread
         self._dirty = True
@@ -235,8 +268,7 @@ class DebuggerApp(App[None]):
         caught_up = True
         data_frame = self._dirty and now - self._painted_at >= DATA_FRAME
         catching_up = not self.session.tail and not self._caught_up and now - self._data_at > QUIET
-        if data_frame or catching_up:
-            self._hold()
+        hold_id = self._hold() if data_frame or catching_up else 0
         if catching_up:
             # other machines at the cursor's time need their history; read it while the
             # stream is quiet (reading a machine can take long; keys must not wait for it)
@@ -247,6 +279,10 @@ class DebuggerApp(App[None]):
             self.paint()
         elif not caught_up:
             self.paint()
+        else:
+            self._release(hold_id)
+            return
+        self.call_after_refresh(self._release, hold_id)  # the UI keeps the GIL to refresh
 
     def _play(self) -> None:
         if self.session.playing:
@@ -266,14 +302,19 @@ class DebuggerApp(App[None]):
                 w.paint(s)
         status.paint(s, s.graph_sum())
         self.paints += 1
+        if self.outputs is not None:
+            self.outputs.changed()
+        if self._key_at:  # a key's effect: the collector waits until it is on screen
+            self.call_after_refresh(self._key_shown)
 
     def status(self, message: str) -> None:
         StatusBar.message = message
         self.paint()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # under a dialog or the help only quitting reaches the app (the panes are hidden)
-        return action == "quit" or len(self.screen_stack) <= 1
+        # under a dialog or the help only quitting and moving the focus (between a dialog's
+        # fields) reach the app (the panes are hidden)
+        return action in _ALWAYS or len(self.screen_stack) <= 1
 
     # ----- actions (keys)
 
@@ -314,10 +355,7 @@ class DebuggerApp(App[None]):
     def action_updown(self, n: int) -> None:
         s = self.session
         if self.focused is not None and self.focused.id == "tree":
-            h = s.current
-            if h is not None and h.states:
-                k = h.states.index(s.state) + n if s.state in h.states else 0
-                s.state = h.states[max(0, min(k, len(h.states) - 1))]
+            self.query_one(SchemaTree).move(s, n)
         else:
             ids = self.query_one(MachineList).ids or [m for m, _ in s.tree()]
             if ids:
@@ -365,6 +403,23 @@ class DebuggerApp(App[None]):
         tree.show_relations = not tree.show_relations
         self.paint()
 
+    def action_enter(self) -> None:
+        if self.focused is not None and self.focused.id == "tree":
+            if self.query_one(SchemaTree).enter(self.session):
+                self.paint()
+
+    def action_group(self) -> None:
+        s, h = self.session, self.session.current
+        if h is None:
+            return
+        s.group = next_group(h.record.schema, s.group)
+        if s.tail:
+            s.sync()
+        self.status(f"group {s.group or 'all'}")
+
+    def on_schema_tree_cycle_group(self, msg: SchemaTree.CycleGroup) -> None:
+        self.action_group()
+
     def action_reader(self) -> None:
         self.show_reader = not self.show_reader
         self._apply_view()
@@ -378,18 +433,18 @@ class DebuggerApp(App[None]):
         self.paint()
 
     def action_export(self) -> None:
-        def done(name: str | None) -> None:
-            if name:
-                self.export(name)
+        def done(choice: tuple[str, bool] | None) -> None:
+            if choice:
+                self.export(*choice)
 
-        self.push_screen(PromptScreen("Export to (in --dir)", "am-dbg-dump"), done)
+        self.push_screen(ExportScreen("am-dbg-dump"), done)
 
-    def export(self, name: str) -> Path | None:
+    def export(self, name: str, single_frame: bool = False) -> Path | None:
         if not name.endswith((".cbor.br", ".gob.br")):
             name += ".cbor.br"
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.session.export(self.out_dir / name)
+            path = self.session.export(self.out_dir / name, single_frame=single_frame)
         except (OSError, ValueError) as err:
             self.status(f"export failed: {err}")
             return None
@@ -470,6 +525,36 @@ class DebuggerApp(App[None]):
 
     def on_tx_timeline_seek(self, msg: TxTimeline.Seek) -> None:
         self.session.seek(msg.fraction)
+        self.paint()
+
+    def on_timeline_wheel(self, msg: TimelineWheel) -> None:
+        s = self.session
+        if msg.steps:
+            (s.next_step if msg.n > 0 else s.prev_step)()
+        else:
+            s.move(msg.n)
+        self.paint()
+
+    def action_page(self, direction: int) -> None:
+        """Alt+N/P: a page down/up in the focused pane (machines, schema lines, or else
+        transitions, which the log and the rain follow)."""
+        w = self.focused
+        n = direction * max(1, (w.content_size.height if w is not None else 10) - 1)
+        wid = w.id if w is not None else None
+        if wid == "tree":
+            self.query_one(SchemaTree).move(self.session, n)
+        elif wid == "list":
+            self.action_updown(n)
+            return
+        else:
+            self.session.move(n)
+        self.paint()
+
+    def action_repaint(self) -> None:
+        self.paint()
+
+    def action_focus_toolbar(self) -> None:
+        self.query_one(Toolbar).focus()
         self.paint()
 
     def on_rain_view_picked(self, msg: RainView.Picked) -> None:
