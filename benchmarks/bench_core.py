@@ -33,9 +33,9 @@ plan and clock, and queue-end hooks run only when wanted; the rest is the per-ha
 checked against an uncached replay in tests/test_perf_core.py.
 
 On a shared machine wall-clock ratios swing by +-30 % between runs, so the next round was
-steered by instruction counts, which load does not change: ``valgrind --tool=cachegrind
---cache-sim=no`` on a script that runs the workload's ``run(n)`` after a warm-up, minus the same
-script without the timed part, divided by n (``PYTHONHASHSEED=0``). Before: (b) 55.2k
+steered by instruction counts, which load does not change (benchmarks/bench_icount.py:
+valgrind's count of a workload's ``run(n)`` after a warm-up, minus the same run without the
+timed part, over n). Before: (b) 55.2k
 instructions per mutation (``transitions``: 106k, so 1.92x): 34.7k the full transition path
 with no handler to call (an unobserved mutation's fast path: ~14k), then ~5.8k per handler
 call (its Event, a class call; two clock reads; the observers' checks); the flat toggle 14.6k.
