@@ -80,15 +80,15 @@ def start(
 def debug_env(env: Mapping[str, str], dbg: bool) -> dict[str, str]:
     """The debug variables this process and its pages run with.
 
-    ``--dbg`` without ``AM_DBG_ADDR`` collects on the default address. Whenever a debugger
-    listens, ``AM_LOG`` defaults to 3 (ops): the links between machines (``[rpc:connected]``,
-    pipes) travel as log lines, so without them the debugger's reader and ``am vis
-    render-dump --map`` show the machines unconnected. The level only feeds telemetry (nothing
-    is printed), and an explicit ``AM_LOG`` (``0`` too) is kept.
+    ``--dbg`` without ``AM_DBG_ADDR`` (or with ``1``) collects on the default address.
+    Whenever a debugger listens, ``AM_LOG`` defaults to 3 (ops): the links between machines
+    (``[rpc:connected]``, pipes) travel as log lines, so without them the debugger's reader
+    and ``am vis render-dump --map`` show the machines unconnected. The level only feeds
+    telemetry (nothing is printed), and an explicit ``AM_LOG`` (``0`` too) is kept.
     """
     env = dict(env)
-    if dbg and not env.get("AM_DBG_ADDR"):
-        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR
+    if (dbg and not env.get("AM_DBG_ADDR")) or env.get("AM_DBG_ADDR") == "1":
+        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR  # "1" means the default, as for every machine
     if env.get("AM_DBG_ADDR"):
         env.setdefault("AM_LOG", DBG_LOG_LEVEL)
     return env

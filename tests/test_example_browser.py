@@ -308,6 +308,7 @@ def test_a_debugger_address_defaults_am_log_to_the_links_level() -> None:
     assert debug_env({}, dbg=True) == {"AM_DBG_ADDR": DEFAULT_DBG_ADDR, "AM_LOG": "3"}
     assert debug_env({"AM_DBG_ADDR": "h:1"}, dbg=False) == {"AM_DBG_ADDR": "h:1", "AM_LOG": "3"}
     assert debug_env({"AM_LOG": "0"}, dbg=True)["AM_LOG"] == "0"  # an explicit level stays
+    assert debug_env({"AM_DBG_ADDR": "1"}, dbg=True)["AM_DBG_ADDR"] == DEFAULT_DBG_ADDR
 
 
 def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path: Path) -> None:
