@@ -71,6 +71,13 @@ def dbg(
         "dropped first (checked every second and every 16k transitions).",
         min=0,
     ),
+    fwd_data: list[str] = typer.Option(
+        [],
+        "--fwd-data",
+        "-f",
+        help="Forward all incoming telemetry to another am dbg at HOST:PORT (repeatable): "
+        "it shows the same machines. Startup fails if a target cannot be dialed.",
+    ),
     select_connected: bool = typer.Option(
         False,
         "--select-connected",
@@ -154,6 +161,14 @@ def dbg(
     if view_theme not in _THEMES:
         typer.echo(f"am dbg: unknown --view-theme {view_theme!r} (dark or light)", err=True)
         raise typer.Exit(2)
+    if fwd_data:
+        from dbg.forward import check_targets
+
+        try:
+            check_targets(fwd_data)
+        except (OSError, ValueError) as err:
+            typer.echo(f"am dbg: {err}", err=True)
+            raise typer.Exit(1) from None
     imported = []
     if import_data is not None:
         if not headless:
@@ -183,7 +198,7 @@ def dbg(
             imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
             select_connected, view, view_tail and open_addr is None,
             {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
-            clean_on_connect=clean_on_connect, theme=view_theme,
+            clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -200,6 +215,7 @@ def dbg(
         *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
         max_mem << 20,
         clean_on_connect,
+        fwd_data,
     )
 
 
@@ -222,6 +238,7 @@ def _ui(
     clean_on_connect: bool = True,
     theme: str = "dark",
     outputs: set[str] | None = None,
+    fwd: list[str] | None = None,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
@@ -248,6 +265,11 @@ def _ui(
             )
             raise typer.Exit(1) from None
         live = LiveServer(collector, host, port, wsp)
+        if fwd:
+            from dbg.forward import Forwarder
+
+            collector.tap = Forwarder(fwd)
+            live.services.append(collector.tap.run)
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
         info = f"telemetry: {host}:{port}{ws}; {info}"
     session = Session(
@@ -280,6 +302,7 @@ async def _headless(
     rotation: tuple[int, float],
     max_mem: int = 0,
     clean_on_connect: bool = True,
+    fwd: list[str] | None = None,
 ) -> None:
     import trio
 
@@ -315,6 +338,11 @@ async def _headless(
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            if fwd:
+                from dbg.forward import Forwarder
+
+                collector.tap = Forwarder(fwd)
+                await nursery.start(collector.tap.run)
             bound, bound_ws = await nursery.start(
                 lambda task_status: serve_collector(
                     collector, host, port, ws_port=wsp, task_status=task_status
@@ -357,7 +385,8 @@ async def _headless(
     print(
         f"am dbg: wrote {written or 'nothing new'} ({len(collector.machines)} machines, "
         f"{collector.total_txs} transitions received, {collector.rejected} rejected, "
-        f"{collector.trimmed} dropped by --max-mem)",
+        f"{collector.trimmed} dropped by --max-mem"
+        + (f", {collector.tap.dropped} not forwarded)" if collector.tap else ")"),
         file=sys.stderr,
         flush=True,
     )

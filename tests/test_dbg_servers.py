@@ -1,0 +1,147 @@
+"""``am dbg``'s servers and file outputs: ``--fwd-data`` mirroring, diagrams in ``--dir``, and
+the HTTP server on port+1 (index, files, viewer pages and their refresh sockets)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from dbg.collector import Collector, serve_collector
+from dbg.forward import Forwarder
+from machines import Machine, State, telemetry
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = {"A": State(), "B": State(require=["A"]), "Msg": State(multi=True)}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("AM_DBG_ADDR", None)
+    return env
+
+
+async def _serve(nursery: trio.Nursery, collector: Collector) -> str:
+    port, _ = await nursery.start(
+        lambda task_status: serve_collector(collector, "127.0.0.1", 0, task_status=task_status)
+    )
+    return f"127.0.0.1:{port}"
+
+
+def _txs(collector: Collector, mach_id: str) -> int:
+    rec = collector.machines.get(mach_id)
+    return len(rec.txs) if rec else 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----- --fwd-data
+
+
+@pytest.mark.trio
+async def test_fwd_data_mirrors_every_machine_and_transition_into_two_instances():
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            mirror1, mirror2 = Collector(), Collector()
+            addr1, addr2 = await _serve(nursery, mirror1), await _serve(nursery, mirror2)
+            main = Collector()
+            fwd = Forwarder([addr1, addr2])
+            main.tap = fwd
+            await nursery.start(fwd.run)
+            addr = await _serve(nursery, main)
+            a = Machine(SCHEMA, id="fwd-a", logger=lambda *_: None)
+            b = Machine({"X": State()}, id="fwd-b", parent=a)
+            telemetry.attach(a, addr)
+            telemetry.attach(b, addr)
+            for _ in range(200):
+                a.add(["A", "B"])
+                a.remove("A")
+            b.add("X")
+            for c in (main, mirror1, mirror2):
+                await c.wait_until(lambda c: _txs(c, "fwd-a") == 400 and _txs(c, "fwd-b") == 1)
+            nursery.cancel_scope.cancel()
+    for mirror in (mirror1, mirror2):
+        assert set(mirror.machines) == {"fwd-a", "fwd-b"}
+        assert mirror.machines["fwd-b"].schema.parent == "fwd-a"
+        got = [(tx.id, tx.clocks) for tx in mirror.machines["fwd-a"].txs]
+        assert got == [(tx.id, tx.clocks) for tx in main.machines["fwd-a"].txs]
+    assert fwd.dropped == 0 and fwd.sent > 0
+
+
+@pytest.mark.trio
+async def test_fwd_data_a_dead_target_is_one_log_line_and_ingest_goes_on(caplog):
+    caplog.set_level(logging.WARNING, "dbg.forward")
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            dead = f"127.0.0.1:{_free_port()}"  # nobody listens there
+            main = Collector()
+            fwd = Forwarder([dead])
+            main.tap = fwd
+            await nursery.start(fwd.run)
+            addr = await _serve(nursery, main)
+            for i in range(3):  # three producers, each its own link to the dead target
+                m = Machine(SCHEMA, id=f"dead-{i}", logger=lambda *_: None)
+                telemetry.attach(m, addr)
+                for _ in range(50):
+                    m.add("Msg")
+            await main.wait_until(lambda c: all(_txs(c, f"dead-{i}") == 50 for i in range(3)))
+            while fwd.dropped == 0:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    lines = [r.getMessage() for r in caplog.records if r.name == "dbg.forward"]
+    assert len(lines) == 1 and dead in lines[0], lines
+    assert fwd.dropped > 0
+
+
+def test_fwd_data_full_queue_drops_transitions_but_keeps_schemas():
+    from dbg import forward
+    from machines.telemetry import encode_frame
+
+    fwd = Forwarder(["127.0.0.1:1"])
+
+    class _Nursery:
+        def start_soon(self, fn):  # the links' writers never run: the queue only fills
+            pass
+
+    fwd._nursery = _Nursery()  # type: ignore[assignment]
+    schema = encode_frame("schema", {"id": "x"})
+    big = encode_frame("txs", [["x"] * 1000])
+    n = forward.MAX_QUEUED // len(big) + 10
+    fwd.data("conn-1", schema + big * n, ["schema"] + ["txs"] * n)
+    fwd.data("conn-1", schema, ["schema"])
+    link = fwd._links["conn-1"][0]
+    assert link.queued <= forward.MAX_QUEUED + 2 * len(schema)
+    assert fwd.dropped >= 10
+    assert link.queue[0] == schema and link.queue[-1] == schema
+    # a frame split across two reads is forwarded whole, once complete
+    fwd2 = Forwarder(["127.0.0.1:1"])
+    fwd2._nursery = _Nursery()  # type: ignore[assignment]
+    fwd2.data("c", schema[:5], [])
+    fwd2.data("c", schema[5:], ["schema"])
+    assert list(fwd2._links["c"][0].queue) == [schema]
+
+
+def test_fwd_data_unreachable_target_fails_startup_with_one_line(tmp_path: Path):
+    port = _free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "dbg", "--headless", "-l", "127.0.0.1:0",
+         "--fwd-data", f"127.0.0.1:{port}", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot forward to 127.0.0.1:{port}" in lines[0], proc.stderr
