@@ -111,6 +111,24 @@ def dbg(
     output_log: bool = typer.Option(
         False, "--output-log", help="Keep --dir/log.md equal to the selected machine's log."
     ),
+    output_diagrams: int = typer.Option(
+        0,
+        "--output-diagrams",
+        min=0,
+        max=3,
+        help="Keep the current machine's diagram (1 simple, 2 detailed; 3 draws as 2) with "
+        "its active states, and the network graph, in --dir (am-vis-mach.svg, "
+        "am-vis-graph.svg, diagrams/); 0 = off.",
+    ),
+    output_graph: bool = typer.Option(
+        False, "--output-graph", help="Keep --dir/graph.md and graph.xml (the network)."
+    ),
+    ui_web: bool = typer.Option(
+        True,
+        "--ui-web/--no-ui-web",
+        help="With the UI: HTTP on the WebSocket port (listen port + 1): an index of --dir, "
+        "/viewer/mach and /viewer/graph (live diagrams), the files of --dir.",
+    ),
     view_tail: bool = typer.Option(
         True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
     ),
@@ -199,6 +217,7 @@ def dbg(
             select_connected, view, view_tail and open_addr is None,
             {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
+            diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -239,6 +258,9 @@ def _ui(
     theme: str = "dark",
     outputs: set[str] | None = None,
     fwd: list[str] | None = None,
+    diagrams: int = 0,
+    graph_text: bool = False,
+    web: bool = True,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
@@ -249,7 +271,7 @@ def _ui(
 
     collector = LockedCollector(max_mem=max_mem or None, clean_on_connect=clean_on_connect)
     collector.load(imported)
-    live, info = None, f"dir: {out_dir}"
+    live, info, server = None, f"dir: {out_dir}", None
     if listen is not None:
         host, port, wsp = listen
         try:
@@ -264,7 +286,13 @@ def _ui(
                 err=True,
             )
             raise typer.Exit(1) from None
-        live = LiveServer(collector, host, port, wsp)
+        if web and wsp is not None:
+            from dbg.web import WebServer
+
+            server = WebServer(collector, out_dir, host, wsp, diagrams=bool(diagrams))
+        live = LiveServer(collector, host, port, None if server else wsp)
+        if server is not None:
+            live.services.append(server.serve)
         if fwd:
             from dbg.forward import Forwarder
 
@@ -272,6 +300,8 @@ def _ui(
             live.services.append(collector.tap.run)
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
         info = f"telemetry: {host}:{port}{ws}; {info}"
+        if server is not None and wsp:
+            info += f"; web: http://{host}:{wsp}/"
     session = Session(
         collector,
         filters=Filters(set(filters_on)),
@@ -281,7 +311,8 @@ def _ui(
     )
     app = DebuggerApp(
         session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
-        outputs=outputs or set(), theme=theme,
+        outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
+        on_diagrams=server.refresh if server is not None else None,
     )  # fmt: skip
     app.run()
     if live is not None and live.error is not None:
