@@ -124,6 +124,11 @@ class WebServer:
             return
         if kind.endswith(".svg") and kind[:-4] in VIEWER_TYPES:
             path = f"/am-vis-{kind[:-4]}.svg"  # the symlink to the current diagram
+        folder = resolve_dir(self.out_dir, path)
+        if folder is not None:
+            page = _page(f"am dbg: {path}", self._listing(folder))
+            await _document(conn, request, page.encode(), "text/html; charset=utf-8")
+            return
         await serve_static(self.out_dir, conn, request, path)
 
     async def _websocket(self, conn: Connection, request: Request, path: str) -> None:
@@ -160,33 +165,50 @@ class WebServer:
             self.collector.disconnect(session.conn_id)
 
     def _index(self) -> str:
-        e = html.escape
         items = []
         if self.diagrams:
-            items += [
-                f'<li><a href="/viewer/{t}">{t} diagram</a> (live)</li>' for t in VIEWER_TYPES
-            ]
+            items += [f'<li><a href="/viewer/{t}">{t} diagram</a></li>' for t in VIEWER_TYPES]
         ws = f"ws://{self.url.split('://', 1)[1]}dbg.ws"
-        items.append(f"<li>telemetry from browsers: <code>{e(ws)}</code></li>")
+        items.append(f"<li>telemetry from browsers: <code>{html.escape(ws)}</code></li>")
+        return _page("am dbg", "<ul>" + "".join(items) + "</ul>" + self._listing(self.out_dir))
+
+    def _listing(self, folder: Path) -> str:
+        """The entries of ``folder`` (inside ``--dir``) as links."""
+        e = html.escape
+        rel = folder.resolve().relative_to(self.out_dir.resolve()).as_posix()
+        prefix = "/" if rel == "." else f"/{quote(rel)}/"
         try:
-            entries = sorted(self.out_dir.iterdir(), key=lambda p: p.name)
+            entries = sorted(folder.iterdir(), key=lambda p: p.name)
         except OSError as err:
-            entries, items = [], items + [f"<li>cannot list the directory: {e(str(err))}</li>"]
+            return f"<p>cannot list {e(str(folder))}: {e(err.strerror or str(err))}</p>"
         files = []
         for p in entries:
             if p.name.startswith("."):
                 continue
             name = p.name + ("/" if p.is_dir() else "")
-            files.append(f'<li><a href="/{quote(p.name)}">{e(name)}</a></li>')
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>am dbg</title>"
-            "<style>body{font-family:sans-serif;background:#1e1e2e;color:#cdd6f4}"
-            "a{color:#89b4fa}</style></head><body><h1>am dbg</h1><ul>"
-            + "".join(items)
-            + f"</ul><h2>{e(str(self.out_dir))}</h2><ul>"
-            + "".join(files)
-            + "</ul></body></html>"
-        )
+            files.append(f'<li><a href="{prefix}{quote(name)}">{e(name)}</a></li>')
+        return f"<h2>{e(str(folder))}</h2><ul>" + "".join(files) + "</ul>"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;background:#1e1e2e;color:#cdd6f4}"
+        f"a{{color:#89b4fa}}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def resolve_dir(root: Path, url_path: str) -> Path | None:
+    """The folder ``url_path`` names inside ``root`` (never outside it), or None."""
+    parts = [p for p in url_path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or any("\x00" in p or "\\" in p for p in parts):
+        return None
+    try:
+        real = root.joinpath(*parts).resolve(strict=True)
+        real.relative_to(root.resolve())
+    except (OSError, ValueError):
+        return None
+    return real if real.is_dir() else None
 
 
 class _Viewer:
