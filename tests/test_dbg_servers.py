@@ -3,6 +3,7 @@ the HTTP server on port+1 (index, files, viewer pages and their refresh sockets)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -145,3 +146,95 @@ def test_fwd_data_unreachable_target_fails_startup_with_one_line(tmp_path: Path)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot forward to 127.0.0.1:{port}" in lines[0], proc.stderr
+
+
+# ----- --output-diagrams
+
+
+GO_DUMP = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
+
+
+def _active_overlay(svg: Path) -> str:
+    text = svg.read_text()
+    start = text.find('id="am-dbg-active"')
+    return text[start:] if start >= 0 else ""
+
+
+def test_diagrams_run_d2_once_per_layout_and_paint_active_states_as_an_overlay(tmp_path):
+    from dbg.dump import read_dump
+    from dbg.model import MachineDump
+    from dbg.ui.diagrams import write_diagrams
+
+    dumps = read_dump(GO_DUMP)
+    at_end = write_diagrams(dumps, "sim-p11", 2, tmp_path, text=True)
+    mach_svg, ran = at_end["mach"]
+    assert ran and at_end["graph"][1]
+    link = tmp_path / "am-vis-mach.svg"
+    assert link.is_symlink() and link.resolve() == mach_svg.resolve()
+    assert (tmp_path / "am-vis-graph.svg").resolve() == at_end["graph"][0].resolve()
+    assert (tmp_path / "graph.md").read_text().strip() and (tmp_path / "graph.xml").is_file()
+    late = _active_overlay(mach_svg)
+    assert late.count("!important") >= 2  # e.g. Ready and Connected are active at the end
+
+    # the cursor at the machine's first transition: the same layout (no d2), fewer active
+    cut = [MachineDump(d.schema, d.txs[:1]) if d.id == "sim-p11" else d for d in dumps]
+    at_start = write_diagrams(cut, "sim-p11", 2, tmp_path)
+    assert at_start["mach"] == (mach_svg, False) and at_start["graph"][1] is False
+    early = _active_overlay(mach_svg)
+    assert early != late
+    # the layout file (without overlay) is shared and untouched
+    base = mach_svg.with_name(mach_svg.name.replace(".active.svg", ".svg"))
+    assert "am-dbg-active" not in base.read_text()
+
+    # level 1 is another layout (no Start, no inherited states): d2 runs again
+    simple = write_diagrams(dumps, "sim-p11", 1, tmp_path)
+    assert simple["mach"][1] and simple["mach"][0] != mach_svg
+
+
+def test_ui_keeps_diagrams_at_the_cursor_and_reports_failure_in_one_status_line(tmp_path):
+    asyncio.run(_ui_diagrams(tmp_path))
+
+
+async def _ui_diagrams(tmp_path: Path) -> None:
+    from dbg.dump import read_dump
+    from dbg.ui.app import DebuggerApp
+    from dbg.ui.bars import StatusBar
+    from dbg.ui.live import LockedCollector
+    from dbg.ui.session import Session
+
+    def app_for(out_dir: Path, written: list) -> DebuggerApp:
+        collector = LockedCollector()
+        collector.load(read_dump(GO_DUMP))
+        session = Session(collector, tail=True)
+        return DebuggerApp(session, out_dir=out_dir, diagrams=1, on_diagrams=written.append)
+
+    written: list[set[str]] = []
+    app = app_for(tmp_path, written)
+    async with app.run_test(size=(160, 40)) as pilot:
+        async with asyncio.timeout(60):
+            app.session.select("sim-p11")
+            app.paint()
+            while not written:
+                await pilot.pause(0.1)
+            assert written[0] == {"mach", "graph"}
+            first = _active_overlay(tmp_path / "am-vis-mach.svg")
+            await pilot.press("home")
+            while len(written) < 2:
+                await pilot.pause(0.1)
+            assert written[1] == {"mach"}  # only the active states changed
+            assert _active_overlay(tmp_path / "am-vis-mach.svg") != first
+            assert app.diagrams.d2_runs == 2  # the machine's layout and the graph, once each
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    app = app_for(blocked, [])
+    async with app.run_test(size=(160, 40)) as pilot:
+        async with asyncio.timeout(60):
+            app.session.select("sim-p11")
+            app.paint()
+            while not app.diagrams.error:
+                await pilot.pause(0.1)
+            assert app.diagrams.error.startswith("diagrams: ") and "\n" not in app.diagrams.error
+            await pilot.pause(0.2)
+            assert StatusBar.message == app.diagrams.error
+            await pilot.press("left")  # the UI keeps going
