@@ -274,18 +274,14 @@ def _ui(
     live, info, server = None, f"dir: {out_dir}", None
     if listen is not None:
         host, port, wsp = listen
-        try:
-            check_free(host, port)
-            if wsp:
-                check_free(host, wsp)
-        except OSError as err:
-            reason = err.strerror or err
-            typer.echo(
-                f"am dbg: cannot listen on {host}:{port}: {reason} (set --listen-addr or "
-                "--ws-port)",
-                err=True,
-            )
-            raise typer.Exit(1) from None
+        for p, what in ((port, "--listen-addr"), (wsp, "--ws-port (WebSocket and HTTP)")):
+            try:
+                if p:
+                    check_free(host, p)
+            except OSError as err:
+                reason = err.strerror or err
+                typer.echo(f"am dbg: cannot listen on {host}:{p}: {reason} (set {what})", err=True)
+                raise typer.Exit(1) from None
         if web and wsp is not None:
             from dbg.web import WebServer
 

@@ -238,3 +238,149 @@ async def _ui_diagrams(tmp_path: Path) -> None:
             await pilot.pause(0.2)
             assert StatusBar.message == app.diagrams.error
             await pilot.press("left")  # the UI keeps going
+
+
+# ----- --ui-web
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+@pytest.mark.trio
+async def test_web_serves_index_files_viewer_and_telemetry_on_one_port(tmp_path):
+    import trio_websocket
+
+    from dbg.web import WebServer
+    from machines.telemetry import DbgTracer, Outbox
+
+    (tmp_path / "tx.md").write_text("# mach://x\n")
+    (tmp_path / "am-vis-mach.svg").symlink_to("tx.md")  # any file: the symlink is followed
+    collector = Collector()
+    server = WebServer(collector, tmp_path, "127.0.0.1", 0, diagrams=True)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.serve)
+            base = f"http://127.0.0.1:{port}"
+            status, headers, body = await trio.to_thread.run_sync(_get, base + "/")
+            assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
+            assert headers["Cache-Control"] == "no-cache"
+            assert b'href="/tx.md"' in body and b'href="/viewer/mach"' in body
+            status, headers, body = await trio.to_thread.run_sync(_get, base + "/tx.md")
+            assert (status, body) == (200, b"# mach://x\n")
+            assert headers["Access-Control-Allow-Origin"] == "*"
+            status, _, body = await trio.to_thread.run_sync(_get, base + "/viewer/mach.svg")
+            assert (status, body) == (200, b"# mach://x\n")
+            status, _, body = await trio.to_thread.run_sync(_get, base + "/viewer/graph")
+            assert status == 200 and b"/viewer/${type}.ws" in body and b'"graph"' in body
+            for bad in ("/nope", "/../../etc/passwd", "/viewer/graph.svg"):
+                status, headers, _ = await trio.to_thread.run_sync(_get, base + bad)
+                assert status == 404 and headers["Access-Control-Allow-Origin"] == "*", bad
+
+            # a viewer hears "refresh" when the diagrams' worker thread says so
+            async with trio_websocket.open_websocket_url(
+                f"ws://127.0.0.1:{port}/viewer/mach.ws"
+            ) as ws:
+                while not server._viewers["mach"]:
+                    await trio.sleep(0.01)
+                await trio.to_thread.run_sync(server.refresh, {"graph"})
+                await trio.to_thread.run_sync(server.refresh, {"mach"})
+                assert await ws.get_message() == '{"Event": "refresh"}'
+            # browser machines' telemetry on /dbg.ws, the same port
+            box = Outbox()
+            m = Machine(SCHEMA, id="web-bar", logger=lambda *_: None)
+            DbgTracer(box).attach(m)
+            m.add(["A", "B"])
+            async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{port}/dbg.ws") as ws:
+                await ws.send_message(box.take())
+                await collector.wait_until(lambda c: _txs(c, "web-bar") == 1)
+                await ws.send_message("text is refused")
+                with pytest.raises(trio_websocket.ConnectionClosed):
+                    await ws.get_message()
+                assert ws.closed.code == 1003
+            await collector.wait_until(lambda c: not c.machines["web-bar"].connected)
+            with pytest.raises(trio_websocket.HandshakeError):
+                async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{port}/nope.ws"):
+                    pass
+            nursery.cancel_scope.cancel()
+
+
+def test_web_port_taken_fails_before_the_ui(tmp_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        web = s.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli.main", "dbg", "-l", f"127.0.0.1:{web - 1}",
+             "--dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and f":{web}" in proc.stderr, proc.stderr
+
+
+def test_real_command_serves_the_viewer_that_refreshes_when_the_cursor_moves(tmp_path: Path):
+    """C.6 #14 with the real command in a pty: GET /, /viewer/mach, /viewer/mach.svg, and the
+    /viewer/mach.ws socket says "refresh" after a key moves the cursor."""
+    import pexpect
+
+    async def viewer(url: str, child, svg: bytes, svg_url: str) -> list[str]:
+        import trio_websocket
+
+        got = []
+        async with trio_websocket.open_websocket_url(url) as ws:
+            await trio.sleep(0.5)  # registered; the next diagram change is pushed
+            child.send("\x1b[H")  # Home: the machine's first transition
+            with trio.fail_after(30):
+                while True:  # (a refresh of the first render may come first)
+                    got.append(await ws.get_message())
+                    _, _, now = await trio.to_thread.run_sync(_get, svg_url)
+                    if now != svg:
+                        return got
+
+    port = _free_port()
+    while True:  # port + 1 must be free too
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            port = _free_port()
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "cli.main", "dbg", "-i", str(GO_DUMP), "mach://sim-p11", "-l",
+         f"127.0.0.1:{port}", "-d", str(tmp_path), "--output-diagrams", "1"],
+        env=_env(), cwd=str(ROOT), dimensions=(40, 160), encoding="utf-8",
+        codec_errors="replace", timeout=60,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port + 1}"
+    try:
+        child.expect(r"mach://sim-p11/[0-9a-f]+")
+        deadline = 60
+        while not (tmp_path / "am-vis-mach.svg").exists() and deadline:
+            child.expect([pexpect.TIMEOUT], timeout=0.5)
+            deadline -= 1
+        status, _, body = _get(base + "/")
+        assert status == 200 and b"am-vis-mach.svg" in body and b"/viewer/mach" in body
+        status, headers, page = _get(base + "/viewer/mach")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        status, headers, svg = _get(base + "/viewer/mach.svg")
+        assert status == 200 and headers["Content-Type"] == "image/svg+xml"
+        assert b"am-dbg-active" in svg
+        ws_url = f"ws://127.0.0.1:{port + 1}/viewer/mach.ws"
+        got = trio.run(viewer, ws_url, child, svg, base + "/viewer/mach.svg")
+        assert set(got) == {'{"Event": "refresh"}'}
+        child.send("\x11")  # Ctrl+Q
+        child.expect("Clients: 107")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
