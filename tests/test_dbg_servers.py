@@ -384,3 +384,72 @@ def test_real_command_serves_the_viewer_that_refreshes_when_the_cursor_moves(tmp
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+PRODUCER = """
+from machines import Machine, State
+a = Machine({"A": State(), "B": State(add=["A"])}, id="proc-a")
+b = Machine({"X": State(multi=True)}, id="proc-b", parent=a)
+for _ in range(50):
+    a.add("B"); a.remove(["A", "B"]); b.add("X")
+"""
+
+
+def test_real_ui_forwards_everything_to_a_second_instance(tmp_path: Path):
+    """C.6 #15: the UI with --fwd-data to a headless instance; a producer reports to the UI;
+    the second instance ends up with the same machines and transitions."""
+    import signal
+    import time
+
+    import pexpect
+
+    from dbg.dump import read_dump
+
+    mirror_port, ui_port = _free_port(), _free_port()
+    mirror_dir, ui_dir = tmp_path / "mirror", tmp_path / "ui"
+    env = dict(_env(), PYTHONUNBUFFERED="1")
+    mirror = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "dbg", "--headless", "-l",
+         f"127.0.0.1:{mirror_port}", "--ws-port", "0", "--dir", str(mirror_dir),
+         "--dump-interval", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    child = None
+    try:
+        assert "collecting on" in mirror.stdout.readline()
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "cli.main", "dbg", "-l", f"127.0.0.1:{ui_port}", "--ws-port", "0",
+             "-d", str(ui_dir), "--fwd-data", f"127.0.0.1:{mirror_port}"],
+            env=env, cwd=str(ROOT), dimensions=(40, 160), encoding="utf-8",
+            codec_errors="replace", timeout=60,
+        )  # fmt: skip
+        child.expect("Machines:0")
+        producer = subprocess.run(
+            [sys.executable, "-c", PRODUCER],
+            env=dict(env, AM_DBG_ADDR=f"127.0.0.1:{ui_port}", AM_LOG="3"),
+            timeout=60,
+        )
+        assert producer.returncode == 0
+        child.expect("proc-a")
+        dump, dumps = mirror_dir / "am-dbg-dump.cbor.br", []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            dumps = read_dump(dump) if dump.exists() else []
+            if sum(len(m.txs) for m in dumps) == 150:
+                break
+            time.sleep(0.1)
+        child.send("\x11")  # Ctrl+Q
+        child.expect("Clients: 2")
+        child.expect("Transitions: 150")
+        child.expect(pexpect.EOF)
+    finally:
+        if child is not None:
+            child.close()
+        mirror.send_signal(signal.SIGTERM)
+        mirror.communicate(timeout=15)
+    machines = {d.id: d for d in dumps}
+    assert set(machines) == {"proc-a", "proc-b"}
+    assert len(machines["proc-a"].txs) == 100 and len(machines["proc-b"].txs) == 50
+    assert machines["proc-b"].schema.parent == "proc-a"
+    assert machines["proc-b"].active_states() == ["X"]
