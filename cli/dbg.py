@@ -264,6 +264,7 @@ def _ui(
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
+    from dbg.forward import Forwarder
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
     from dbg.ui.live import LiveServer, LockedCollector, check_free
@@ -290,8 +291,6 @@ def _ui(
         if server is not None:
             live.services.append(server.serve)
         if fwd:
-            from dbg.forward import Forwarder
-
             collector.tap = Forwarder(fwd)
             live.services.append(collector.tap.run)
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
@@ -310,6 +309,8 @@ def _ui(
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
     )  # fmt: skip
+    if isinstance(collector.tap, Forwarder):
+        collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
     app.run()
     if live is not None and live.error is not None:
         typer.echo(f"am dbg: the collector stopped: {live.error}", err=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import astuple
 
 import trio
@@ -74,7 +74,7 @@ class _Link:
             with trio.fail_after(DIAL_TIMEOUT):
                 stream = await trio.open_tcp_stream(*self.target)
         except (OSError, trio.TooSlowError) as err:
-            self._fail(f"cannot dial: {getattr(err, 'strerror', None) or err or 'timeout'}")
+            self._fail(f"cannot dial: {getattr(err, 'strerror', None) or str(err) or 'timeout'}")
             return
         self.fwd._up(self.addr)
         async with stream:
@@ -106,7 +106,9 @@ class Forwarder:
     """The collector's tap (see :attr:`dbg.collector.Collector.tap`) that mirrors every
     producer connection to each of ``targets`` (``HOST:PORT`` of other debuggers)."""
 
-    def __init__(self, targets: list[str]) -> None:
+    def __init__(self, targets: list[str], notify: Callable[[str], None] | None = None) -> None:
+        #: also hears each log line (the UI shows it in its status bar)
+        self.notify = notify
         self.targets = [(a, astuple(parse_hostport(a))) for a in targets]
         self.dropped = 0  # frames not forwarded (queue full or target down), all links
         self.sent = 0  # bytes forwarded
@@ -155,9 +157,17 @@ class Forwarder:
     def _down(self, addr: str, why: str) -> None:
         if addr not in self._down_addrs:
             self._down_addrs.add(addr)
-            log.warning("dbg: --fwd-data %s: %s; dropping its data (counted)", addr, why)
+            self._say(f"--fwd-data {addr}: {why}; dropping its data (counted)")
 
     def _up(self, addr: str) -> None:
         if addr in self._down_addrs:
             self._down_addrs.discard(addr)
-            log.warning("dbg: --fwd-data %s: reachable again (new connections)", addr)
+            self._say(f"--fwd-data {addr}: reachable again (for new connections)")
+
+    def _say(self, line: str) -> None:
+        log.warning("dbg: %s", line)
+        if self.notify is not None:
+            try:
+                self.notify(line)
+            except Exception:  # e.g. the UI is closing: the log line is enough
+                pass
