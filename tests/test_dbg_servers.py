@@ -186,6 +186,8 @@ def test_diagrams_run_d2_once_per_layout_and_paint_active_states_as_an_overlay(t
     base = mach_svg.with_name(mach_svg.name.replace(".active.svg", ".svg"))
     assert "am-dbg-active" not in base.read_text()
 
+    # level 3 (submachines) draws as 2 here: the same layout, from the cache
+    assert write_diagrams(dumps, "sim-p11", 3, tmp_path)["mach"] == (mach_svg, False)
     # level 1 is another layout (no Start, no inherited states): d2 runs again
     simple = write_diagrams(dumps, "sim-p11", 1, tmp_path)
     assert simple["mach"][1] and simple["mach"][0] != mach_svg
