@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any, Unpack
 
 import trio
@@ -64,12 +65,19 @@ class Client(ClientCore):
 
     async def _await_call(self, seq: int, what: str) -> Any:
         # no cancel scope per call (it would cost a tenth of a round trip): _expire_calls
-        # fails calls past their deadline
-        done = trio.Event()
-        call = self._start_call(seq, what, done.set)
+        # fails calls past their deadline. The receive task reschedules this task directly
+        # (no Event and parking lot per call: the round trip is what this client is for).
+        call = self._start_call(seq, what, None)
         try:
             await self._flush()
-            await done.wait()
+            if not call.done:
+                call.wake = partial(trio.lowlevel.reschedule, trio.lowlevel.current_task())
+
+                def abort(_: Any) -> trio.lowlevel.Abort:
+                    call.wake = None  # cancelled: the answer, if any, wakes nobody
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(abort)
         finally:
             self._calls.pop(seq, None)
         return call.outcome()

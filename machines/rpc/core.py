@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypedDict, Unpack
 
+from ..mutation import MutSource
 from .errors import RpcConnectionLost, RpcNotConnected, RpcTimeout
 from .netmach import NetMach
 from .protocol import (
@@ -546,6 +547,7 @@ class ServerCore:
         self._hub: SourceHub | None = None
         self._thread: int | None = None
         self._hop: Callable[..., Any] | None = None
+        self._own_source: MutSource | None = None  # the hello's source, for its mutations
 
     # --- driver hooks --------------------------------------------------------------------------
 
@@ -616,6 +618,7 @@ class ServerCore:
         """A fresh protocol connection; it joins its source's hub (which reports changes) at
         the handshake, so a connection that never says hello costs the source nothing."""
         self.conn = ServerConnection(self.max_frame)
+        self._own_source = None
         return self.conn
 
     def _detach(self) -> None:
@@ -657,6 +660,7 @@ class ServerCore:
             self._hub = hub_of(self.source)
             self._hub.join(self)
         conn.accept_hello(ev.seq, export_source(self.source))
+        self._own_source = MutSource(machine_id=conn.source_id or "")
         if conn.options.mutations and self._hub is not None:
             self._hub.tell_each(self)
         self._last_sent = self._now()
@@ -664,18 +668,14 @@ class ServerCore:
         self._on_handshake(ev)
 
     def _mutate(self, conn: ServerConnection, ev: MutationRequested) -> None:
-        from machines import MutSource
-
-        if ev.source is not None:
-            src = MutSource(*ev.source)
-        else:
-            src = MutSource(machine_id=conn.source_id or "")
+        src = self._own_source if ev.source is None else MutSource(*ev.source)
+        states = ev.states
         hub = self._hub
         if hub is not None and ev.seq:
             hub.answering = self  # the change goes out in the answer: no push, no pusher wake
         try:
             result = getattr(self.source, _MUTATORS[ev.mutation_type])(
-                ev.states, ev.args, source=src
+                states[0] if len(states) == 1 else states, ev.args, source=src
             )
         except Exception as err:  # e.g. a disposed source; the client gets the reason
             if ev.seq:

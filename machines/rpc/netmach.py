@@ -68,11 +68,11 @@ def _as_list(states: str | Iterable[str]) -> list[str]:
     return [states] if isinstance(states, str) else list(states)
 
 
+_RESULTS = {int(r): r for r in Result}
+
+
 def _result(value: int) -> Result | int:
-    try:
-        return Result(value)
-    except ValueError:
-        return value  # a queued mutation: the queue tick (>= 2)
+    return _RESULTS.get(value, value)  # else a queued mutation: the queue tick (>= 2)
 
 
 class NetMach:

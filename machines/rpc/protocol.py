@@ -342,6 +342,13 @@ def _is_int(val: Any) -> bool:
     return type(val) is int and INT_MIN <= val <= INT_MAX  # bool is an int subclass; refuse it
 
 
+def _all_ints(vals: list[Any]) -> bool:
+    """`_is_int` of every item, in C loops (a clock or diff is checked per frame)."""
+    return not vals or (
+        {*map(type, vals)} == {int} and INT_MIN <= min(vals) and max(vals) <= INT_MAX
+    )
+
+
 def _plain(val: Any, depth: int = 0) -> bool:
     """Whether a peer's free-form value (mutation args, payloads) holds only machine-word ints
     and nests at most 32 levels: what handlers, logs and telemetry can format safely."""
@@ -680,6 +687,8 @@ class ServerConnection(_Conn):
 
     def _view(self, time: Sequence[int]) -> list[int]:
         """The clock as this client must hold it (filtered, zeroed, or shallow)."""
+        if self._plain and len(time) == len(self._positions):
+            return list(time)  # the whole clock, as is
         shallow = self.options.shallow
         view = []
         for pos, src in enumerate(self._positions):
@@ -958,7 +967,7 @@ class ClientConnection(_Conn):
             if (
                 len(body) != 3
                 or not isinstance(body[0], list)
-                or not all(_is_int(t) for t in body[0])
+                or not _all_ints(body[0])
                 or len(body[0]) != len(self.mirror.time)
                 or not _is_int(body[1])
                 or not _is_int(body[2])
@@ -992,7 +1001,7 @@ class ClientConnection(_Conn):
             raise ValueError("state names missing")
         if not isinstance(time, list) or len(time) != len(names):
             raise ValueError("clock length differs from the names")
-        if not all(_is_int(t) for t in time) or not _is_int(q) or not _is_int(m):
+        if not _all_ints(time) or not _is_int(q) or not _is_int(m):
             raise ValueError("ticks must be integers")
         if not _is_id(rid):
             raise ValueError("source id missing or too long")
@@ -1039,7 +1048,7 @@ class ClientConnection(_Conn):
         if self.syncing:
             return False  # relative to a baseline the coming sync replaces
         mir = self.mirror
-        ok = len(diff) >= 3 and len(diff) % 2 == 1 and all(_is_int(v) for v in diff)
+        ok = len(diff) >= 3 and len(diff) % 2 == 1 and _all_ints(diff)
         if ok:
             after = list(mir.time)
             for i in range(3, len(diff), 2):
