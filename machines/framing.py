@@ -58,8 +58,11 @@ class FrameReader:
         # decoded straight from the chunk (one copy per frame body): a chunk that holds whole
         # frames, the usual case, never touches the buffer
         items, pos, end = [], 0, len(data)
+        unpack, limit = HEADER.unpack_from, self.max_frame
         while end - pos >= 4:
-            size = self._size(data, pos)
+            (size,) = unpack(data, pos)
+            if not 0 < size <= limit:
+                self._size(data, pos)  # raises why
             if end - pos - 4 < size:
                 break
             raw = data[pos + 4 : pos + 4 + size]
