@@ -191,7 +191,8 @@ class Client(ClientCore):
                     end = self._feed(conn, data)
                     if waiting and self._handshaken:
                         hello.deadline, waiting = math.inf, False
-                    await self._flush()
+                    if conn.wants_send:  # e.g. a sync the input asked for
+                        await self._flush()
                     if end:
                         reason = "session ended by the server"
                         break

@@ -414,6 +414,11 @@ class _Conn:
     def pending_bytes(self) -> int:
         return self._reader.pending
 
+    @property
+    def wants_send(self) -> bool:
+        """Whether `data_to_send()` has anything (a driver can skip a send step)."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
