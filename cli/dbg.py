@@ -77,12 +77,32 @@ def dbg(
         "-c",
         help="Select a newly connected machine when it is the only connected one.",
     ),
+    clean_on_connect: bool = typer.Option(
+        True,
+        "--clean-on-connect/--no-clean-on-connect",
+        help="When a machine connects and every known machine is disconnected (imported "
+        "ones too), drop them first. Headless writes them to a timestamped dump before.",
+    ),
     view: str = typer.Option(
         "tree-log",
         "--view",
         "-v",
         help="Initial view: tree-log, tree-matrix, tree-rain, "
         "matrix or matrix-rain (Alt+M cycles).",
+    ),
+    view_theme: str = typer.Option("dark", "--view-theme", help="Colours: dark or light."),
+    output_tx: bool = typer.Option(
+        False,
+        "--output-tx",
+        help="Keep --dir/tx.md equal to the current transition (address, time, steps). "
+        "Off by default (unlike the reference): a debugger opened in a project folder "
+        "writes nothing there unless asked.",
+    ),
+    output_clients: bool = typer.Option(
+        False, "--output-clients", help="Keep --dir/clients.txt listing the machines."
+    ),
+    output_log: bool = typer.Option(
+        False, "--output-log", help="Keep --dir/log.md equal to the selected machine's log."
     ),
     view_tail: bool = typer.Option(
         True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
@@ -102,6 +122,11 @@ def dbg(
     ),
     filter_rpc_machs: bool = typer.Option(
         False, "--filter-rpc-machs", help="Hide aRPC and relay machines."
+    ),
+    filter_group: bool = typer.Option(
+        True,
+        "--filter-group/--no-filter-group",
+        help="With a schema group selected: only txs calling its states.",
     ),
     filter_log_level: int = typer.Option(
         2, "--filter-log-level", min=0, max=5, help="Log pane level 0-5."
@@ -126,6 +151,9 @@ def dbg(
     if view not in _VIEWS:
         typer.echo(f"am dbg: unknown --view {view!r} (one of {', '.join(_VIEWS)})", err=True)
         raise typer.Exit(2)
+    if view_theme not in _THEMES:
+        typer.echo(f"am dbg: unknown --view-theme {view_theme!r} (dark or light)", err=True)
+        raise typer.Exit(2)
     imported = []
     if import_data is not None:
         if not headless:
@@ -149,12 +177,15 @@ def dbg(
         flags = {
             "canceled": filter_canceled, "queued": filter_queued, "auto": filter_auto,
             "empty": filter_empty, "health": filter_health, "checks": filter_checks,
-            "disconn": filter_disconn, "rpc": filter_rpc_machs,
+            "disconn": filter_disconn, "rpc": filter_rpc_machs, "group": filter_group,
         }  # fmt: skip
         _ui(
             imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
             select_connected, view, view_tail and open_addr is None,
             {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
+            clean_on_connect=clean_on_connect, theme=view_theme,
+            outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
+                                     ("log", output_log)) if on},
         )  # fmt: skip
         return
     assert listen is not None  # headless always parses --listen-addr
@@ -168,10 +199,12 @@ def dbg(
         _headless,
         *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
         max_mem << 20,
+        clean_on_connect,
     )
 
 
 _VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
+_THEMES = ("dark", "light")
 
 
 def _ui(
@@ -185,6 +218,10 @@ def _ui(
     filters_on: set[str],
     log_level: int,
     max_mem: int = 0,
+    *,
+    clean_on_connect: bool = True,
+    theme: str = "dark",
+    outputs: set[str] | None = None,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
@@ -193,7 +230,7 @@ def _ui(
     from dbg.ui.live import LiveServer, LockedCollector, check_free
     from dbg.ui.session import Session
 
-    collector = LockedCollector(max_mem=max_mem or None)
+    collector = LockedCollector(max_mem=max_mem or None, clean_on_connect=clean_on_connect)
     collector.load(imported)
     live, info = None, f"dir: {out_dir}"
     if listen is not None:
@@ -221,8 +258,9 @@ def _ui(
         log_level=log_level,
     )
     app = DebuggerApp(
-        session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info
-    )
+        session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
+        outputs=outputs or set(), theme=theme,
+    )  # fmt: skip
     app.run()
     if live is not None and live.error is not None:
         typer.echo(f"am dbg: the collector stopped: {live.error}", err=True)
@@ -241,13 +279,28 @@ async def _headless(
     imported: list,
     rotation: tuple[int, float],
     max_mem: int = 0,
+    clean_on_connect: bool = True,
 ) -> None:
     import trio
 
     from dbg.collector import Collector, serve_collector
     from dbg.dump import write_dump
 
-    collector = Collector(max_mem=max_mem or None)
+    def save_cleaned(dumps: list) -> None:
+        # clean-on-connect drops every machine: what they had goes to a dump of its own
+        if not any(d.txs for d in dumps):
+            return
+        try:
+            written = write_dump(_rotated_name(out_dir), dumps)
+        except Exception as err:  # e.g. a full disk: keep collecting
+            print(f"am dbg: cannot write the dump: {err}", file=sys.stderr)
+            return
+        print(f"am dbg: wrote {written} (all machines disconnected, a new one connected)",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    collector = Collector(
+        max_mem=max_mem or None, clean_on_connect=clean_on_connect, on_clean=save_cleaned
+    )
     collector.load(imported)
     target = out_dir / DUMP_NAME
     rotate_txs, rotate_secs = rotation

@@ -15,6 +15,8 @@ import typer
 
 from cli.listen import run_listening
 from relay.config import (
+    DEFAULT_DIAL_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LISTEN_ADDR,
     DEFAULT_MAX_MESSAGE,
     DEFAULT_MAX_TUNNELS,
@@ -82,6 +84,26 @@ def relay(
     max_tunnels: Annotated[
         int, typer.Option("--max-tunnels", help="Tunnels open at once; more get HTTP 503.")
     ] = DEFAULT_MAX_TUNNELS,
+    max_tunnels_per_peer: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tunnels-per-peer",
+            help="Tunnels one client address may hold at once; more get HTTP 429. "
+            "Default: half of --max-tunnels.",
+        ),
+    ] = None,
+    dial_timeout: Annotated[
+        float,
+        typer.Option("--dial-timeout", help="Seconds a dial tunnel waits for its TCP connection."),
+    ] = DEFAULT_DIAL_TIMEOUT,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout",
+            help="Seconds a connected tunnel may carry no byte before it is closed (1008). "
+            "0: never.",
+        ),
+    ] = DEFAULT_IDLE_TIMEOUT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not log each tunnel.")] = False,
 ) -> None:
     """Serve the web page and give browsers TCP endpoints over WebSocket.
@@ -102,6 +124,9 @@ def relay(
             token=token,
             max_message=max_message,
             max_tunnels=max_tunnels,
+            max_tunnels_per_peer=max_tunnels_per_peer,
+            dial_timeout=dial_timeout,
+            idle_timeout=idle_timeout or None,
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
@@ -151,3 +176,8 @@ def _describe(relay: object) -> None:
         echo(f"REPL address files in {config.repl_addr_dir}")
     if config.token is not None:
         echo("token required (subprotocol am-token.<TOKEN>)")
+    idle = f"{config.idle_timeout:g} s idle" if config.idle_timeout else "no idle timeout"
+    echo(
+        f"limits: {config.max_tunnels} tunnels, {config.max_tunnels_per_peer} per client, "
+        f"{idle}, messages up to {config.max_message} B"
+    )

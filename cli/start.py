@@ -9,12 +9,12 @@ everything and removes the address files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -61,13 +61,13 @@ def start(
     if page not in ("auto", "dev", "prod"):
         typer.echo(f"am start: --page must be auto, dev or prod, not {page!r}", err=True)
         raise typer.Exit(2)
-    _write_page_config(cfg, _build(page))
+    build = _build(page)
     import trio
 
     from machines.example.server import StartError, find_exception
 
     try:
-        trio.run(_main, cfg, bars, out_dir if dbg else None)
+        trio.run(_main, cfg, build, bars, out_dir if dbg else None)
     except BaseException as exc:
         found = find_exception(exc, StartError)
         if found is None:
@@ -104,15 +104,7 @@ def _build(page: str) -> str:
     return "dev"
 
 
-def _write_page_config(cfg, kind: str) -> None:
-    """``web/build/config.json``: what the page needs from this process's configuration."""
-    path = WEB / "build" / "config.json"
-    tmp = path.with_name(f".config.json.{os.getpid()}")
-    tmp.write_text(json.dumps({**cfg.page(), "build": kind}))
-    os.replace(tmp, path)
-
-
-async def _main(cfg, bars: int, dump_dir: Path | None) -> None:
+async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:
     import trio
 
     from machines.example.browser import BrowserBar
@@ -125,7 +117,7 @@ async def _main(cfg, bars: int, dump_dir: Path | None) -> None:
             if dump_dir is not None:
                 collector = await _start_collector(nursery, cfg.env["AM_DBG_ADDR"])
             async with trio.open_nursery() as inner:
-                server = await inner.start(run_server, cfg, WEB, _out)
+                server = await inner.start(partial(run_server, cfg, WEB, _out, build=build))
                 _out(f"Open {server.url.rstrip('/')}")
                 _out(f"REPL: {server.repl_file} ({server.repl.addr}); tabs add theirs to "
                      f"{cfg.repl_dir}/ (am repl --dir {cfg.repl_dir})")  # fmt: skip

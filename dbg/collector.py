@@ -216,8 +216,21 @@ class Collector:
     history is dropped first, see :meth:`check_memory`.
     """
 
-    def __init__(self, *, max_mem: int | None = None, max_machines: int = MAX_MACHINES) -> None:
+    def __init__(
+        self,
+        *,
+        max_mem: int | None = None,
+        max_machines: int = MAX_MACHINES,
+        clean_on_connect: bool = False,
+        on_clean: Callable[[list[MachineDump]], None] | None = None,
+    ) -> None:
         self.machines: dict[str, MachineRecord] = {}
+        #: when a machine connects and every known machine is disconnected, drop them first
+        #: (a restarted program replaces its previous run, as the reference's default does);
+        #: ``on_clean`` gets their history before it is dropped (headless saves it)
+        self.clean_on_connect = clean_on_connect
+        self.on_clean = on_clean
+        self.cleaned = 0  # machines dropped by clean-on-connect
         self.ignored = 0  # transitions dropped: unknown machine or foreign connection
         self.rejected = 0  # transitions dropped: malformed (see tx_problem)
         self.total_txs = 0
@@ -298,6 +311,9 @@ class Collector:
 
     def _schema(self, conn_id: str, schema: DbgMsgStruct) -> None:
         rec = self.machines.get(schema.id)
+        if self.clean_on_connect and (rec is None or rec.conn_id != conn_id):
+            self._clean()
+            rec = self.machines.get(schema.id)
         if rec is None:
             if len(self.machines) >= self.max_machines:
                 self._evict()
@@ -309,6 +325,19 @@ class Collector:
             rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
         rec.schema, rec.conn_id, rec.connected = schema, conn_id, True
         self._changed()
+
+    def _clean(self) -> None:
+        """Clean-on-connect: a new connection while every known machine is disconnected
+        (imported ones included) starts a fresh list."""
+        machines = self.machines
+        if not machines or any(r.connected for r in machines.values()):
+            return
+        gone = list(machines.values())
+        if self.on_clean is not None:
+            self.on_clean([MachineDump(r.schema, list(r.txs)) for r in gone])
+        machines.clear()
+        self.cleaned += len(gone)
+        log.info("dbg: a new connection, all machines disconnected: dropped %d", len(gone))
 
     def _evict(self) -> None:
         """Make room for a new machine: drop a disconnected one if any, else the one with

@@ -21,6 +21,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "decode_dump",
     "encode_dump",
     "read_dump",
+    "single_frame",
     "write_dump",
 ]
 
@@ -433,6 +435,25 @@ def _checked_dict(m: MachineDump) -> dict[str, Any]:
         log.warning("dump: %s: skipped %d transition(s) that cannot be encoded", m.id, skipped)
     out["txs"] = txs
     return out
+
+
+def single_frame(machines: Iterable[MachineDump], at: datetime) -> list[MachineDump]:
+    """A cross-machine snapshot ("Single Frame" export): per machine only its first
+    transition at or after the human time ``at``; a machine whose history ended before
+    ``at`` keeps its last transition (its state then), one without transitions stays empty.
+    Times are compared in UTC; a transition without a time counts as before everything."""
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    out = []
+    for m in machines:
+        pick = next((tx for tx in m.txs if tx.time is not None and _utc(tx.time) >= at), None)
+        if pick is None and m.txs:
+            pick = m.txs[-1]
+        out.append(MachineDump(m.schema, [pick] if pick is not None else [], m.version))
+    return out
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def write_dump(path: str | os.PathLike[str], machines: Iterable[MachineDump]) -> Path:

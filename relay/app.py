@@ -43,7 +43,7 @@ async def handle_connection(relay: Relay, stream: trio.SocketStream) -> None:
         if _is_upgrade(request):
             await _websocket(relay, conn, request, path)
         else:
-            await serve_static(relay.config.static_dir, conn, request, path)
+            await serve_static(relay.config.static_dir, conn, request, path, relay.config.documents)
     except trio.BrokenResourceError as err:
         log.debug("connection dropped: %s", err)
     except Exception:  # one connection's bug must not take the relay down

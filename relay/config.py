@@ -46,6 +46,10 @@ class RelayConfig:
     listen_addr: str = DEFAULT_LISTEN_ADDR
     #: Directory served at ``/`` (None: every plain HTTP request answers 404).
     static_dir: Path | None = None
+    #: Files held in memory and served ahead of ``static_dir``, by URL path (``/config.json``):
+    #: what only the running process knows, so that two processes serving the same
+    #: directory never share (or race on) a file written into it.
+    documents: dict[str, bytes] = field(default_factory=dict)
     #: Where listen tunnels whose id starts with ``repl-`` write ``<id>.addr``.
     repl_addr_dir: Path | None = None
     #: Seconds a ``repl-`` listen tunnel's TCP listener (and its address file) outlives its
@@ -85,6 +89,9 @@ class RelayConfig:
         object.__setattr__(
             self, "allow_origins", tuple(_normalize_origin(o) for o in self.allow_origins)
         )
+        object.__setattr__(self, "documents", dict(self.documents))
+        if bad := [p for p in self.documents if not p.startswith("/")]:
+            raise ValueError(f"document paths must start with '/': {bad[0]!r}")
         if self.static_dir is not None:
             object.__setattr__(self, "static_dir", Path(self.static_dir))
             if not self.static_dir.is_dir():
@@ -103,6 +110,8 @@ class RelayConfig:
             raise ValueError("max tunnels per peer must be at least 1")
         if self.repl_grace < 0:
             raise ValueError("repl grace must not be negative")
+        if self.dial_timeout <= 0:
+            raise ValueError("dial timeout must be positive")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ValueError("idle timeout must be positive (or None)")
 

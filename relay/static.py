@@ -7,8 +7,10 @@ for streaming compilation, ``.mjs`` a JavaScript type for module imports).
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from websockets.datastructures import Headers
@@ -74,11 +76,50 @@ def _has_br(file: Path) -> bool:
     return file.with_name(file.name + ".br").is_file()
 
 
-async def serve_static(root: Path | None, conn: Connection, request: Request, path: str) -> None:
-    """Answer one HTTP request (``path`` already decoded) from ``root``; 404 without one."""
+def _headers(kind: Path, etag: str, modified: float | None = None) -> Headers:
+    headers = Headers(
+        [
+            ("Date", http_date()),
+            ("Connection", "close"),
+            ("Content-Type", content_type(kind)),
+            ("ETag", etag),
+            # The page and wheel change while developing; revalidate (cheap with the ETag).
+            ("Cache-Control", "no-cache"),
+        ]
+    )
+    if modified is not None:
+        headers["Last-Modified"] = http_date(modified)
+    return headers
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    if_none_match = ",".join(request.headers.get_all("If-None-Match"))
+    return etag in (t.strip() for t in if_none_match.split(","))
+
+
+async def serve_static(
+    root: Path | None,
+    conn: Connection,
+    request: Request,
+    path: str,
+    documents: Mapping[str, bytes] | None = None,
+) -> None:
+    """Answer one HTTP request (``path`` already decoded) from ``documents``, then ``root``.
+
+    404 when neither has it.
+    """
     method = request.method
     if method not in ("GET", "HEAD"):
         await conn.reject(405, "method not allowed", Headers(Allow="GET, HEAD"))
+        return
+    if documents and (document := documents.get(path)) is not None:
+        etag = f'"{hashlib.blake2b(document, digest_size=8).hexdigest()}"'
+        headers = _headers(Path(path), etag)
+        if _not_modified(request, etag):
+            await conn.respond(Response(304, "Not Modified", headers))
+            return
+        headers["Content-Length"] = str(len(document))
+        await conn.respond(Response(200, "OK", headers, document if method == "GET" else b""))
         return
     file = resolve(root, path) if root is not None else None
     if file is None:
@@ -98,23 +139,12 @@ async def serve_static(root: Path | None, conn: Connection, request: Request, pa
     with f:
         stat = os.fstat(f.fileno())
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-        headers = Headers(
-            [
-                ("Date", http_date()),
-                ("Connection", "close"),
-                ("Content-Type", content_type(file)),
-                ("ETag", etag),
-                ("Last-Modified", http_date(stat.st_mtime)),
-                # The page and wheel change while developing; revalidate (cheap with the ETag).
-                ("Cache-Control", "no-cache"),
-            ]
-        )
+        headers = _headers(file, etag, stat.st_mtime)
         if encoding is not None:
             headers["Content-Encoding"] = encoding
         if encoding is not None or _has_br(file):
             headers["Vary"] = "Accept-Encoding"  # caches must keep both variants apart
-        if_none_match = ",".join(request.headers.get_all("If-None-Match"))
-        if etag in (t.strip() for t in if_none_match.split(",")):
+        if _not_modified(request, etag):
             await conn.respond(Response(304, "Not Modified", headers))
             return
         headers["Content-Length"] = str(stat.st_size)

@@ -4,6 +4,7 @@ The same program in Chromium is tested in test_example_browser.py."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,28 @@ def test_config_from_env_file_and_environment(tmp_path: Path) -> None:
     assert cfg.page()["env"] == {"AM_DBG_ADDR": "1"}
     with pytest.raises(ValueError, match="FOO_HELLO_INTERVAL"):
         load(None, {"FOO_HELLO_INTERVAL": "soon"})
+
+
+@pytest.mark.trio
+async def test_each_server_hands_its_page_its_own_config(tmp_path: Path) -> None:
+    """``/config.json`` comes from the process's memory: two servers never share it."""
+    import dataclasses
+    import json
+
+    from tests.test_relay_static import get
+
+    cfg_a = config(tmp_path / "a")
+    cfg_b = dataclasses.replace(config(tmp_path / "b"), env={"AM_DBG_ADDR": "1"})
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            a = await nursery.start(partial(run_server, cfg_a, None, print, build="dev"))
+            b = await nursery.start(partial(run_server, cfg_b, None, print, build="prod"))
+            got_a = json.loads((await get(a.relay.addr, "/config.json"))[2])
+            got_b = json.loads((await get(b.relay.addr, "/config.json"))[2])
+            assert got_a == {**cfg_a.page(), "build": "dev"}
+            assert got_b == {**cfg_b.page(), "build": "prod"}
+            assert got_a["env"] != got_b["env"]
+            nursery.cancel_scope.cancel()
 
 
 @pytest.mark.trio

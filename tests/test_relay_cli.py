@@ -28,6 +28,23 @@ def test_help_lists_relay_and_its_options() -> None:
     assert out.returncode == 0
     for option in ("--listen-addr", "--static-dir", "--repl-addr-dir", "--allow", "--token"):
         assert option in out.stdout
+    for option in ("--max-tunnels-per-peer", "--idle-timeout", "--dial-timeout"):
+        assert option in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--idle-timeout", "-1"], "idle timeout must be positive"),
+        (["--dial-timeout", "0"], "dial timeout must be positive"),
+        (["--max-tunnels-per-peer", "0"], "max tunnels per peer must be at least 1"),
+    ],
+)
+def test_bad_limits_are_one_line_errors(args: list[str], message: str) -> None:
+    cmd = [*AM, "relay", *args]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert message in out.stderr
 
 
 def test_bad_option_is_a_one_line_error() -> None:
@@ -81,6 +98,7 @@ async def test_serves_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             while chunk := await proc.stdout.receive_some():
                 out += chunk
             assert await proc.wait() == 0
+            assert re.search(r"limits: \d+ tunnels, \d+ per client, 60 s idle", out.decode())
         finally:
             proc.kill()
             await proc.wait()

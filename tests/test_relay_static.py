@@ -90,3 +90,27 @@ async def test_without_static_dir_everything_is_404_but_tunnels_work() -> None:
             url = f"ws://{relay.addr}/listen/m1/127.0.0.1:0"
             conn = await trio.to_thread.run_sync(partial(connect, url, legacy=True))
             await trio.to_thread.run_sync(conn.close)
+
+
+@pytest.mark.trio
+async def test_documents_are_served_from_memory_ahead_of_the_directory(site: Path) -> None:
+    """A process's run-time data (the example's ``/config.json``) is never a shared file."""
+    (site / "config.json").write_text('{"from": "disk"}')
+    docs = {"/config.json": b'{"from": "memory"}'}
+    config = RelayConfig(listen_addr="127.0.0.1:0", static_dir=site, documents=docs)
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config) as relay:
+            status, headers, body = await get(relay.addr, "/config.json")
+            assert (status, body) == (200, b'{"from": "memory"}')
+            assert headers["content-type"] == "application/json"
+            assert headers["cache-control"] == "no-cache"
+            again = {"If-None-Match": headers["etag"]}
+            assert (await get(relay.addr, "/config.json", headers=again))[0] == 304
+            status, headers, body = await get(relay.addr, "/config.json", method="HEAD")
+            assert (status, body, headers["content-length"]) == (200, b"", "18")
+            assert (await get(relay.addr, "/index.html"))[2] == b"<h1>page</h1>"  # disk still
+
+
+def test_document_paths_must_be_absolute() -> None:
+    with pytest.raises(ValueError, match="must start with '/'"):
+        RelayConfig(documents={"config.json": b"{}"})

@@ -193,6 +193,20 @@ def test_one_shot_errors_exit_1_with_one_err_line(
     assert out.returncode == 2 and "give an address" in out.stderr
 
 
+def test_file_option_reads_one_address(targets: dict[str, Target], addr_dir: Path) -> None:
+    foo_file = next(p for p in addr_dir.glob("*.addr") if p.read_text() == targets["foo"].addr)
+    out = repl("--file", str(foo_file), "--", "mach", "foo")
+    assert (out.returncode, out.stdout) == (0, "=> (Start:1 Ready:1)\n")
+    empty = addr_dir.parent / "empty.addr"
+    empty.write_text("")
+    for bad, reason in (
+        (empty, "empty file"),
+        (addr_dir / "nope.addr", "No such file or directory"),
+    ):
+        out = repl("-f", str(bad), "--", "list")
+        assert (out.returncode, out.stderr) == (2, f"err> --file {bad}: {reason}\n")
+
+
 def test_one_shot_when_and_when_not_return_once_the_state_changes(
     targets: dict[str, Target], addr_dir: Path
 ) -> None:

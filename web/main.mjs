@@ -31,7 +31,7 @@ const mark = (name) => { marks[name] = Math.round(performance.now()); };
 async function main() {
   const started = performance.now();
   // the server names the build it checked (am start); else the prod build wins
-  const config = (await getJson("build/config.json")) ?? {};
+  const config = (await getJson("config.json")) ?? {};
   const kinds = config.build ? [config.build] : ["prod", "dev"];
   let manifest = null;
   for (const kind of kinds) manifest ??= await getJson(`build/${kind}/manifest.json`);

@@ -2,6 +2,7 @@
 
     am repl --dir tmp                        # every tmp/*.addr, watched: tabs come and go
     am repl 127.0.0.1:14010 -- list          # one command, then exit 0 / 1
+    am repl -f tmp/server-foo-repl.addr      # the address in a file
 
 Layout: `discovery` (addresses and ``.addr`` files), `peers` (one aRPC client per address),
 `session` (the peers and running a command line), `commands` (what each command does),
@@ -43,6 +44,15 @@ def repl(
             show_default=False,
         ),
     ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="A file holding one address, e.g. tmp/server-foo-repl.addr (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     directory: Annotated[
         Path | None,
         typer.Option("--dir", "-d", help="Connect to every *.addr file under this directory."),
@@ -72,13 +82,26 @@ def repl(
     Type `help` at the prompt for the commands (list, mach, add, remove, when, watch, ...).
     A one-shot command (`am repl --dir tmp -- list`) exits 0 on success, 1 on an error.
     """
+    from .discovery import read_addr_file
     from .output import Output
     from .session import Session
     from .shell import is_terminal, run_interactive, run_lines, run_once
 
     words: list[str] | None = ctx.meta.get("repl_command")
+    addrs = list(addrs or [])
+    for file in files or []:
+        try:
+            addrs.append(read_addr_file(file))
+        except (OSError, ValueError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            typer.echo(f"err> --file {file}: {reason}", err=True)
+            raise typer.Exit(2) from None
     if not addrs and directory is None:
-        typer.echo("err> give an address (ADDR) or a directory of .addr files (--dir)", err=True)
+        typer.echo(
+            "err> give an address (ADDR), an address file (--file) or a directory of .addr "
+            "files (--dir)",
+            err=True,
+        )
         raise typer.Exit(2)
     if words is not None and not words:
         typer.echo("err> nothing after --: give a command, e.g. -- list", err=True)
@@ -87,7 +110,7 @@ def repl(
     def make_session(out: Output) -> Session:
         return Session(
             out,
-            addrs=addrs or [],
+            addrs=addrs,
             directory=directory,
             watch=watch,
             connect_timeout=connect_timeout,

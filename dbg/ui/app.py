@@ -20,17 +20,22 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
-from .bars import AddressBar, ClickableLine, StatusBar, Toolbar
-from .dialogs import PromptScreen
+from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
+from .dialogs import ExportScreen, PromptScreen
 from .filters import FILTERS
+from .groups import next_group
 from .help import HelpScreen
 from .live import LiveServer
 from .log_pane import LogPane, LogReader
 from .machine_list import MachineList
 from .matrix import MatrixView, RainView
+from .outputs import DEBOUNCE as OUTPUTS_DEBOUNCE
+from .outputs import TextOutputs
+from .pane import Pane
 from .schema_tree import SchemaTree
 from .session import Session
-from .timelines import StepTimeline, TxBar, TxTimeline
+from .theme import LIGHT, THEMES
+from .timelines import StepTimeline, TimelineWheel, TxBar, TxTimeline
 
 __all__ = ["VIEWS", "DebuggerApp"]
 
@@ -43,8 +48,9 @@ _VIEW_PANES = {
     "matrix": {"matrix"},
     "matrix-rain": {"matrix", "rain"},
 }
-_PANES = ("#addr", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar", "#txtl",
-          "#nextbar", "#steptl", "#toolbar")  # fmt: skip
+_PANES = ("#addr", "#tags", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar",
+          "#txtl", "#nextbar", "#steptl", "#toolbar")  # fmt: skip
+_ALWAYS = frozenset(("quit", "focus_next", "focus_previous"))
 NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
@@ -61,7 +67,7 @@ class DebuggerApp(App[None]):
     TITLE = "am dbg"
     CSS = """
     Screen { layout: vertical; }
-    #addr, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
+    #addr, #tags, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
     #main { height: 1fr; }
     #list { width: 34; height: 100%; border: round $primary-darken-2; }
     #tree { width: 1fr; height: 100%; min-width: 20; border: round $primary-darken-2; }
@@ -69,10 +75,10 @@ class DebuggerApp(App[None]):
     #log, #matrix, #rain { height: 1fr; border: round $primary-darken-2; }
     #reader { height: 35%; max-height: 12; border: round $primary-darken-2; }
     #list:focus, #tree:focus, #log:focus, #reader:focus, #rain:focus { border: round $accent; }
-    #txtl:focus, #steptl:focus { background: $boost; }
+    #txtl:focus, #steptl:focus, #toolbar:focus { background: $boost; }
     #status { background: $panel; }
     .narrow #list { display: none; }
-    .short #nextbar { display: none; }
+    .short #nextbar, .short #tags { display: none; }
     .no-tree #tree { display: none; }
     """
 
@@ -100,6 +106,11 @@ class DebuggerApp(App[None]):
         Binding("alt+s", "export", show=False),
         Binding("alt+i", "diagram", show=False),
         Binding("alt+d", "remove_machine", show=False),
+        Binding("enter", "enter", show=False),
+        Binding("ctrl+g", "group", show=False),
+        Binding("alt+n", "page(1)", show=False),
+        Binding("alt+p", "page(-1)", show=False),
+        Binding("alt+f", "focus_toolbar", show=False),
         Binding("question_mark", "help", show=False),
         Binding("escape", "focus_list", show=False),
         Binding("0", "log_level", show=False),
@@ -116,6 +127,8 @@ class DebuggerApp(App[None]):
         view: str = "tree-log",
         open_addr: MachAddr | None = None,
         info: str = "",
+        outputs: set[str] | frozenset[str] = frozenset(),
+        theme: str = "dark",
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -137,11 +150,16 @@ class DebuggerApp(App[None]):
         self._search_at = 0.0
         self._unsub: Callable[[], None] | None = None
         self.paints = 0  # for tests and benchmarks: frames painted
+        self.outputs = TextOutputs(session, out_dir, set(outputs)) if outputs else None
+        if theme not in THEMES:
+            raise ValueError(f"unknown theme {theme!r}; one of {', '.join(THEMES)}")
+        self.view_theme = theme
 
     # ----- layout
 
     def compose(self) -> ComposeResult:
         yield AddressBar(id="addr")
+        yield TagsBar(id="tags")
         with Horizontal(id="main"):
             yield MachineList(id="list")
             yield SchemaTree(id="tree")
@@ -166,6 +184,10 @@ class DebuggerApp(App[None]):
         self.query_one("#list").focus()
         self.set_interval(FRAME, self._frame)
         self.set_interval(PLAY_INTERVAL, self._play)
+        if self.outputs is not None:
+            self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.outputs.tick(self.status))
+        self.theme = THEMES[self.view_theme]
+        Pane.palette = LIGHT if self.view_theme == "light" else None
         self.call_after_refresh(self._frame)
 
     # ----- the UI first: ingest waits while a key or a frame is being painted
@@ -266,14 +288,17 @@ class DebuggerApp(App[None]):
                 w.paint(s)
         status.paint(s, s.graph_sum())
         self.paints += 1
+        if self.outputs is not None:
+            self.outputs.changed()
 
     def status(self, message: str) -> None:
         StatusBar.message = message
         self.paint()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # under a dialog or the help only quitting reaches the app (the panes are hidden)
-        return action == "quit" or len(self.screen_stack) <= 1
+        # under a dialog or the help only quitting and moving the focus (between a dialog's
+        # fields) reach the app (the panes are hidden)
+        return action in _ALWAYS or len(self.screen_stack) <= 1
 
     # ----- actions (keys)
 
@@ -314,10 +339,7 @@ class DebuggerApp(App[None]):
     def action_updown(self, n: int) -> None:
         s = self.session
         if self.focused is not None and self.focused.id == "tree":
-            h = s.current
-            if h is not None and h.states:
-                k = h.states.index(s.state) + n if s.state in h.states else 0
-                s.state = h.states[max(0, min(k, len(h.states) - 1))]
+            self.query_one(SchemaTree).move(s, n)
         else:
             ids = self.query_one(MachineList).ids or [m for m, _ in s.tree()]
             if ids:
@@ -365,6 +387,23 @@ class DebuggerApp(App[None]):
         tree.show_relations = not tree.show_relations
         self.paint()
 
+    def action_enter(self) -> None:
+        if self.focused is not None and self.focused.id == "tree":
+            if self.query_one(SchemaTree).enter(self.session):
+                self.paint()
+
+    def action_group(self) -> None:
+        s, h = self.session, self.session.current
+        if h is None:
+            return
+        s.group = next_group(h.record.schema, s.group)
+        if s.tail:
+            s.sync()
+        self.status(f"group {s.group or 'all'}")
+
+    def on_schema_tree_cycle_group(self, msg: SchemaTree.CycleGroup) -> None:
+        self.action_group()
+
     def action_reader(self) -> None:
         self.show_reader = not self.show_reader
         self._apply_view()
@@ -378,18 +417,18 @@ class DebuggerApp(App[None]):
         self.paint()
 
     def action_export(self) -> None:
-        def done(name: str | None) -> None:
-            if name:
-                self.export(name)
+        def done(choice: tuple[str, bool] | None) -> None:
+            if choice:
+                self.export(*choice)
 
-        self.push_screen(PromptScreen("Export to (in --dir)", "am-dbg-dump"), done)
+        self.push_screen(ExportScreen("am-dbg-dump"), done)
 
-    def export(self, name: str) -> Path | None:
+    def export(self, name: str, single_frame: bool = False) -> Path | None:
         if not name.endswith((".cbor.br", ".gob.br")):
             name += ".cbor.br"
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.session.export(self.out_dir / name)
+            path = self.session.export(self.out_dir / name, single_frame=single_frame)
         except (OSError, ValueError) as err:
             self.status(f"export failed: {err}")
             return None
@@ -470,6 +509,36 @@ class DebuggerApp(App[None]):
 
     def on_tx_timeline_seek(self, msg: TxTimeline.Seek) -> None:
         self.session.seek(msg.fraction)
+        self.paint()
+
+    def on_timeline_wheel(self, msg: TimelineWheel) -> None:
+        s = self.session
+        if msg.steps:
+            (s.next_step if msg.n > 0 else s.prev_step)()
+        else:
+            s.move(msg.n)
+        self.paint()
+
+    def action_page(self, direction: int) -> None:
+        """Alt+N/P: a page down/up in the focused pane (machines, schema lines, or else
+        transitions, which the log and the rain follow)."""
+        w = self.focused
+        n = direction * max(1, (w.content_size.height if w is not None else 10) - 1)
+        wid = w.id if w is not None else None
+        if wid == "tree":
+            self.query_one(SchemaTree).move(self.session, n)
+        elif wid == "list":
+            self.action_updown(n)
+            return
+        else:
+            self.session.move(n)
+        self.paint()
+
+    def action_repaint(self) -> None:
+        self.paint()
+
+    def action_focus_toolbar(self) -> None:
+        self.query_one(Toolbar).focus()
         self.paint()
 
     def on_rain_view_picked(self, msg: RainView.Picked) -> None:

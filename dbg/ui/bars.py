@@ -1,4 +1,4 @@
-"""The address bar, the filter toolbar and the status bar.
+"""The address bar, the tags bar, the filter toolbar and the status bar.
 
 Why together: each is one line of text with clickable parts, painted from the session.
 """
@@ -14,7 +14,7 @@ from .pane import Pane
 from .session import Session
 from .timelines import current_step_text
 
-__all__ = ["AddressBar", "StatusBar", "Toolbar"]
+__all__ = ["AddressBar", "StatusBar", "TagsBar", "Toolbar"]
 
 
 class ClickableLine(Pane):
@@ -60,8 +60,32 @@ class AddressBar(ClickableLine):
         self.show(t)
 
 
-class Toolbar(ClickableLine):
-    """The filters as toggles (keys 1-8), the log level (key 0) and the view."""
+class TagsBar(Pane):
+    """The selected machine's tags (``rpc-server``, ``key:value``...), from its schema."""
+
+    def paint(self, session: Session) -> None:
+        h = session.current
+        tags = h.record.schema.tags if h is not None else []
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if tags:
+            for tag in tags:
+                t.append(f"#{tag} ", style="magenta")
+        else:
+            t.append("no tags", style="grey50")
+        self.show(t)
+
+
+class Toolbar(ClickableLine, can_focus=True):
+    """The filters as toggles (keys 1-9), the log level (key 0) and the view. Focused
+    (Alt+F): ←/→ pick a toggle, Enter or Space flips it."""
+
+    BINDINGS = [
+        ("left", "pick(-1)"),
+        ("right", "pick(1)"),
+        ("enter,space", "press"),
+    ]
+
+    picked = 0  # the toggle ←/→ moved to (while focused)
 
     def paint(self, session: Session) -> None:
         self._spans = []
@@ -72,7 +96,19 @@ class Toolbar(ClickableLine):
                        f"filter('{name}')")  # fmt: skip
             t.append(" ")
         self._part(t, f"0:log {session.log_level}", "bold", "log_level")
+        if self.has_focus and self._spans:
+            a, b, _ = self._spans[self.picked % len(self._spans)]
+            t.stylize("reverse", a, b)
         self.show(t)
+
+    def action_pick(self, n: int) -> None:
+        if self._spans:
+            self.picked = (self.picked + n) % len(self._spans)
+            self.post_message(self.Clicked("repaint"))
+
+    def action_press(self) -> None:
+        if self._spans:
+            self.post_message(self.Clicked(self._spans[self.picked % len(self._spans)][2]))
 
 
 class StatusBar(Pane):

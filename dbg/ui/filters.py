@@ -37,6 +37,9 @@ FILTERS: dict[str, tuple[int, str]] = {
     "checks": (K_CHECK, "hide Can* dry runs"),
     "disconn": (0, "hide disconnected machines"),
     "rpc": (0, "hide aRPC and relay machines"),
+    # with a group selected in the schema tree (dbg.ui.groups): only transitions calling
+    # its states; without one it hides nothing
+    "group": (0, "only transitions calling states of the selected group"),
 }
 
 #: machine tags the ``rpc`` filter hides
@@ -45,9 +48,10 @@ RPC_TAGS = frozenset(("rpc-server", "rpc-client", "rpc-mux", "relay"))
 
 @dataclass
 class Filters:
-    """Which filters are on. Defaults as the reference: health and checks hidden."""
+    """Which filters are on. Defaults as the reference: health and checks hidden, the group
+    filter on (it acts once a group is selected)."""
 
-    on: set[str] = field(default_factory=lambda: {"health", "checks"})
+    on: set[str] = field(default_factory=lambda: {"health", "checks", "group"})
 
     def toggle(self, name: str) -> bool:
         if name not in FILTERS:

@@ -59,8 +59,8 @@ class UiFirstLock:
 class LockedCollector(Collector):
     """A :class:`Collector` whose changes happen under :attr:`lock` (the UI's side of it)."""
 
-    def __init__(self, *, max_mem: int | None = None) -> None:
-        super().__init__(max_mem=max_mem)
+    def __init__(self, *, max_mem: int | None = None, **kw: Any) -> None:
+        super().__init__(max_mem=max_mem, **kw)
         self.lock = UiFirstLock()
 
     def _turn(self) -> threading.RLock:

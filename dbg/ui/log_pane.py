@@ -5,7 +5,9 @@ the current transition highlighted, with a margin mark per transition: executed 
 canceled (red), queued (yellow). Transitions without lines of their own get one synthetic
 line (``[cance]``, ``[queue]``, ``[empty]``) as in the reference. The reader extracts from
 the current transition: its source machine (a link, followed with Alt+G), the transitions it
-caused in other machines, handlers run, arguments and queue details.
+caused in other machines, the machine's pipes at that time (links to the peers), handlers
+run, arguments and queue details. Subscriptions (``When*``) and state contexts are not in
+this project's telemetry, so the reader has no such entries.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dbg.model import StepType
 from .address import MachAddr
 from .history import TxInfo, mutation_name, step_text
 from .pane import Pane
+from .pipes import pipes_at
 from .session import Session
 
 __all__ = ["LogPane", "LogReader", "tx_log_lines"]
@@ -151,6 +154,11 @@ class LogReader(Pane, can_focus=True):
             add("Source ", "auto" if tx.is_auto else "local", "grey50")
         for fork in self.forks(session):
             add("Caused ", str(fork), "underline cyan", fork)
+        for p in pipes_at(h, session.index):
+            arrow = "->" if p.direction == "out" else "<-"
+            peer = MachAddr(p.peer)
+            add(f"Pipe-{p.direction} ", f"{p.state} {arrow} {peer} ({p.mutation})",
+                "underline cyan", peer)  # fmt: skip
         handlers = [
             s for s in tx.steps if s.type & StepType.HANDLER and not s.type & StepType.CANCEL
         ]

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbg.collector import Collector
+from dbg.dump import single_frame as frame_of
 from dbg.dump import write_dump
 from dbg.model import MachineDump
 
 from .address import AddrError, AddrHistory, MachAddr
 from .filters import Filters
+from .groups import ALL, group_states
 from .history import MachineHistory, TxInfo
 
 __all__ = ["FAST_JUMP", "MachineRow", "Session"]
@@ -82,8 +84,9 @@ class Session:
         self.state: str | None = None  # the selected state (tree), for Alt+H/L
         self.history = AddrHistory()
         self.search = ""  # machine list type-to-search: selects the first id containing it
+        self.group = ALL  # the schema tree's group; with the group filter, navigation's too
         self._hists: dict[str, MachineHistory] = {}
-        self._vis: tuple[tuple[int, int, int], list[int]] = ((-1, -1, -1), [])
+        self._vis: tuple[tuple, list[int]] = ((), [])
         self._connected_seen: set[str] = set()
         self._catch = 0  # where catch_up goes on
 
@@ -207,9 +210,13 @@ class Session:
         h = self.current
         if h is None:
             return []
-        key = (self.filters.mask, len(h.infos), h.offset)
+        gs = group_states(h.record.schema, self.group) if "group" in self.filters.on else None
+        key = (self.filters.mask, len(h.infos), h.offset, gs)
         if self._vis[0] != key or getattr(self, "_vis_mach", None) != self.mach:
-            self._vis = (key, h.visible(key[0]))
+            vis = h.visible(key[0])
+            if gs is not None:  # only transitions calling a state of the group
+                vis = [i for i in vis if not gs.isdisjoint(h.infos[i].called)]
+            self._vis = (key, vis)
             self._vis_mach = self.mach
         return self._vis[1]
 
@@ -565,8 +572,10 @@ class Session:
 
     # ----- export
 
-    def export(self, path: Path) -> Path:
-        """Write every machine the machine filters let through as a dump (re-importable)."""
+    def export(self, path: Path, *, single_frame: bool = False) -> Path:
+        """Write every machine the machine filters let through as a dump (re-importable);
+        ``single_frame``: per machine only its transition at the cursor's human time
+        (:func:`dbg.dump.single_frame`)."""
         with self.lock:
             records = list(self.collector.machines.values())
             txs = [list(r.txs) for r in records]
@@ -575,4 +584,9 @@ class Session:
             for r, t in zip(records, txs, strict=True)
             if not self.filters.hides_machine(r.connected, r.schema.tags)
         ]
+        if single_frame:
+            info = self.info
+            if info is None or info.tx.time is None:
+                raise ValueError("single frame: the cursor is on no transition with a time")
+            dumps = frame_of(dumps, info.tx.time)
         return write_dump(path, dumps)

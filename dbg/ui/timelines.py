@@ -16,7 +16,32 @@ from .history import TxInfo, mutation_name, step_text
 from .pane import Pane
 from .session import Session
 
-__all__ = ["StepTimeline", "TxBar", "TxTimeline"]
+__all__ = ["WHEEL_TXS", "StepTimeline", "TxBar", "TxTimeline", "TimelineWheel"]
+
+WHEEL_TXS = 5  # transitions per wheel notch on the transitions timeline (steps: one)
+
+
+class TimelineWheel(Message):
+    """The mouse wheel over a timeline: ``n`` transitions (or steps with ``steps``)."""
+
+    def __init__(self, n: int, steps: bool) -> None:
+        super().__init__()
+        self.n, self.steps = n, steps
+
+
+class _Wheeled:
+    """Timelines turn wheel notches into :class:`TimelineWheel` messages."""
+
+    _per_notch = WHEEL_TXS
+    _steps = False
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self.post_message(TimelineWheel(self._per_notch, self._steps))  # type: ignore[attr-defined]
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self.post_message(TimelineWheel(-self._per_notch, self._steps))  # type: ignore[attr-defined]
 
 
 def _bar(done: int, total: int, width: int, style: str) -> Text:
@@ -82,7 +107,7 @@ class TxBar(Pane):
         self.show(t)
 
 
-class TxTimeline(Pane, can_focus=True):
+class TxTimeline(_Wheeled, Pane, can_focus=True):
     """``Transition N / M [raw]`` and a bar; a click jumps to that point."""
 
     class Seek(Message):
@@ -107,8 +132,11 @@ class TxTimeline(Pane, can_focus=True):
             self.post_message(self.Seek((off.x - self._label_width + 1) / width))
 
 
-class StepTimeline(Pane, can_focus=True):
+class StepTimeline(_Wheeled, Pane, can_focus=True):
     """Steps of the next transition; focused, ←/→ walk steps instead of transitions."""
+
+    _per_notch = 1
+    _steps = True
 
     def paint(self, session: Session) -> None:
         nxt = session.next_info

@@ -9,6 +9,7 @@ forwarded to every other tab with its author.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -219,9 +220,14 @@ async def run_server(
     static_dir: Path | None,
     out: Callable[[str], None] = print,
     *,
+    build: str | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run server-foo, its REPL endpoint, its aRPC mux and the relay until cancelled."""
+    """Run server-foo, its REPL endpoint, its aRPC mux and the relay until cancelled.
+
+    The relay serves ``static_dir`` and, from memory, ``/config.json``: the page's part of
+    ``cfg`` and the ``build`` (``dev``/``prod``) it should load (None: the page picks).
+    """
     browsers = Browsers()
     async with AsyncExitStack() as stack:
         nursery = await stack.enter_async_context(trio.open_nursery())
@@ -240,6 +246,7 @@ async def run_server(
         relay_cfg = RelayConfig(
             listen_addr=cfg.relay_http_addr,
             static_dir=static_dir,
+            documents={"/config.json": json.dumps({**cfg.page(), "build": build}).encode()},
             repl_addr_dir=repl_dir,
             allow=(cfg.bar_repl_addr,),  # only the REPL tunnels dial out of the process
             max_tunnels=MAX_TUNNELS,
