@@ -22,6 +22,26 @@ each once, with no timer while nothing changes), one clock read per change and o
 per (client clock, new clock), and at push_interval 0 changes made while a push is written
 (and 4x as long after) are coalesced into the next one: ~8-25 pushes per client; the rest of
 a push's cost is trio's task switches and the send/receive syscalls on both ends.
+
+Round trip, row (a). Both ends and the echo run in one trio loop, as in the benchmark; the echo
+is the floor: the same bytes (13 per request), the same trio, the same loopback TCP. Wall time
+on the shared 2-core machine swings 2x between runs, so the costs below are user-space
+instructions per round trip (valgrind cachegrind, deterministic whatever the load; difference
+of 1,000 round trips), split into the sans-IO part (protocol + cores + NetMach + the source's
+mutation, driven without sockets) and the trio drivers.
+    before: aRPC 600k, echo 254k (2.36x). Sans-IO 236k: the server 130k (its source mutation
+    40k, off the machine's fast path because the hub's tracer overrode transition_end; a
+    MutSource built and `from machines import` run per call; two copies of every frame body;
+    per-item int checks), the client's receive 70k, its send 36k. Drivers 364k: the echo's
+    254k plus one scheduling batch and task step per call (the receive task wakes the caller:
+    ~70k, measured on an echo with the same hop), an Event per call, and the meter's stream
+    wrapper in the timed loop (now measured on a twin connection).
+    after: aRPC 535k (2.11x). Sans-IO 176k: the server 85k (mutation 22k: the hub takes the
+    source's transition records, `Tracer.sink`, and the source keeps its fast path; cbor2
+    dumps 8k + loads 5k), receive 60k, send 31k. Drivers ~360k, of which the hop ~70k.
+    Left: the hop (a caller reading its own reply needs a cancel scope per call, ~48k
+    instructions, to stay interruptible by call_timeout: more than the hop costs), and cbor2
+    (~27k per round trip: the wire format is cbor2.dumps/loads on both ends by design).
 """
 
 from __future__ import annotations
