@@ -31,6 +31,27 @@ plan and clock, and queue-end hooks run only when wanted; the rest is the per-ha
 (Event, the handler-timeout clock) and the Transition: about 1.8x ``transitions`` (median of
 7 on a loaded 2-core machine; 1.2x for the code before, same run conditions). Every cache is
 checked against an uncached replay in tests/test_perf_core.py.
+
+On a shared machine wall-clock ratios swing by +-30 % between runs, so the next round was
+steered by instruction counts, which load does not change (benchmarks/bench_icount.py:
+valgrind's count of a workload's ``run(n)`` after a warm-up, minus the same run without the
+timed part, over n). Before: (b) 55.2k
+instructions per mutation (``transitions``: 106k, so 1.92x): 34.7k the full transition path
+with no handler to call (an unobserved mutation's fast path: ~14k), then ~5.8k per handler
+call (its Event, a class call; two clock reads; the observers' checks); the flat toggle 14.6k.
+Measured this way, one Python-level call costs ~0.9k (inlining one saved that). After: (b)
+47.7k (2.22x by the same count), the flat toggle 13.0k, from: the waits' "anything registered"
+check is a plain int instead of a ``__bool__`` call on every mutation; a transition's log and
+step lists are
+created on first use; one clock read per handler call (the time between two handlers counts
+to the second); a handler's Event is reused when nobody kept the previous one (its reference
+count says so, so no-one can observe the reuse; tested with kept events and raising
+handlers); a mutation without a source is built without a keyword argument (a class call
+with one builds a kwargs dict on CPython 3.11); the tick update runs inline and its
+observers' part only when someone observes; negotiation and final handlers run through one
+loop with the call inlined (``Handlers._handle``): (b) 46.9k, 2.25x. Tried and dropped (no
+gain or worse): building the Transition without the class call (``object.__new__`` and an
+init method), class defaults instead of slots for its rarely set fields.
 """
 
 from __future__ import annotations

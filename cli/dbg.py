@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import sys
@@ -137,7 +138,7 @@ def dbg(
     Machines report to --listen-addr (TCP) and ws://HOST:PORT+1/dbg.ws (browsers);
     --import-data loads a dump. With --headless: collect only, and write a dump on exit.
     """
-    from dbg.dump import DumpError, read_dump
+    from dbg.dump import DumpError, read_dump, read_dump_lazy
 
     open_addr = None
     if mach_url is not None:
@@ -154,12 +155,15 @@ def dbg(
     if view_theme not in _THEMES:
         typer.echo(f"am dbg: unknown --view-theme {view_theme!r} (dark or light)", err=True)
         raise typer.Exit(2)
-    imported = []
+    imported: list = []
     if import_data is not None:
         if not headless:
             print(f"Importing data from {import_data}... Please wait", flush=True)
         try:
-            imported = read_dump(import_data)
+            # the UI converts a Go dump's transitions a machine at a time, when it shows one
+            imported = (read_dump if headless else read_dump_lazy)(import_data)
+            # long-lived: keep the cycle collector from walking them again (0.1 s at start)
+            gc.freeze()
         except (DumpError, OSError) as err:
             typer.echo(f"am dbg: {err}", err=True)
             raise typer.Exit(1) from None
@@ -230,7 +234,9 @@ def _ui(
     from dbg.ui.live import LiveServer, LockedCollector, check_free
     from dbg.ui.session import Session
 
-    collector = LockedCollector(max_mem=max_mem or None, clean_on_connect=clean_on_connect)
+    collector = LockedCollector(
+        max_mem=max_mem or None, clean_on_connect=clean_on_connect, freeze_history=True
+    )
     collector.load(imported)
     live, info = None, f"dir: {out_dir}"
     if listen is not None:
@@ -299,7 +305,10 @@ async def _headless(
               file=sys.stderr, flush=True)  # fmt: skip
 
     collector = Collector(
-        max_mem=max_mem or None, clean_on_connect=clean_on_connect, on_clean=save_cleaned
+        max_mem=max_mem or None,
+        clean_on_connect=clean_on_connect,
+        on_clean=save_cleaned,
+        freeze_history=True,
     )
     collector.load(imported)
     target = out_dir / DUMP_NAME

@@ -8,23 +8,36 @@ the frame format of :mod:`machines.telemetry`, and optionally a WebSocket listen
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from machines.rpc.protocol import brief, brief_error
-from machines.telemetry import TX_FIELDS, FrameDecoder, tx_message
+from machines.telemetry import TX_FIELDS, FrameDecoder
+from machines.tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED
+from machines.transition import tx_id
 
-from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
+from .model import DbgMsgStruct, DbgMsgTx, LogEntry, MachineDump, Step, ns_to_time
 
-__all__ = ["Collector", "MachineRecord", "rss_bytes", "serve_collector", "tx_problem"]
+if TYPE_CHECKING:
+    import trio
+
+    from .dump import PendingMachine
+
+__all__ = [
+    "Collector",
+    "MachineRecord",
+    "rss_bytes",
+    "serve_collector",
+    "tx_from_array",
+    "tx_problem",
+]
 
 log = logging.getLogger("dbg.collector")
 _CLOCKS = TX_FIELDS.index("clocks")
@@ -33,6 +46,8 @@ _CLOCKS = TX_FIELDS.index("clocks")
 MAX_MACHINES = 5000
 #: Transitions ingested between two memory checks (reading RSS is a system call).
 CHECK_EVERY = 16_384
+#: Transitions ingested between two ``gc.freeze()`` calls (see Collector.ingest).
+FREEZE_EVERY = 2048
 #: Bad messages logged per connection; later ones are only counted.
 LOG_BAD = 10
 _N_FIELDS = len(TX_FIELDS)
@@ -114,6 +129,49 @@ def tx_problem(arr: list[Any], n_states: int) -> str:
     return ""
 
 
+def tx_from_array(arr: list[Any], id_prefix: str, arrived: int) -> DbgMsgTx:
+    """The transition of an array that :func:`tx_problem` accepted (``arrived``: its arrival
+    time, ns).
+
+    Why not ``DbgMsgTx.from_dict(tx_message(arr))``: that builds a dict and checks every field
+    again, which the ingest check already did; building the objects at once is ~3x faster,
+    and the UI parses what it shows while a flood streams in. Same result (a test holds it).
+    """
+    (mid, tid, clocks, qt, typ, called, flags, queue, mqt, mqtok, logs, pre, args, src, steps) = arr
+    flags = flags or 0
+    tx = DbgMsgTx(
+        machine_id=mid,
+        id=tx_id(id_prefix, tid) if type(tid) is int else tid,
+        clocks=list(clocks),
+        queue_tick=qt or 0,
+        mut_queue_token=mqtok or 0,
+        mut_queue_tick=mqt or 0,
+        type=typ or 0,
+        called_states=list(called) if called else [],
+        queue=queue or 0,
+        time=ns_to_time(arrived),
+        is_auto=bool(flags & FLAG_AUTO),
+        accepted=bool(flags & FLAG_ACCEPTED),
+        is_check=bool(flags & FLAG_CHECK),
+        is_queued=bool(flags & FLAG_QUEUED),
+    )
+    if steps:
+        tx.steps = [
+            Step(type=t, rel_type=rel if rel >= 0 else 0, is_final=fin, is_self=me,
+                 is_enter=enter, from_state=a, to_state=b)
+            for t, a, b, rel, fin, me, enter in steps
+        ]  # fmt: skip
+    if logs:
+        tx.log_entries = [LogEntry(lv, text) for lv, text in logs]
+    if pre:
+        tx.pre_log_entries = [LogEntry(lv, text) for lv, text in pre]
+    if args:
+        tx.args = {str(k): str(v) for k, v in args.items()}
+    if src is not None:
+        tx.source_machine_id, tx.source_tx_id, tx.source_mach_time = src
+    return tx
+
+
 def rss_bytes() -> int:
     """The process's resident memory now (Linux), else its peak (other systems)."""
     try:
@@ -131,8 +189,10 @@ class MachineRecord:
     """One machine as the debugger knows it.
 
     Transitions arrive faster than they can be parsed into :class:`DbgMsgTx` objects, so they
-    are kept raw (as received, with their arrival time) and parsed on first read of
-    :attr:`txs`; one that fails to parse is counted in :attr:`bad` and logged once.
+    are kept raw and parsed on first read of :attr:`txs`: live ones as received with their
+    arrival time, imported ones (``dbg.dump.PendingMachine``) as decoded, with ``parse`` and
+    ``raw_clocks`` saying how to read them. One that fails to parse is counted in :attr:`bad`
+    and logged once.
     """
 
     schema: DbgMsgStruct
@@ -143,15 +203,25 @@ class MachineRecord:
     #: them: a UI shows "N older transitions dropped"; ids and clocks stay the producer's)
     dropped: int = 0
     _txs: list[DbgMsgTx] = field(default_factory=list)
-    _raw: list[tuple[Any, int]] = field(default_factory=list)
+    _raw: list[Any] = field(default_factory=list)
+    #: how an item of ``_raw`` becomes a transition, and its clocks unparsed; None: a live
+    #: ``(array, arrival ns)`` pair
+    parse: Callable[[Any], DbgMsgTx] | None = None
+    raw_clocks: Callable[[Any], list[int]] | None = None
+
+    def _from_telemetry(self, item: tuple[Any, int]) -> DbgMsgTx:
+        arr, arrived = item
+        return tx_from_array(arr, self.schema.tx_id_prefix, arrived)
 
     @property
     def txs(self) -> list[DbgMsgTx]:
         if self._raw:
             raw, self._raw = self._raw, []
-            for arr, arrived in raw:
+            parse = self.parse or self._from_telemetry
+            append = self._txs.append
+            for item in raw:
                 try:
-                    tx = DbgMsgTx.from_dict(tx_message(arr, self.schema.tx_id_prefix))
+                    append(parse(item))
                 except Exception as err:  # checked at ingest; a miss must cost only itself
                     if not self.bad:
                         log.warning(
@@ -160,10 +230,6 @@ class MachineRecord:
                             brief_error(err),
                         )
                     self.bad += 1
-                    continue
-                if tx.time is None:
-                    tx.time = ns_to_time(arrived)
-                self._txs.append(tx)
         return self._txs
 
     @txs.setter
@@ -189,9 +255,11 @@ class MachineRecord:
     def read(self, limit: int) -> list[DbgMsgTx]:
         """The history after parsing at most ``limit`` more pending transitions (the rest
         stay pending, in order): a UI reads a flood a slice at a time instead of stalling.
-        Call it where :meth:`Collector.ingest` cannot run at the same time."""
+        Call it where :meth:`Collector.ingest` cannot run at the same time. An imported
+        history is read whole (its size is bounded by the dump; a UI in tail mode wants its
+        end at once)."""
         pending = self._raw
-        if len(pending) <= limit:
+        if len(pending) <= limit or self.parse is not None:
             return self.txs
         self._raw = pending[:limit]
         txs = self.txs
@@ -202,7 +270,8 @@ class MachineRecord:
         """Clocks after the newest transition without parsing the pending ones ([] when
         none): summaries such as the UI's machine list stay cheap while data streams in."""
         if self._raw:
-            clocks = self._raw[-1][0][_CLOCKS]
+            last = self._raw[-1]
+            clocks = self.raw_clocks(last) if self.raw_clocks else last[0][_CLOCKS]
             return clocks if isinstance(clocks, list) else []
         return self._txs[-1].clocks if self._txs else []
 
@@ -223,8 +292,13 @@ class Collector:
         max_machines: int = MAX_MACHINES,
         clean_on_connect: bool = False,
         on_clean: Callable[[list[MachineDump]], None] | None = None,
+        freeze_history: bool = False,
     ) -> None:
         self.machines: dict[str, MachineRecord] = {}
+        #: ``gc.freeze()`` the process every FREEZE_EVERY transitions (see :meth:`ingest`): for
+        #: a process that is only a debugger (``am dbg``). Off in a library's default, since
+        #: freezing is process-wide and would keep another program's dead cycles forever.
+        self.freeze_history = freeze_history
         #: when a machine connects and every known machine is disconnected, drop them first
         #: (a restarted program replaces its previous run, as the reference's default does);
         #: ``on_clean`` gets their history before it is dropped (headless saves it)
@@ -242,6 +316,7 @@ class Collector:
         self._budget: int | None = None  # transitions kept at most, once max_mem was hit
         self._rss_at_cut = 0
         self._since_check = 0
+        self._since_freeze = 0
         self._conn_ids = itertools.count(1)
         self._listeners: list[Callable[[], None]] = []
 
@@ -305,6 +380,18 @@ class Collector:
             self._since_check += accepted
             if self._since_check >= CHECK_EVERY:
                 self.check_memory()
+        self._since_freeze += accepted
+        if self.freeze_history and self._since_freeze >= FREEZE_EVERY:
+            # The history is millions of long-lived, acyclic objects: every full collection
+            # of the cycle collector walked all of them (up to ~0.3 s per 100k transitions,
+            # holding the interpreter lock, so a UI froze too). Frozen objects are skipped by
+            # the collector and still freed by reference counting when dropped (rotation,
+            # --max-mem); only reference cycles that were alive at a freeze and die later
+            # stay in memory. The young generations are collected first (cheap), so recent
+            # garbage cycles are freed rather than frozen.
+            self._since_freeze = 0
+            gc.collect(1)
+            gc.freeze()
         self._changed()
         if bad:
             raise ValueError(f"{bad} malformed transition(s) rejected, e.g.: {problem}")
@@ -320,6 +407,9 @@ class Collector:
             self.machines[schema.id] = MachineRecord(schema, conn_id)
             self._changed()
             return
+        if rec.parse is not None:  # an imported machine reconnects: new items are live ones
+            rec.txs = rec.txs
+            rec.parse = rec.raw_clocks = None
         if rec.schema.states_index != schema.states_index:
             # a different machine under the same id: keep what it had, restart its clocks
             rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
@@ -395,6 +485,8 @@ class Collector:
 
     async def wait_until(self, predicate: Callable[[Collector], bool]) -> None:
         """Sleep (under trio) until ``predicate(self)`` holds after some change."""
+        import trio  # here: a UI reading a dump never needs trio (it costs ~0.15 s to import)
+
         if predicate(self):
             return
         event = trio.Event()
@@ -423,11 +515,15 @@ class Collector:
         self.buffered = 0
         return out
 
-    def load(self, dumps: list[MachineDump]) -> None:
-        """Add imported machines (``--import-data``), marked disconnected."""
+    def load(self, dumps: Sequence[MachineDump | PendingMachine]) -> None:
+        """Add imported machines (``--import-data``), marked disconnected; the transitions of
+        a :class:`dbg.dump.PendingMachine` are converted when first read."""
         for d in dumps:
             rec = MachineRecord(d.schema, "import", connected=False)
-            rec.txs = list(d.txs)
+            if isinstance(d, MachineDump):
+                rec.txs = list(d.txs)
+            else:
+                rec._raw, rec.parse, rec.raw_clocks = list(d.raw), d.parse, d.clocks
             self.machines[d.schema.id] = rec
 
 
@@ -467,6 +563,8 @@ def _feed(collector: Collector, session: _Session, data: bytes) -> bool:
 
 
 async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
+    import trio
+
     try:
         peer = "{}:{}".format(*stream.socket.getpeername()[:2])
     except OSError:
@@ -515,10 +613,14 @@ async def serve_collector(
     port: int,
     *,
     ws_port: int | None = None,
-    task_status: trio.TaskStatus[tuple[int, int | None]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[tuple[int, int | None]] | None = None,
 ) -> None:
     """Serve telemetry on TCP ``host:port`` (and WebSocket ``ws_port``, if given) until
     cancelled. ``task_status`` gets the bound ``(port, ws_port)``."""
+    import trio
+
+    if task_status is None:
+        task_status = trio.TASK_STATUS_IGNORED
     async with trio.open_nursery() as nursery:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]

@@ -21,6 +21,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,11 @@ __all__ = [
     "DEFAULT_DUMP_NAME",
     "DUMP_FORMAT",
     "DumpError",
+    "PendingMachine",
     "decode_dump",
     "encode_dump",
     "read_dump",
+    "read_dump_lazy",
     "single_frame",
     "write_dump",
 ]
@@ -73,6 +76,19 @@ class DumpError(ValueError):
 
 def read_dump(source: str | os.PathLike[str], timeout: float = 30.0) -> list[MachineDump]:
     """Read a dump from a path or an ``http(s)://`` URL; the format is detected from content."""
+    return decode_dump(_read_bytes(source, timeout), os.fspath(source))
+
+
+def read_dump_lazy(
+    source: str | os.PathLike[str], timeout: float = 30.0
+) -> list[MachineDump | PendingMachine]:
+    """:func:`read_dump`, but a Go dump's machines come as :class:`PendingMachine`: their
+    transitions are converted when first read (a debugger opens faster)."""
+    data = _read_bytes(source, timeout)
+    return _decode(data, os.fspath(source), lazy=True)
+
+
+def _read_bytes(source: str | os.PathLike[str], timeout: float) -> bytes:
     name = os.fspath(source)
     if name.startswith(("http://", "https://")):
         import urllib.request  # only here: http.client and email cost a file read start-up time
@@ -87,11 +103,15 @@ def read_dump(source: str | os.PathLike[str], timeout: float = 30.0) -> list[Mac
             data = Path(name).read_bytes()
         except OSError as e:
             raise DumpError(f"{name}: cannot read: {e.strerror or _one_line(e)}") from None
-    return decode_dump(data, name)
+    return data
 
 
 def decode_dump(data: bytes, source: str = "dump") -> list[MachineDump]:
     """Decode the bytes of a dump file (either format, compressed or not)."""
+    return _decode(data, source, lazy=False)  # type: ignore[return-value]  # eager: dumps only
+
+
+def _decode(data: bytes, source: str, lazy: bool) -> list[MachineDump | PendingMachine]:
     if not data:
         raise DumpError(f"{source}: empty file, not a dump")
     try:
@@ -105,7 +125,9 @@ def decode_dump(data: bytes, source: str = "dump") -> list[MachineDump]:
     if kind is None:
         raise DumpError(f"{source}: unknown format: neither a CBOR nor a Go gob dump")
     with _no_gc():
-        return _from_cbor(raw, source) if kind == "cbor" else _from_gob(raw, source)
+        if kind == "cbor":
+            return list(_from_cbor(raw, source))
+        return _from_gob(raw, source, lazy)
 
 
 @contextmanager
@@ -210,18 +232,22 @@ def _check_ticks(m: MachineDump) -> None:
             raise ValueError(f"{m.id}: transition {brief(tx.id)}: a clock is not a 64-bit integer")
 
 
-def _from_gob(raw: bytes, source: str) -> list[MachineDump]:
+def _from_gob(raw: bytes, source: str, lazy: bool = False) -> list[MachineDump | PendingMachine]:
     try:
         values = loads_all(raw)
     except GobError as e:
         raise DumpError(f"{source}: {_one_line(e)}") from None
     if len(values) != 1 or not isinstance(values[0], list):
         raise DumpError(f"{source}: unknown format: a gob stream but not a list of machines")
-    out = []
+    out: list[MachineDump | PendingMachine] = []
     for i, entry in enumerate(values[0]):
         try:
-            out.append(_machine_from_go(entry))
-            _check_ticks(out[-1])
+            pending = _pending_from_go(entry)
+            if lazy:
+                out.append(pending)
+            else:
+                out.append(pending.convert())
+                _check_ticks(out[-1])  # type: ignore[arg-type]  # a MachineDump
         except Exception as e:  # whatever a corrupt entry makes fail
             raise DumpError(
                 f"{source}: corrupt Go dump: entry {i}: {brief_error(e, 300)}"
@@ -230,7 +256,7 @@ def _from_gob(raw: bytes, source: str) -> list[MachineDump]:
     return out
 
 
-def _check_unique(machines: list[MachineDump], source: str) -> None:
+def _check_unique(machines: Iterable[MachineDump | PendingMachine], source: str) -> None:
     seen: set[str] = set()
     for m in machines:
         if m.id in seen:
@@ -339,7 +365,54 @@ def _structs(d: dict[str, Any], key: str, what: str) -> list[Any]:
     return items
 
 
+@dataclass(slots=True)
+class PendingMachine:
+    """A machine of a Go dump whose transitions are still the decoded Go structs.
+
+    Why: converting and checking every transition is half of reading a dump, and a debugger
+    shows one machine at a time; :meth:`parse` converts one transition when it is first read
+    (``dbg.collector.MachineRecord`` does that). A transition that fails the checks then
+    costs only itself (it is skipped and counted, like a malformed live one), where the eager
+    :meth:`convert` fails the whole dump.
+    """
+
+    schema: DbgMsgStruct
+    raw: list[Any]
+    version: str = ""
+    _index: dict[str, int] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.schema.id
+
+    def parse(self, raw_tx: Any) -> DbgMsgTx:
+        """One transition, checked as :func:`read_dump` checks them (``ValueError``)."""
+        if self._index is None:
+            self._index = {name: i for i, name in enumerate(self.schema.states_index)}
+        tx = _tx_from_go(raw_tx, self._index, self.schema.id)
+        clocks = tx.clocks
+        if clocks and (min(clocks) < _WORD_MIN or max(clocks) > _WORD_MAX):
+            raise ValueError(f"transition {brief(tx.id)}: a clock is not a 64-bit integer")
+        return tx
+
+    @staticmethod
+    def clocks(raw_tx: Any) -> list[int]:
+        """The clocks after a transition, unconverted ([] when it has none)."""
+        clocks = raw_tx.get("Clocks") if type(raw_tx) is dict else None
+        return clocks if type(clocks) is list else []
+
+    def convert(self) -> MachineDump:
+        """Every transition converted (the first bad one raises ``ValueError``)."""
+        self._index = {name: i for i, name in enumerate(self.schema.states_index)}
+        txs = [_tx_from_go(t, self._index, f"MsgTxs[{i}]") for i, t in enumerate(self.raw)]
+        return MachineDump(self.schema, txs, self.version)
+
+
 def _machine_from_go(entry: Any) -> MachineDump:
+    return _pending_from_go(entry).convert()
+
+
+def _pending_from_go(entry: Any) -> PendingMachine:
     if not isinstance(entry, dict) or not isinstance(entry.get("MsgStruct"), dict):
         raise ValueError("no MsgStruct")
     s = _rename(entry["MsgStruct"], _GO_SCHEMA, "MsgStruct")
@@ -348,13 +421,9 @@ def _machine_from_go(entry: Any) -> MachineDump:
         raise ValueError("MsgStruct.States is not a map")
     s["states"] = {k: _rename(v, _GO_STATE, f"state {k}") for k, v in states.items()}
     schema = DbgMsgStruct.from_dict(s)
-    index = {name: i for i, name in enumerate(schema.states_index)}
-    txs = [
-        _tx_from_go(raw_tx, index, f"MsgTxs[{i}]")
-        for i, raw_tx in enumerate(_structs(entry, "MsgTxs", "entry"))
-    ]
     version = entry.get("Version", "")
-    return MachineDump(schema, txs, version if isinstance(version, str) else "")
+    raw = _structs(entry, "MsgTxs", "entry")
+    return PendingMachine(schema, raw, version if isinstance(version, str) else "")
 
 
 def _tx_from_go(raw: Any, index: dict[str, int], what: str) -> DbgMsgTx:

@@ -21,7 +21,7 @@ from typing import Any
 from .errors import Errors, HandlerTimeoutError, _Panic
 from .evaluation import Evaluation
 from .formatting import Formatting
-from .handlers import _CALL, _NOTIFY, Handlers, _Group
+from .handlers import Handlers, _Group
 from .logs import Logging, _default_logger, _silent
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .options import Options
@@ -119,6 +119,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._token = 0
         self.transition: Transition | None = None
         self._in_eval = False
+        self._spare_event: Event | None = None  # the last handler's event, reused (see _handle)
 
         self._groups: list[_Group] = []
         self._groups_ver = 0
@@ -460,7 +461,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             or self._on_change
             or self._queue_waits
             or self._queue_end_waits
-            or self._subs
+            or self._subs.pending
         ):
             # nothing observes this machine: a known plan is applied without a Transition
             plan = self._plans.get((mtype, called, self._active, False, False))
@@ -468,18 +469,23 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 # the waits' lock too: a wait registered from another thread meanwhile either
                 # sees the new ticks or sends this mutation down the path that notifies it
                 with self._lock, self._subs.lock:
-                    if not self._processing and not queue and not self._subs:
+                    if not self._processing and not queue and not self._subs.pending:
                         self._bump(plan)
                         self.queue_tick = qt = self.queue_tick + 1
                         if self._sink is not None:
-                            # as _record() would for this (accepted, direct) transition; a
+                            # as _execute() records this (accepted, direct) transition; a
                             # tuple of atoms, which the garbage collector stops tracking
                             a = args if self._sink_args else None
                             ticks = tuple(self._ticks)
                             self._sink((self.id, next_tx_num(), ticks, qt, mtype, called, 1, 0,
                                         qt, 0, None, None, a, source, None))  # fmt: skip
                         return EXECUTED
-        mut = Mutation(mtype, called, args, source=source)
+        # a class call with a keyword argument builds a kwargs dict (CPython 3.11): skip it
+        mut = (
+            Mutation(mtype, called, args)
+            if source is None
+            else Mutation(mtype, called, args, source=source)
+        )
         with self._lock:
             if self._processing:  # as _claim(), inlined: this runs on every mutation
                 return self._postpone(mut)
@@ -602,13 +608,21 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             tx.completed = True
             tx.queue_len = len(self._queue)
             self.transition = None
+            self._spare_event = None  # it holds the transition (and its args)
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
         if hot and "transition_end" in self._hooks:
             self._trace("transition_end", tx)
         if self._sink is not None:
-            self._record(tx, mut)
-        if tx.accepted and not mut.check and self._subs:
+            # the transition's record (RECORD_FIELDS), built here rather than in a method: a
+            # Python call per transition was a fifth of what telemetry costs the machine
+            flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
+            args = mut.args if self._sink_args else None
+            self._sink((self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type,
+                        mut.called, flags, tx.queue_len, mut.queue_tick, mut.token,
+                        tx._log_entries or None, tx._pre_log_entries or None, args, mut.source,
+                        tx._steps or None))  # fmt: skip
+        if tx.accepted and not mut.check and self._subs.pending:
             changed = [
                 n
                 for n, a, b in zip(self._names, tx.time_before, self._ticks, strict=True)
@@ -618,15 +632,6 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         if self._queue_waits:
             self._check_queue_waits()
         return result
-
-    def _record(self, tx: Transition, mut: Mutation) -> None:
-        """Hand the sinks one record of ``tx`` (:data:`machines.tracer.RECORD_FIELDS`)."""
-        flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
-        rec = (self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type, mut.called, flags,
-               tx.queue_len, mut.queue_tick, mut.token, tx.log_entries or None,
-               tx.pre_log_entries or None, mut.args if self._sink_args else None, mut.source,
-               tx.steps or None)  # fmt: skip
-        self._sink(rec)  # type: ignore[misc]  # _record runs only with a sink
 
     def _resolve(self, mut: Mutation, before: tuple[str, ...]) -> Plan:
         """Resolve and cache the plan of ``mut`` from ``before`` (the cache keeps the newest)."""
@@ -653,12 +658,13 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 else self._negotiation_calls(plan, mut)
             )
             refused: set[str] | None = None
-            for name, state, fn, gid in calls:
-                if refused and state in refused:
-                    continue
-                ret = self._call(tx, fn, name, gid)
-                if ret is not False and ret.__class__ is not _Panic:
-                    continue
+            rest = calls
+            while rest:
+                failed = self._handle(tx, rest, True, refused)
+                if failed is None:
+                    break
+                step, ret = failed
+                name, state = step[1], step[4]
                 if auto and state in mut.called and ret is False:
                     # partial auto: a refused auto state drops out, the rest go on
                     refused = refused or set()
@@ -666,6 +672,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                     self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
                     if len(refused) == len(mut.called):
                         return self._cancel(tx, name)
+                    rest = rest[rest.index(step) + 1 :]
                     continue
                 return self._cancel(tx, name, ret)
             if refused:
@@ -677,8 +684,11 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             tx.accepted = True
             return EXECUTED
         tx.accepted = True
-        self._apply(tx, plan, mut)
-        if groups or EXCEPTION in plan.target_set or self._subs:
+        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
+        tx.time_after = self._ticks[:]
+        if self.log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
+            self._applied(tx, plan, mut)
+        if groups or EXCEPTION in plan.target_set or self._subs.pending:
             if not self._finals(tx, plan, mut):
                 return CANCELED
         if self._on_change:
@@ -692,7 +702,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         ):
             self._auto_pass()
         if mut.type == REMOVE:
-            return CANCELED if any(s in self._active_set for s in mut.called) else EXECUTED
+            return EXECUTED if self._active_set.isdisjoint(mut.called) else CANCELED
         if auto:
             grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
             return EXECUTED if grew else CANCELED
@@ -717,9 +727,9 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         )
         return plan.bumps
 
-    def _apply(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
-        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
-        tx.time_after = self._ticks[:]
+    def _applied(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
+        """What observers see of the tick changes just applied (steps, logs, state contexts
+        cancelled, the ``transition_finals`` hook)."""
         if self.log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
@@ -737,21 +747,15 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
 
     def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
         """Run ``XEnd`` / ``XState`` / ``AnyState``; False when a handler failed (recovered)."""
-        subs = self._subs
         bound = plan.finals
         if bound is None or bound[0] != self._groups_ver:
             bound = self._final_calls(plan)
-        for kind, name, fn, gid, state in bound[2] if subs else bound[1]:
-            if kind == _CALL:
-                ret = self._call(tx, fn, name, gid)
-                if ret.__class__ is _Panic:
-                    self._recover_finals(tx, plan, state, name, ret)
-                    return False
-            elif kind == _NOTIFY:
-                if subs.wants_args(state):
-                    subs.notify_args(state, tx.mutation.args)
-            else:
-                self._default_exception_state(tx)
+        steps = bound[2] if self._subs.pending else bound[1]
+        failed = self._handle(tx, steps, False) if steps else None
+        if failed is not None:
+            step, ret = failed
+            self._recover_finals(tx, plan, step[4], step[1], ret)
+            return False
         return True
 
     def _recover_finals(

@@ -108,7 +108,7 @@ class Outbox:
 
     def __init__(self, limit: int = 10_000) -> None:
         self._items: deque[Any] = deque()
-        self._limit = limit
+        self.limit = limit
         self.dropped = 0
         self._reported = False
         self.schemas: dict[str, bytes] = {}  # machine id -> its latest schema frame
@@ -116,7 +116,7 @@ class Outbox:
     def put(self, item: bytes | tuple) -> None:
         """Queue a ready frame (bytes) or a transition record (:data:`RECORD_FIELDS`)."""
         items = self._items
-        if len(items) >= self._limit:
+        if len(items) >= self.limit:
             self._drop()
         items.append(item)
 
@@ -425,13 +425,18 @@ class TcpSender:
         # schemas first: the collector binds each machine to the connection its schema came on
         sock.sendall(b"".join(list(self.outbox.schemas.values())))
         self.connected.set()
+        outbox, poll, high = self.outbox, self.poll, self.outbox.limit // 4
         while not self._stop.is_set():
-            data = self.outbox.take()
+            data = outbox.take()
             if data:
                 sock.sendall(data)
                 self.sent_frames += 1
-            else:
-                time.sleep(self.poll)
+            # one batch per poll interval, not one per wake-up: taking again at once (as this
+            # loop did) packed a few records at a time and woke this thread, which needs the
+            # GIL, hundreds of times a second while machines ran; a filling outbox still goes
+            # out at once, before it drops anything
+            if len(outbox) < high:
+                time.sleep(poll)
 
 
 def _split_addr(addr: str) -> tuple[str, int]:

@@ -96,9 +96,9 @@ class Transition:
         "states_before",
         "accepted",
         "completed",
-        "log_entries",
-        "pre_log_entries",
-        "steps",
+        "_log_entries",
+        "_pre_log_entries",
+        "_steps",
         "queue_len",
         "cancelled_by",
     )
@@ -121,11 +121,46 @@ class Transition:
         self.states_before: tuple[str, ...] = states_before
         self.accepted = False
         self.completed = False
-        self.log_entries: list[tuple[int, str]] = []
-        self.pre_log_entries: list[tuple[int, str]] = []
-        self.steps: list[Step] = []
+        # created on first use: most transitions log nothing and record no steps, and three
+        # lists per transition were a measurable share of a mutation (and of the GC's work)
+        self._log_entries: list[tuple[int, str]] | None = None
+        self._pre_log_entries: list[tuple[int, str]] | None = None
+        self._steps: list[Step] | None = None
         self.queue_len = 0
         self.cancelled_by = ""
+
+    @property
+    def log_entries(self) -> list[tuple[int, str]]:
+        """``(level, text)`` logged during the transition."""
+        if self._log_entries is None:
+            self._log_entries = []
+        return self._log_entries
+
+    @log_entries.setter
+    def log_entries(self, value: list[tuple[int, str]]) -> None:
+        self._log_entries = value
+
+    @property
+    def pre_log_entries(self) -> list[tuple[int, str]]:
+        """``(level, text)`` logged between the previous transition and this one."""
+        if self._pre_log_entries is None:
+            self._pre_log_entries = []
+        return self._pre_log_entries
+
+    @pre_log_entries.setter
+    def pre_log_entries(self, value: list[tuple[int, str]]) -> None:
+        self._pre_log_entries = value
+
+    @property
+    def steps(self) -> list[Step]:
+        """Debugging steps (recorded with :attr:`Machine.log_steps`)."""
+        if self._steps is None:
+            self._steps = []
+        return self._steps
+
+    @steps.setter
+    def steps(self, value: list[Step]) -> None:
+        self._steps = value
 
     @property
     def id(self) -> str:

@@ -129,13 +129,16 @@ class Subscriptions:
         self._by_state: dict[str, set[_Sub]] = {}
         self._args: dict[str, set[_Sub]] = {}
         self._queries: set[_Sub] = set()
+        #: how many waits are registered: a plain int, because the machine reads it on every
+        #: mutation (``__bool__`` was a Python call there)
+        self.pending = 0
         # subscribing and notifying may run on different threads: the index is changed and
         # scanned under this lock (waitables are resolved and user queries run outside it)
         self.lock = threading.Lock()
 
     def __bool__(self) -> bool:
         """Any wait registered (cheap: the machine checks it on every mutation)."""
-        return bool(self._shared or self._queries)
+        return self.pending > 0
 
     # -- subscribing ---------------------------------------------------------------------------
 
@@ -164,6 +167,7 @@ class Subscriptions:
         sub.key, sub.kind, sub.fn = None, "query", fn
         with self.lock:
             self._queries.add(sub)
+            self.pending += 1
         self._bind_ctx(sub, ctx)
         return sub
 
@@ -207,6 +211,7 @@ class Subscriptions:
                 sub.resolve()  # new, nobody holds it yet: no callbacks to run
                 return sub
             self._shared[key] = sub
+            self.pending += 1
             index = self._args if kind == "args" else self._by_state
             for s in states:
                 index.setdefault(s, set()).add(sub)
@@ -222,8 +227,11 @@ class Subscriptions:
     def _finish(self, sub: _Sub) -> None:
         with self.lock:
             if sub.kind == "query":
-                self._queries.discard(sub)
+                if sub in self._queries:
+                    self._queries.remove(sub)
+                    self.pending -= 1
             elif self._shared.pop(sub.key, None) is not None:
+                self.pending -= 1
                 index = self._args if sub.kind == "args" else self._by_state
                 for s in sub.states:
                     subs = index.get(s)

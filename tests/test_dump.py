@@ -326,3 +326,43 @@ def test_go_transitions_of_the_wrong_shape_name_the_field(tx: dict, message: str
     with pytest.raises(ValueError) as exc:
         _machine_from_go(entry)
     assert str(exc.value) == message
+
+
+def test_lazy_go_dump_reads_to_the_same_transitions(
+    go_machines: list[MachineDump], tmp_path: Path
+) -> None:
+    """``read_dump_lazy`` (what the debugger UI opens) defers converting a Go dump's
+    transitions to each machine's first read: what is read then is what read_dump builds,
+    and unread machines still give their size and newest clocks."""
+    from dbg.collector import Collector
+    from dbg.dump import PendingMachine, read_dump_lazy
+
+    lazy = read_dump_lazy(GO_DUMP)
+    assert all(isinstance(m, PendingMachine) for m in lazy)
+    collector = Collector()
+    collector.load(lazy)
+    for m in go_machines:
+        rec = collector.machines[m.id]
+        assert len(rec) == len(m.txs)
+        assert rec.latest_clocks() == (m.txs[-1].clocks if m.txs else [])
+        assert rec._txs == []  # nothing converted yet
+    assert [collector.machines[m.id].read(1) for m in go_machines] == [m.txs for m in go_machines]
+    # our own dumps are read eagerly either way
+    ours = read_dump_lazy(write_dump(tmp_path / "ours.cbor.br", go_machines[:2]))
+    assert ours == go_machines[:2]
+
+
+def test_lazy_go_dump_skips_a_bad_transition_and_counts_it() -> None:
+    from dbg.collector import Collector
+    from dbg.dump import _pending_from_go
+
+    entry = {
+        "MsgStruct": {"ID": "m", "StatesIndex": ["A"]},
+        "MsgTxs": [{"ID": "t1", "Clocks": [1]}, {"ID": 5}, {"ID": "t3", "Clocks": [2]}],
+    }
+    collector = Collector()
+    collector.load([_pending_from_go(entry)])
+    rec = collector.machines["m"]
+    assert len(rec) == 3 and rec.latest_clocks() == [2]
+    assert [tx.id for tx in rec.txs] == ["t1", "t3"]
+    assert rec.bad == 1

@@ -26,6 +26,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 #: page open -> Python loaded -> machines connected; generous: the machine may be loaded
 LOAD_MS = 90_000
+#: Ctrl-C to exit: about 0.4 s when idle; the bound leaves room for a loaded CI machine, while
+#: still catching a shutdown that waits out a timeout (the aRPC and relay ones are 10 s).
+STOP_BOUND = 5.0
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -178,7 +181,7 @@ def test_two_tabs_messages_boredom_and_the_panel(browser, tmp_path: Path) -> Non
     finally:
         rc, took = srv.stop()
     assert rc == 0
-    assert took < 2.0, f"stopping took {took:.2f}s"
+    assert took < STOP_BOUND, f"stopping took {took:.2f}s"
     assert not list((tmp_path / "tmp").glob("*.addr")), "address files left behind"
 
 
@@ -261,7 +264,7 @@ def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
         srv.wait_line(rf"^aRPC disconnected: {page_bar}$")
     finally:
         rc, took = srv.stop()
-    assert rc == 0 and took < 2.0, (rc, took)
+    assert rc == 0 and took < STOP_BOUND, (rc, took)
     dump = tmp_path / "out" / "am-dbg-dump.cbor.br"
     assert dump.exists(), srv.lines
     ids = {d.id for d in read_dump(dump)}

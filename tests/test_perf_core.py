@@ -155,3 +155,38 @@ def test_handler_rebinding_invalidates_cached_calls(seed):
         assert got[0] == got[1], step
         assert ms[0].time() == ms[1].time(), step
     assert logs[0] == logs[1]
+
+
+def test_a_kept_event_is_never_reused():
+    """Handlers' events are reused only when nobody kept the previous one: an event a handler
+    keeps (or one a raising handler's traceback holds) keeps its own name and args."""
+    kept: list = []
+
+    class Keep:
+        def AEnter(self, e):
+            kept.append(e)
+            return True
+
+        def AState(self, e):
+            e.args = {"swapped": True}  # rebinding its own event's args must not leak
+
+        def BState(self, e):
+            kept.append((e.name, dict(e.args)))
+            raise ValueError("boom")
+
+        def CState(self, e):
+            kept.append((e.name, dict(e.args)))
+
+    m = Machine({"A": State(add=["B", "C"]), "B": State(), "C": State()}, handlers=Keep(),
+                log_level=0, log_stack_trace=False)  # fmt: skip
+    m.add("A", {"x": 1})
+    first = kept[0]
+    assert (first.name, first.args, first.transition.mutation.called) == (
+        "AEnter",
+        {"x": 1},
+        ("A",),
+    )
+    assert kept[1] == ("BState", {"x": 1})
+    m.add("C", {"y": 2})
+    assert kept[-1] == ("CState", {"y": 2})
+    assert first.name == "AEnter" and first.args == {"x": 1}

@@ -145,6 +145,8 @@ class DebuggerApp(App[None]):
         self._data_at = 0.0
         self._holding = False
         self._held: Any = None  # the collector's lock while _holding
+        self._hold_id = 0  # the current hold (see _hold)
+        self._key_hold = 0  # the hold of the key or click being handled
         self._key_at = 0.0  # when a key or click came that the screen does not show yet
         self._caught_up = False  # other machines' histories all read (see _frame)
         self._search_at = 0.0
@@ -192,34 +194,43 @@ class DebuggerApp(App[None]):
 
     # ----- the UI first: ingest waits while a key or a frame is being painted
 
-    def _hold(self) -> None:
-        """Pause the live collector (it ingests under the same lock) until the screen was
-        refreshed: two threads share one interpreter lock, and under a flood of telemetry
-        the UI otherwise gets a small share of it (keys took ~0.5 s). Bounded: released
-        after the refresh, or after ``HOLD_MAX`` at the latest."""
+    def _hold(self) -> int:
+        """Pause the live collector (it ingests under the same lock) until :meth:`_release`
+        with the id returned: two threads share one interpreter lock, and under a flood of
+        telemetry the UI otherwise gets a small share of it (keys took ~0.5 s). A hold taken
+        while one is on takes it over (the older id no longer releases it). Bounded: released
+        after ``HOLD_MAX`` at the latest. 0 when there is nothing to hold."""
         lock = getattr(self.session.collector, "lock", None)  # a LockedCollector's
-        if lock is None or self._holding or self.live is None:
-            return
-        if lock.acquire(timeout=0.2):
+        if lock is None or self.live is None:
+            return 0
+        if not self._holding:
+            if not lock.acquire(timeout=0.2):
+                return 0
             self._held, self._holding = lock, True
-            self.call_after_refresh(self._release)
-            self.set_timer(HOLD_MAX, self._release)
+        self._hold_id += 1
+        hold_id = self._hold_id
+        self.set_timer(HOLD_MAX, lambda: self._release(hold_id))
+        return hold_id
 
-    def _release(self) -> None:
-        if self._holding:
+    def _release(self, hold_id: int | None = None) -> None:
+        """End the hold ``hold_id`` if it is still the current one (None: any)."""
+        if self._holding and (hold_id is None or hold_id == self._hold_id):
             self._holding = False
             self._held.release()
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, (events.Key, events.MouseDown)):
-            self._hold()
-            if not self._key_at:
-                self._key_at = time.monotonic()
-                self.call_after_refresh(self._key_shown)
+        if isinstance(event, (events.Key, events.MouseDown)) and not event.is_forwarded:
+            # the collector waits from the key's arrival until the screen shows its effect
+            # (see paint): a refresh in between, e.g. a frame's, must not end the hold
+            self._key_hold = self._hold()
+            now = time.monotonic()
+            if not self._key_at or now - self._key_at >= HOLD_MAX:  # else: one not shown yet
+                self._key_at = now
         await super().on_event(event)
 
     def _key_shown(self) -> None:
         self._key_at = 0.0
+        self._release(self._key_hold)
 
     def _changed(self) -> None:  # called by the collector, possibly from its thread
         self._dirty = True
@@ -257,8 +268,7 @@ class DebuggerApp(App[None]):
         caught_up = True
         data_frame = self._dirty and now - self._painted_at >= DATA_FRAME
         catching_up = not self.session.tail and not self._caught_up and now - self._data_at > QUIET
-        if data_frame or catching_up:
-            self._hold()
+        hold_id = self._hold() if data_frame or catching_up else 0
         if catching_up:
             # other machines at the cursor's time need their history; read it while the
             # stream is quiet (reading a machine can take long; keys must not wait for it)
@@ -269,6 +279,10 @@ class DebuggerApp(App[None]):
             self.paint()
         elif not caught_up:
             self.paint()
+        else:
+            self._release(hold_id)
+            return
+        self.call_after_refresh(self._release, hold_id)  # the UI keeps the GIL to refresh
 
     def _play(self) -> None:
         if self.session.playing:
@@ -290,6 +304,8 @@ class DebuggerApp(App[None]):
         self.paints += 1
         if self.outputs is not None:
             self.outputs.changed()
+        if self._key_at:  # a key's effect: the collector waits until it is on screen
+            self.call_after_refresh(self._key_shown)
 
     def status(self, message: str) -> None:
         StatusBar.message = message

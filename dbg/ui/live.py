@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from dbg.collector import Collector, serve_collector
+
+if TYPE_CHECKING:
+    import trio
 
 __all__ = ["LiveServer", "LockedCollector", "check_free"]
 
@@ -103,6 +104,8 @@ class LiveServer:
         self._ready = threading.Event()
 
     def start(self, on_ready=None) -> None:
+        import trio  # only with live data: a UI on an imported dump does without it
+
         async def main() -> None:
             self._token = trio.lowlevel.current_trio_token()
             with trio.CancelScope() as scope:
@@ -132,6 +135,8 @@ class LiveServer:
     async def stop(self) -> None:
         if self._thread is None:
             return
+        import trio
+
         self._ready.wait(5)
         if self._token is not None and self._scope is not None:
             try:

@@ -1,0 +1,70 @@
+"""Instructions per operation of bench_core.py's workloads, counted by valgrind.
+
+On a machine shared with other work, wall-clock ratios swing by tens of percent between runs of
+the same code; instruction counts do not depend on load, so they tell whether a change to the
+core made it cheaper. Each workload runs twice under ``valgrind --tool=cachegrind
+--cache-sim=no`` (after the same warm-up): once with ``n`` timed operations and once without;
+the difference over ``n`` is the cost of one operation, start-up excluded. ``PYTHONHASHSEED``
+is pinned so dictionary layouts (and so the counts) repeat. Keys: ``a`` flat toggle, ``b``
+relations + handlers, ``c`` 100 states random, ``ta`` / ``tb`` the same as ``a`` / ``b`` in
+``transitions``. Needs ``valgrind`` on the PATH (about a minute per workload).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HERE = Path(__file__).resolve().parent
+
+#: runs one workload: argv = key, n, timed (1 or 0)
+DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+import bench_core as bc
+key, n, timed = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+ops = bc.random_ops(max(n, 4000))
+make = {{"a": bc.toggle_ours, "b": bc.relations_ours, "c": lambda: bc.random_ours(ops),
+        "ta": bc.toggle_theirs, "tb": bc.relations_theirs}}[key]
+run, _ = make()
+run(4000)
+if timed:
+    run(n)
+"""
+
+
+def _instructions(key: str, n: int, timed: bool) -> int:
+    code = DRIVER.format(here=str(HERE))
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+           sys.executable, "-c", code, key, str(n), "1" if timed else "0"]  # fmt: skip
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if proc.returncode or not found:
+        raise SystemExit(f"bench_icount: workload {key} failed: {proc.stderr.strip()[-300:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main(
+    workloads: Annotated[
+        list[str] | None, typer.Argument(help="keys: a b c ta tb (default: a b tb)")
+    ] = None,
+    n: int = typer.Option(20_000, help="timed operations per workload"),
+) -> None:
+    """Instructions per operation of bench_core.py's workloads (valgrind)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench_icount: valgrind is not installed (apt-get install valgrind)")
+    for key in workloads or ["a", "b", "tb"]:
+        per_op = (_instructions(key, n, True) - _instructions(key, n, False)) / n
+        print(f"({key}) {per_op:,.0f} instructions per operation", flush=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)
