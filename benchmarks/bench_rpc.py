@@ -39,6 +39,9 @@ mutation, driven without sockets) and the trio drivers.
     after: aRPC 535k (2.11x). Sans-IO 176k: the server 85k (mutation 22k: the hub takes the
     source's transition records, `Tracer.sink`, and the source keeps its fast path; cbor2
     dumps 8k + loads 5k), receive 60k, send 31k. Drivers ~360k, of which the hop ~70k.
+    Wall, p50 ratio to the echo, 5 interleaved runs each at load ~3 on 2 cores (this file's
+    loop against both trees): before 2.36-2.80x (median 2.48x; with the meter in the timed
+    loop, as before, 2.5-3.1x), after 1.79-3.09x (median 2.18x); aRPC p50 340 -> 278 us.
     Left: the hop (a caller reading its own reply needs a cancel scope per call, ~48k
     instructions, to stay interruptible by call_timeout: more than the hop costs), and cbor2
     (~27k per round trip: the wire format is cbor2.dumps/loads on both ends by design).
