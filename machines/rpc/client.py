@@ -177,7 +177,8 @@ class Client(ClientCore):
         # a server that accepts but never answers the hello must not hold the client forever
         limit = self.handshake_timeout
         waiting = limit is not None
-        hello = trio.CancelScope(deadline=trio.current_time() + limit if waiting else math.inf)
+        deadline = math.inf if limit is None else trio.current_time() + limit
+        hello = trio.CancelScope(deadline=deadline)
         try:
             with hello:
                 await self._flush()
