@@ -22,6 +22,29 @@ each once, with no timer while nothing changes), one clock read per change and o
 per (client clock, new clock), and at push_interval 0 changes made while a push is written
 (and 4x as long after) are coalesced into the next one: ~8-25 pushes per client; the rest of
 a push's cost is trio's task switches and the send/receive syscalls on both ends.
+
+Round trip, row (a). Both ends and the echo run in one trio loop, as in the benchmark; the echo
+is the floor: the same bytes (13 per request), the same trio, the same loopback TCP. Wall time
+on the shared 2-core machine swings 2x between runs, so the costs below are user-space
+instructions per round trip (valgrind cachegrind, deterministic whatever the load; difference
+of 1,000 round trips), split into the sans-IO part (protocol + cores + NetMach + the source's
+mutation, driven without sockets) and the trio drivers.
+    before: aRPC 600k, echo 254k (2.36x). Sans-IO 236k: the server 130k (its source mutation
+    40k, off the machine's fast path because the hub's tracer overrode transition_end; a
+    MutSource built and `from machines import` run per call; two copies of every frame body;
+    per-item int checks), the client's receive 70k, its send 36k. Drivers 364k: the echo's
+    254k plus one scheduling batch and task step per call (the receive task wakes the caller:
+    ~70k, measured on an echo with the same hop), an Event per call, and the meter's stream
+    wrapper in the timed loop (now measured on a twin connection).
+    after: aRPC 535k (2.11x). Sans-IO 176k: the server 85k (mutation 22k: the hub takes the
+    source's transition records, `Tracer.sink`, and the source keeps its fast path; cbor2
+    dumps 8k + loads 5k), receive 60k, send 31k. Drivers ~360k, of which the hop ~70k.
+    Wall, p50 ratio to the echo, 5 interleaved runs each at load ~3 on 2 cores (this file's
+    loop against both trees): before 2.36-2.80x (median 2.48x; with the meter in the timed
+    loop, as before, 2.5-3.1x), after 1.79-3.09x (median 2.18x); aRPC p50 340 -> 278 us.
+    Left: the hop (a caller reading its own reply needs a cancel scope per call, ~48k
+    instructions, to stay interruptible by call_timeout: more than the hop costs), and cbor2
+    (~27k per round trip: the wire format is cbor2.dumps/loads on both ends by design).
 """
 
 from __future__ import annotations
@@ -83,21 +106,17 @@ async def echo_floor(n: int, size: int) -> list[float]:
 
 
 async def rpc_round_trips(n: int) -> tuple[list[float], float, dict[str, float]]:
+    """Timed on a plain TCP stream, like the echo; the bytes are counted on a second, metered
+    connection that makes the same calls (the meter's wrapper would cost the timed loop two
+    more awaits per call; the same count, since small seqs encode shorter)."""
     src = Machine(SCHEMA, id="src")
     async with serve(src, "127.0.0.1:0") as mux:
-        streams: list[CountingStream] = []
-
-        async def factory():
-            streams.append(CountingStream(await open_tcp(mux.addr)))
-            return streams[-1]
-
-        async with connect(mux.addr, id="bench", stream_factory=factory) as client:
-            net, meter = client.netmach, streams[0]
+        async with connect(mux.addr, id="bench") as client:
+            net = client.netmach
             for _ in range(n // 10):  # warm-up
                 await net.add("A")
                 await net.remove("A")
             samples = []
-            sent0, total0 = meter.sent, meter.total
             t_start = time.perf_counter()
             for i in range(n):
                 t0 = time.perf_counter_ns()
@@ -105,15 +124,27 @@ async def rpc_round_trips(n: int) -> tuple[list[float], float, dict[str, float]]
                 samples.append(time.perf_counter_ns() - t0)
             elapsed = time.perf_counter() - t_start
             assert net.clock() == src.clock()
+        streams: list[CountingStream] = []
+
+        async def factory():
+            streams.append(CountingStream(await open_tcp(mux.addr)))
+            return streams[-1]
+
+        async with connect(mux.addr, id="meter", stream_factory=factory) as client:
+            net, meter, m = client.netmach, streams[0], n
+            for i in range(n // 5 + m):
+                if i == n // 5:  # as many calls before as above: seqs of the same sizes
+                    sent0, total0 = meter.sent, meter.total
+                await (net.add("A") if i % 2 == 0 else net.remove("A"))
             bytes_ = {
-                "request": (meter.sent - sent0) / n,
-                "round trip": (meter.total - total0) / n,
+                "request": (meter.sent - sent0) / m,
+                "round trip": (meter.total - total0) / m,
             }
             # one-way: no-sync adds (client -> server), then a synced read-back
             sent0 = meter.sent
-            for _ in range(n):
+            for _ in range(m):
                 await net.add_ns("B")
-            bytes_["no-sync add"] = (meter.sent - sent0) / n
+            bytes_["no-sync add"] = (meter.sent - sent0) / m
             await client.sync()
             assert net.clock() == src.clock()
             assert client.conn.syncs == 1  # only the explicit one: checksums always agreed

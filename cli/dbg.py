@@ -72,6 +72,13 @@ def dbg(
         "dropped first (checked every second and every 16k transitions).",
         min=0,
     ),
+    fwd_data: list[str] = typer.Option(
+        [],
+        "--fwd-data",
+        "-f",
+        help="Forward all incoming telemetry to another am dbg at HOST:PORT (repeatable): "
+        "it shows the same machines. Startup fails if a target cannot be dialed.",
+    ),
     select_connected: bool = typer.Option(
         False,
         "--select-connected",
@@ -104,6 +111,24 @@ def dbg(
     ),
     output_log: bool = typer.Option(
         False, "--output-log", help="Keep --dir/log.md equal to the selected machine's log."
+    ),
+    output_diagrams: int = typer.Option(
+        0,
+        "--output-diagrams",
+        min=0,
+        max=3,
+        help="Keep the current machine's diagram (1 simple, 2 detailed; 3 draws as 2) with "
+        "its active states, and the network graph, in --dir (am-vis-mach.svg, "
+        "am-vis-graph.svg, diagrams/); 0 = off.",
+    ),
+    output_graph: bool = typer.Option(
+        False, "--output-graph", help="Keep --dir/graph.md and graph.xml (the network)."
+    ),
+    ui_web: bool = typer.Option(
+        True,
+        "--ui-web/--no-ui-web",
+        help="With the UI: HTTP on the WebSocket port (listen port + 1): an index of --dir, "
+        "/viewer/mach and /viewer/graph (live diagrams), the files of --dir.",
     ),
     view_tail: bool = typer.Option(
         True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
@@ -155,6 +180,14 @@ def dbg(
     if view_theme not in _THEMES:
         typer.echo(f"am dbg: unknown --view-theme {view_theme!r} (dark or light)", err=True)
         raise typer.Exit(2)
+    if fwd_data:
+        from dbg.forward import check_targets
+
+        try:
+            check_targets(fwd_data)
+        except (OSError, ValueError) as err:
+            typer.echo(f"am dbg: {err}", err=True)
+            raise typer.Exit(1) from None
     imported: list = []
     if import_data is not None:
         if not headless:
@@ -187,7 +220,8 @@ def dbg(
             imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
             select_connected, view, view_tail and open_addr is None,
             {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
-            clean_on_connect=clean_on_connect, theme=view_theme,
+            clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
+            diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -204,6 +238,7 @@ def dbg(
         *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
         max_mem << 20,
         clean_on_connect,
+        fwd_data,
     )
 
 
@@ -226,9 +261,14 @@ def _ui(
     clean_on_connect: bool = True,
     theme: str = "dark",
     outputs: set[str] | None = None,
+    fwd: list[str] | None = None,
+    diagrams: int = 0,
+    graph_text: bool = False,
+    web: bool = True,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
+    from dbg.forward import Forwarder
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
     from dbg.ui.live import LiveServer, LockedCollector, check_free
@@ -238,24 +278,31 @@ def _ui(
         max_mem=max_mem or None, clean_on_connect=clean_on_connect, freeze_history=True
     )
     collector.load(imported)
-    live, info = None, f"dir: {out_dir}"
+    live, info, server = None, f"dir: {out_dir}", None
     if listen is not None:
         host, port, wsp = listen
-        try:
-            check_free(host, port)
-            if wsp:
-                check_free(host, wsp)
-        except OSError as err:
-            reason = err.strerror or err
-            typer.echo(
-                f"am dbg: cannot listen on {host}:{port}: {reason} (set --listen-addr or "
-                "--ws-port)",
-                err=True,
-            )
-            raise typer.Exit(1) from None
-        live = LiveServer(collector, host, port, wsp)
+        for p, what in ((port, "--listen-addr"), (wsp, "--ws-port (WebSocket and HTTP)")):
+            try:
+                if p:
+                    check_free(host, p)
+            except OSError as err:
+                reason = err.strerror or err
+                typer.echo(f"am dbg: cannot listen on {host}:{p}: {reason} (set {what})", err=True)
+                raise typer.Exit(1) from None
+        if web and wsp is not None:
+            from dbg.web import WebServer
+
+            server = WebServer(collector, out_dir, host, wsp, diagrams=bool(diagrams))
+        live = LiveServer(collector, host, port, None if server else wsp)
+        if server is not None:
+            live.services.append(server.serve)
+        if fwd:
+            collector.tap = Forwarder(fwd)
+            live.services.append(collector.tap.run)
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
         info = f"telemetry: {host}:{port}{ws}; {info}"
+        if server is not None and wsp:
+            info += f"; web: http://{host}:{wsp}/"
     session = Session(
         collector,
         filters=Filters(set(filters_on)),
@@ -265,8 +312,11 @@ def _ui(
     )
     app = DebuggerApp(
         session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
-        outputs=outputs or set(), theme=theme,
+        outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
+        on_diagrams=server.refresh if server is not None else None,
     )  # fmt: skip
+    if isinstance(collector.tap, Forwarder):
+        collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
     app.run()
     if live is not None and live.error is not None:
         typer.echo(f"am dbg: the collector stopped: {live.error}", err=True)
@@ -286,6 +336,7 @@ async def _headless(
     rotation: tuple[int, float],
     max_mem: int = 0,
     clean_on_connect: bool = True,
+    fwd: list[str] | None = None,
 ) -> None:
     import trio
 
@@ -324,6 +375,11 @@ async def _headless(
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            if fwd:
+                from dbg.forward import Forwarder
+
+                collector.tap = Forwarder(fwd)
+                await nursery.start(collector.tap.run)
             bound, bound_ws = await nursery.start(
                 lambda task_status: serve_collector(
                     collector, host, port, ws_port=wsp, task_status=task_status
@@ -366,7 +422,8 @@ async def _headless(
     print(
         f"am dbg: wrote {written or 'nothing new'} ({len(collector.machines)} machines, "
         f"{collector.total_txs} transitions received, {collector.rejected} rejected, "
-        f"{collector.trimmed} dropped by --max-mem)",
+        f"{collector.trimmed} dropped by --max-mem"
+        + (f", {collector.tap.dropped} not forwarded)" if collector.tap else ")"),
         file=sys.stderr,
         flush=True,
     )

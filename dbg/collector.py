@@ -319,6 +319,9 @@ class Collector:
         self._since_freeze = 0
         self._conn_ids = itertools.count(1)
         self._listeners: list[Callable[[], None]] = []
+        #: sees every producer's bytes as received (``data(conn_id, bytes, kinds)``) and
+        #: its end (``closed(conn_id)``): ``--fwd-data`` (:class:`dbg.forward.Forwarder`)
+        self.tap: Any = None
 
     def subscribe(self, fn: Callable[[], None]) -> Callable[[], None]:
         """Call ``fn()`` after every change (ingest, disconnect); returns an unsubscribe."""
@@ -337,6 +340,8 @@ class Collector:
         for rec in self.machines.values():
             if rec.conn_id == conn_id:
                 rec.connected = False
+        if self.tap is not None:
+            self.tap.closed(conn_id)
         self._changed()
 
     def ingest(self, conn_id: str, kind: str, message: dict[str, Any]) -> None:
@@ -544,6 +549,8 @@ def _feed(collector: Collector, session: _Session, data: bytes) -> bool:
     except Exception as err:  # FrameError by contract; anything else is as bad
         log.warning("dbg: closing %s (%s): %s", session.conn_id, session.peer, brief_error(err))
         return False
+    if collector.tap is not None:
+        collector.tap.data(session.conn_id, data, [kind for kind, _ in frames])
     for kind, msg in frames:
         try:
             collector.ingest(session.conn_id, kind, msg)

@@ -48,23 +48,41 @@ class FrameReader:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Any]:
-        self._buf += data
-        buf, items = self._buf, []
-        while len(buf) >= 4:
-            (size,) = HEADER.unpack_from(buf)
-            # checked before buffering the body, so a bogus length costs nothing
-            if size > self.max_frame:
-                raise self._error(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
-            if size == 0:
-                raise self._error("empty frame")
-            if len(buf) < 4 + size:
+        buf = self._buf
+        if buf:  # a frame began in an earlier chunk: complete it before decoding anything
+            buf += data
+            if len(buf) < 4 or len(buf) < 4 + self._size(buf, 0):
+                return []
+            data = bytes(buf)
+            buf.clear()
+        # decoded straight from the chunk (one copy per frame body): a chunk that holds whole
+        # frames, the usual case, never touches the buffer
+        items, pos, end = [], 0, len(data)
+        unpack, limit = HEADER.unpack_from, self.max_frame
+        while end - pos >= 4:
+            (size,) = unpack(data, pos)
+            if not 0 < size <= limit:
+                self._size(data, pos)  # raises why
+            if end - pos - 4 < size:
                 break
-            raw = bytes(buf[4 : 4 + size])
-            del buf[: 4 + size]
+            raw = data[pos + 4 : pos + 4 + size]
+            pos += 4 + size
             try:
                 items.append(cbor2.loads(raw))
             except RecursionError:
                 raise self._error("malformed CBOR: nested too deeply") from None
             except Exception as err:
                 raise self._error(f"malformed CBOR: {_brief(err)}") from None
+        if pos < end:
+            buf += memoryview(data)[pos:]
         return items
+
+    def _size(self, data: bytes | bytearray, pos: int) -> int:
+        """The body length in the header at `pos`, checked before the body is buffered (so a
+        bogus length costs nothing)."""
+        (size,) = HEADER.unpack_from(data, pos)
+        if size > self.max_frame:
+            raise self._error(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
+        if size == 0:
+            raise self._error("empty frame")
+        return size

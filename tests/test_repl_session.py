@@ -451,7 +451,9 @@ async def test_dead_address_is_listed_disconnected_within_the_timeout() -> None:
             assert ok and lines[0].startswith("=> 1. foo")
             assert "=> 2. 127.0.0.1:1" in lines and "=> 3. " + silent in lines
             assert any(ln.startswith("=>    D-: 127.0.0.1:1: connect failed") for ln in lines)
-            assert f"=>    D-: {silent}: no handshake yet" in lines
+            # "no handshake yet", or once the handshake timeout (= connect timeout) passed,
+            # "no handshake from ADDR in 1 s": which one depends on who wakes first
+            assert any(ln.startswith(f"=>    D-: {silent}: no handshake ") for ln in lines)
             ok, lines = await run(s, out, "mach 127.0.0.1:1")
             assert not ok and lines[0].startswith("err> 127.0.0.1:1 is disconnected")
             ok, lines = await run(s, out, "list --no-disconn")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from functools import partial
 
 import pytest
 import trio
@@ -127,3 +128,44 @@ async def test_connect_gives_up_with_a_clear_error():
         with pytest.raises(RpcNotConnected, match=r"no handshake with .* in 0.3s \(connect failed"):
             async with connect(addr, id="c1", ready_timeout=0.3, retry_delay=0.02):
                 pass
+
+
+async def _silent(stream: trio.abc.Stream) -> None:
+    """A peer that accepts and reads but never answers (a wrong port, a hung process)."""
+    while await stream.receive_some(65536):
+        pass
+
+
+@pytest.mark.trio
+async def test_a_server_that_never_answers_the_hello_is_given_up_on():
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as n:
+            listeners = await n.start(partial(trio.serve_tcp, host="127.0.0.1"), _silent, 0)
+            addr = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+            # one attempt: a one-line error naming the address, well before ready_timeout
+            t0 = trio.current_time()
+            with pytest.raises(RpcNotConnected) as info:
+                async with connect(addr, id="c1", handshake_timeout=0.3, reconnect=False):
+                    pass
+            assert trio.current_time() - t0 < 5
+            msg = str(info.value)
+            assert f"no handshake from {addr} in 0.3 s" in msg and "\n" not in msg
+            # a long-lived client (the REPL's) is listed as disconnected, with the reason, and
+            # keeps retrying: every attempt is bounded
+            client = Client(addr, id="c2", handshake_timeout=0.2, retry_delay=0.01)
+            n.start_soon(client.run)
+            await client.wait_until(lambda: client.attempts >= 3)
+            assert not client.connected
+            assert client.last_error == f"no handshake from {addr} in 0.2 s"
+            n.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_the_handshake_timeout_ends_with_the_handshake():
+    src = Machine(SCHEMA, id="src")
+    with trio.fail_after(TIMEOUT):
+        async with serve(src, "127.0.0.1:0") as mux:
+            async with connect(mux.addr, id="c1", handshake_timeout=0.2) as c:
+                await trio.sleep(0.5)  # well past it: a handshaken session is not timed
+                assert await c.netmach.add("A") == Result.EXECUTED
+                assert c.connected and c.connects == 1 and c.last_error == ""

@@ -192,7 +192,7 @@ class D2Renderer:
         visible = [s for s in names if self.should_render_state(mach_id, s)]
         for state in visible:
             cls = state_class(
-                g.is_active(mach_id, state),
+                o.active and g.is_active(mach_id, state),
                 is_inherited(state, index),
                 state,
                 start=o.start,

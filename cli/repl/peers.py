@@ -60,6 +60,7 @@ class Peer:
             source=repl_id,
             stream_factory=self._open,
             connect_timeout=connect_timeout,
+            handshake_timeout=connect_timeout,  # a port that never answers: listed soon
             call_timeout=call_timeout,
             retry_max_delay=2.0,
         )

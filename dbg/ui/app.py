@@ -21,6 +21,8 @@ from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
+from .diagrams import DEBOUNCE as DIAGRAMS_DEBOUNCE
+from .diagrams import DiagramOutputs
 from .dialogs import ExportScreen, PromptScreen
 from .filters import FILTERS
 from .groups import next_group
@@ -129,6 +131,9 @@ class DebuggerApp(App[None]):
         info: str = "",
         outputs: set[str] | frozenset[str] = frozenset(),
         theme: str = "dark",
+        diagrams: int = 0,
+        on_diagrams: Callable[[set[str]], None] | None = None,
+        graph_text: bool = False,
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -153,6 +158,12 @@ class DebuggerApp(App[None]):
         self._unsub: Callable[[], None] | None = None
         self.paints = 0  # for tests and benchmarks: frames painted
         self.outputs = TextOutputs(session, out_dir, set(outputs)) if outputs else None
+        #: --output-diagrams, --output-graph: kept by a worker thread (see dbg.ui.diagrams)
+        self.diagrams = (
+            DiagramOutputs(session, out_dir, diagrams, on_diagrams, text=graph_text)
+            if diagrams or graph_text
+            else None
+        )
         if theme not in THEMES:
             raise ValueError(f"unknown theme {theme!r}; one of {', '.join(THEMES)}")
         self.view_theme = theme
@@ -188,6 +199,8 @@ class DebuggerApp(App[None]):
         self.set_interval(PLAY_INTERVAL, self._play)
         if self.outputs is not None:
             self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.outputs.tick(self.status))
+        if self.diagrams is not None:
+            self.set_interval(DIAGRAMS_DEBOUNCE, lambda: self.diagrams.tick(self.status))
         self.theme = THEMES[self.view_theme]
         Pane.palette = LIGHT if self.view_theme == "light" else None
         self.call_after_refresh(self._frame)
@@ -304,6 +317,8 @@ class DebuggerApp(App[None]):
         self.paints += 1
         if self.outputs is not None:
             self.outputs.changed()
+        if self.diagrams is not None:
+            self.diagrams.changed()
         if self._key_at:  # a key's effect: the collector waits until it is on screen
             self.call_after_refresh(self._key_shown)
 

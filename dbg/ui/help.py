@@ -32,7 +32,7 @@ KEYS = (
     ("Alt+M / Alt+R", "cycle views / toggle rain"),
     ("Alt+E / Alt+O", "expand/collapse all relations in the schema / the log reader"),
     ("Alt+S", "export a dump into --dir (Single Frame: each machine at the cursor's time)"),
-    ("Alt+I", "render the machine's diagram (SVG) into --dir"),
+    ("Alt+I", "render the machine's diagram (SVG) into --dir (--output-diagrams: kept live)"),
     ("Alt+D", "remove the selected machine"),
     ("Tab / Shift+Tab", "focus next/previous pane; Esc: back to the list"),
     ("?", "this help"),

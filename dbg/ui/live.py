@@ -102,6 +102,9 @@ class LiveServer:
         self._scope: trio.CancelScope | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        #: more servers to run in the collector's trio thread (``--fwd-data``, the web
+        #: server): async functions taking ``task_status``, started before the collector
+        self.services: list[Any] = []
 
     def start(self, on_ready=None) -> None:
         import trio  # only with live data: a UI on an imported dump does without it
@@ -112,6 +115,8 @@ class LiveServer:
                 self._scope = scope
                 self._ready.set()
                 async with trio.open_nursery() as nursery:
+                    for service in self.services:
+                        await nursery.start(service)
                     self.bound = await nursery.start(
                         lambda task_status: serve_collector(
                             self.collector, self.host, self.port, ws_port=self.ws_port,

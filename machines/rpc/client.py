@@ -10,8 +10,10 @@ pushes and response diffs can never race. While disconnected, mutations fail at 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any, Unpack
 
 import trio
@@ -19,6 +21,7 @@ import trio
 from .core import ClientCore, ClientOptions
 from .errors import RpcConnectionLost, RpcNotConnected
 from .protocol import ClientConnection, ProtocolError
+from .server import DEFAULT_HANDSHAKE_TIMEOUT
 from .states import CLIENT_SCHEMA, mark, mark_err, new_machine
 from .transport import open_tcp, unwrap_group
 
@@ -38,16 +41,20 @@ class Client(ClientCore):
         stream_factory: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
         reconnect: bool = True,
         connect_timeout: float = 3.0,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         retry_delay: float = 0.05,
         retry_max_delay: float = 2.0,
         **opts: Unpack[ClientOptions],
     ) -> None:
-        """The connection options are here; what to mirror and how to call: `ClientOptions`."""
+        """The connection options are here; what to mirror and how to call: `ClientOptions`.
+        `handshake_timeout`: seconds a connected server has to answer the hello, then the
+        attempt fails (and is retried) like a refused connect (None: wait forever)."""
         if addr is None and stream is None and stream_factory is None:
             raise ValueError("connect needs an address, a stream or a stream factory")
         super().__init__(id, addr or "stream", **opts)
         self.reconnect = reconnect and stream is None
         self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
         tags = ["rpc-client", f"addr:{self.addr}"]
@@ -64,12 +71,19 @@ class Client(ClientCore):
 
     async def _await_call(self, seq: int, what: str) -> Any:
         # no cancel scope per call (it would cost a tenth of a round trip): _expire_calls
-        # fails calls past their deadline
-        done = trio.Event()
-        call = self._start_call(seq, what, done.set)
+        # fails calls past their deadline. The receive task reschedules this task directly
+        # (no Event and parking lot per call: the round trip is what this client is for).
+        call = self._start_call(seq, what, None)
         try:
             await self._flush()
-            await done.wait()
+            if not call.done:
+                call.wake = partial(trio.lowlevel.reschedule, trio.lowlevel.current_task())
+
+                def abort(_: Any) -> trio.lowlevel.Abort:
+                    call.wake = None  # cancelled: the answer, if any, wakes nobody
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(abort)
         finally:
             self._calls.pop(seq, None)
         return call.outcome()
@@ -160,20 +174,33 @@ class Client(ClientCore):
         self.complaint = ""
         reason = "closed"
         mark(self.mach, "add", "Connected")
+        # a server that accepts but never answers the hello must not hold the client forever
+        limit = self.handshake_timeout
+        waiting = limit is not None
+        deadline = math.inf if limit is None else trio.current_time() + limit
+        hello = trio.CancelScope(deadline=deadline)
         try:
-            await self._flush()
-            while not self._closing:
-                data = await stream.receive_some(_READ_SIZE)
-                if not data:
-                    reason = "server closed the connection"
-                    if self.complaint:
-                        reason += f": {self.complaint}"
-                    break
-                end = self._feed(conn, data)
+            with hello:
                 await self._flush()
-                if end:
-                    reason = "session ended by the server"
-                    break
+                while not self._closing:
+                    data = await stream.receive_some(_READ_SIZE)
+                    if not data:
+                        reason = "server closed the connection"
+                        if self.complaint:
+                            reason += f": {self.complaint}"
+                        break
+                    end = self._feed(conn, data)
+                    if waiting and self._handshaken:
+                        hello.deadline, waiting = math.inf, False
+                    if conn.wants_send:  # e.g. a sync the input asked for
+                        await self._flush()
+                    if end:
+                        reason = "session ended by the server"
+                        break
+            if hello.cancelled_caught:
+                reason = f"no handshake from {self.addr} in {limit:g} s"
+                log.warning("rpc client %s: %s", self.id, reason)
+                mark_err(self.mach, "ErrRpc", TimeoutError(reason))
         except ProtocolError as err:
             reason = f"bad input from server: {err}"
             with trio.move_on_after(1), suppress(RpcConnectionLost):

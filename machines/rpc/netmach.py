@@ -68,11 +68,8 @@ def _as_list(states: str | Iterable[str]) -> list[str]:
     return [states] if isinstance(states, str) else list(states)
 
 
-def _result(value: int) -> Result | int:
-    try:
-        return Result(value)
-    except ValueError:
-        return value  # a queued mutation: the queue tick (>= 2)
+#: a mutation's answer as a Result (a queued one answers with its queue tick instead)
+_RESULTS = {int(r): r for r in Result}
 
 
 class NetMach:
@@ -132,7 +129,7 @@ class NetMach:
         before_time, before_active = self._time, self._active
         self._time, self._queue_tick, self._machine_tick = list(time), queue_tick, machine_tick
         self._active = self._compute_active()
-        if self._time == before_time and not full:
+        if not full and self._time == before_time:
             self._waiters.check()
             return
         self.transitions += 1
@@ -160,17 +157,18 @@ class NetMach:
         self._waiters.check()
 
     def _compute_active(self) -> list[str]:
-        active = {i for i, t in enumerate(self._time) if t % 2}
         schema = self._wire_schema
-        if schema and self.is_partial:
-            # untracked states required by active ones are active too (their tick stays 0)
-            todo = [self._names[i] for i in active]
-            while todo:
-                for req in schema.get(todo.pop(), {}).get("require", ()):
-                    idx = self._index.get(req)
-                    if idx is not None and idx not in active:
-                        active.add(idx)
-                        todo.append(req)
+        if not (schema and self.is_partial):
+            return [n for n, t in zip(self._names, self._time, strict=False) if t % 2]
+        # untracked states required by active ones are active too (their tick stays 0)
+        active = {i for i, t in enumerate(self._time) if t % 2}
+        todo = [self._names[i] for i in active]
+        while todo:
+            for req in schema.get(todo.pop(), {}).get("require", ()):
+                idx = self._index.get(req)
+                if idx is not None and idx not in active:
+                    active.add(idx)
+                    todo.append(req)
         return [n for i, n in enumerate(self._names) if i in active]
 
     def _run_handlers(self, tx: NetTransition, before: list[str]) -> None:
@@ -206,13 +204,15 @@ class NetMach:
     # --- local reads ---------------------------------------------------------------------------
 
     def _idx(self, states: str | Iterable[str]) -> list[int]:
-        names = _as_list(states)
-        missing = [n for n in names if n not in self._index]
-        if missing:
+        names, index = _as_list(states), self._index
+        try:
+            return [index[n] for n in names]
+        except (KeyError, TypeError):
+            missing = [n for n in names if n not in index]
             raise ValueError(
-                f"state {', '.join(missing)} is not defined for {self.remote_id} (via {self.id})"
-            )
-        return [self._index[n] for n in names]
+                f"state {', '.join(map(str, missing))} is not defined for {self.remote_id} "
+                f"(via {self.id})"
+            ) from None
 
     @property
     def state_names(self) -> list[str]:
@@ -411,7 +411,8 @@ class NetMach:
     ) -> Any:
         link, names = self._link_or_raise(), _as_list(states)
         self._idx(names)  # unknown names fail here, before anything is sent
-        return _result(await link.mutate(kind, names, args, source))
+        value = await link.mutate(kind, names, args, source)
+        return _RESULTS.get(value, value)  # else a queued mutation: the queue tick (>= 2)
 
     async def add(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *, source=None

@@ -189,7 +189,7 @@ class HelloReceived:
     schema_hash: str
 
 
-@dataclass
+@dataclass(slots=True)  # one per round trip
 class MutationRequested:
     seq: int  # 0 for a no-sync add (no response expected)
     mutation_type: int
@@ -223,7 +223,7 @@ class HandshakeDone:
     states_count: int
 
 
-@dataclass
+@dataclass(slots=True)  # one per round trip
 class ClockChanged:
     """The mirrored clock moved; `full` when replaced wholesale (hello, sync, schema change)."""
 
@@ -235,7 +235,7 @@ class ClockChanged:
     mutation: tuple[int | None, list[str]] | None = None  # per-mutation mode: (type, called)
 
 
-@dataclass
+@dataclass(slots=True)  # one per round trip
 class MutationDone:
     seq: int
     result: int
@@ -342,6 +342,13 @@ def _is_int(val: Any) -> bool:
     return type(val) is int and INT_MIN <= val <= INT_MAX  # bool is an int subclass; refuse it
 
 
+def _all_ints(vals: list[Any]) -> bool:
+    """`_is_int` of every item, in C loops (a clock or diff is checked per frame)."""
+    return not vals or (
+        {*map(type, vals)} == {int} and INT_MIN <= min(vals) and max(vals) <= INT_MAX
+    )
+
+
 def _plain(val: Any, depth: int = 0) -> bool:
     """Whether a peer's free-form value (mutation args, payloads) holds only machine-word ints
     and nests at most 32 levels: what handlers, logs and telemetry can format safely."""
@@ -374,14 +381,14 @@ class _BadRequest(Exception):
 
 def parse_envelope(item: Any) -> tuple[int, int, str | None, list[Any]]:
     """Split a decoded frame into (kind, seq, method, params); garbage raises ProtocolError."""
-    if not isinstance(item, list) or len(item) < 2 or not _is_int(item[0]):
+    if type(item) is not list or len(item) < 2 or type(item[0]) is not int:
         raise ProtocolError(f"not an aRPC frame: {brief(item)}")
     kind = item[0]
     if kind == NOTIFY:
         return kind, 0, item[1], item[2:]
     if kind in (REQUEST, RESPONSE, ERROR):
         seq = item[1]
-        if not _is_int(seq) or seq < 0 or seq >= 1 << 32 or (kind == REQUEST and seq == 0):
+        if type(seq) is not int or not 0 <= seq < 1 << 32 or (kind == REQUEST and seq == 0):
             raise ProtocolError(f"bad sequence number {brief(seq, 40)}")
         if kind == REQUEST:
             if len(item) < 3:
@@ -407,6 +414,11 @@ class _Conn:
     def pending_bytes(self) -> int:
         return self._reader.pending
 
+    @property
+    def wants_send(self) -> bool:
+        """Whether `data_to_send()` has anything (a driver can skip a send step)."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
@@ -419,8 +431,32 @@ class _Conn:
         stream cannot be trusted any more; any other failure caused by the input is turned into
         one, so a driver that catches ProtocolError holds against every input.
         """
+        events: list[Any] = []
         try:
-            return self._receive(data)
+            for item in self._reader.feed(data):
+                self.frames_in += 1
+                kind, seq, method, params = parse_envelope(item)
+                if kind == RESPONSE or kind == ERROR:
+                    if kind == ERROR and seq == 0:
+                        msg = params[0] if params and isinstance(params[0], str) else "?"
+                        events.append(PeerError(brief_error(msg, 300)))
+                        continue
+                    call = self._pending.pop(seq, None)
+                    if call is None:
+                        raise ProtocolError(f"response to unknown call {seq}")
+                    if kind == ERROR:
+                        msg = params[0] if params and isinstance(params[0], str) else "error"
+                        self._on_error(seq, call, msg, events)
+                    else:
+                        self._on_response(seq, call, params, events)
+                    continue
+                if type(method) is not str:
+                    self._error(seq, f"bad method {brief(method, 40)}")
+                    continue
+                try:
+                    self._on_request(seq, method, params, events)
+                except _BadRequest as err:
+                    self._error(seq, str(err))
         except ProtocolError as err:
             self._complain(str(err))
             raise
@@ -428,6 +464,7 @@ class _Conn:
             perr = input_error(err)
             self._complain(str(perr))
             raise perr from None
+        return events
 
     def _complain(self, message: str) -> None:
         try:
@@ -435,37 +472,9 @@ class _Conn:
         except ValueError:
             pass
 
-    def _receive(self, data: bytes) -> list[Any]:
-        events: list[Any] = []
-        for item in self._reader.feed(data):
-            self.frames_in += 1
-            kind, seq, method, params = parse_envelope(item)
-            if kind == RESPONSE or kind == ERROR:
-                if kind == ERROR and seq == 0:
-                    msg = params[0] if params and isinstance(params[0], str) else "?"
-                    events.append(PeerError(brief_error(msg, 300)))
-                    continue
-                call = self._pending.pop(seq, None)
-                if call is None:
-                    raise ProtocolError(f"response to unknown call {seq}")
-                if kind == ERROR:
-                    msg = params[0] if params and isinstance(params[0], str) else "error"
-                    self._on_error(seq, call, msg, events)
-                else:
-                    self._on_response(seq, call, params, events)
-                continue
-            if not isinstance(method, str):
-                self._error(seq, f"bad method {brief(method, 40)}")
-                continue
-            try:
-                self._on_request(seq, method, params, events)
-            except _BadRequest as err:
-                self._error(seq, str(err))
-        return events
-
     # outgoing
     def _emit(self, item: list[Any]) -> None:
-        self._out += encode_frame(item, self.max_frame)
+        self._out += framing.encode_frame(item, self.max_frame)
         self.frames_out += 1
 
     def _call(self, method: str, *params: Any) -> int:
@@ -680,6 +689,8 @@ class ServerConnection(_Conn):
 
     def _view(self, time: Sequence[int]) -> list[int]:
         """The clock as this client must hold it (filtered, zeroed, or shallow)."""
+        if self._plain and len(time) == len(self._positions):
+            return list(time)  # the whole clock, as is
         shallow = self.options.shallow
         view = []
         for pos, src in enumerate(self._positions):
@@ -958,7 +969,7 @@ class ClientConnection(_Conn):
             if (
                 len(body) != 3
                 or not isinstance(body[0], list)
-                or not all(_is_int(t) for t in body[0])
+                or not _all_ints(body[0])
                 or len(body[0]) != len(self.mirror.time)
                 or not _is_int(body[1])
                 or not _is_int(body[2])
@@ -992,7 +1003,7 @@ class ClientConnection(_Conn):
             raise ValueError("state names missing")
         if not isinstance(time, list) or len(time) != len(names):
             raise ValueError("clock length differs from the names")
-        if not all(_is_int(t) for t in time) or not _is_int(q) or not _is_int(m):
+        if not _all_ints(time) or not _is_int(q) or not _is_int(m):
             raise ValueError("ticks must be integers")
         if not _is_id(rid):
             raise ValueError("source id missing or too long")
@@ -1039,7 +1050,7 @@ class ClientConnection(_Conn):
         if self.syncing:
             return False  # relative to a baseline the coming sync replaces
         mir = self.mirror
-        ok = len(diff) >= 3 and len(diff) % 2 == 1 and all(_is_int(v) for v in diff)
+        ok = len(diff) >= 3 and len(diff) % 2 == 1 and _all_ints(diff)
         if ok:
             after = list(mir.time)
             for i in range(3, len(diff), 2):
@@ -1056,6 +1067,6 @@ class ClientConnection(_Conn):
             return False
         before, changed = mir.time, diff[0] or diff[1] or after != mir.time
         mir.time, mir.queue_tick, mir.machine_tick = after, q, m
-        if changed:
-            events.append(ClockChanged(before, list(after), q, m, mutation=mutation))
+        if changed:  # shares `after` with the mirror: its lists are replaced, never edited
+            events.append(ClockChanged(before, after, q, m, mutation=mutation))
         return True

@@ -1,0 +1,248 @@
+"""``--output-diagrams N`` (C.5 #19): the current machine's diagram and the network graph,
+kept current in ``--dir`` as the cursor moves.
+
+Files: ``diagrams/mach-<id>-<level>-<hash>.{d2,svg}`` (the layout, every state drawn
+inactive), ``diagrams/mach-<id>-<level>-<hash>.active.svg`` (that layout with the states
+active at the cursor's time highlighted), ``diagrams/graph-<hash>.{d2,svg}`` (every machine and
+their links, the ``map`` preset), and the symlinks ``am-vis-mach.svg`` / ``am-vis-graph.svg``.
+
+Why a hash of the D2 source, with states drawn inactive: running ``d2`` takes tens of
+milliseconds to seconds, while the cursor moves many times a second. The layout depends only
+on the schema and the links, so ``d2`` runs once per layout; moving the cursor only rewrites
+the colours of the active states, through a CSS block added to the cached SVG. As with the
+text outputs, the app only marks the diagrams stale; a timer takes a snapshot at most every
+:data:`DEBOUNCE` seconds and a worker thread renders and writes. ``d2`` missing or failing is
+one status line and the UI keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from dbg.model import MachineDump
+
+from .session import Session
+
+__all__ = ["DiagramOutputs", "write_diagrams", "LEVELS"]
+
+DEBOUNCE = 0.5  # seconds between snapshots at most
+#: --output-diagrams levels: 1 simple (own states, Ready and Exception), 2 detailed (inherited
+#: states and Start too); 3 (submachines nested) draws as 2, nesting is the graph's job here
+LEVELS = (0, 1, 2, 3)
+
+# The look of an active state node per class (vis.styles keeps the same colours for d2).
+_ACTIVE = {
+    "_1": ("yellow", "black"),
+    "_1i": ("yellow", "black"),
+    "_1s": ("#329241", "black"),
+    "_1r": ("deepskyblue", "black"),
+    "_1e": ("red", "white"),
+}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _node_class(path: str) -> str:
+    """The CSS class d2 gives the ``<g>`` of the node at D2 ``path`` (its base64)."""
+    return base64.b64encode(path.encode()).decode()
+
+
+def overlay_css(nodes: dict[str, str]) -> str:
+    """CSS that paints the nodes (d2 class -> state class such as ``_1r``) as active."""
+    rules = []
+    for node, cls in nodes.items():
+        fill, text = _ACTIVE[cls]
+        sel = f'g[class~="{node}"]'
+        rules.append(
+            f"{sel} > .shape > :first-child {{fill: {fill} !important}}"
+            f" {sel} > text {{fill: {text} !important}}"
+        )
+    return "\n".join(rules)
+
+
+def with_overlay(svg: bytes, css: str) -> bytes:
+    """``svg`` with ``css`` added in a ``<style>`` just before its closing tag."""
+    end = svg.rfind(b"</svg>")
+    if end < 0 or not css:
+        return svg
+    block = b'<style type="text/css" id="am-dbg-active"><![CDATA[\n' + css.encode()
+    return svg[:end] + block + b"\n]]></style>" + svg[end:]
+
+
+def _link(out_dir: Path, name: str, target: Path) -> None:
+    """Point ``out_dir/name`` at ``target`` (relative), replacing an old link atomically."""
+    link = out_dir / name
+    tmp = out_dir / f".{name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(target, out_dir), tmp)
+    os.replace(tmp, link)
+
+
+def _cached(src: str, stem: str, diag_dir: Path, elk: bool) -> tuple[Path, bool]:
+    """The SVG of D2 ``src`` under ``diag_dir/<stem>-<hash>.svg``, rendered once."""
+    from vis.render import render_svg, write_all
+
+    h = hashlib.blake2b(src.encode(), digest_size=6).hexdigest()
+    svg = diag_dir / f"{stem}-{h}.svg"
+    if svg.is_file():
+        return svg, False
+    data = render_svg(src, elk=elk)
+    write_all({svg.with_suffix(".d2"): src.encode(), svg: data})
+    return svg, True
+
+
+def write_diagrams(
+    dumps: list[MachineDump], mach: str | None, level: int, out_dir: Path, text: bool = False
+) -> dict:
+    """Render (when the layout changed) and write the diagrams of ``dumps`` cut at the
+    cursor; returns ``{"mach": (path, d2_ran), "graph": (path, d2_ran)}`` for what exists.
+    With ``text``, also ``graph.md`` and ``graph.xml`` (``--output-graph``; no d2).
+    Raises :class:`vis.render.RenderError` (one line) or ``OSError``."""
+    from vis.d2 import D2Renderer
+    from vis.graph import Graph, is_inherited
+    from vis.presets import RenderOptions, preset_map, preset_single
+    from vis.styles import state_class
+
+    g = Graph.from_dump(dumps)
+    out: dict = {}
+    if text and g.machines:
+        from vis.inspect_dump import inspect_markdown, inspect_xml
+        from vis.render import write_all
+
+        write_all({
+            out_dir / "graph.md": inspect_markdown(g).encode(),
+            out_dir / "graph.xml": inspect_xml(g).encode(),
+        })  # fmt: skip
+    if not level:
+        return out
+    diag_dir = out_dir / "diagrams"
+    diag_dir.mkdir(parents=True, exist_ok=True)
+    if mach is not None and mach in g.machines:
+        lvl = min(level, 2)
+        opts = preset_single(RenderOptions(machs=[mach]))
+        opts.active = False  # the layout; active states are an overlay
+        if lvl == 1:
+            opts.inherited = False
+        else:
+            opts.start = True
+        r = D2Renderer(g, opts)
+        src = r.render()
+        base, ran = _cached(src, f"mach-{_safe(mach)}-{lvl}", diag_dir, opts.elk or r.needs_elk)
+        index = g.machines[mach].schema.states_index
+        nodes = {}
+        for state in index:
+            if r.should_render_state(mach, state) and g.is_active(mach, state):
+                inherited = is_inherited(state, index)
+                cls = state_class(True, inherited, state, start=opts.start, ready=opts.ready,
+                                  mark_inherited=opts.mark_inherited)  # fmt: skip
+                nodes[_node_class(r.state_path(mach, state))] = cls
+        live = base.with_name(base.stem + ".active.svg")
+        data = with_overlay(base.read_bytes(), overlay_css(nodes))
+        if not live.is_file() or live.read_bytes() != data:
+            tmp = live.with_name(f".{live.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, live)
+        _link(out_dir, "am-vis-mach.svg", live)
+        out["mach"] = (live, ran)
+    if g.machines:
+        opts = preset_map()
+        r = D2Renderer(g, opts)
+        src = r.render()
+        svg, ran = _cached(src, "graph", diag_dir, opts.elk or r.needs_elk)
+        _link(out_dir, "am-vis-graph.svg", svg)
+        out["graph"] = (svg, ran)
+    return out
+
+
+def snapshot(session: Session) -> list[MachineDump]:
+    """Every machine's history cut at the cursor's time (the current one at the cursor)."""
+    ts = session.now_ts
+    dumps = []
+    for mach_id in list(session.collector.machines):
+        h = session.hist(mach_id)
+        if h is None:
+            continue
+        if mach_id == session.mach:
+            end = session.index + 1
+        else:
+            end = (h.at_time(ts) + 1) if ts else len(h.infos)
+        dumps.append(MachineDump(h.record.schema, [f.tx for f in h.infos[:end]]))
+    return dumps
+
+
+class DiagramOutputs:
+    """Keeps ``--dir``'s diagrams at the cursor; ``on_written(types)`` (from a worker
+    thread) hears which of ``mach`` / ``graph`` changed (the web viewer refreshes)."""
+
+    def __init__(
+        self,
+        session: Session,
+        out_dir: Path,
+        level: int,
+        on_written: Callable[[set[str]], None] | None = None,
+        text: bool = False,
+    ) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"diagram level {level} is not one of 0, 1, 2, 3")
+        self.text = text
+        self.session = session
+        self.out_dir = out_dir
+        self.level = level
+        self.on_written = on_written
+        self.error = ""  # the last error (one line), shown in the status bar
+        self.renders = 0  # snapshots written (for tests)
+        self.d2_runs = 0  # d2 processes run (for tests: the cache works)
+        self._stale = True
+        self._key: tuple = ()
+        self._task: asyncio.Future | None = None
+        self._written: dict[str, bytes] = {}
+
+    def changed(self) -> None:
+        """The cursor or the data moved: look again on the next tick (cheap)."""
+        self._stale = True
+
+    def tick(self, notify: Callable[[str], None] | None = None) -> None:
+        if not self._stale or (self._task and not self._task.done()):
+            return
+        self._stale = False
+        s = self.session
+        h = s.current
+        key = (s.mach, s.index, len(h.infos) if h else 0, len(s.collector.machines))
+        if key == self._key and not self.error:
+            return
+        self._key = key
+        dumps, mach = snapshot(s), s.mach
+        loop = asyncio.get_running_loop()
+        self._task = loop.run_in_executor(None, self._flush, dumps, mach)
+        self._task.add_done_callback(lambda f: self._done(f.result(), notify))
+
+    def _done(self, error: str, notify: Callable[[str], None] | None) -> None:
+        if error and error != self.error and notify is not None:
+            notify(error)
+        self.error = error
+
+    def _flush(self, dumps: list[MachineDump], mach: str | None) -> str:
+        from vis.render import RenderError
+
+        try:
+            out = write_diagrams(dumps, mach, self.level, self.out_dir, self.text)
+        except (RenderError, OSError) as err:
+            return f"diagrams: {err}"
+        self.renders += 1
+        changed = set()
+        for kind, (path, ran) in out.items():
+            self.d2_runs += ran
+            data = path.read_bytes()
+            if self._written.get(kind) != data:
+                self._written[kind] = data
+                changed.add(kind)
+        if changed and self.on_written is not None:
+            self.on_written(changed)
+        return ""

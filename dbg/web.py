@@ -1,0 +1,256 @@
+"""``--ui-web``: the debugger's HTTP port (listen port + 1), shared with ``/dbg.ws``.
+
+- ``/``: an HTML index (the viewer pages, the telemetry socket, a listing of ``--dir``);
+- ``/viewer/{mach,graph}``: a page showing ``/viewer/<type>.svg`` (the ``am-vis-<type>.svg``
+  symlink in ``--dir``, kept current by ``--output-diagrams``) and reloading it when
+  ``/viewer/<type>.ws`` sends ``{"Event": "refresh"}``;
+- ``/dbg.ws``: telemetry from browser machines (the same frames as on the TCP port);
+- any other path: the file of that name in ``--dir``.
+
+Every answer is CORS-open and ``no-cache``: the files change under the same names as the cursor
+moves. HTTP and WebSocket parsing are the relay's (``websockets``' sans-I/O protocol driven by
+trio, :mod:`relay.connection`); this module only routes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import trio
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request, Response
+
+from relay.connection import REQUEST_TIMEOUT, Connection
+from relay.static import serve_static
+from relay.wsstream import WebSocketStream
+
+from .collector import Collector, _feed, _Session
+
+__all__ = ["VIEWER_TYPES", "WebServer"]
+
+log = logging.getLogger("dbg.web")
+
+VIEWER_TYPES = ("mach", "graph")
+#: Largest WebSocket message taken on /dbg.ws (a telemetry frame is at most 16 MiB).
+MAX_MESSAGE = 17 << 20
+
+
+class _CorsConnection(Connection):
+    """A relay connection whose every plain HTTP answer is CORS-open."""
+
+    async def respond(self, response: Response) -> None:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-cache"
+        await super().respond(response)
+
+
+class WebServer:
+    """Serves the debugger's HTTP port in a trio run; :meth:`refresh` may be called from
+    any thread (the diagrams' worker) once :meth:`serve` has started."""
+
+    def __init__(
+        self, collector: Collector, out_dir: Path, host: str, port: int, *, diagrams: bool
+    ) -> None:
+        self.collector, self.out_dir = collector, out_dir
+        self.host, self.port, self.diagrams = host, port, diagrams
+        self.bound: int | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._viewers: dict[str, set[_Viewer]] = {t: set() for t in VIEWER_TYPES}
+
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.bound}/"
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.bound = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, self._connection, listeners)
+            task_status.started(self.bound)
+
+    def refresh(self, types: set[str]) -> None:
+        """Tell the open viewers of ``types`` to reload (thread-safe)."""
+        if self._token is None:
+            return
+        try:
+            self._token.run_sync_soon(self._push, set(types))
+        except trio.RunFinishedError:
+            pass
+
+    def _push(self, types: set[str]) -> None:
+        for t in types:
+            for viewer in self._viewers.get(t, ()):
+                viewer.wake()
+
+    # ----- one connection
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = _CorsConnection(stream, MAX_MESSAGE)
+        try:
+            request = None
+            with trio.move_on_after(REQUEST_TIMEOUT):
+                request = await conn.read_request()
+            if request is None:
+                return
+            path = unquote(urlsplit(request.path).path)
+            if any("websocket" in v.lower() for v in request.headers.get_all("Upgrade")):
+                await self._websocket(conn, request, path)
+            else:
+                await self._http(conn, request, path)
+        except trio.BrokenResourceError as err:
+            log.debug("dbg web: connection dropped: %s", err)
+        except Exception:  # one connection's bug must not take the server down
+            log.exception("dbg web: connection failed")
+        finally:
+            await conn.finish()
+
+    async def _http(self, conn: Connection, request: Request, path: str) -> None:
+        if path == "/":
+            await _document(conn, request, self._index().encode(), "text/html; charset=utf-8")
+            return
+        kind = path.removeprefix("/viewer/")
+        if kind in VIEWER_TYPES:
+            page = _VIEWER.replace("__TYPE__", kind)
+            await _document(conn, request, page.encode(), "text/html; charset=utf-8")
+            return
+        if kind.endswith(".svg") and kind[:-4] in VIEWER_TYPES:
+            path = f"/am-vis-{kind[:-4]}.svg"  # the symlink to the current diagram
+        folder = resolve_dir(self.out_dir, path)
+        if folder is not None:
+            page = _page(f"am dbg: {path}", self._listing(folder))
+            await _document(conn, request, page.encode(), "text/html; charset=utf-8")
+            return
+        await serve_static(self.out_dir, conn, request, path)
+
+    async def _websocket(self, conn: Connection, request: Request, path: str) -> None:
+        kind = path.removeprefix("/viewer/").removesuffix(".ws")
+        if path != "/dbg.ws" and not (path.endswith(".ws") and kind in VIEWER_TYPES):
+            await conn.reject(404, "not found: WebSockets are /dbg.ws and /viewer/<type>.ws")
+            return
+        handshake = conn.protocol.accept(request)
+        if handshake.status_code != 101:
+            await conn.respond(handshake)
+            return
+        ws = WebSocketStream(conn, request, handshake)
+        await ws.accept()
+        if path == "/dbg.ws":
+            await self._telemetry(ws, conn.peer_host)
+            return
+        viewer = _Viewer(conn, ws)
+        self._viewers[kind].add(viewer)
+        try:
+            await viewer.run()
+        finally:
+            self._viewers[kind].discard(viewer)
+
+    async def _telemetry(self, ws: WebSocketStream, peer: str) -> None:
+        session = _Session(self.collector, f"ws {peer}")
+        try:
+            while data := await ws.receive_some():
+                if not _feed(self.collector, session, data):
+                    await ws.close(1007, "bad telemetry frame")
+                    return
+        except trio.BrokenResourceError as err:  # e.g. a text message: closed with 1003
+            log.warning("dbg: closing %s: %s", session.conn_id, err)
+        finally:
+            self.collector.disconnect(session.conn_id)
+
+    def _index(self) -> str:
+        items = []
+        if self.diagrams:
+            items += [f'<li><a href="/viewer/{t}">{t} diagram</a></li>' for t in VIEWER_TYPES]
+        ws = f"ws://{self.url.split('://', 1)[1]}dbg.ws"
+        items.append(f"<li>telemetry from browsers: <code>{html.escape(ws)}</code></li>")
+        return _page("am dbg", "<ul>" + "".join(items) + "</ul>" + self._listing(self.out_dir))
+
+    def _listing(self, folder: Path) -> str:
+        """The entries of ``folder`` (inside ``--dir``) as links."""
+        e = html.escape
+        rel = folder.resolve().relative_to(self.out_dir.resolve()).as_posix()
+        prefix = "/" if rel == "." else f"/{quote(rel)}/"
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: p.name)
+        except OSError as err:
+            return f"<p>cannot list {e(str(folder))}: {e(err.strerror or str(err))}</p>"
+        files = []
+        for p in entries:
+            if p.name.startswith("."):
+                continue
+            name = p.name + ("/" if p.is_dir() else "")
+            files.append(f'<li><a href="{prefix}{quote(name)}">{e(name)}</a></li>')
+        return f"<h2>{e(str(folder))}</h2><ul>" + "".join(files) + "</ul>"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;background:#1e1e2e;color:#cdd6f4}"
+        f"a{{color:#89b4fa}}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def resolve_dir(root: Path, url_path: str) -> Path | None:
+    """The folder ``url_path`` names inside ``root`` (never outside it), or None."""
+    parts = [p for p in url_path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or any("\x00" in p or "\\" in p for p in parts):
+        return None
+    try:
+        real = root.joinpath(*parts).resolve(strict=True)
+        real.relative_to(root.resolve())
+    except (OSError, ValueError):
+        return None
+    return real if real.is_dir() else None
+
+
+class _Viewer:
+    """One open viewer page: gets ``refresh`` events until it goes away."""
+
+    def __init__(self, conn: Connection, ws: WebSocketStream) -> None:
+        self.conn, self.ws = conn, ws
+        self._event = trio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def read_until_closed() -> None:
+                try:
+                    while await self.ws.receive_some():
+                        pass  # the page sends nothing we need
+                except trio.BrokenResourceError:
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(read_until_closed)
+            try:
+                while True:
+                    await self._event.wait()
+                    self._event = trio.Event()
+                    self.conn.protocol.send_text(json.dumps({"Event": "refresh"}).encode())
+                    await self.conn.flush()
+            except (trio.BrokenResourceError, InvalidState):  # the page went away
+                nursery.cancel_scope.cancel()
+
+
+async def _document(conn: Connection, request: Request, body: bytes, ctype: str) -> None:
+    if request.method not in ("GET", "HEAD"):
+        await conn.reject(405, "method not allowed", Headers(Allow="GET, HEAD"))
+        return
+    headers = Headers(
+        [("Connection", "close"), ("Content-Type", ctype), ("Content-Length", str(len(body)))]
+    )
+    await conn.respond(Response(200, "OK", headers, body if request.method == "GET" else b""))
+
+
+_VIEWER = resources.files(__package__).joinpath("viewer.html").read_text(encoding="utf-8")
