@@ -2,7 +2,7 @@
 
 Builds the page when its build is missing or stale, then runs server-foo, its REPL endpoint,
 its aRPC mux and the relay serving the page; ``--bars N`` adds N headless browser peers,
-``--dbg`` the debugger's collector (its dump is written on exit). Ctrl-C or SIGTERM stops
+``--dbg`` the debugger's collector (its dump is written on exit). Ctrl-C, SIGTERM or SIGHUP stops
 everything and removes the address files.
 """
 
@@ -26,6 +26,11 @@ WEB = ROOT / "web"
 DEFAULT_DBG_ADDR = "localhost:6831"
 #: AM_LOG when a debugger listens and none is given: 3 carries the links between machines
 DBG_LOG_LEVEL = "3"
+#: what stops the example cleanly (address files removed, the dump written): Ctrl-C, SIGTERM,
+#: and SIGHUP, which a closed terminal window or tmux session sends
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def start(
@@ -130,7 +135,7 @@ async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:
     from machines.example.trio_io import HeadlessUI, TrioHost
 
     collector = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
             if dump_dir is not None:
                 collector = await _start_collector(nursery, cfg.env["AM_DBG_ADDR"])

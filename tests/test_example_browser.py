@@ -263,6 +263,19 @@ def test_a_closed_stdout_still_stops_cleanly_and_writes_the_dump(tmp_path: Path)
     assert "Traceback" not in err, err
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_a_closed_terminal_stops_cleanly(tmp_path: Path) -> None:
+    """SIGHUP (a closed terminal window or tmux session) stops as Ctrl-C does: the address
+    files go and the dump is written."""
+    port = free_port_pair()
+    srv = AmStart(tmp_path, base_env(AM_DBG_ADDR=f"127.0.0.1:{port}"), "--dbg", "--dir", "out")
+    assert list((tmp_path / "tmp").glob("*.addr"))
+    srv.proc.send_signal(signal.SIGHUP)
+    assert srv.proc.wait(STOP_BOUND * 2) == 0, srv.lines
+    assert not list((tmp_path / "tmp").glob("*.addr"))
+    assert (tmp_path / "out" / "am-dbg-dump.cbor.br").exists(), srv.lines
+
+
 def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
     """Three headless peers and a page; the dump holds server-foo and every tab's bar (the
     page's machines report over the debugger's WebSocket, from Pyodide)."""
