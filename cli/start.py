@@ -211,4 +211,5 @@ async def _write_dump(collector, dump_dir: Path) -> None:
     await trio.sleep(0.1)  # the collector's connection tasks read what was just sent
     dump_dir.mkdir(parents=True, exist_ok=True)
     path = write_dump(dump_dir / DUMP_NAME, collector.dumps())
-    _out(f"debugger: wrote {path} ({len(collector.machines)} machines)")
+    n = len(collector.machines)
+    _out(f"debugger: wrote {path} ({n} machine{'' if n == 1 else 's'})")
