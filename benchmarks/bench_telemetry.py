@@ -50,7 +50,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from machines import Machine, State, telemetry
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from machines import Machine, State, telemetry  # noqa: E402
 
 N = 100_000
 REPEATS = 5

@@ -7,8 +7,12 @@
 - ``/dbg.ws``: telemetry from browser machines (the same frames as on the TCP port);
 - any other path: the file of that name in ``--dir``.
 
-Every answer is CORS-open and ``no-cache``: the files change under the same names as the cursor
-moves. HTTP and WebSocket parsing are the relay's (``websockets``' sans-I/O protocol driven by
+Every answer is ``no-cache``: the files change under the same names as the cursor moves. The
+port serves the files of ``--dir``, so, unlike the reference, it is not CORS-open (the viewer
+is same-origin) and a request whose ``Host`` is not one of the server's own names is refused
+(403): another web page, even through DNS rebinding, cannot read ``--dir``. Bound to every
+interface (``0.0.0.0``), the server cannot list its names and takes any Host. HTTP and WebSocket
+parsing are the relay's (``websockets``' sans-I/O protocol driven by
 trio, :mod:`relay.connection`); this module only routes.
 """
 
@@ -27,6 +31,7 @@ from websockets.exceptions import InvalidState
 from websockets.http11 import Request, Response
 
 from relay.connection import REQUEST_TIMEOUT, Connection
+from relay.security import own_origins
 from relay.static import serve_static
 from relay.wsstream import WebSocketStream
 
@@ -41,11 +46,10 @@ VIEWER_TYPES = ("mach", "graph")
 MAX_MESSAGE = 17 << 20
 
 
-class _CorsConnection(Connection):
-    """A relay connection whose every plain HTTP answer is CORS-open."""
+class _NoCacheConnection(Connection):
+    """A relay connection whose every plain HTTP answer is ``no-cache``."""
 
     async def respond(self, response: Response) -> None:
-        response.headers["Access-Control-Allow-Origin"] = "*"
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-cache"
         await super().respond(response)
@@ -61,6 +65,7 @@ class WebServer:
         self.collector, self.out_dir = collector, out_dir
         self.host, self.port, self.diagrams = host, port, diagrams
         self.bound: int | None = None
+        self._own_hosts: frozenset[str] | None = None  # None: bound to every interface
         self._token: trio.lowlevel.TrioToken | None = None
         self._viewers: dict[str, set[_Viewer]] = {t: set() for t in VIEWER_TYPES}
 
@@ -73,6 +78,9 @@ class WebServer:
         self._token = trio.lowlevel.current_trio_token()
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.bound = listeners[0].socket.getsockname()[1]
+        if self.host not in ("", "0.0.0.0", "::"):
+            origins = own_origins([self.host], self.bound)
+            self._own_hosts = frozenset(o.removeprefix("http://") for o in origins)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, self._connection, listeners)
             task_status.started(self.bound)
@@ -94,7 +102,7 @@ class WebServer:
     # ----- one connection
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = _CorsConnection(stream, MAX_MESSAGE)
+        conn = _NoCacheConnection(stream, MAX_MESSAGE)
         try:
             request = None
             with trio.move_on_after(REQUEST_TIMEOUT):
@@ -102,6 +110,9 @@ class WebServer:
             if request is None:
                 return
             path = unquote(urlsplit(request.path).path)
+            if not self._host_allowed(request):
+                await conn.reject(403, "host not allowed: open the debugger by its own address")
+                return
             if any("websocket" in v.lower() for v in request.headers.get_all("Upgrade")):
                 await self._websocket(conn, request, path)
             else:
@@ -112,6 +123,12 @@ class WebServer:
             log.exception("dbg web: connection failed")
         finally:
             await conn.finish()
+
+    def _host_allowed(self, request: Request) -> bool:
+        if self._own_hosts is None:
+            return True
+        hosts = request.headers.get_all("Host")
+        return len(hosts) == 1 and hosts[0].strip().lower() in self._own_hosts
 
     async def _http(self, conn: Connection, request: Request, path: str) -> None:
         if path == "/":
