@@ -2,7 +2,7 @@
 
 Builds the page when its build is missing or stale, then runs server-foo, its REPL endpoint,
 its aRPC mux and the relay serving the page; ``--bars N`` adds N headless browser peers,
-``--dbg`` the debugger's collector (its dump is written on exit). Ctrl-C or SIGTERM stops
+``--dbg`` the debugger's collector (its dump is written on exit). Ctrl-C, SIGTERM or SIGHUP stops
 everything and removes the address files.
 """
 
@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +24,13 @@ import typer
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 DEFAULT_DBG_ADDR = "localhost:6831"
+#: AM_LOG when a debugger listens and none is given: 3 carries the links between machines
+DBG_LOG_LEVEL = "3"
+#: what stops the example cleanly (address files removed, the dump written): Ctrl-C, SIGTERM,
+#: and SIGHUP, which a closed terminal window or tmux session sends
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def start(
@@ -51,10 +59,8 @@ def start(
     except ValueError as err:
         typer.echo(f"am start: {err}", err=True)
         raise typer.Exit(2) from None
-    env = dict(cfg.env or {})
-    if dbg and not env.get("AM_DBG_ADDR"):
-        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR
-        cfg = dataclasses.replace(cfg, env=env)
+    env = debug_env(cfg.env or {}, dbg)
+    cfg = dataclasses.replace(cfg, env=env)
     for key, value in env.items():
         os.environ[key] = value  # .env's debug variables reach this process's machines too
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -74,6 +80,23 @@ def start(
             raise
         typer.echo(f"am start: {found}", err=True)
         raise typer.Exit(1) from None
+
+
+def debug_env(env: Mapping[str, str], dbg: bool) -> dict[str, str]:
+    """The debug variables this process and its pages run with.
+
+    ``--dbg`` without ``AM_DBG_ADDR`` (or with ``1``) collects on the default address.
+    Whenever a debugger listens, ``AM_LOG`` defaults to 3 (ops): the links between machines
+    (``[rpc:connected]``, pipes) travel as log lines, so without them the debugger's reader
+    and ``am vis render-dump --map`` show the machines unconnected. The level only feeds
+    telemetry (nothing is printed), and an explicit ``AM_LOG`` (``0`` too) is kept.
+    """
+    env = dict(env)
+    if (dbg and not env.get("AM_DBG_ADDR")) or env.get("AM_DBG_ADDR") == "1":
+        env["AM_DBG_ADDR"] = DEFAULT_DBG_ADDR  # "1" means the default, as for every machine
+    if env.get("AM_DBG_ADDR"):
+        env.setdefault("AM_LOG", DBG_LOG_LEVEL)
+    return env
 
 
 def _build(page: str) -> str:
@@ -112,7 +135,7 @@ async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:
     from machines.example.trio_io import HeadlessUI, TrioHost
 
     collector = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
             if dump_dir is not None:
                 collector = await _start_collector(nursery, cfg.env["AM_DBG_ADDR"])
@@ -137,7 +160,17 @@ async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:
 
 
 def _out(line: str) -> None:
-    print(line, flush=True)
+    """Print one line of the example's output.
+
+    Once stdout is gone (``am start --dbg | tee log``: Ctrl-C ends ``tee`` first) the lines go
+    to /dev/null instead: stopping must still go on and write the debugger's dump.
+    """
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 async def _start_collector(nursery, addr: str):
@@ -178,4 +211,5 @@ async def _write_dump(collector, dump_dir: Path) -> None:
     await trio.sleep(0.1)  # the collector's connection tasks read what was just sent
     dump_dir.mkdir(parents=True, exist_ok=True)
     path = write_dump(dump_dir / DUMP_NAME, collector.dumps())
-    _out(f"debugger: wrote {path} ({len(collector.machines)} machines)")
+    n = len(collector.machines)
+    _out(f"debugger: wrote {path} ({n} machine{'' if n == 1 else 's'})")

@@ -688,3 +688,27 @@ def test_type_to_search_in_the_schema_tree():
         assert app.query_one("#tree").border_subtitle == ""
 
     run(body, story(), session={"tail": False})
+
+
+def test_alt_keys_are_commands_not_search_text():
+    """A terminal's Alt+G arrives as a key event carrying the character ``g`` (the pilot's
+    has none): it must not also start a search in the machine list or the schema tree."""
+    from textual import events
+
+    async def alt(app, pilot, *letters):
+        for ch in letters:
+            app.post_message(events.Key(f"alt+{ch}", ch))  # as the terminal's parser makes it
+            await pilot.pause()
+
+    async def body(app, pilot):
+        s = app.session
+        app.query_one("#list").focus()
+        await alt(app, pilot, "m", "m", "m", "m", "m")  # Alt+M five times: back to tree+log
+        assert s.search == ""
+        app.query_one("#tree").focus()
+        await alt(app, pilot, "e", "e")
+        assert not app.query_one("#tree").border_subtitle
+        await pilot.press("r")  # a plain letter still searches
+        assert app.query_one("#tree").border_subtitle == "search: r"
+
+    run(body, story(), session={"tail": False})

@@ -241,6 +241,41 @@ def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str)
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_a_closed_stdout_still_stops_cleanly_and_writes_the_dump(tmp_path: Path) -> None:
+    """``am start --dbg | tee log``, then Ctrl-C: tee goes first, and the dump must not."""
+    port = free_port_pair()
+    env = {**os.environ, "PYTHONPATH": str(REPO), **base_env(AM_DBG_ADDR=f"127.0.0.1:{port}")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "start", "--dbg", "--dir", "out"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("REPL: "):
+                break
+        proc.stdout.close()  # type: ignore[union-attr]  # the reader of the pipe is gone
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert (tmp_path / "out" / "am-dbg-dump.cbor.br").exists(), err
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_a_closed_terminal_stops_cleanly(tmp_path: Path) -> None:
+    """SIGHUP (a closed terminal window or tmux session) stops as Ctrl-C does: the address
+    files go and the dump is written."""
+    port = free_port_pair()
+    srv = AmStart(tmp_path, base_env(AM_DBG_ADDR=f"127.0.0.1:{port}"), "--dbg", "--dir", "out")
+    assert list((tmp_path / "tmp").glob("*.addr"))
+    srv.proc.send_signal(signal.SIGHUP)
+    assert srv.proc.wait(STOP_BOUND * 2) == 0, srv.lines
+    assert not list((tmp_path / "tmp").glob("*.addr"))
+    assert (tmp_path / "out" / "am-dbg-dump.cbor.br").exists(), srv.lines
+
+
 def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
     """Three headless peers and a page; the dump holds server-foo and every tab's bar (the
     page's machines report over the debugger's WebSocket, from Pyodide)."""
@@ -267,10 +302,26 @@ def test_bars_and_dbg_as_a_process(browser, tmp_path: Path) -> None:
     assert rc == 0 and took < STOP_BOUND, (rc, took)
     dump = tmp_path / "out" / "am-dbg-dump.cbor.br"
     assert dump.exists(), srv.lines
-    ids = {d.id for d in read_dump(dump)}
+    machines = read_dump(dump)
+    ids = {d.id for d in machines}
     assert "server-foo" in ids
     assert bars <= ids, (bars, ids)
     assert not list((tmp_path / "tmp").glob("*.addr"))
+    # without an AM_LOG, --dbg still carries the links: the map joins every tab to server-foo
+    from vis.graph import Graph
+
+    linked = {client for client, server in Graph.from_dump(machines).rpc if server == "server-foo"}
+    assert bars <= linked, (bars, linked)
+
+
+def test_a_debugger_address_defaults_am_log_to_the_links_level() -> None:
+    from cli.start import DEFAULT_DBG_ADDR, debug_env
+
+    assert debug_env({}, dbg=False) == {}  # no debugger: no log level either
+    assert debug_env({}, dbg=True) == {"AM_DBG_ADDR": DEFAULT_DBG_ADDR, "AM_LOG": "3"}
+    assert debug_env({"AM_DBG_ADDR": "h:1"}, dbg=False) == {"AM_DBG_ADDR": "h:1", "AM_LOG": "3"}
+    assert debug_env({"AM_LOG": "0"}, dbg=True)["AM_LOG"] == "0"  # an explicit level stays
+    assert debug_env({"AM_DBG_ADDR": "1"}, dbg=True)["AM_DBG_ADDR"] == DEFAULT_DBG_ADDR
 
 
 def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path: Path) -> None:

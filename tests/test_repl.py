@@ -191,6 +191,9 @@ def test_one_shot_errors_exit_1_with_one_err_line(
     assert out.returncode == 2 and "nothing after --" in out.stderr
     out = repl("--", "list")
     assert out.returncode == 2 and "give an address" in out.stderr
+    out = repl("--dir", str(addr_dir / "nope"), "--", "add", "foo", "Msg")
+    assert out.returncode == 2 and "no such directory" in out.stderr, out.stderr
+    assert len(out.stderr.splitlines()) == 1
 
 
 def test_file_option_reads_one_address(targets: dict[str, Target], addr_dir: Path) -> None:

@@ -106,6 +106,15 @@ def repl(
     if words is not None and not words:
         typer.echo("err> nothing after --: give a command, e.g. -- list", err=True)
         raise typer.Exit(2)
+    if words is not None and directory is not None and not directory.is_dir():
+        # a one-shot command cannot wait for the directory (interactive, --watch does): say so
+        # rather than "unknown machine (known: none)"
+        typer.echo(
+            f"err> --dir {directory}: no such directory (am start writes its .addr files "
+            "into REPL_DIR, tmp by default, where it runs)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
     def make_session(out: Output) -> Session:
         return Session(

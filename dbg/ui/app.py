@@ -34,7 +34,7 @@ from .matrix import MatrixView, RainView
 from .outputs import DEBOUNCE as OUTPUTS_DEBOUNCE
 from .outputs import TextOutputs
 from .pane import Pane
-from .schema_tree import SchemaTree
+from .schema_tree import SchemaTree, search_char
 from .session import Session
 from .theme import LIGHT, THEMES
 from .timelines import StepTimeline, TimelineWheel, TxBar, TxTimeline
@@ -505,11 +505,11 @@ class DebuggerApp(App[None]):
     def on_key(self, event: events.Key) -> None:
         if self.focused is None or self.focused.id != "list":
             return
-        ch = event.character or ""
+        ch = search_char(event)
         s = self.session
         if event.key == "backspace" and s.search:
             s.search = s.search[:-1]
-        elif len(ch) == 1 and (ch.isalpha() or ch in "-_"):
+        elif ch:
             now = time.monotonic()
             if now - self._search_at > SEARCH_RESET:
                 s.search = ""

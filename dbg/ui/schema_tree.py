@@ -34,6 +34,18 @@ MAX_LINKS = 6  # side columns at most: the newest relation steps
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 
 
+def search_char(event: events.Key) -> str:
+    """The character a key adds to a type-to-search (a-z, ``-``, ``_``), else "".
+
+    A key with Alt or Ctrl is a command even when it carries a character (Alt+G's is ``g``),
+    so it never extends the search.
+    """
+    ch = event.character or ""
+    if "+" in event.key or not (len(ch) == 1 and (ch.isalpha() or ch in "-_")):
+        return ""
+    return ch
+
+
 @dataclass(slots=True)
 class _Line:
     state: str | None  # the state the line belongs to (None: the group selector)
@@ -217,8 +229,8 @@ class SchemaTree(Pane, can_focus=True):
     def on_key(self, event: events.Key) -> None:
         """Type to search (a-z, ``-``, ``_``; a pause of ``SEARCH_RESET`` starts anew): the
         first listed state containing the typed text is selected."""
-        ch = event.character or ""
-        if not (len(ch) == 1 and (ch.isalpha() or ch in "-_")):
+        ch = search_char(event)
+        if not ch:
             return
         now = time.monotonic()
         if now - self._search_at > SEARCH_RESET:
