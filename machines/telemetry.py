@@ -155,9 +155,10 @@ class Outbox:
 
     def _bound(self) -> None:
         """Drop the oldest frames while over the limit (the lock held); a packed frame's
-        transitions are dropped and counted together."""
-        frames = self._frames
-        while frames and self._held + len(self._recs) > self.limit:
+        transitions are dropped and counted together. Room is kept for the records that
+        accumulate until the next seal, so the outbox never holds more than its limit."""
+        frames, room = self._frames, self.limit - self.chunk + 1
+        while frames and self._held > room:
             _, n = frames.popleft()
             self._held -= n
             self.dropped += n
