@@ -4,9 +4,11 @@ Layers, like the rest of the core:
 
 * :class:`DbgTracer` (sans-IO) puts a machine's schema and transitions in an :class:`Outbox`, a
   bounded, non-blocking buffer. Transitions arrive as the machine's own records (the tracer is
-  a :attr:`~machines.tracer.Tracer.sink`, so the machine keeps its fast path): a slow, dead or
-  absent debugger costs the machine a tuple and an ``append``; when full, the oldest messages
-  are dropped and counted, and the drop is reported once.
+  a :attr:`~machines.tracer.Tracer.sink`, so the machine keeps its fast path): a record costs
+  the machine a tuple, an ``append`` and, while a sender is connected, its share of packing a
+  batch (see :class:`Outbox`); a slow, dead or absent debugger costs no packing. When full,
+  the oldest transitions are dropped (a batch at a time) and counted; the drop is reported
+  once.
 * :func:`encode_frame` / :class:`FrameDecoder`: the wire format, length-prefixed CBOR
   (:mod:`machines.framing`: 4-byte big-endian length, then ``{"t": kind, "m": message}``).
   ``schema`` frames carry a dict with the field names of :mod:`dbg.model`; ``txs`` frames a
@@ -109,6 +111,9 @@ class Outbox:
     twice as much in total (measured): it competed with the machines for the GIL and their
     caches while they ran, which single-threaded packing of the same records does not.
 
+    Packing needs a reader: while no sender is connected (:attr:`live` false), batches are
+    kept as records and packed by :meth:`take`, so an absent debugger costs no packing.
+
     Thread safety: machines in any thread put, a sender takes. A record is appended without a
     lock (``list.append`` is atomic); sealing the pending records into a frame (by the
     ``chunk``-th put, a ready frame, or :meth:`take`) runs under a lock and removes only the
@@ -119,10 +124,13 @@ class Outbox:
         self.limit = limit
         #: records per packed frame (at most a quarter of the limit, so drops stay fine-grained)
         self.chunk = max(1, min(chunk, limit // 4))
+        #: a sender is connected and will take soon: pack as records come (set by senders)
+        self.live = False
         self.dropped = 0
         self.schemas: dict[str, bytes] = {}  # machine id -> its latest schema frame
         self._recs: list[tuple] = []  # records not packed yet
-        self._frames: deque[tuple[bytes, int]] = deque()  # (frame, messages it holds)
+        # (a frame, or records not packed while no sender is live; how many messages)
+        self._frames: deque[tuple[bytes | list[tuple], int]] = deque()
         self._held = 0  # messages in _frames
         self._lock = threading.Lock()
         self._reported = False
@@ -150,7 +158,7 @@ class Outbox:
         if n:
             batch = recs[:n]
             del recs[:n]  # only these: other threads may have appended meanwhile
-            self._frames.append((encode_frame("txp", pack_txs(batch)), n))
+            self._frames.append((_txp(batch) if self.live else batch, n))
             self._held += n
 
     def _bound(self) -> None:
@@ -176,11 +184,15 @@ class Outbox:
             frames = self._frames
             self._frames = deque()
             self._held = 0
-        return b"".join([f for f, _ in frames])
+        return b"".join([f if type(f) is bytes else _txp(f) for f, _ in frames])
 
     def __len__(self) -> int:
         """Messages pending: ready frames and transitions."""
         return self._held + len(self._recs)
+
+
+def _txp(records: list[tuple]) -> bytes:
+    return encode_frame("txp", pack_txs(records))
 
 
 # A transition travels as a positional array (smaller and much cheaper to encode than a map):
@@ -457,17 +469,21 @@ class TcpSender:
         sock.sendall(b"".join(list(self.outbox.schemas.values())))
         self.connected.set()
         outbox, poll, high = self.outbox, self.poll, self.outbox.limit // 4
-        while not self._stop.is_set():
-            data = outbox.take()
-            if data:
-                sock.sendall(data)
-                self.sent_frames += 1
-            # one batch per poll interval, not one per wake-up: taking again at once (as this
-            # loop did) packed a few records at a time and woke this thread, which needs the
-            # GIL, hundreds of times a second while machines ran; a filling outbox still goes
-            # out at once, before it drops anything
-            if len(outbox) < high:
-                time.sleep(poll)
+        outbox.live = True  # the machines pack their records from now on
+        try:
+            while not self._stop.is_set():
+                data = outbox.take()
+                if data:
+                    sock.sendall(data)
+                    self.sent_frames += 1
+                # one batch per poll interval, not one per wake-up: taking again at once (as
+                # this loop did) woke this thread, which needs the GIL, hundreds of times a
+                # second while machines ran; a filling outbox still goes out at once, before it
+                # drops anything
+                if len(outbox) < high:
+                    time.sleep(poll)
+        finally:
+            outbox.live = False
 
 
 def _split_addr(addr: str) -> tuple[str, int]:

@@ -20,8 +20,10 @@ def _decode(data: bytes) -> list[tuple[str, object]]:
 
 
 @pytest.mark.timeout(60)
-def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered():
+@pytest.mark.parametrize("live", [True, False], ids=["packed-by-puts", "packed-by-take"])
+def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered(live: bool):
     box = Outbox(limit=1_000_000, chunk=64)
+    box.live = live
     per_thread = 5_000
     mids = [f"m{i}" for i in range(4)]
     done = threading.Event()
@@ -51,8 +53,10 @@ def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered():
     assert len(arrays) == len(mids) * per_thread and box.dropped == 0 and len(box) == 0
 
 
-def test_a_frame_goes_after_the_records_put_before_it():
+@pytest.mark.parametrize("live", [True, False])
+def test_a_frame_goes_after_the_records_put_before_it(live: bool):
     box = Outbox(chunk=100)
+    box.live = live
     box.put(_rec("m", 1))
     box.put(encode_frame("schema", {"id": "m"}))
     box.put(_rec("m", 2))
@@ -63,8 +67,10 @@ def test_a_frame_goes_after_the_records_put_before_it():
     assert len(box) == 0 and box.take() == b""
 
 
-def test_records_over_the_limit_drop_the_oldest_chunks_counted_exactly(caplog):
+@pytest.mark.parametrize("live", [True, False])
+def test_records_over_the_limit_drop_the_oldest_chunks_counted_exactly(caplog, live: bool):
     box = Outbox(limit=100, chunk=10)
+    box.live = live
     for n in range(1_005):
         box.put(_rec("m", n))
     assert len(box) <= 100 and box.dropped > 0
