@@ -158,7 +158,7 @@ class Outbox:
         if n:
             batch = recs[:n]
             del recs[:n]  # only these: other threads may have appended meanwhile
-            self._frames.append((_txp(batch) if self.live else batch, n))
+            self._frames.append((self._txp(batch) if self.live else batch, n))
             self._held += n
 
     def _bound(self) -> None:
@@ -184,15 +184,28 @@ class Outbox:
             frames = self._frames
             self._frames = deque()
             self._held = 0
-        return b"".join([f if type(f) is bytes else _txp(f) for f, _ in frames])
+        return b"".join([f if type(f) is bytes else self._txp(f) for f, _ in frames])
 
     def __len__(self) -> int:
         """Messages pending: ready frames and transitions."""
         return self._held + len(self._recs)
 
-
-def _txp(records: list[tuple]) -> bytes:
-    return encode_frame("txp", pack_txs(records))
+    def _txp(self, records: list[tuple]) -> bytes:
+        """The records' ``txp`` frame. Packing runs on a machine's thread, so a record that
+        cannot be packed (a mutation arg whose ``str()`` raises) is dropped and counted,
+        never raised into the machine (or the sender)."""
+        try:
+            return encode_frame("txp", pack_txs(records))
+        except Exception as err:
+            good = []
+            for rec in records:
+                try:
+                    pack_txs([rec])
+                    good.append(rec)
+                except Exception:
+                    self.dropped += 1
+            log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
+            return encode_frame("txp", pack_txs(good)) if good else b""
 
 
 # A transition travels as a positional array (smaller and much cheaper to encode than a map):

@@ -78,3 +78,20 @@ def test_records_over_the_limit_drop_the_oldest_chunks_counted_exactly(caplog, l
     # the newest survive, contiguous, and every record is either sent or counted
     assert nums == list(range(box.dropped, 1_005))
     assert len([r for r in caplog.records if "dropping" in r.getMessage()]) == 1
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_record_that_cannot_be_packed_is_dropped_and_counted_not_raised(caplog, live: bool):
+    box = Outbox(chunk=2)
+    box.live = live
+    bad = _rec("m", 1)[:12] + ({"x": _Unprintable()},) + _rec("m", 1)[13:]
+    for rec in (_rec("m", 0), bad, _rec("m", 2)):
+        box.put(rec)  # the second put seals the chunk: on the machine's thread when live
+    nums = [a[1] for kind, msg in _decode(box.take()) for a in msg]
+    assert nums == [0, 2] and box.dropped == 1
+    assert any("cannot be packed" in r.getMessage() for r in caplog.records)
