@@ -58,8 +58,8 @@ format is unchanged. Measured with ``python benchmarks/bench_telemetry.py``, the
 outbox and this one alternating, 6 runs each in the same minutes, otherwise quiet machine,
 medians (wall / CPU ratio): flat 0.52 / 0.54 -> 0.57 / 0.61, relations + handlers 0.71 / 0.73
 -> 0.73 / 0.76 (within the run-to-run spread, 0.67-0.90), log ops 0.52 -> 0.60. The
-relations row's overhead (~3 us a mutation) is mostly not packing: the collector process
-decoding on the other core and the machine's full-path record remain.
+relations row's overhead (~3 us a mutation) is not packing alone (not profiled further
+here): packing is ~0.6 us of it.
 """
 
 from __future__ import annotations
