@@ -4,9 +4,11 @@ Layers, like the rest of the core:
 
 * :class:`DbgTracer` (sans-IO) puts a machine's schema and transitions in an :class:`Outbox`, a
   bounded, non-blocking buffer. Transitions arrive as the machine's own records (the tracer is
-  a :attr:`~machines.tracer.Tracer.sink`, so the machine keeps its fast path): a slow, dead or
-  absent debugger costs the machine a tuple and an ``append``; when full, the oldest messages
-  are dropped and counted, and the drop is reported once.
+  a :attr:`~machines.tracer.Tracer.sink`, so the machine keeps its fast path): a record costs
+  the machine a tuple, an ``append`` and, while a sender is connected, its share of packing a
+  batch (see :class:`Outbox`); a slow, dead or absent debugger costs no packing. When full,
+  the oldest transitions are dropped (a batch at a time) and counted; the drop is reported
+  once.
 * :func:`encode_frame` / :class:`FrameDecoder`: the wire format, length-prefixed CBOR
   (:mod:`machines.framing`: 4-byte big-endian length, then ``{"t": kind, "m": message}``).
   ``schema`` frames carry a dict with the field names of :mod:`dbg.model`; ``txs`` frames a
@@ -102,54 +104,108 @@ class FrameDecoder:
 class Outbox:
     """Bounded FIFO of pending messages shared by the machines of a process.
 
-    Transitions are queued as the machine's records and encoded in batches by :meth:`take`,
-    on the sending side, so the machine pays one ``append`` per transition.
+    Transitions arrive as the machine's records and are packed into a ``txp`` frame every
+    :attr:`chunk` records, on the machine's thread, in one go: a record costs the machine a
+    ``list.append``, and a batch is packed while its records are still in the CPU's cache. The
+    sending thread then only joins ready bytes. Packing on the sender's thread instead cost
+    twice as much in total (measured): it competed with the machines for the GIL and their
+    caches while they ran, which single-threaded packing of the same records does not.
+
+    Packing needs a reader: while no sender is connected (:attr:`live` false), batches are
+    kept as records and packed by :meth:`take`, so an absent debugger costs no packing.
+
+    Thread safety: machines in any thread put, a sender takes. A record is appended without a
+    lock (``list.append`` is atomic); sealing the pending records into a frame (by the
+    ``chunk``-th put, a ready frame, or :meth:`take`) runs under a lock and removes only the
+    records it copied, so appends from other threads meanwhile stay pending, in order.
     """
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self._items: deque[Any] = deque()
+    def __init__(self, limit: int = 10_000, chunk: int = 512) -> None:
         self.limit = limit
+        #: records per packed frame (at most a quarter of the limit, so drops stay fine-grained)
+        self.chunk = max(1, min(chunk, limit // 4))
+        #: a sender is connected and will take soon: pack as records come (set by senders)
+        self.live = False
         self.dropped = 0
-        self._reported = False
         self.schemas: dict[str, bytes] = {}  # machine id -> its latest schema frame
+        self._recs: list[tuple] = []  # records not packed yet
+        # (a frame, or records not packed while no sender is live; how many messages)
+        self._frames: deque[tuple[bytes | list[tuple], int]] = deque()
+        self._held = 0  # messages in _frames
+        self._lock = threading.Lock()
+        self._reported = False
 
     def put(self, item: bytes | tuple) -> None:
         """Queue a ready frame (bytes) or a transition record (:data:`RECORD_FIELDS`)."""
-        items = self._items
-        if len(items) >= self.limit:
-            self._drop()
-        items.append(item)
+        if type(item) is bytes:
+            with self._lock:
+                self._seal()  # the records before it go before it
+                self._frames.append((item, 1))
+                self._held += 1
+                self._bound()
+            return
+        recs = self._recs
+        recs.append(item)
+        if len(recs) >= self.chunk:
+            with self._lock:
+                self._seal()
+                self._bound()
 
-    def _drop(self) -> None:
-        self._items.popleft()
-        self.dropped += 1
-        if not self._reported:
-            self._reported = True
-            log.warning(
-                "telemetry: the debugger is not keeping up; dropping the oldest "
-                "messages (counted in Outbox.dropped, reported once)"
-            )
+    def _seal(self) -> None:
+        """Pack the pending records into a frame (the lock held)."""
+        recs = self._recs
+        n = len(recs)
+        if n:
+            batch = recs[:n]
+            del recs[:n]  # only these: other threads may have appended meanwhile
+            self._frames.append((self._txp(batch) if self.live else batch, n))
+            self._held += n
+
+    def _bound(self) -> None:
+        """Drop the oldest frames while over the limit (the lock held); a packed frame's
+        transitions are dropped and counted together. Room is kept for the records that
+        accumulate until the next seal, so the outbox never holds more than its limit."""
+        frames, room = self._frames, self.limit - self.chunk + 1
+        while frames and self._held > room:
+            _, n = frames.popleft()
+            self._held -= n
+            self.dropped += n
+            if not self._reported:
+                self._reported = True
+                log.warning(
+                    "telemetry: the debugger is not keeping up; dropping the oldest "
+                    "messages (counted in Outbox.dropped, reported once)"
+                )
 
     def take(self) -> bytes:
         """All pending messages as frames (empty when none); transitions are batched."""
-        items = self._items
-        parts: list[bytes] = []
-        batch: list[tuple] = []
-        while items:
-            item = items.popleft()
-            if type(item) is bytes:
-                if batch:
-                    parts.append(encode_frame("txp", pack_txs(batch)))
-                    batch = []
-                parts.append(item)
-            else:
-                batch.append(item)
-        if batch:
-            parts.append(encode_frame("txp", pack_txs(batch)))
-        return b"".join(parts)
+        with self._lock:
+            self._seal()
+            frames = self._frames
+            self._frames = deque()
+            self._held = 0
+        return b"".join([f if type(f) is bytes else self._txp(f) for f, _ in frames])
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Messages pending: ready frames and transitions."""
+        return self._held + len(self._recs)
+
+    def _txp(self, records: list[tuple]) -> bytes:
+        """The records' ``txp`` frame. Packing runs on a machine's thread, so a record that
+        cannot be packed (a mutation arg whose ``str()`` raises) is dropped and counted,
+        never raised into the machine (or the sender)."""
+        try:
+            return encode_frame("txp", pack_txs(records))
+        except Exception as err:
+            good = []
+            for rec in records:
+                try:
+                    pack_txs([rec])
+                    good.append(rec)
+                except Exception:
+                    self.dropped += 1
+            log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
+            return encode_frame("txp", pack_txs(good)) if good else b""
 
 
 # A transition travels as a positional array (smaller and much cheaper to encode than a map):
@@ -426,17 +482,21 @@ class TcpSender:
         sock.sendall(b"".join(list(self.outbox.schemas.values())))
         self.connected.set()
         outbox, poll, high = self.outbox, self.poll, self.outbox.limit // 4
-        while not self._stop.is_set():
-            data = outbox.take()
-            if data:
-                sock.sendall(data)
-                self.sent_frames += 1
-            # one batch per poll interval, not one per wake-up: taking again at once (as this
-            # loop did) packed a few records at a time and woke this thread, which needs the
-            # GIL, hundreds of times a second while machines ran; a filling outbox still goes
-            # out at once, before it drops anything
-            if len(outbox) < high:
-                time.sleep(poll)
+        outbox.live = True  # the machines pack their records from now on
+        try:
+            while not self._stop.is_set():
+                data = outbox.take()
+                if data:
+                    sock.sendall(data)
+                    self.sent_frames += 1
+                # one batch per poll interval, not one per wake-up: taking again at once (as
+                # this loop did) woke this thread, which needs the GIL, hundreds of times a
+                # second while machines ran; a filling outbox still goes out at once, before it
+                # drops anything
+                if len(outbox) < high:
+                    time.sleep(poll)
+        finally:
+            outbox.live = False
 
 
 def _split_addr(addr: str) -> tuple[str, int]:
