@@ -137,7 +137,7 @@ class Outbox:
 
     def put(self, item: bytes | tuple) -> None:
         """Queue a ready frame (bytes) or a transition record (:data:`RECORD_FIELDS`)."""
-        if type(item) is bytes:
+        if isinstance(item, bytes):
             with self._lock:
                 self._seal()  # the records before it go before it
                 self._frames.append((item, 1))
@@ -184,7 +184,7 @@ class Outbox:
             frames = self._frames
             self._frames = deque()
             self._held = 0
-        return b"".join([f if type(f) is bytes else self._txp(f) for f, _ in frames])
+        return b"".join([f if isinstance(f, bytes) else self._txp(f) for f, _ in frames])
 
     def __len__(self) -> int:
         """Messages pending: ready frames and transitions."""
