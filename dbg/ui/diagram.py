@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dbg.model import MachineDump
-
+from .diagrams import snapshot
 from .session import Session
 
 __all__ = ["render_diagram"]
@@ -24,17 +23,7 @@ def render_diagram(session: Session, out_dir: Path) -> Path:
 
     if session.mach is None:
         raise RenderError("no machine selected")
-    ts = session.now_ts
-    dumps = []
-    for mach_id in list(session.collector.machines):
-        h = session.hist(mach_id)
-        if h is None:
-            continue
-        if mach_id == session.mach:
-            end = session.index + 1
-        else:
-            end = (h.at_time(ts) + 1) if ts else len(h.infos)
-        dumps.append(MachineDump(h.record.schema, [f.tx for f in h.infos[:end]]))
+    dumps = snapshot(session)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in session.mach)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, svg = render_files(dumps, preset_single(RenderOptions(machs=[session.mach])),
