@@ -17,7 +17,6 @@ one status line and the UI keeps going.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from dbg.model import MachineDump
 
+from .outputs import BackgroundWriter
 from .session import Session
 
 __all__ = ["DiagramOutputs", "write_diagrams", "LEVELS"]
@@ -177,7 +177,7 @@ def snapshot(session: Session) -> list[MachineDump]:
     return dumps
 
 
-class DiagramOutputs:
+class DiagramOutputs(BackgroundWriter):
     """Keeps ``--dir``'s diagrams at the cursor; ``on_written(types)`` (from a worker
     thread) hears which of ``mach`` / ``graph`` changed (the web viewer refreshes)."""
 
@@ -196,37 +196,21 @@ class DiagramOutputs:
         self.out_dir = out_dir
         self.level = level
         self.on_written = on_written
-        self.error = ""  # the last error (one line), shown in the status bar
         self.renders = 0  # snapshots written (for tests)
         self.d2_runs = 0  # d2 processes run (for tests: the cache works)
-        self._stale = True
         self._key: tuple = ()
-        self._task: asyncio.Future | None = None
         self._written: dict[str, bytes] = {}
 
-    def changed(self) -> None:
-        """The cursor or the data moved: look again on the next tick (cheap)."""
-        self._stale = True
-
     def tick(self, notify: Callable[[str], None] | None = None) -> None:
-        if not self._stale or (self._task and not self._task.done()):
+        if not self._claim():
             return
-        self._stale = False
         s = self.session
         h = s.current
         key = (s.mach, s.index, len(h.infos) if h else 0, len(s.collector.machines))
         if key == self._key and not self.error:
             return
         self._key = key
-        dumps, mach = snapshot(s), s.mach
-        loop = asyncio.get_running_loop()
-        self._task = loop.run_in_executor(None, self._flush, dumps, mach)
-        self._task.add_done_callback(lambda f: self._done(f.result(), notify))
-
-    def _done(self, error: str, notify: Callable[[str], None] | None) -> None:
-        if error and error != self.error and notify is not None:
-            notify(error)
-        self.error = error
+        self._start(self._flush, snapshot(s), s.mach, notify=notify)
 
     def _flush(self, dumps: list[MachineDump], mach: str | None) -> str:
         from vis.render import RenderError

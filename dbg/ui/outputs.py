@@ -19,7 +19,7 @@ from .history import mutation_name, step_text
 from .log_pane import tx_log_lines
 from .session import Session
 
-__all__ = ["OUTPUTS", "TextOutputs", "clients_text", "log_text", "tx_text"]
+__all__ = ["OUTPUTS", "BackgroundWriter", "TextOutputs", "clients_text", "log_text", "tx_text"]
 
 #: name of the output -> its file in --dir
 OUTPUTS = {"tx": "tx.md", "clients": "clients.txt", "log": "log.md"}
@@ -97,7 +97,41 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)  # readers never see half a file
 
 
-class TextOutputs:
+class BackgroundWriter:
+    """What the UI's file outputs share: a paint only marks them stale (:meth:`changed`); a
+    timer's tick takes what is needed on the UI thread and hands the writing to a worker
+    thread, one job at a time; a failure is an error line, notified once per distinct error."""
+
+    error = ""  # the last error (one line), shown in the status bar
+    _stale = True
+    _task: asyncio.Future | None = None
+
+    def changed(self) -> None:
+        """The cursor or the data moved: look again on the next tick (cheap; per paint)."""
+        self._stale = True
+
+    def _claim(self) -> bool:
+        """Whether this tick may start a job: something is stale and no job is running (the
+        next tick picks the newest state up)."""
+        if not self._stale or (self._task is not None and not self._task.done()):
+            return False
+        self._stale = False
+        return True
+
+    def _start(
+        self, job: Callable[..., str], *args: object, notify: Callable[[str], None] | None
+    ) -> None:
+        """Run ``job(*args)`` in a worker thread; it returns an error line or ""."""
+        self._task = asyncio.get_running_loop().run_in_executor(None, job, *args)
+        self._task.add_done_callback(lambda f: self._done(f.result(), notify))
+
+    def _done(self, error: str, notify: Callable[[str], None] | None) -> None:
+        if error and error != self.error and notify is not None:
+            notify(error)  # once per distinct error, not per frame
+        self.error = error
+
+
+class TextOutputs(BackgroundWriter):
     """Keeps the chosen outputs (keys of :data:`OUTPUTS`) in ``out_dir`` current."""
 
     def __init__(self, session: Session, out_dir: Path, which: set[str]) -> None:
@@ -107,25 +141,16 @@ class TextOutputs:
         self.session = session
         self.out_dir = out_dir
         self.which = set(which)
-        self.error = ""  # the last write error (one line), shown in the status bar
         self.writes = 0  # files written (for tests)
-        self._stale = True
         self._written: dict[str, str] = {}
-        self._task: asyncio.Future | None = None
         self._log_view: tuple = ()
         self._log_size = 0
         self._log_at = 0.0
 
-    def changed(self) -> None:
-        """The cursor or the data moved: render on the next tick (cheap; called per paint)."""
-        self._stale = True
-
     def tick(self, notify: Callable[[str], None] | None = None) -> None:
-        """Render what is stale and hand changed files to a worker thread; skips while a
-        write is still running (the next tick picks the newest state up)."""
-        if not self.which or not self._stale or (self._task and not self._task.done()):
+        """Render what is stale and hand changed files to a worker thread."""
+        if not self.which or not self._claim():
             return
-        self._stale = False
         s = self.session
         todo: dict[str, str | Callable[[], str]] = {}
         for name in self.which:
@@ -147,16 +172,11 @@ class TextOutputs:
             text = _RENDER[name](s)
             if callable(text) or self._written.get(name) != text:
                 todo[name] = text
-        if not todo:
-            return
-        loop = asyncio.get_running_loop()
-        self._task = loop.run_in_executor(None, self._flush, todo)
-        self._task.add_done_callback(lambda f: self._done(f.result(), notify))
+        if todo:
+            self._start(self._flush, todo, notify=notify)
 
     def _done(self, error: str, notify: Callable[[str], None] | None) -> None:
-        if error and error != self.error and notify is not None:
-            notify(error)  # once per distinct error, not per frame
-        self.error = error
+        super()._done(error, notify)
         if error:
             self._stale = True  # tried again on a later change
 
