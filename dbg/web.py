@@ -23,14 +23,14 @@ import json
 import logging
 from importlib import resources
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import trio
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request, Response
 
-from relay.connection import REQUEST_TIMEOUT, Connection
+from relay.connection import Connection, is_upgrade, serve_one
 from relay.security import own_origins
 from relay.static import serve_static
 from relay.wsstream import WebSocketStream
@@ -102,27 +102,15 @@ class WebServer:
     # ----- one connection
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = _NoCacheConnection(stream, MAX_MESSAGE)
-        try:
-            request = None
-            with trio.move_on_after(REQUEST_TIMEOUT):
-                request = await conn.read_request()
-            if request is None:
-                return
-            path = unquote(urlsplit(request.path).path)
-            if not self._host_allowed(request):
-                await conn.reject(403, "host not allowed: open the debugger by its own address")
-                return
-            if any("websocket" in v.lower() for v in request.headers.get_all("Upgrade")):
-                await self._websocket(conn, request, path)
-            else:
-                await self._http(conn, request, path)
-        except trio.BrokenResourceError as err:
-            log.debug("dbg web: connection dropped: %s", err)
-        except Exception:  # one connection's bug must not take the server down
-            log.exception("dbg web: connection failed")
-        finally:
-            await conn.finish()
+        await serve_one(_NoCacheConnection(stream, MAX_MESSAGE), self._route, log)
+
+    async def _route(self, conn: Connection, request: Request, path: str) -> None:
+        if not self._host_allowed(request):
+            await conn.reject(403, "host not allowed: open the debugger by its own address")
+        elif is_upgrade(request):
+            await self._websocket(conn, request, path)
+        else:
+            await self._http(conn, request, path)
 
     def _host_allowed(self, request: Request) -> bool:
         if self._own_hosts is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 import trio
 from websockets.datastructures import MultipleValuesError
@@ -18,7 +17,7 @@ from websockets.headers import parse_subprotocol
 from websockets.http11 import Request
 
 from relay.addrfile import check_id, wants_addr_file
-from relay.connection import REQUEST_TIMEOUT, Connection
+from relay.connection import Connection, is_upgrade, serve_one
 from relay.matchers import BadPath, parse_tunnel_path
 from relay.security import check_token
 from relay.static import serve_static
@@ -32,28 +31,14 @@ log = logging.getLogger("relay")
 
 async def handle_connection(relay: Relay, stream: trio.SocketStream) -> None:
     """Serve one client connection: read its request, answer it, close it."""
-    conn = Connection(stream, relay.config.max_message)
-    try:
-        request = None
-        with trio.move_on_after(REQUEST_TIMEOUT):
-            request = await conn.read_request()
-        if request is None:
-            return
-        path = unquote(urlsplit(request.path).path)
-        if _is_upgrade(request):
+
+    async def route(conn: Connection, request: Request, path: str) -> None:
+        if is_upgrade(request):
             await _websocket(relay, conn, request, path)
         else:
             await serve_static(relay.config.static_dir, conn, request, path, relay.config.documents)
-    except trio.BrokenResourceError as err:
-        log.debug("connection dropped: %s", err)
-    except Exception:  # one connection's bug must not take the relay down
-        log.exception("relay connection failed")
-    finally:
-        await conn.finish()
 
-
-def _is_upgrade(request: Request) -> bool:
-    return any("websocket" in v.lower() for v in request.headers.get_all("Upgrade"))
+    await serve_one(Connection(stream, relay.config.max_message), route, log)
 
 
 def _single(request: Request, name: str) -> str | None:

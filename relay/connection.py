@@ -23,6 +23,8 @@ import logging
 import os
 import socket
 from collections import deque
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote, urlsplit
 
 import trio
 from websockets.datastructures import Headers
@@ -264,6 +266,34 @@ class Connection:
                 await self.flush()
         except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
             pass  # gone, or a handler's stray task still uses the stream: just close
+
+
+#: What answers one request: the connection, the request and its decoded URL path.
+Handler = Callable[["Connection", Request, str], Awaitable[None]]
+
+
+def is_upgrade(request: Request) -> bool:
+    """Does the request ask for a WebSocket?"""
+    return any("websocket" in v.lower() for v in request.headers.get_all("Upgrade"))
+
+
+async def serve_one(conn: Connection, handle: Handler, log: logging.Logger) -> None:
+    """Read one request (within REQUEST_TIMEOUT), let ``handle`` answer it, close the
+    connection. A dropped peer is a debug line; any other failure is logged and ends only
+    this connection, never the server."""
+    try:
+        request = None
+        with trio.move_on_after(REQUEST_TIMEOUT):
+            request = await conn.read_request()
+        if request is None:
+            return
+        await handle(conn, request, unquote(urlsplit(request.path).path))
+    except trio.BrokenResourceError as err:
+        log.debug("connection dropped: %s", err)
+    except Exception:  # one connection's bug must not take the server down
+        log.exception("connection failed")
+    finally:
+        await conn.finish()
 
 
 def http_date(timestamp: float | None = None) -> str:
