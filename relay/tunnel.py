@@ -288,5 +288,5 @@ async def run_matched(tunnel: Tunnel, matcher: Matcher) -> None:
             log.info("tunnel handler for %r: %s", tunnel.request.id, err)
             tunnel.end(ws.close_code, ws.close_reason)
             return
-        log.warning("tunnel handler for %r failed: %r", tunnel.request.id, err)
+        log.warning("relay: tunnel handler for %r failed: %r", tunnel.request.id, err)
         tunnel.end(INTERNAL_ERROR, f"handler failed: {err!r}")

@@ -207,7 +207,7 @@ def test_file_option_reads_one_address(targets: dict[str, Target], addr_dir: Pat
         (addr_dir / "nope.addr", "No such file or directory"),
     ):
         out = repl("-f", str(bad), "--", "list")
-        assert (out.returncode, out.stderr) == (2, f"err> --file {bad}: {reason}\n")
+        assert (out.returncode, out.stderr) == (2, f"am repl: --file {bad}: {reason}\n")
 
 
 def test_one_shot_when_and_when_not_return_once_the_state_changes(
