@@ -4,11 +4,13 @@ The same program in Chromium is tested in test_example_browser.py."""
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+from test_relay_static import get
 
 from machines.example.browser import BrowserBar
 from machines.example.config import Config
@@ -16,6 +18,11 @@ from machines.example.server import run_server
 from machines.example.trio_io import HeadlessUI, TrioHost
 
 pytestmark = pytest.mark.timeout(60)
+REPO = Path(__file__).resolve().parents[1]
+#: what web/build_page.py copies from npm's pyodide, and the wheel it caches
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
+                 "pyodide-lock.json")  # fmt: skip
+CBOR2_WHEEL = "cbor2-5.9.0-py3-none-any.whl"
 
 
 def config(tmp_path: Path, **kw: float) -> Config:
@@ -179,4 +186,33 @@ async def test_repl_endpoints_of_the_server_and_of_a_tab(tmp_path: Path) -> None
                 # the server prints it and, beyond the reference, every tab gets it
                 await ui_a.wait_for(lambda ui: "[repl-test] via foo's REPL" in ui.lines)
             assert "[repl-test] via foo's REPL" in lines
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_the_relay_serves_the_page_and_nothing_else_of_web(tmp_path: Path) -> None:
+    """Every file a built page's manifest names is served; the build scripts and the wheel
+    cache in the same folder are 404."""
+    web = REPO / "web"
+    manifests = sorted(web.glob("build/*/manifest.json"))
+    assert manifests, "the page is not built: run `task build`"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, config(tmp_path), web, lambda _: None)
+            addr = server.url.removeprefix("http://").rstrip("/")
+            for path in ("/", "/index.html", "/main.mjs", "/config.json"):
+                assert (await get(addr, path))[0] == 200, path
+            for manifest in manifests:
+                page = json.loads(manifest.read_bytes())
+                wanted = [f"/{page['pyodide']}{name}" for name in PYODIDE_FILES]
+                wanted += [f"/{p}" for p in (*page.get("wheels", ()), page.get("snapshot"),
+                                              page.get("site")) if p]  # fmt: skip
+                wanted.append("/" + manifest.relative_to(web).as_posix())
+                for path in wanted:
+                    assert (await get(addr, path, "HEAD"))[0] == 200, path
+            hidden = ["/build_page.py", "/build_prod.py", "/snapshot.mjs", "/build/",
+                      "/build/cache/" + CBOR2_WHEEL, "/build/dev/", "/web/index.html"]  # fmt: skip
+            assert all((web / p.removeprefix("/")).exists() for p in hidden[:5]), hidden
+            for path in hidden:
+                assert (await get(addr, path))[0] == 404, path
             nursery.cancel_scope.cancel()
