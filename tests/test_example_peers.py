@@ -5,6 +5,7 @@ The same program in Chromium is tested in test_example_browser.py."""
 from __future__ import annotations
 
 import json
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 
@@ -215,4 +216,37 @@ async def test_the_relay_serves_the_page_and_nothing_else_of_web(tmp_path: Path)
             assert all((web / p.removeprefix("/")).exists() for p in hidden[:5]), hidden
             for path in hidden:
                 assert (await get(addr, path))[0] == 404, path
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_peer_serves_several_repls_at_once(tmp_path: Path) -> None:
+    """A REPL that comes while another is connected is served too (each over its own listen
+    tunnel of the peer's REPL id, on the same address), not left without a handshake."""
+    from machines.rpc.client import connect
+
+    cfg = config(tmp_path)
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lambda _: None)
+            peer, _ = await start_peer(nursery, server.url, cfg)
+            path = Path(cfg.repl_dir) / f"repl-{peer.bar.id}.addr"
+            while not path.exists():
+                await trio.sleep(0.05)
+            addr = path.read_text()
+            async with AsyncExitStack() as stack:
+                clients = []
+                for n in range(3):  # each connects while the ones before stay connected
+                    c = await stack.enter_async_context(connect(addr, id=f"r{n}", ready_timeout=5))
+                    clients.append(c)
+                assert [c.netmach.remote_id for c in clients] == [peer.bar.id] * 3
+                assert peer.repl_serving == 3
+                before = peer.bar.tick("Msg")
+                await clients[2].netmach.add("Msg", {"Msg.Msg": "from r2"})
+                assert peer.bar.tick("Msg") > before
+                while clients[0].netmach.tick("Msg") <= before:  # pushed to the others
+                    await trio.sleep(0.02)
+            assert path.read_text() == addr
+            async with connect(addr, id="again", ready_timeout=5) as c:
+                assert c.netmach.remote_id == peer.bar.id
             nursery.cancel_scope.cancel()
