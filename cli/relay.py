@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli.console import setup_logging
+from cli.console import fail, setup_logging
 from cli.listen import run_listening
 from relay.config import (
     DEFAULT_DIAL_TIMEOUT,
@@ -130,7 +130,7 @@ def relay(
             idle_timeout=idle_timeout or None,
         )
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        fail("relay", str(err), 2)
     setup_logging(logging.WARNING if quiet else logging.INFO)
     run_listening("am relay", listen_addr, "--listen-addr or RELAY_HTTP_ADDR", _serve, config)
     typer.echo("relay stopped")

@@ -29,6 +29,7 @@ def _am(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (("repl", "--dir", "nowhere", "--", "list"), 2, "no such directory"),
         (("start", "--page", "fresh"), 2, "--page must be auto, dev or prod"),
         (("dbg", "--view", "nope"), 2, "unknown --view 'nope'"),
+        (("relay", "--token", "a b"), 2, "token may only hold"),
     ],
 )
 def test_an_error_is_one_line_naming_the_command(
