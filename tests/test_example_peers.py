@@ -247,6 +247,19 @@ async def test_a_peer_serves_several_repls_at_once(tmp_path: Path) -> None:
                 while clients[0].netmach.tick("Msg") <= before:  # pushed to the others
                     await trio.sleep(0.02)
             assert path.read_text() == addr
+            # all gone: one tunnel waits for the next REPL, and stays (no two keepers that
+            # replace each other's tunnel at the relay)
+            while peer.repl_serving or peer.repl_waiting != 1:
+                await trio.sleep(0.02)
+
+            def repl_tunnels() -> list:
+                return [t for t in server.relay.tunnels if t.request.id == f"repl-{peer.bar.id}"]
+
+            while len(repl_tunnels()) != 1:
+                await trio.sleep(0.02)
+            idle = repl_tunnels()
+            await trio.sleep(1)
+            assert repl_tunnels() == idle and peer.repl_waiting == 1
             async with connect(addr, id="again", ready_timeout=5) as c:
                 assert c.netmach.remote_id == peer.bar.id
             nursery.cancel_scope.cancel()

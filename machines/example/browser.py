@@ -263,23 +263,23 @@ class BrowserBar:
         is served would wait in the listener's queue (its handshake times out). So when a REPL
         connects (its first message: the handshake), another keeper starts to wait for the
         next, up to :data:`MAX_REPLS` served at once; the relay lets that tunnel share the
-        listener (same address). A keeper whose REPL left ends if another one waits already.
+        listener (same address). One keeper at most waits (or opens its tunnel): two would
+        replace each other's tunnel at the relay, over and over; so a keeper ends when
+        another one waits already.
         """
         session = self._serve(f"rs-repl-{self.bar.id}", REPL_PUSH_INTERVAL, repl=True)
         delay = RETRY_FIRST
-        while True:  # until the host cancels it, or another keeper waits instead
-            served = False
+        while not self.repl_waiting:  # until the host cancels it, or another keeper waits
+            self.repl_waiting += 1
+            waiting = True
             try:
                 async with self.host.open(self.paths["repl"]) as sock:
                     delay = RETRY_FIRST
-                    self.repl_waiting += 1
                     self.tunnels_up["repl"] = True
-                    try:
-                        first = await sock.receive()
-                    finally:
-                        self.repl_waiting -= 1
+                    first = await sock.receive()
+                    self.repl_waiting -= 1
+                    waiting = False
                     if first is not None:
-                        served = True
                         self.repl_serving += 1
                         try:
                             if not self.repl_waiting and self.repl_serving < MAX_REPLS:
@@ -290,8 +290,10 @@ class BrowserBar:
             except ConnectionError as err:
                 log.debug("%s: tunnel repl: %s", self.bar.id, err)
             finally:
+                if waiting:
+                    self.repl_waiting -= 1
                 self.tunnels_up["repl"] = bool(self.repl_waiting)
-            if served and self.repl_waiting:
+            if self.repl_waiting:
                 return
             await self.host.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
