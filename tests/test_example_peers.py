@@ -5,7 +5,7 @@ The same program in Chromium is tested in test_example_browser.py."""
 from __future__ import annotations
 
 import json
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -262,4 +262,90 @@ async def test_a_peer_serves_several_repls_at_once(tmp_path: Path) -> None:
             assert repl_tunnels() == idle and peer.repl_waiting == 1
             async with connect(addr, id="again", ready_timeout=5) as c:
                 assert c.netmach.remote_id == peer.bar.id
+            nursery.cancel_scope.cancel()
+
+
+class _FakeHost:
+    """Tunnels that a test opens, feeds and closes by hand (no relay); ``fail`` refuses."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.fail = False
+        self.open_now: list[_FakeSocket] = []
+        self.most_idle = 0  # the most tunnels ever open at once with no REPL yet
+
+    @asynccontextmanager
+    async def open(self, path: str):
+        await trio.sleep(0.01)
+        if self.fail:
+            raise ConnectionError("refused")
+        sock = _FakeSocket()
+        self.open_now.append(sock)
+        self.most_idle = max(self.most_idle, len(self.idle()))
+        try:
+            yield sock
+        finally:
+            self.open_now.remove(sock)
+
+    def idle(self) -> list[_FakeSocket]:
+        return [s for s in self.open_now if not s.got]
+
+    def spawn(self, fn, *args) -> None:
+        self.nursery.start_soon(fn, *args)
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    def call_later(self, delay: float, fn) -> None:
+        raise AssertionError("not used")
+
+
+class _FakeSocket:
+    def __init__(self) -> None:
+        self.send_ch, self.recv_ch = trio.open_memory_channel[bytes | None](10)
+        self.got = False
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    async def receive(self) -> bytes | None:
+        data = await self.recv_ch.receive()
+        self.got = True
+        return data
+
+
+@pytest.mark.trio
+async def test_repl_keepers_never_wait_twice_even_when_tunnels_fail(tmp_path: Path) -> None:
+    """A REPL comes: a second tunnel waits for the next. That tunnel fails to open while the
+    first REPL leaves: still one waiting tunnel at most (two would replace each other at the
+    relay forever), and exactly one once the relay takes tunnels again."""
+
+    async def session(sock, first=None) -> None:
+        while await sock.receive() is not None:
+            pass
+
+    async def until(cond) -> None:
+        while not cond():
+            await trio.sleep(0.01)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            host = _FakeHost(nursery)
+            peer = BrowserBar(host, HeadlessUI(), config(tmp_path))
+            peer._serve = lambda *a, **kw: session  # the sessions are not under test
+            nursery.start_soon(peer._keep_repl)
+            await until(lambda: len(host.idle()) == 1)
+            first = host.idle()[0]
+            await first.send_ch.send(b"a REPL's handshake")
+            await until(lambda: len(host.idle()) == 1 and peer.repl_serving == 1)
+            host.fail = True
+            await host.idle()[0].send_ch.send(None)  # the relay dropped the waiting tunnel
+            await first.send_ch.send(None)  # and the REPL leaves
+            await until(lambda: not host.open_now)
+            await trio.sleep(1)  # retries, refused
+            host.fail = False
+            await until(lambda: len(host.idle()) == 1)
+            await trio.sleep(1)
+            assert len(host.open_now) == 1 and peer.repl_waiting == 1
+            assert host.most_idle == 1
             nursery.cancel_scope.cancel()
