@@ -248,7 +248,7 @@ def pack_txs(records: list[tuple]) -> list[Any]:
             ci = called[rec[5]] = len(called)
         if rec[10] or rec[11]:  # logs are in most rows once a log level is set
             log, pre = rec[10] or (), rec[11] or ()
-            levels, texts = zip(*log, *pre)  # C loops only: rows have several entries
+            levels, texts = zip(*log, *pre, strict=True)  # C loops: rows have several entries
             log_ints += (len(rows) // (8 + key[1]), len(log), len(pre))
             log_ints += levels
             log_ints += map(len, texts)
@@ -358,7 +358,7 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
         if not (0 <= row < nrows and n_log >= 0 and n_pre >= 0 and end <= n):
             raise FrameError("telemetry txp: a row's logs are out of range")
         entries = []
-        for level, size in zip(ints[i + 3 : i + 3 + count], ints[i + 3 + count : end]):
+        for level, size in zip(ints[i + 3 : i + 3 + count], ints[i + 3 + count : end], strict=True):
             if size < 0 or at + size > len(text):
                 raise FrameError("telemetry txp: a log entry is longer than the logs' text")
             entries.append([level, text[at : at + size]])

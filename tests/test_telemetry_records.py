@@ -194,6 +194,15 @@ def test_packed_records_decode_to_what_they_hold(records):
                 st.dictionaries(st.integers(-1, 4), st.lists(st.none(), max_size=6), max_size=2),
                 st.none(),
             ),
+            st.one_of(  # logs: [int32 array, text] with counts and lengths in and out of range
+                st.none(),
+                st.tuples(
+                    st.lists(st.integers(-2, 6), max_size=12).map(lambda xs: _ints32(*xs)),
+                    st.text(max_size=8),
+                ).map(list),
+                st.binary(max_size=9),
+                st.lists(st.integers(), max_size=3),
+            ),
         ).map(list),
         max_size=3,
     )
