@@ -53,6 +53,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -87,15 +89,15 @@ async def echo_server(stream: trio.abc.Stream) -> None:
         await stream.send_all(data)
 
 
-async def round_trips(n: int, size: int, batch: int) -> tuple[list[int], list[int], float]:
-    """aRPC mutation round trips and trio echo round trips of `size` bytes, timed interleaved.
+Batch = Callable[[int, "list[int] | None"], Awaitable[None]]
 
-    Both connections are open at once in one trio loop, and the two alternate in batches of
-    `batch` round trips (which goes first alternates too), so both see the same machine: on a
-    shared machine single-thread speed drifts by tens of percent within seconds, and timing
-    the two minutes apart made the ratio swing more than the code's cost did. The aRPC calls
-    go over a plain TCP stream (bytes are counted on a twin connection: `wire_bytes`).
-    Returns (aRPC samples, echo samples, aRPC mutations/s), in ns."""
+
+@asynccontextmanager
+async def round_trip_pair(size: int) -> AsyncIterator[tuple[Batch, Batch]]:
+    """An aRPC client of a served machine and a trio echo of `size`-byte messages, both open
+    in this trio loop; yields `(rpc_batch, echo_batch)`: `await batch(k, out)` makes `k`
+    round trips, appending each one's ns to `out` (None: untimed). The aRPC calls go over a
+    plain TCP stream (bytes are counted on a twin connection: `wire_bytes`)."""
     src = Machine(SCHEMA, id="src")
     async with serve(src, "127.0.0.1:0") as mux, trio.open_nursery() as nursery:
         (listener,) = await nursery.start(partial(trio.serve_tcp, host="127.0.0.1"), echo_server, 0)
@@ -122,18 +124,33 @@ async def round_trips(n: int, size: int, batch: int) -> tuple[list[int], list[in
                     if out is not None:
                         out.append(clock() - t0)
 
-            await rpc_batch(n // 10, None)  # warm-up
-            await echo_batch(n // 10, None)
-            rpc: list[int] = []
-            echoes: list[int] = []
-            for b in range(-(-n // batch)):
-                k = min(batch, n - b * batch)
-                first, second = (rpc_batch, echo_batch) if b % 2 == 0 else (echo_batch, rpc_batch)
-                await first(k, rpc if first is rpc_batch else echoes)
-                await second(k, rpc if second is rpc_batch else echoes)
+            yield rpc_batch, echo_batch
             assert net.clock() == src.clock()
         await echo.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def round_trips(n: int, size: int, batch: int) -> tuple[list[int], list[int], float]:
+    """aRPC mutation round trips and trio echo round trips of `size` bytes, timed interleaved.
+
+    Both connections are open at once in one trio loop, and the two alternate in batches of
+    `batch` round trips (which goes first alternates too), so both see the same machine: on a
+    shared machine single-thread speed drifts by tens of percent within seconds, and timing
+    the two minutes apart made the ratio swing more than the code's cost did.
+    Returns (aRPC samples, echo samples, aRPC mutations/s), in ns."""
+    async with round_trip_pair(size) as (rpc_batch, echo_batch):
+        await rpc_batch(n // 10, None)  # warm-up
+        await echo_batch(n // 10, None)
+        rpc: list[int] = []
+        echoes: list[int] = []
+        for b in range(-(-n // batch)):
+            k = min(batch, n - b * batch)
+            if b % 2 == 0:
+                await rpc_batch(k, rpc)
+                await echo_batch(k, echoes)
+            else:
+                await echo_batch(k, echoes)
+                await rpc_batch(k, rpc)
     return rpc, echoes, 1e9 * len(rpc) / sum(rpc)
 
 
