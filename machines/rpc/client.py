@@ -69,7 +69,7 @@ class Client(ClientCore):
 
     _now = staticmethod(trio.current_time)  # no Python frame on the per-call path
 
-    async def _await_call(self, seq: int, what: str) -> Any:
+    async def _await_call(self, seq: int, what: Any) -> Any:
         # no cancel scope per call (it would cost a tenth of a round trip): _expire_calls
         # fails calls past their deadline. The receive task reschedules this task directly
         # (no Event and parking lot per call: the round trip is what this client is for).
