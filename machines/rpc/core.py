@@ -244,7 +244,9 @@ class ClientCore:
     async def mutate(
         self, mutation_type: int, states: list[str], args: Mapping[str, Any] | None, source: Any
     ) -> int:
-        conn = self._live()
+        conn = self._conn
+        if conn is None or not conn.handshaken:
+            conn = self._live()  # raises why
         seq = conn.mutate(
             mutation_type, states, args, None if source is None else source_tuple(source)
         )
@@ -325,7 +327,15 @@ class ClientCore:
         end = False
         try:
             for ev in conn.receive_data(data):
-                end = self._dispatch(conn, ev) or end
+                kind = type(ev)  # a round trip's two events first, without a call each
+                if kind is ClockChanged:
+                    self.netmach._apply(
+                        ev.after, ev.queue_tick, ev.machine_tick, ev.full, ev.mutation
+                    )
+                elif kind is MutationDone:
+                    self._resolve(ev.seq, ev.result)
+                else:
+                    end = self._dispatch(conn, ev) or end
         except ProtocolError:
             raise
         except Exception as err:  # acting on the peer's events failed: its input, one line
@@ -339,13 +349,10 @@ class ClientCore:
         return end
 
     def _dispatch(self, conn: ClientConnection, ev: Any) -> bool:
-        """Apply one protocol event; True ends the session."""
+        """Apply one protocol event other than a clock change or a mutation's answer (`_feed`
+        applies those itself); True ends the session."""
         net = self.netmach
-        if isinstance(ev, ClockChanged):
-            net._apply(ev.after, ev.queue_tick, ev.machine_tick, ev.full, ev.mutation)
-        elif isinstance(ev, MutationDone):
-            self._resolve(ev.seq, ev.result)
-        elif isinstance(ev, SyncDone):
+        if isinstance(ev, SyncDone):
             self._resolve(ev.seq)
             self._waiters.check()
         elif isinstance(ev, HandshakeDone):
