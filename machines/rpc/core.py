@@ -497,13 +497,17 @@ class SourceHub:
         self._snap = None
         for server in list(self._each):
             server._source_changed(rec)
-        if self._idle:
-            waiting, self._idle = self._idle, set()
+        idle = self._idle
+        if idle:
             answering = self.answering
-            if answering in waiting:
-                waiting.discard(answering)
-                self._idle.add(answering)
-            for server in waiting:
+            if answering in idle:  # its answer carries the change: it stays idle
+                if len(idle) == 1:  # a round trip with one client: nobody else to wake
+                    return
+                idle.discard(answering)
+                self._idle = {answering}
+            else:
+                self._idle = set()
+            for server in idle:
                 server._wake_pusher()
 
 

@@ -401,6 +401,8 @@ class _Conn:
         return bool(self._out)
 
     def data_to_send(self) -> bytes:
+        if not self._out:  # a driver's send loop ends on this: no copy, no clear
+            return b""
         data = bytes(self._out)
         self._out.clear()
         return data
