@@ -11,6 +11,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Protocol
 
 from ..mutation import Result
@@ -67,6 +68,8 @@ class NetTransition:
 def _as_list(states: str | Iterable[str]) -> list[str]:
     return [states] if isinstance(states, str) else list(states)
 
+
+_odd = (1).__and__  # a tick's parity
 
 #: a mutation's answer as a Result (a queued one answers with its queue tick instead)
 _RESULTS = {int(r): r for r in Result}
@@ -130,8 +133,8 @@ class NetMach:
         self._time, self._queue_tick, self._machine_tick = list(time), queue_tick, machine_tick
         if self.is_partial and self._wire_schema:
             self._active = self._partial_active()
-        else:  # the common case without a call: a state is active when its tick is odd
-            self._active = [n for n, t in zip(self._names, self._time, strict=False) if t % 2]
+        else:  # the common case, in C: a state is active when its tick is odd
+            self._active = list(compress(self._names, map(_odd, self._time)))
         if not full and self._time == before_time:
             self._waiters.check()
             return

@@ -707,9 +707,10 @@ class ServerConnection(_Conn):
         # the whole clock as is (a plain client) without a call: a diff per round trip
         view = list(time) if self._plain and len(time) == len(self._positions) else self._view(time)
         pairs: list[int] = []
-        for pos, (old, new) in enumerate(zip(self._sent, view, strict=True)):
-            if old != new:
-                pairs += (pos, new - old)
+        sent = self._sent  # as long as the view (no zip: its strict check costs a round trip)
+        for pos, new in enumerate(view):
+            if sent[pos] != new:
+                pairs += (pos, new - sent[pos])
         if not pairs and q == self._sent_q and m == self._sent_m:
             return None
         diff = [q - self._sent_q, m - self._sent_m, checksum(view, q, m), *pairs]
