@@ -230,16 +230,17 @@ class ClientCore:
 
     # --- remote calls (the NetMach's link) -----------------------------------------------------
 
-    def check(self) -> None:
-        """Raise RpcNotConnected unless a call can go out now (the NetMach asks first)."""
-        self._live()
-
     def _live(self) -> ClientConnection:
+        """The connection, if a call can go out now; else raises RpcNotConnected."""
         conn = self._conn
         if conn is None or not conn.handshaken:
             why = f" ({self.last_error})" if self.last_error else ""
             raise RpcNotConnected(f"client {self.id}: not connected{self._where()}{why}")
         return conn
+
+    #: Raise RpcNotConnected unless a call can go out now (the NetMach asks first; the same
+    #: function, not a wrapper: it runs on every call)
+    check = _live
 
     async def mutate(
         self, mutation_type: int, states: list[str], args: Mapping[str, Any] | None, source: Any
