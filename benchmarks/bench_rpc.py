@@ -1,16 +1,21 @@
 """aRPC on loopback TCP, against a plain trio TCP echo of the same size (the floor).
 
-    python benchmarks/bench_rpc.py [--n 5000] [--clients 100] [--repeats 3]
+    python benchmarks/bench_rpc.py [--n 5000] [--clients 100] [--repeats 3] [--batch 50]
+                                   [--only-rtt]
 
 (a) mutation round trip through a NetMach: p50/p99 latency and sequential throughput, beside a
-    trio echo round trip carrying as many bytes as the mutation request;
+    trio echo round trip carrying as many bytes as the mutation request. Both connections are
+    open at once and the two are timed interleaved, in alternating batches of --batch round
+    trips, so both see the same machine; the ratio of p50s is taken per run, and the median
+    run is shown with the ratio's min and max over --repeats runs;
 (b) bytes on the wire per mutation round trip and per one-way notification (no-sync add, push);
 (c) one source pushing to 10, 100 and 1,000 clients at push_interval 0 (and N clients at 10 and
     250 ms): source mutations per second delivered to every client (each client's final clock
     checked exact), pushes, pushes per second and microseconds of the loop per push. Clients
     and server share one trio loop, so a push's cost includes the client decoding it.
-Targets: round trip p50 <= 2.5x echo; bytes no more than 29 B per round trip and 14 B per push;
-fan-out to 100 clients >= 2,000 source mutations/s delivered. Medians of --repeats runs.
+Targets: round trip p50 <= 2.5x echo in every run; bytes no more than 29 B per round trip and
+14 B per push; fan-out to 100 clients >= 2,000 source mutations/s delivered. Medians of
+--repeats runs. --only-rtt: rows (a) and (b).
 
 Where the time goes (cProfile and py-spy, 100 clients, push_interval 0, 1,000 mutations):
 before, every client's server bound its own tracer to the source (100 hook calls per source
@@ -39,12 +44,37 @@ mutation, driven without sockets) and the trio drivers.
     after: aRPC 535k (2.11x). Sans-IO 176k: the server 85k (mutation 22k: the hub takes the
     source's transition records, `Tracer.sink`, and the source keeps its fast path; cbor2
     dumps 8k + loads 5k), receive 60k, send 31k. Drivers ~360k, of which the hop ~70k.
-    Wall, p50 ratio to the echo, 5 interleaved runs each at load ~3 on 2 cores (this file's
-    loop against both trees): before 2.36-2.80x (median 2.48x; with the meter in the timed
-    loop, as before, 2.5-3.1x), after 1.79-3.09x (median 2.18x); aRPC p50 340 -> 278 us.
-    Left: the hop (a caller reading its own reply needs a cancel scope per call, ~48k
-    instructions, to stay interruptible by call_timeout: more than the hop costs), and cbor2
-    (~27k per round trip: the wire format is cbor2.dumps/loads on both ends by design).
+    Wall, p50 ratio to the echo, 5 runs each at load ~3 on 2 cores (the echo then timed in a
+    phase of its own after the aRPC's): before 2.36-2.80x (median 2.48x), after 1.79-3.09x
+    (median 2.18x); aRPC p50 340 -> 278 us.
+
+Round trip, second pass. Timing the echo in a phase of its own, minutes after the aRPC's, made
+the ratio swing with the machine (runs 2.20-3.12x on one quiet evening, the aRPC p50 steady at
+274-307 us and the echo's 88-124 us): the two are now timed interleaved (see (a)), and the
+spread of the ratio within one invocation fell to about +-0.1x. Instructions per round trip
+(`python benchmarks/bench_icount.py rpc echo sansio`, trio's batch order seeded so counts
+repeat; `sansio` is the protocol, cores and source of a round trip driven without sockets):
+    before: aRPC 537k, echo 257k (2.08x). Sans-IO 172k; the drivers' 366k are the echo's work
+    plus the caller's wake-up, a scheduling batch of its own (~68k, measured as an echo whose
+    reader task wakes the caller), in which both the client's reader and the server also
+    always find their socket empty and register a wait (the echo finds its data there half
+    the time).
+    after: aRPC 504k (1.96x). Sans-IO 155k: the envelope checked inline in receive_data, no
+    dispatch call for a round trip's clock change and answer, a plain mirror's active states
+    and the server's diff computed without a call or zip's strict check, the answer emitted
+    directly, one frame per clock read (the run's clock bound by each driver instead of
+    trio.current_time's three); drivers 349k: a mutation's states formatted only when it
+    times out (a list repr per call was ~5k), the hub no longer builds an idle set per change,
+    the input guard inlined in each core's _feed, check() is _live() itself.
+    Wall at load 5-8 on 2 cores (interleaved, 5 runs, two rounds, both trees alternately):
+    before 2.50-2.89x (medians 2.60x, 2.60x), after 2.29-2.54x (medians 2.44x, 2.36x); aRPC
+    p50 323-347 -> 286-334 us against an echo of 117-141 us.
+    Left: the wake-up batch (a caller reading its own reply must stay interruptible by
+    call_timeout: a trio cancel scope per call costs ~49k instructions, most of what the
+    wake-up costs, before the reading is handed back to the receive task), cbor2 (~28k:
+    dumps ~9k and loads ~5k per frame; cbor2 6.x also checks every list against
+    collections.abc.Mapping through a Python-level __instancecheck__), the source's own
+    mutation (~25k, machines/machine.py) and trio's per-step costs shared with the echo.
 """
 
 from __future__ import annotations
