@@ -54,7 +54,7 @@ the ratio swing with the machine (runs 2.20-3.12x on one quiet evening, the aRPC
 spread of the ratio within one invocation fell to about +-0.1x. Instructions per round trip
 (`python benchmarks/bench_icount.py rpc echo sansio`, trio's batch order seeded so counts
 repeat; `sansio` is the protocol, cores and source of a round trip driven without sockets):
-    before: aRPC 537k, echo 257k (2.08x). Sans-IO 172k; the drivers' 366k are the echo's work
+    before: aRPC 537k, echo 257k (2.08x). Sans-IO 173k; the drivers' 364k are the echo's work
     plus the caller's wake-up, a scheduling batch of its own (~68k, measured as an echo whose
     reader task wakes the caller), in which both the client's reader and the server also
     always find their socket empty and register a wait (the echo finds its data there half
