@@ -1,7 +1,7 @@
 """The debugger collector's CPU per transition ingested: what ``am dbg --headless`` spends
 on each transition a machine sends it (TCP receive, frame decoding, checks, the history).
 
-    python benchmarks/bench_collector.py [--code-path DIR] [--repeats 5] [--txs 100000]
+    python benchmarks/bench_collector.py [--code-path DIR] [--repeats 5] [--txs 200000]
 
 Telemetry comes from real machines through the real tracer (the relations + handlers and the
 flat toggle workloads of bench_telemetry.py, logs off), recorded once as the frames the
@@ -136,42 +136,48 @@ for i in range(0, len(data), 65536):
     _feed(c, s, data[i : i + 65536])
 took = time.process_time() - t
 assert s.bad == 0 and c.rejected == 0, (s.bad, c.rejected)
-print(took, c.total_txs)
+t = time.process_time()
+n = sum(len(d.txs) for d in c.dumps())  # what a dump or a UI reading everything does
+parse = time.process_time() - t
+assert n == c.total_txs
+print(took, c.total_txs, parse)
 """
 
 
-def in_process(code: Path, path: str) -> tuple[float, int]:
+def in_process(code: Path, path: str) -> tuple[float, int, float]:
     out = subprocess.run(
         [sys.executable, "-c", IN_PROCESS, path], capture_output=True, text=True, check=True,
         env=dict(os.environ, PYTHONPATH=str(code)), cwd=str(code),
     ).stdout.split()  # fmt: skip
-    return float(out[0]), int(out[1])
+    return float(out[0]), int(out[1]), float(out[2])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--code-path", type=Path, default=ROOT)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--txs", type=int, default=100_000)
+    ap.add_argument("--txs", type=int, default=200_000)
     args = ap.parse_args()
     code = args.code_path.resolve()
     print(f"collector code: {code}; {args.txs:,} transitions per run, median of "
           f"{args.repeats} (load average now {os.getloadavg()[0]:.1f})")  # fmt: skip
-    print(f"{'workload':<26}{'headless us/tx':>16}{'in process us/tx':>18}")
+    print(f"{'workload':<24}{'headless us/tx':>16}{'in process':>12}{'then read all':>15}")
     with tempfile.TemporaryDirectory() as tmp:
         for workload, name in (("rels", "relations + handlers"), ("flat", "flat toggle")):
             data = frames(workload, args.txs)
             n = count(data)
             path = str(Path(tmp) / f"{workload}.bin")
             Path(path).write_bytes(data)
-            hl, ip = [], []
+            hl, ip, rd = [], [], []
             for _ in range(args.repeats):
                 hl.append(headless(code, data) / n * 1e6)
-                took, got = in_process(code, path)
+                took, got, parse = in_process(code, path)
                 assert got == n, (got, n)
                 ip.append(took / n * 1e6)
+                rd.append(parse / n * 1e6)
             print(
-                f"{name:<26}{statistics.median(hl):>16.2f}{statistics.median(ip):>18.2f}"
+                f"{name:<24}{statistics.median(hl):>16.2f}{statistics.median(ip):>12.2f}"
+                f"{statistics.median(rd):>15.2f}"
                 f"   (headless runs {', '.join(f'{x:.1f}' for x in sorted(hl))})"
             )
 
