@@ -285,6 +285,11 @@ def _raw_clocks(arr: list[Any]) -> list[int]:
     return arr[_CLOCKS]
 
 
+def _no_prefix(parse: Callable[[Any], DbgMsgTx]) -> Callable[[Any, str], DbgMsgTx]:
+    """The parse of an imported transition, whose id is a string already."""
+    return lambda raw, _prefix: parse(raw)
+
+
 class Collector:
     """History of every machine that reported, keyed by machine id.
 
@@ -570,8 +575,7 @@ class Collector:
             if isinstance(d, MachineDump):
                 rec.txs = list(d.txs)
             else:
-                parse = d.parse
-                rec._pending.add(Items(list(d.raw), lambda raw, _, p=parse: p(raw), d.clocks))
+                rec._pending.add(Items(list(d.raw), _no_prefix(d.parse), d.clocks))
             self.machines[d.schema.id] = rec
 
 

@@ -15,7 +15,8 @@ Layers, like the rest of the core:
   list of transition arrays in the order of :data:`TX_FIELDS` (see :func:`tx_message`);
   ``txp`` frames the same transitions packed (see :func:`pack_txs`), which is what senders
   send: encoding a plain array per transition cost more than the transition itself. The
-  decoder expands ``txp`` into ``txs`` arrays, so readers see one format.
+  decoder expands ``txp`` into ``txs`` arrays, so readers see one format, or checks and
+  passes them on packed (``packed=True``, the debugger's collector).
 * :class:`TcpSender`: a daemon thread that connects to the debugger, re-sends every machine's
   schema on each (re)connect (the collector ignores transitions of machines whose schema did not
   come over the same connection) and streams the outbox. Threads keep it independent of
@@ -95,7 +96,7 @@ class FrameDecoder:
         self._packed = packed
 
     def feed(self, data: bytes) -> list[tuple[str, Any]]:
-        out = []
+        out: list[tuple[str, Any]] = []
         for doc in self._reader.feed(data):
             if not isinstance(doc, dict) or doc.get("t") not in ("schema", "txs", "txp"):
                 raise FrameError("telemetry frame is not a {t: schema|txs|txp, m: ...} map")
