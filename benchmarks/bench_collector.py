@@ -71,8 +71,9 @@ def frames(workload: str, n: int) -> bytes:
     box.live = True
     if workload == "flat":
         m = Machine(FLAT, id="flat", logger=lambda *_: None)
-    else:
-        m = Machine(RELS, id="rels", handlers=Handlers(), logger=lambda *_: None)
+    else:  # "rels", or "ops": the same at log level ops (a few log lines per transition)
+        level = 3 if workload == "ops" else 0
+        m = Machine(RELS, id=workload, handlers=Handlers(), log_level=level, logger=lambda *_: None)
     telemetry.DbgTracer(box).attach(m)
     if workload == "flat":
         for _ in range(n // 2):
@@ -163,7 +164,11 @@ def main() -> None:
           f"{args.repeats} (load average now {os.getloadavg()[0]:.1f})")  # fmt: skip
     print(f"{'workload':<24}{'headless us/tx':>16}{'in process':>12}{'then read all':>15}")
     with tempfile.TemporaryDirectory() as tmp:
-        for workload, name in (("rels", "relations + handlers"), ("flat", "flat toggle")):
+        for workload, name in (
+            ("rels", "relations + handlers"),
+            ("flat", "flat toggle"),
+            ("ops", "relations, log ops"),
+        ):
             data = frames(workload, args.txs)
             n = count(data)
             path = str(Path(tmp) / f"{workload}.bin")

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from machines.rpc.protocol import brief, brief_error
@@ -53,7 +54,7 @@ FREEZE_EVERY = 2048
 LOG_BAD = 10
 _N_FIELDS = len(TX_FIELDS)
 _WORD_MIN, _WORD_MAX = -(1 << 63), (1 << 64) - 1
-_INTS, _STRS = frozenset((int,)), frozenset((str,))
+_INTS, _STRS, _LISTS = frozenset((int,)), frozenset((str,)), frozenset((list,))
 _ARG_TYPES = frozenset((str, int, float, bool, type(None)))
 
 
@@ -72,8 +73,26 @@ def _strs(v: Any) -> bool:
 
 
 def _log_entries(v: Any) -> bool:
-    return type(v) is list and all(
-        type(e) is list and len(e) == 2 and _word(e[0]) and type(e[1]) is str for e in v
+    return type(v) is list and _all_log_entries([v])
+
+
+def _all_log_entries(parts: list[Any]) -> bool:
+    """Whether every part is None or a list of ``[level, text]`` pairs: C loops over all the
+    entries at once (at log level ops and above, most transitions carry several)."""
+    lists = [p for p in parts if p is not None]
+    if not _LISTS.issuperset(map(type, lists)):
+        return False
+    flat = list(chain.from_iterable(lists))
+    if not flat:
+        return True
+    if not (_LISTS.issuperset(map(type, flat)) and {*map(len, flat)} == {2}):
+        return False
+    levels, texts = zip(*flat, strict=True)
+    return (
+        _INTS.issuperset(map(type, levels))
+        and _WORD_MIN <= min(levels)
+        and max(levels) <= _WORD_MAX
+        and _STRS.issuperset(map(type, texts))
     )
 
 
@@ -140,12 +159,17 @@ def _group_ok(group: TxpGroup, n_states: int) -> bool:
     """Whether every transition of a checked ``txp`` group passes :func:`tx_problem`, in a
     few C loops over its columns: its integers are 32 or 64 bits by construction, so what is
     left is the clock count, ids >= 0, the called-state lists and the extras."""
-    cols, rows = group.cols, group.rows
+    cols, rows, extras = group.cols, group.rows, group.extras.values()
     return (
         cols - 8 == n_states
         and (not rows or min(rows[0::cols]) >= 0)
         and all(c is None or _strs(c) for c in group.called)
-        and not any(extras_problem(*ex) for ex in group.extras.values())
+        and _all_log_entries([part for ex in extras for part in ex[:2]])
+        and not any(
+            extras_problem(None, None, *rest)
+            for _, _, *rest in extras
+            if rest[0] is not None or rest[1] is not None or rest[2] is not None
+        )
     )
 
 

@@ -327,9 +327,9 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
         idxs = rows[3::cols]  # the called-states column
         if idxs and not (0 <= min(idxs) and max(idxs) < len(called)):
             raise FrameError("telemetry txp: a called-states index is out of range")
-        for ex in extras.values():
-            if not (isinstance(ex, list) and len(ex) == len(_EXTRA)):
-                raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
+        ex = extras.values()  # one C loop each: at log level ops most rows have extras
+        if not ({*map(type, ex)} <= {list} and {*map(len, ex)} <= {len(_EXTRA)}):
+            raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
         out.append(TxpGroup(mid, cols, rows, called, extras))
     return out
 
