@@ -222,7 +222,7 @@ def _memory_child(files: list[str]) -> None:
     collector = LockedCollector(freeze_history=True)  # as am dbg
     for data in datas:
         conn = collector.connect()
-        for kind, msg in FrameDecoder().feed(data):
+        for kind, msg in FrameDecoder(packed=True).feed(data):  # as its connections decode
             collector.ingest(conn, kind, msg)
     del datas
     gc.collect()
