@@ -14,15 +14,35 @@ sender would send. Two figures per workload, medians of ``--repeats`` runs:
 - ``in process``: the same frames fed to a ``Collector`` through the TCP path's ``_feed``
   in this process (no socket; ``time.process_time``): the part the code controls.
 
-Where the time went (cProfile and cachegrind of the in-process path, relations workload):
-before, the decoder expanded every ``txp`` row into a 15-item transition array (a slice of
-the packed rows, ``tolist`` of the clocks, the list: ~1.3 us), the collector checked each
-array field by field (``tx_problem``: sets of item types, min and max of the clocks, ~1.6
-us), and kept an ``(array, arrival)`` pair, from which ``DbgMsgTx`` objects were built when
-read; the history of lists kept the cycle collector busy, and ``gc.freeze`` every 2,048
-transitions walked them. Measured before (loaded 2-core machine): see the report in the
-commit log; the headless figure also holds the process's share of the TCP receive and
-trio's scheduling (~1 us).
+Where the time went (cProfile, relations workload, 100k transitions in process): before,
+the decoder expanded every ``txp`` row into a 15-item transition array (a slice of the packed
+rows, ``tolist`` of the clocks, the list; ~1.3 us a transition, ~0.5 s of 2.75 s profiled),
+the collector checked each array field by field (``tx_problem``: ~7 ``_word`` calls, sets of
+item types, min and max of the clocks; ~1.6 s of 2.75 s), then kept an ``(array, arrival)``
+pair, whose lists the cycle collector walked until the next ``gc.freeze``; at log level ops
+the per-entry check of the log lines doubled it. Objects were built from the arrays when read.
+
+Now the collector's connections decode with ``FrameDecoder(packed=True)``: a ``txp`` group is
+checked per group and per column (C loops: the called-states index column's min and max, the
+id column's min, the called lists once, all log entries of the group in one pass) and kept as
+received (``dbg.pending.Rows``: ``cols`` machine words a transition); objects are built
+straight from the rows when read, without the arrays. A group with any bad transition is
+expanded and checked one by one, as before (a differential fuzz test holds the two paths
+equal). What is left per transition at ingest is CBOR decoding (the log lines' strings at log
+ops) and the process's share of the TCP receive and trio's scheduling. Reading everything (a
+dump; a UI that shows all) pauses automatic garbage collection while it builds objects: its
+passes over the new objects cost more than building them.
+
+Measured (``python benchmarks/bench_collector.py --repeats 3``, 200k transitions, the code
+before with ``--code-path``; 2 shared cores, load average 4.4-4.5), us per transition,
+headless / in process / then read all:
+
+    relations + handlers   before  6.30 /  6.12 / 11.32    after 0.40 / 0.25 /  5.84
+    flat toggle            before  5.40 /  5.73 / 10.19    after 0.40 / 0.28 /  8.20
+    relations, log ops     before 12.95 / 13.34 / 19.67    after 6.80 / 6.65 / 12.42
+
+The headless figure counts clock ticks
+(10 ms), hence its steps of 0.05 us at 200k transitions.
 """
 
 from __future__ import annotations
