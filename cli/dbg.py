@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from cli.console import fail, say
 from cli.listen import run_listening
 from machines.addr import parse_hostport
 
@@ -172,22 +173,18 @@ def dbg(
         try:
             open_addr = MachAddr.parse(mach_url)
         except AddrError as err:
-            typer.echo(f"am dbg: {err}", err=True)
-            raise typer.Exit(2) from None
+            fail("dbg", str(err), 2)
     if view not in _VIEWS:
-        typer.echo(f"am dbg: unknown --view {view!r} (one of {', '.join(_VIEWS)})", err=True)
-        raise typer.Exit(2)
+        fail("dbg", f"unknown --view {view!r} (one of {', '.join(_VIEWS)})", 2)
     if view_theme not in _THEMES:
-        typer.echo(f"am dbg: unknown --view-theme {view_theme!r} (dark or light)", err=True)
-        raise typer.Exit(2)
+        fail("dbg", f"unknown --view-theme {view_theme!r} (dark or light)", 2)
     if fwd_data:
         from dbg.forward import check_targets
 
         try:
             check_targets(fwd_data)
         except (OSError, ValueError) as err:
-            typer.echo(f"am dbg: {err}", err=True)
-            raise typer.Exit(1) from None
+            fail("dbg", str(err))
     imported: list = []
     if import_data is not None:
         if not headless:
@@ -198,15 +195,13 @@ def dbg(
             # long-lived: keep the cycle collector from walking them again (0.1 s at start)
             gc.freeze()
         except (DumpError, OSError) as err:
-            typer.echo(f"am dbg: {err}", err=True)
-            raise typer.Exit(1) from None
+            fail("dbg", str(err))
     listen: tuple[str, int] | None = None
     if headless or listen_addr != "-1":
         try:
             listen = astuple(parse_hostport(listen_addr))
         except ValueError as err:
-            typer.echo(f"am dbg: bad --listen-addr: {err}", err=True)
-            raise typer.Exit(2) from None
+            fail("dbg", f"bad --listen-addr: {err}", 2)
     wsp = None
     if listen is not None and not (ws_port == -1 and listen[1] == 0):
         wsp = listen[1] + 1 if ws_port == -1 else ws_port
@@ -287,8 +282,7 @@ def _ui(
                     check_free(host, p)
             except OSError as err:
                 reason = err.strerror or err
-                typer.echo(f"am dbg: cannot listen on {host}:{p}: {reason} (set {what})", err=True)
-                raise typer.Exit(1) from None
+                fail("dbg", f"cannot listen on {host}:{p}: {reason} (set {what})")
         if web and wsp is not None:
             from dbg.web import WebServer
 
@@ -319,7 +313,7 @@ def _ui(
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
     app.run()
     if live is not None and live.error is not None:
-        typer.echo(f"am dbg: the collector stopped: {live.error}", err=True)
+        say("dbg", f"the collector stopped: {live.error}")
     typer.echo(f"Clients: {len(collector.machines)}")
     typer.echo(f"Transitions: {sum(len(r) for r in collector.machines.values())}")
     if live is not None and live.error is not None:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from cli.console import fail, setup_logging
 from cli.listen import run_listening
 from relay.config import (
     DEFAULT_DIAL_TIMEOUT,
@@ -129,8 +130,8 @@ def relay(
             idle_timeout=idle_timeout or None,
         )
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+        fail("relay", str(err), 2)
+    setup_logging(logging.WARNING if quiet else logging.INFO)
     run_listening("am relay", listen_addr, "--listen-addr or RELAY_HTTP_ADDR", _serve, config)
     typer.echo("relay stopped")
 

@@ -9,7 +9,6 @@ everything and removes the address files.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import signal
 import subprocess
@@ -19,6 +18,8 @@ from functools import partial
 from pathlib import Path
 
 import typer
+
+from cli.console import fail, setup_logging
 
 #: the source checkout this command runs from (the page and its build live in ``web/``)
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,16 +58,14 @@ def start(
     try:
         cfg = load(env_file)
     except ValueError as err:
-        typer.echo(f"am start: {err}", err=True)
-        raise typer.Exit(2) from None
+        fail("start", str(err), 2)
     env = debug_env(cfg.env or {}, dbg)
     cfg = dataclasses.replace(cfg, env=env)
     for key, value in env.items():
         os.environ[key] = value  # .env's debug variables reach this process's machines too
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    setup_logging()
     if page not in ("auto", "dev", "prod"):
-        typer.echo(f"am start: --page must be auto, dev or prod, not {page!r}", err=True)
-        raise typer.Exit(2)
+        fail("start", f"--page must be auto, dev or prod, not {page!r}", 2)
     build = _build(page)
     import trio
 
@@ -78,8 +77,7 @@ def start(
         found = find_exception(exc, StartError)
         if found is None:
             raise
-        typer.echo(f"am start: {found}", err=True)
-        raise typer.Exit(1) from None
+        fail("start", str(found))
 
 
 def debug_env(env: Mapping[str, str], dbg: bool) -> dict[str, str]:
@@ -102,8 +100,7 @@ def debug_env(env: Mapping[str, str], dbg: bool) -> dict[str, str]:
 def _build(page: str) -> str:
     """Build the page if needed; the kind the page should load (``prod`` when fresh)."""
     if not (WEB / "build_page.py").is_file():
-        typer.echo(f"am start: the page's sources are missing ({WEB}): run it from a clone")
-        raise typer.Exit(1)
+        fail("start", f"the page's sources are missing ({WEB}): run it from a clone")
     sys.path.insert(0, str(WEB))
     try:
         import build_page as web_build  # type: ignore[import-not-found]  # web/, not a package
@@ -112,8 +109,7 @@ def _build(page: str) -> str:
     prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
     if page == "prod":
         if not prod_built:
-            typer.echo("am start: no prod build: run `task build-prod`", err=True)
-            raise typer.Exit(1)
+            fail("start", "no prod build: run `task build-prod`")
         return "prod"
     if page == "auto" and web_build.is_fresh("prod"):
         return "prod"

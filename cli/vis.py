@@ -1,13 +1,15 @@
 """`am vis`: diagrams and summaries of debugger dumps (this project's and the Go tool's).
 
 A preset (single by default, ``--bird`` or ``--map``) is applied first; then only the render
-flags given on the command line change it. Errors are one line on stderr with exit code 1, and
-no output file is written unless every output was produced.
+flags given on the command line change it. Errors are one line on stderr (``am vis: ...``)
+with exit code 1, and no output file is written unless every output was produced.
 """
 
 from __future__ import annotations
 
 import typer
+
+from cli.console import fail
 
 vis_app = typer.Typer(
     name="vis",
@@ -37,11 +39,6 @@ _BOOL_FLAGS = {
     "render_tags": "tags",
     "output_elk": "elk",
 }
-
-
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(1)
 
 
 def _flag(name: str, help_: str) -> bool | None:
@@ -94,7 +91,7 @@ def render_dump(
     from vis.render import RenderError, parse_mach_id, render_files
 
     if bird and map_:
-        _fail("--bird and --map exclude each other")
+        fail("vis", "--bird and --map exclude each other")
     given = locals()
     try:
         mach_id = parse_mach_id(mach_url) if mach_url else None
@@ -113,9 +110,9 @@ def render_dump(
         typer.echo("Rendering... please wait")
         d2_path, svg_path = render_files(machines, opts, output)
     except (DumpError, RenderError) as e:
-        _fail(str(e))
+        fail("vis", str(e))
     except OSError as e:
-        _fail(f"cannot write output: {e}")
+        fail("vis", f"cannot write output: {e}")
     typer.echo(f"Rendered {svg_path}")
     typer.echo(f"Rendered {d2_path}")
 
@@ -136,8 +133,8 @@ def inspect_dump(
         typer.echo(f"Imported {len(machines)} clients")
         md_path, xml_path = inspect_files(machines, output, mach_id)
     except (DumpError, RenderError) as e:
-        _fail(str(e))
+        fail("vis", str(e))
     except OSError as e:
-        _fail(f"cannot write output: {e}")
+        fail("vis", f"cannot write output: {e}")
     typer.echo(f"Written {md_path}")
     typer.echo(f"Written {xml_path}")

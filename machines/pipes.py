@@ -1,7 +1,8 @@
 """Pipes: a source machine's state drives a target machine's state.
 
 A pipe is a final handler bound on the source; the target still negotiates (it may refuse).
-Pipe mutations carry the source event, so the target records where they came from.
+Pipe mutations carry the source event, so the target records where they came from. A pipe
+ends when either machine is disposed.
 """
 
 from __future__ import annotations
@@ -125,4 +126,15 @@ def _bind(src: Machine, dst: Machine, handlers: dict[str, Any], name: str) -> st
         state = name.removesuffix("State").removesuffix("End")
         src.log_graph(f"[pipe-out:{kind}] {state} to {dst.id}")
         dst.log_graph(f"[pipe-in:{kind}] {state} from {src.id}")
+
+    # A pipe goes with either machine (the reference's pipe gc): the one left says so with
+    # ``[pipe:gc] <gone>``, which ends the pipe in the debugger's reader and diagrams;
+    # without it they showed pipes to a machine long gone.
+    def dst_gone(_: str) -> None:
+        if gid in src.handlers():
+            src.handlers_detach(gid)
+        src.log_graph(f"[pipe:gc] {dst.id}")
+
+    dst.on_dispose(dst_gone)
+    src.on_dispose(lambda _: dst.log_graph(f"[pipe:gc] {src.id}"))
     return gid

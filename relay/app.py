@@ -36,7 +36,10 @@ async def handle_connection(relay: Relay, stream: trio.SocketStream) -> None:
         if is_upgrade(request):
             await _websocket(relay, conn, request, path)
         else:
-            await serve_static(relay.config.static_dir, conn, request, path, relay.config.documents)
+            config = relay.config
+            await serve_static(
+                config.static_dir, conn, request, path, config.documents, config.static_only
+            )
 
     await serve_one(Connection(stream, relay.config.max_message), route, log)
 

@@ -46,6 +46,10 @@ class RelayConfig:
     listen_addr: str = DEFAULT_LISTEN_ADDR
     #: Directory served at ``/`` (None: every plain HTTP request answers 404).
     static_dir: Path | None = None
+    #: When not empty, the only files of ``static_dir`` served: paths relative to it, ``*``
+    #: and ``?`` within one path segment (``build/*/manifest.json``); every other path answers
+    #: 404. For a directory that holds more than the page (its build scripts, caches).
+    static_only: tuple[str, ...] = ()
     #: Files held in memory and served ahead of ``static_dir``, by URL path (``/config.json``):
     #: what only the running process knows, so that two processes serving the same
     #: directory never share (or race on) a file written into it.
@@ -90,6 +94,9 @@ class RelayConfig:
             self, "allow_origins", tuple(_normalize_origin(o) for o in self.allow_origins)
         )
         object.__setattr__(self, "documents", dict(self.documents))
+        object.__setattr__(self, "static_only", tuple(self.static_only))
+        if bad := [p for p in self.static_only if p.startswith("/") or ".." in p.split("/")]:
+            raise ValueError(f"static paths must be relative, inside the directory: {bad[0]!r}")
         if bad := [p for p in self.documents if not p.startswith("/")]:
             raise ValueError(f"document paths must start with '/': {bad[0]!r}")
         if self.static_dir is not None:

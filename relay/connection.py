@@ -291,7 +291,8 @@ async def serve_one(conn: Connection, handle: Handler, log: logging.Logger) -> N
     except trio.BrokenResourceError as err:
         log.debug("connection dropped: %s", err)
     except Exception:  # one connection's bug must not take the server down
-        log.exception("connection failed")
+        # the message names its source, as every log line does (``relay``, ``dbg``)
+        log.exception("%s: a connection failed", log.name.partition(".")[0])
     finally:
         await conn.finish()
 

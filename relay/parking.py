@@ -47,6 +47,10 @@ class HeldListener:
     #: The address actually bound (``host:port``).
     addr: str
     addr_file: Path | None = None
+    #: Tunnels using it now: the one waiting for the next peer, and those serving a peer
+    #: (a ``repl-`` id's tunnels share it, see ``Relay._claim_listen``); the last to end
+    #: parks or closes it.
+    users: int = 0
 
     def close(self) -> None:
         """Close the socket (connections still queued get a reset) and remove the file if it

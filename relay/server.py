@@ -185,32 +185,57 @@ class Relay:
     async def _claim_listen(self, tunnel: Tunnel) -> HeldListener | None:
         """A new listen tunnel for a fixed address, or for a ``repl-`` id, replaces the old
         one (the browser reconnected): wait until the old one has let go of its listener.
-        Returns the listener the id's earlier tunnel left parked, if any."""
+        Returns the listener to use: the one the id's earlier tunnel left parked, or the one
+        of the id's tunnels that serve a peer now.
+
+        A ``repl-`` id's tunnel that serves a peer (a REPL) is not replaced: the new tunnel
+        shares its listener and takes the next peer, so a tab serves one REPL per tunnel it
+        opens, at once (the tab opens one more whenever a REPL comes in)."""
         request = tunnel.request
         keys = self._listen_keys(request)
         if not keys:
             return None
+        keeps = self._keeps_listener(request)
         async with self._listen_lock:
             for key in keys:
                 old = self._listening.get(key)
-                if old is not None:
-                    what = "address" if isinstance(key, HostPort) else "id"
-                    old.stop(NORMAL, f"replaced by a new tunnel for the same {what}")
-                    with trio.move_on_after(CLEANUP_TIMEOUT):
-                        await old.port_freed.wait()
+                if old is None or (keeps and old.serving and old.request.id == request.id):
+                    continue
+                what = "address" if isinstance(key, HostPort) else "id"
+                old.stop(NORMAL, f"replaced by a new tunnel for the same {what}")
+                with trio.move_on_after(CLEANUP_TIMEOUT):
+                    await old.port_freed.wait()
             for key in keys:
                 self._listening[key] = tunnel
             held = None
-            if self._keeps_listener(request):
-                held = self._parking.take(request.id, request.target)
+            if keeps:
+                held = self._serving_listener(request) or self._parking.take(
+                    request.id, request.target
+                )
             if held is None and request.target.port != 0:
                 self._parking.drop_target(request.target)  # another id's, on our port
             return held
 
+    def _serving_listener(self, request: TunnelRequest) -> HeldListener | None:
+        """The listener of a tunnel of ``request``'s id and target that serves a peer."""
+        for other in self._tunnels:
+            held = other.held
+            if (
+                other.serving
+                and other.request.id == request.id
+                and held is not None
+                and held.users
+                and held.target == request.target
+            ):
+                return held
+        return None
+
     def _park(self, tunnel: Tunnel, held: HeldListener) -> bool:
         """Keep a ``repl-`` tunnel's listener for the id's next tunnel, unless a newer tunnel
-        already owns the id (it bound its own when this one was slow to let go)."""
-        if self._closing or self._listening.get(tunnel.request.id) is not tunnel:
+        already owns the id with a listener of its own (it bound one when this tunnel was
+        slow to let go)."""
+        owner = self._listening.get(tunnel.request.id)
+        if self._closing or (owner is not None and owner.held is not held):
             return False
         return self._parking.park(tunnel.request.id, held)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from websockets.datastructures import Headers
@@ -41,8 +42,9 @@ def content_type(path: Path) -> str:
     return guessed or "application/octet-stream"
 
 
-def resolve(root: Path, url_path: str) -> Path | None:
-    """The file for ``url_path`` inside ``root``, or None (missing, or outside the root)."""
+def resolve(root: Path, url_path: str, only: Sequence[str] = ()) -> Path | None:
+    """The file for ``url_path`` inside ``root``, or None (missing, outside the root, or,
+    when ``only`` is given, matching none of its patterns)."""
     if "\x00" in url_path or "\\" in url_path:
         return None
     parts = [p for p in PurePosixPath(url_path).parts if p not in ("/", "", ".")]
@@ -51,12 +53,22 @@ def resolve(root: Path, url_path: str) -> Path | None:
     path = root.joinpath(*parts)
     if path.is_dir():
         path = path / "index.html"
+        parts.append("index.html")
+    if only and not any(_matches(parts, pattern) for pattern in only):
+        return None
     try:
         real = path.resolve(strict=True)
         real.relative_to(root.resolve())  # symlinks must not lead out of the directory
     except (OSError, ValueError):
         return None
     return real if real.is_file() else None
+
+
+def _matches(parts: list[str], pattern: str) -> bool:
+    """Does the relative path ``parts`` match ``pattern`` segment by segment (``*`` never
+    crosses a ``/``, unlike ``fnmatch`` on the whole path)?"""
+    wanted = pattern.split("/")
+    return len(wanted) == len(parts) and all(map(fnmatchcase, parts, wanted))
 
 
 def _accepts_br(request: Request) -> bool:
@@ -103,8 +115,10 @@ async def serve_static(
     request: Request,
     path: str,
     documents: Mapping[str, bytes] | None = None,
+    only: Sequence[str] = (),
 ) -> None:
-    """Answer one HTTP request (``path`` already decoded) from ``documents``, then ``root``.
+    """Answer one HTTP request (``path`` already decoded) from ``documents``, then ``root``
+    (only the files matching ``only``, when given).
 
     404 when neither has it.
     """
@@ -121,13 +135,14 @@ async def serve_static(
         headers["Content-Length"] = str(len(document))
         await conn.respond(Response(200, "OK", headers, document if method == "GET" else b""))
         return
-    file = resolve(root, path) if root is not None else None
+    file = resolve(root, path, only) if root is not None else None
     if file is None:
         await conn.reject(404, "not found")
         return
     body, encoding = file, None
     if root is not None and not path.endswith("/") and _accepts_br(request):
-        # a precompressed sibling (``x.wasm.br``, written by the page's prod build)
+        # a precompressed sibling (``x.wasm.br``, written by the page's prod build): served
+        # as the encoding of a file that passed ``only``, so not checked against it
         compressed = resolve(root, path + ".br")
         if compressed is not None:
             body, encoding = compressed, "br"

@@ -55,6 +55,10 @@ class Tunnel:
         self.bound_addr: str | None = None
         #: The REPL address file this tunnel wrote, if any.
         self.addr_file: Path | None = None
+        #: The listener of a listen tunnel (shared by the tunnels of a ``repl-`` id).
+        self.held: HeldListener | None = None
+        #: A listen tunnel has its TCP peer: it no longer waits on the listener.
+        self.serving = False
         #: Set once the tunnel no longer holds its listening socket: closed (the port is free
         #: again) or parked for the next tunnel of the same id.
         self.port_freed = trio.Event()
@@ -202,8 +206,9 @@ async def run_listen(
     """``/listen/``: listen on the target (or reuse ``held``, a listener kept from an earlier
     tunnel of the same id) for one TCP peer, then pipe.
 
-    With ``park``, the listener stays bound while the peer is served (later peers queue) and
-    is offered to ``park`` when the tunnel ends; it is closed if ``park`` refuses it.
+    With ``park``, the listener stays bound while the peer is served (later peers queue, or
+    are accepted by another tunnel of the id sharing ``held``) and is offered to ``park``
+    when its last tunnel ends; it is closed if ``park`` refuses it.
     """
     request = tunnel.request
     if held is None:
@@ -216,6 +221,8 @@ async def run_listen(
         bound = listener.socket.getsockname()
         held = HeldListener(listener, request.target, format_hostport(bound[0], bound[1]))
     tunnel.bound_addr = held.addr
+    tunnel.held = held
+    held.users += 1
     try:
         if config.repl_addr_dir is not None and wants_addr_file(request.id):
             # Rewritten even when kept: the same address, atomically, so a file removed by
@@ -226,7 +233,8 @@ async def run_listen(
         await tunnel.ws.accept()
         await _listen_and_pipe(tunnel, held.listener, config.max_message, keep=park is not None)
     finally:
-        if park is None or not park(held):
+        held.users -= 1
+        if not held.users and (park is None or not park(held)):
             held.close()
         tunnel.port_freed.set()
 
@@ -256,6 +264,7 @@ async def _listen_and_pipe(
             if not keep:
                 await listener.aclose()
                 tunnel.port_freed.set()
+        tunnel.serving = True
         async with stream:
             reading.cancel()
             await stopped.wait()
@@ -288,5 +297,5 @@ async def run_matched(tunnel: Tunnel, matcher: Matcher) -> None:
             log.info("tunnel handler for %r: %s", tunnel.request.id, err)
             tunnel.end(ws.close_code, ws.close_reason)
             return
-        log.warning("tunnel handler for %r failed: %r", tunnel.request.id, err)
+        log.warning("relay: tunnel handler for %r failed: %r", tunnel.request.id, err)
         tunnel.end(INTERNAL_ERROR, f"handler failed: {err!r}")

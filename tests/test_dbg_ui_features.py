@@ -530,6 +530,34 @@ def test_tags_bar_and_pipes_in_the_reader():
     run(body, c, session={"tail": False})
 
 
+def test_a_pipe_leaves_the_reader_when_its_peer_is_disposed():
+    """The machine left logs ``[pipe:gc] <peer>`` (machines/pipes.py); from there on the
+    reader shows no pipe to the peer, while earlier transitions still do."""
+    from machines.pipes import pipe_add
+
+    rec = Recorder()
+    a = rec.attach(_mach("gc-a"))
+    b = rec.attach(_mach("gc-b", {"Go": SCHEMA["Start"]}))
+    a.add("Start")
+    pipe_add(a, b, "Foo", "Go")
+    a.add("Ready")
+    b.dispose()
+    a.add("Foo")  # carries the gc line; nothing is piped to b any more
+    assert not any(h.startswith("pipe-") for h in a.handlers())
+    c = rec.flush()
+
+    async def body(app, pilot):
+        s = app.session
+        s.goto("mach://gc-a")
+        await pilot.pause()
+        await pilot.press("end")
+        assert "Pipe-out" not in text(app, "#reader")
+        await pilot.press("left")  # Ready: the pipe was there
+        assert "Pipe-out Foo -> mach://gc-b (add)" in text(app, "#reader")
+
+    run(body, c, session={"tail": False})
+
+
 # ----- 7. the light theme
 
 

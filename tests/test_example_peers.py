@@ -4,11 +4,14 @@ The same program in Chromium is tested in test_example_browser.py."""
 
 from __future__ import annotations
 
+import json
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+from test_relay_static import get
 
 from machines.example.browser import BrowserBar
 from machines.example.config import Config
@@ -16,6 +19,11 @@ from machines.example.server import run_server
 from machines.example.trio_io import HeadlessUI, TrioHost
 
 pytestmark = pytest.mark.timeout(60)
+REPO = Path(__file__).resolve().parents[1]
+#: what web/build_page.py copies from npm's pyodide, and the wheel it caches
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
+                 "pyodide-lock.json")  # fmt: skip
+CBOR2_WHEEL = "cbor2-5.9.0-py3-none-any.whl"
 
 
 def config(tmp_path: Path, **kw: float) -> Config:
@@ -179,4 +187,165 @@ async def test_repl_endpoints_of_the_server_and_of_a_tab(tmp_path: Path) -> None
                 # the server prints it and, beyond the reference, every tab gets it
                 await ui_a.wait_for(lambda ui: "[repl-test] via foo's REPL" in ui.lines)
             assert "[repl-test] via foo's REPL" in lines
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_the_relay_serves_the_page_and_nothing_else_of_web(tmp_path: Path) -> None:
+    """Every file a built page's manifest names is served; the build scripts and the wheel
+    cache in the same folder are 404."""
+    web = REPO / "web"
+    manifests = sorted(web.glob("build/*/manifest.json"))
+    assert manifests, "the page is not built: run `task build`"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, config(tmp_path), web, lambda _: None)
+            addr = server.url.removeprefix("http://").rstrip("/")
+            for path in ("/", "/index.html", "/main.mjs", "/config.json"):
+                assert (await get(addr, path))[0] == 200, path
+            for manifest in manifests:
+                page = json.loads(manifest.read_bytes())
+                wanted = [f"/{page['pyodide']}{name}" for name in PYODIDE_FILES]
+                wanted += [f"/{p}" for p in (*page.get("wheels", ()), page.get("snapshot"),
+                                              page.get("site")) if p]  # fmt: skip
+                wanted.append("/" + manifest.relative_to(web).as_posix())
+                for path in wanted:
+                    assert (await get(addr, path, "HEAD"))[0] == 200, path
+            hidden = ["/build_page.py", "/build_prod.py", "/snapshot.mjs", "/build/",
+                      "/build/cache/" + CBOR2_WHEEL, "/build/dev/", "/web/index.html"]  # fmt: skip
+            assert all((web / p.removeprefix("/")).exists() for p in hidden[:5]), hidden
+            for path in hidden:
+                assert (await get(addr, path))[0] == 404, path
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_peer_serves_several_repls_at_once(tmp_path: Path) -> None:
+    """A REPL that comes while another is connected is served too (each over its own listen
+    tunnel of the peer's REPL id, on the same address), not left without a handshake."""
+    from machines.rpc.client import connect
+
+    cfg = config(tmp_path)
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lambda _: None)
+            peer, _ = await start_peer(nursery, server.url, cfg)
+            path = Path(cfg.repl_dir) / f"repl-{peer.bar.id}.addr"
+            while not path.exists():
+                await trio.sleep(0.05)
+            addr = path.read_text()
+            async with AsyncExitStack() as stack:
+                clients = []
+                for n in range(3):  # each connects while the ones before stay connected
+                    c = await stack.enter_async_context(connect(addr, id=f"r{n}", ready_timeout=5))
+                    clients.append(c)
+                assert [c.netmach.remote_id for c in clients] == [peer.bar.id] * 3
+                assert peer.repl_serving == 3
+                before = peer.bar.tick("Msg")
+                await clients[2].netmach.add("Msg", {"Msg.Msg": "from r2"})
+                assert peer.bar.tick("Msg") > before
+                while clients[0].netmach.tick("Msg") <= before:  # pushed to the others
+                    await trio.sleep(0.02)
+            assert path.read_text() == addr
+            # all gone: one tunnel waits for the next REPL, and stays (no two keepers that
+            # replace each other's tunnel at the relay)
+            while peer.repl_serving or peer.repl_waiting != 1:
+                await trio.sleep(0.02)
+
+            def repl_tunnels() -> list:
+                return [t for t in server.relay.tunnels if t.request.id == f"repl-{peer.bar.id}"]
+
+            while len(repl_tunnels()) != 1:
+                await trio.sleep(0.02)
+            idle = repl_tunnels()
+            await trio.sleep(1)
+            assert repl_tunnels() == idle and peer.repl_waiting == 1
+            async with connect(addr, id="again", ready_timeout=5) as c:
+                assert c.netmach.remote_id == peer.bar.id
+            nursery.cancel_scope.cancel()
+
+
+class _FakeHost:
+    """Tunnels that a test opens, feeds and closes by hand (no relay); ``fail`` refuses."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.fail = False
+        self.open_now: list[_FakeSocket] = []
+        self.most_idle = 0  # the most tunnels ever open at once with no REPL yet
+
+    @asynccontextmanager
+    async def open(self, path: str):
+        await trio.sleep(0.01)
+        if self.fail:
+            raise ConnectionError("refused")
+        sock = _FakeSocket()
+        self.open_now.append(sock)
+        self.most_idle = max(self.most_idle, len(self.idle()))
+        try:
+            yield sock
+        finally:
+            self.open_now.remove(sock)
+
+    def idle(self) -> list[_FakeSocket]:
+        return [s for s in self.open_now if not s.got]
+
+    def spawn(self, fn, *args) -> None:
+        self.nursery.start_soon(fn, *args)
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    def call_later(self, delay: float, fn) -> None:
+        raise AssertionError("not used")
+
+
+class _FakeSocket:
+    def __init__(self) -> None:
+        self.send_ch, self.recv_ch = trio.open_memory_channel[bytes | None](10)
+        self.got = False
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    async def receive(self) -> bytes | None:
+        data = await self.recv_ch.receive()
+        self.got = True
+        return data
+
+
+@pytest.mark.trio
+async def test_repl_keepers_never_wait_twice_even_when_tunnels_fail(tmp_path: Path) -> None:
+    """A REPL comes: a second tunnel waits for the next. That tunnel fails to open while the
+    first REPL leaves: still one waiting tunnel at most (two would replace each other at the
+    relay forever), and exactly one once the relay takes tunnels again."""
+
+    async def session(sock, first=None) -> None:
+        while await sock.receive() is not None:
+            pass
+
+    async def until(cond) -> None:
+        while not cond():
+            await trio.sleep(0.01)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            host = _FakeHost(nursery)
+            peer = BrowserBar(host, HeadlessUI(), config(tmp_path))
+            peer._serve = lambda *a, **kw: session  # the sessions are not under test
+            nursery.start_soon(peer._keep_repl)
+            await until(lambda: len(host.idle()) == 1)
+            first = host.idle()[0]
+            await first.send_ch.send(b"a REPL's handshake")
+            await until(lambda: len(host.idle()) == 1 and peer.repl_serving == 1)
+            host.fail = True
+            await host.idle()[0].send_ch.send(None)  # the relay dropped the waiting tunnel
+            await first.send_ch.send(None)  # and the REPL leaves
+            await until(lambda: not host.open_now)
+            await trio.sleep(1)  # retries, refused
+            host.fail = False
+            await until(lambda: len(host.idle()) == 1)
+            await trio.sleep(1)
+            assert len(host.open_now) == 1 and peer.repl_waiting == 1
+            assert host.most_idle == 1
             nursery.cancel_scope.cancel()

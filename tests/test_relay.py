@@ -373,6 +373,48 @@ async def test_repl_id_keeps_its_address_across_tunnels(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
+async def test_repl_id_serves_peers_at_once_on_tunnels_that_share_its_listener(
+    tmp_path: Path,
+) -> None:
+    """A tab serving one REPL opens another tunnel of the id for the next: it does not
+    replace the serving one, it shares its listener (same port, same file) and takes the
+    next TCP peer, while the first is still served. The listener stays until the last of them
+    ends, then waits in the parking lot as usual."""
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config(repl_addr_dir=tmp_path)) as relay:
+            url = f"ws://{relay.addr}/listen/repl-tab/127.0.0.1:0"
+            path = tmp_path / "repl-tab.addr"
+            ws1 = await Ws.open(url)
+            addr = path.read_text()
+            port = int(addr.rsplit(":", 1)[1])
+            first = await tcp_connect_when_listening(port)
+            await first.send_all(b"one")
+            assert await ws1.recv_exactly(3) == b"one"
+
+            ws2 = await Ws.open(url)  # the tab's next tunnel: the first is not replaced
+            second = await trio.open_tcp_stream("127.0.0.1", port)
+            await second.send_all(b"two")
+            assert await ws2.recv_exactly(3) == b"two"
+            await ws1.send(b"hi one")
+            await ws2.send(b"hi two")
+            assert await tcp_recv_exactly(first, 6) == b"hi one"
+            assert await tcp_recv_exactly(second, 6) == b"hi two"
+            assert path.read_text() == addr and len(relay.tunnels) == 2
+
+            await first.aclose()
+            assert await ws1.wait_closed() == (1000, "tcp peer closed")
+            await relay.wait_idle(at_most=1)
+            assert relay.parked == [] and path.read_text() == addr  # the second still uses it
+            await ws2.send(b"still")
+            assert await tcp_recv_exactly(second, 5) == b"still"
+            await second.aclose()
+            assert await ws2.wait_closed() == (1000, "tcp peer closed")
+            await relay.wait_idle()
+            assert relay.parked == ["repl-tab"] and path.read_text() == addr
+            assert port_is_listening(port)
+
+
+@pytest.mark.trio
 async def test_repl_listener_goes_after_the_grace_period(tmp_path: Path) -> None:
     """The tab does not come back: after the grace period the port closes, a REPL queued in
     the backlog is reset (not left hanging) and the address file goes."""

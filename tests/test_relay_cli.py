@@ -44,7 +44,8 @@ def test_bad_limits_are_one_line_errors(args: list[str], message: str) -> None:
     cmd = [*AM, "relay", *args]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    assert message in out.stderr
+    assert out.stderr.startswith("am relay: ") and message in out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr
 
 
 def test_bad_option_is_a_one_line_error() -> None:
@@ -52,7 +53,8 @@ def test_bad_option_is_a_one_line_error() -> None:
         [*AM, "relay", "--allow", "nohost"], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2
-    assert "bad address 'nohost'" in out.stderr
+    assert out.stderr.startswith("am relay: bad address 'nohost'"), out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr
 
 
 @pytest.mark.trio

@@ -114,3 +114,39 @@ async def test_documents_are_served_from_memory_ahead_of_the_directory(site: Pat
 def test_document_paths_must_be_absolute() -> None:
     with pytest.raises(ValueError, match="must start with '/'"):
         RelayConfig(documents={"config.json": b"{}"})
+
+
+@pytest.mark.trio
+async def test_static_only_serves_the_listed_files_and_404s_the_rest(site: Path) -> None:
+    (site / "build.py").write_text("secret build script")
+    (site / "sub" / "deep").mkdir()
+    (site / "sub" / "deep" / "x.wasm").write_bytes(b"deep")
+    (site / "sub" / "x.wasm").write_bytes(b"shallow")
+    (site / "sub" / "x.wasm.br").write_bytes(b"shallow, compressed")
+    only = ("index.html", "boot.mjs", "sub/*.wasm")
+    config = RelayConfig(listen_addr="127.0.0.1:0", static_dir=site, static_only=only)
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(config) as relay:
+            assert (await get(relay.addr, "/"))[:3:2] == (200, b"<h1>page</h1>")
+            assert (await get(relay.addr, "/./index.html"))[0] == 200
+            assert (await get(relay.addr, "/boot.mjs"))[0] == 200
+            assert (await get(relay.addr, "/sub/x.wasm"))[2] == b"shallow"
+            # the listed file's precompressed sibling is its encoding, not another file
+            status, headers, body = await get(
+                relay.addr, "/sub/x.wasm", headers={"Accept-Encoding": "br"}
+            )
+            assert (status, headers["content-encoding"], body) == (
+                200,
+                "br",
+                b"shallow, compressed",
+            )
+            # `*` stays within one segment; what is not listed is 404, as if it were not there
+            for path in ("/build.py", "/main.wasm", "/sub/", "/sub/index.html",
+                         "/sub/deep/x.wasm", "/sub/x.wasm.br", "/with%20space.txt"):  # fmt: skip
+                assert (await get(relay.addr, path))[0] == 404, path
+
+
+def test_static_only_takes_relative_paths_inside_the_directory(site: Path) -> None:
+    for bad in ("/index.html", "../secret.txt", "sub/../../x"):
+        with pytest.raises(ValueError, match="static paths must be relative"):
+            RelayConfig(static_dir=site, static_only=(bad,))

@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -207,7 +208,7 @@ def test_file_option_reads_one_address(targets: dict[str, Target], addr_dir: Pat
         (addr_dir / "nope.addr", "No such file or directory"),
     ):
         out = repl("-f", str(bad), "--", "list")
-        assert (out.returncode, out.stderr) == (2, f"err> --file {bad}: {reason}\n")
+        assert (out.returncode, out.stderr) == (2, f"am repl: --file {bad}: {reason}\n")
 
 
 def test_one_shot_when_and_when_not_return_once_the_state_changes(
@@ -281,3 +282,29 @@ def test_taskfile_repl_task_uses_the_start_dir() -> None:
         ["task", "--list"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT
     )
     assert "Start REPL for both server and browser" in out.stdout
+
+
+def test_a_silent_machine_is_listed_by_its_file_and_said_busy(tmp_path: Path) -> None:
+    """A port that takes the connection but never answers (a tab busy with other REPLs, a
+    stuck process): listed by the machine its ``.addr`` file names, and why it is not there."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # never accepted: the kernel completes the connection, nobody answers
+        addr = f"127.0.0.1:{silent.getsockname()[1]}"
+        (tmp_path / "repl-browser-bar-f00d.addr").write_text(addr)
+        out = repl("--dir", str(tmp_path), "--connect-timeout", "1", "--", "list")
+        assert out.returncode == 0, out
+        # which of the two depends on who wakes first: the one-shot's wait or the handshake's
+        # timeout (both the connect timeout)
+        name, detail = out.stdout.splitlines()
+        assert name == "=> 1. browser-bar-f00d"
+        assert detail in (
+            f"=>    D-: {addr}: no handshake yet: busy (serving other REPLs) or stuck",
+            f"=>    D-: {addr}: no handshake from {addr} in 1 s: busy (serving other REPLs) "
+            "or stuck; retrying",
+        ), detail
+        out = repl("--dir", str(tmp_path), "--connect-timeout", "1", "--", "mach",
+                   "browser-bar-f00d")  # fmt: skip
+        assert out.returncode == 1
+        assert out.stdout.startswith(f"err> browser-bar-f00d is disconnected ({addr}: no "), out
+        assert "busy (serving other REPLs) or stuck" in out.stdout

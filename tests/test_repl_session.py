@@ -568,7 +568,7 @@ async def test_a_refused_address_from_a_file_is_read_again(tmp_path: Path) -> No
                 ok, lines = await run(s, out, "list")
                 assert ok and lines[0].startswith("=> 1. foo"), lines
                 assert lines[1].startswith("=>    CR"), lines
-                assert f"=> 2. {dead.read_text()}" in lines
+                assert "=> 2. dead" in lines  # not connected: named by its file
                 assert any("D-: " in ln and "connect failed" in ln for ln in lines), lines
                 assert s.peer("foo").addr == ms["foo"].mux.addr
 

@@ -105,3 +105,37 @@ def test_a_repl_add_shows_in_the_tab(browser, tmp_path: Path) -> None:  # noqa: 
             time.sleep(0.1)
     finally:
         srv.stop()
+
+
+def test_two_repls_reach_a_tab_at_once(browser, tmp_path: Path) -> None:  # noqa: F811
+    """A REPL stays connected to a tab; a second one, meanwhile, reaches the tab too (by its
+    id, connected), and both mutations show in the tab."""
+    srv = AmStart(tmp_path, base_env())
+    addr_dir = tmp_path / "tmp"
+    first = None
+    try:
+        page = open_tab(browser, srv.url)
+        tab = [f for f in wait_files(addr_dir, 2) if f.name.startswith("repl-browser-bar-")]
+        bar = tab[0].stem.removeprefix("repl-")
+        first = Proc([*REPL_CMD, "--dir", str(addr_dir)])  # stdin stays open: stays connected
+        first.send(f"add {bar} Msg --arg Msg.Msg --val one")
+        first.expect(r"^=> Executed$")
+        out = repl("--dir", str(addr_dir), "--", "list", "-p", "browser-bar-")
+        assert out.returncode == 0, out
+        assert re.fullmatch(rf"=> 1\. {bar} t\d+\n=>    CR: .*\n", out.stdout), out.stdout
+        out = repl("--dir", str(addr_dir), "--", "add", bar, "Msg", "--arg", "Msg.Msg",
+                   "--val", "two")  # fmt: skip
+        assert (out.returncode, out.stdout) == (0, "=> Executed\n"), out
+        first.send(f"add {bar} Msg --arg Msg.Msg --val three")  # the first is still connected
+        first.expect(r"^=> Executed$")
+        for text in ("one", "two", "three"):
+            wait_li(page, f"[{repl_source_id()}] {text}")
+        page.screenshot(path=str(tmp_path / "two-repls.png"))
+        assert first.proc.stdin is not None
+        first.proc.stdin.close()
+        assert first.wait(TIMEOUT) == 0, first.lines
+        page.close()
+    finally:
+        if first is not None:
+            first.stop()
+        srv.stop()

@@ -341,7 +341,7 @@ def test_corrupt_files_exit_non_zero_with_one_line_and_no_output(tmp_path: Path)
         proc = _run_am(out_dir, "vis", "render-dump", str(src / name), "-o", "x")
         assert proc.returncode != 0, name
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), (name, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("am vis: "), (name, proc.stderr)
         assert name in lines[0]
         assert not list(out_dir.iterdir()), name
 

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from cli.console import fail
+
 DEFAULT_HISTORY = Path("~/.am_repl_history")
 
 
@@ -94,27 +96,17 @@ def repl(
             addrs.append(read_addr_file(file))
         except (OSError, ValueError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-            typer.echo(f"err> --file {file}: {reason}", err=True)
-            raise typer.Exit(2) from None
+            fail("repl", f"--file {file}: {reason}", 2)
     if not addrs and directory is None:
-        typer.echo(
-            "err> give an address (ADDR), an address file (--file) or a directory of .addr "
-            "files (--dir)",
-            err=True,
-        )
-        raise typer.Exit(2)
+        fail("repl", "give an address (ADDR), an address file (--file) or a directory of .addr "
+             "files (--dir)", 2)  # fmt: skip
     if words is not None and not words:
-        typer.echo("err> nothing after --: give a command, e.g. -- list", err=True)
-        raise typer.Exit(2)
+        fail("repl", "nothing after --: give a command, e.g. -- list", 2)
     if words is not None and directory is not None and not directory.is_dir():
         # a one-shot command cannot wait for the directory (interactive, --watch does): say so
         # rather than "unknown machine (known: none)"
-        typer.echo(
-            f"err> --dir {directory}: no such directory (am start writes its .addr files "
-            "into REPL_DIR, tmp by default, where it runs)",
-            err=True,
-        )
-        raise typer.Exit(2)
+        fail("repl", f"--dir {directory}: no such directory (am start writes its .addr files "
+             "into REPL_DIR, tmp by default, where it runs)", 2)  # fmt: skip
 
     def make_session(out: Output) -> Session:
         return Session(

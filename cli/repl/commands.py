@@ -19,7 +19,7 @@ import trio
 from machines.rpc.errors import RemoteError, RpcError
 from machines.rpc.netmach import NetMach
 
-from .peers import Peer
+from .peers import NO_ANSWER, Peer
 from .session import CommandError, Session
 
 #: every command by name, in the order `help` lists them
@@ -435,7 +435,7 @@ async def list_(s: Session, states: bool, states_all: bool, disconn: bool, **fil
             remote = "S"
         marks = ("C" if p.connected else "D") + remote
         if not net.state_names:
-            detail = f"{p.addr}: {p.error or 'no handshake yet'}"
+            detail = f"{p.addr}: {p.error or 'no handshake yet: ' + NO_ANSWER}"
         elif states_all:
             detail = net.string_all()
         elif states:

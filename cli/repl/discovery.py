@@ -29,6 +29,15 @@ def check_addr(addr: str) -> str:
     return addr
 
 
+def machine_id_of(path: Path) -> str:
+    """The machine an ``.addr`` file names: ``<id>-repl.addr`` (written by an exposed
+    machine) or ``repl-<id>.addr`` (a tab's, written by the relay). Shown until the machine
+    answers the handshake (which gives its real id), so that a busy or slow tab is listed by
+    name rather than by a bare address."""
+    name = path.name.removesuffix(ADDR_SUFFIX)
+    return name.removesuffix("-repl") if name.endswith("-repl") else name.removeprefix("repl-")
+
+
 def read_addr_file(path: Path) -> str:
     """The address in an ``.addr`` file (content trimmed); ValueError if it holds none."""
     try:

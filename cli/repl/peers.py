@@ -24,12 +24,17 @@ from machines.rpc.protocol import PayloadReceived
 from machines.rpc.repl import ARGS_PAYLOAD
 from machines.rpc.transport import open_tcp, open_websocket_stream
 
-from .discovery import read_addr_file
+from .discovery import machine_id_of, read_addr_file
 
 #: Seconds between looks at the ``.addr`` file of a refused address, and the most of an
 #: attempt's connect timeout spent waiting for it to change (the rest is for connecting).
 REREAD_INTERVAL = 0.05
 REREAD_SHARE = 0.5
+#: how the client reports a connection that was accepted but never answered
+HANDSHAKE_TIMEOUT = "no handshake from "
+#: what a machine that does not answer the handshake most likely is: its port took the
+#: connection (a relay's listener, a process's backlog), the machine did not come to it
+NO_ANSWER = "busy (serving other REPLs) or stuck"
 
 
 class Peer:
@@ -51,6 +56,8 @@ class Peer:
         the address was read from (looked at again when the address refuses)."""
         self.addr = addr
         self.source = source
+        #: the machine its ``.addr`` file names ('' for an address given on the command line)
+        self.file_id = machine_id_of(source) if source is not None else ""
         self.on_change = on_change
         self.arg_names: list[str] | None = None  # from the endpoint, for completion and checks
         self._nursery: trio.Nursery | None = None
@@ -118,7 +125,9 @@ class Peer:
 
     @property
     def name(self) -> str:
-        return self.id or self.addr
+        """The remote machine's id; before any handshake, the one its file names, or the
+        address."""
+        return self.id or self.file_id or self.addr
 
     @property
     def connected(self) -> bool:
@@ -144,7 +153,13 @@ class Peer:
 
     @property
     def error(self) -> str:
-        return self.client.last_error
+        """Why the last attempt failed ('' if none did). A handshake timeout says what it most
+        likely means: the port took the connection (a relay's listener, a busy process's
+        backlog) while the machine behind it was busy with other REPLs, or stuck."""
+        err = self.client.last_error
+        if err.startswith(HANDSHAKE_TIMEOUT):
+            return f"{err}: {NO_ANSWER}; retrying"
+        return err
 
     def has(self, *states: str) -> bool:
         return bool(self.netmach.state_names) and self.netmach.has(*states)

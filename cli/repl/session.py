@@ -18,7 +18,7 @@ import trio
 
 from .discovery import POLL_INTERVAL, Change, DirWatcher, check_addr
 from .output import Output
-from .peers import Peer, Peers
+from .peers import NO_ANSWER, Peer, Peers
 
 
 class CommandError(Exception):
@@ -150,10 +150,10 @@ class Session:
                     return peer
             raise CommandError("no machine is connected (`.` means the first connected one)")
         for peer in peers:
-            if peer.id == name or (not peer.id and peer.addr == name):
+            if peer.id == name or (not peer.id and name in (peer.addr, peer.file_id)):
                 if not peer.connected:
-                    why = f": {peer.error}" if peer.error else ""
-                    raise CommandError(f"{name} is disconnected ({peer.addr}{why})")
+                    why = peer.error or f"no handshake yet: {NO_ANSWER}"
+                    raise CommandError(f"{name} is disconnected ({peer.addr}: {why})")
                 return peer
         known = ", ".join(p.name for p in peers) or "none"
         raise CommandError(f"unknown machine {name!r} (known: {known})")

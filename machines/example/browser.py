@@ -7,7 +7,8 @@ spawn a task, sleep, schedule a call) and a :class:`UI` (append a line, show sta
 input). Init order as the reference (spec section 2):
 
 1. bar (``browser-bar-<sess>``);
-2. bar's REPL endpoint over ``/listen/repl-browser-bar-<sess>/<BAR_REPL_ADDR>``;
+2. bar's REPL endpoint over ``/listen/repl-browser-bar-<sess>/<BAR_REPL_ADDR>`` (one tunnel
+   per REPL: one more opens whenever a REPL connects, up to :data:`MAX_REPLS` at once);
 3. bar's aRPC server over ``/listen/browser-bar-<sess>/<BAR_TCP_ADDR>`` (push interval 1 ms);
 4. the handler machine ``browser-foo-<sess>`` (foo's schema, parent bar, tag rpc-handler);
 5. the aRPC client of server-foo over ``/dial/browser-foo-<sess>/<FOO_TCP_ADDR>``, until Ready;
@@ -45,6 +46,8 @@ RETRY_MAX = 2.0
 BAR_PUSH_INTERVAL = 0.001
 #: seconds the REPL's server waits between pushes
 REPL_PUSH_INTERVAL = 0.05
+#: REPLs one tab serves at once, each over a listen tunnel of its own; more wait their turn
+MAX_REPLS = 4
 #: connection status shown in the page
 CONNECTING, CONNECTED, RECONNECTING = "connecting", "connected", "reconnecting"
 
@@ -159,6 +162,9 @@ class BrowserBar:
         self.client = ClientEndpoint(f"browser-foo-{self.sess}", self._send_foo, source=self.bar)
         self.net = self.client.netmach
         self.tunnels_up: dict[str, bool] = {name: False for name in self.paths}
+        #: REPL tunnels open and waiting for a REPL, and serving one
+        self.repl_waiting = 0
+        self.repl_serving = 0
         self.status = CONNECTING
         self.bar.on_change(lambda *_: self._show())
         self.net.on_change(self._piped)
@@ -168,10 +174,8 @@ class BrowserBar:
     async def start(self) -> None:
         """Open every tunnel, wait for server-foo's mirror, then add Start on bar."""
         self.ui.status(self.status, self.sess)
-        bar_id = self.bar.id
-        repl = self._serve(f"rs-repl-{bar_id}", REPL_PUSH_INTERVAL, repl=True)
-        self.host.spawn(self._keep, "repl", repl)
-        self.host.spawn(self._keep, "bar", self._serve(f"rs-{bar_id}", BAR_PUSH_INTERVAL))
+        self.host.spawn(self._keep_repl)
+        self.host.spawn(self._keep, "bar", self._serve(f"rs-{self.bar.id}", BAR_PUSH_INTERVAL))
         self.host.spawn(self._keep, "foo", self._client_session)
         await self.client.wait_connected()
         self._sync_handler_machine()
@@ -181,11 +185,12 @@ class BrowserBar:
 
     def _serve(
         self, id: str, push_interval: float, repl: bool = False
-    ) -> Callable[[Socket], Awaitable[None]]:
+    ) -> Callable[..., Awaitable[None]]:
         """Sessions of an aRPC server of bar, one per socket (a fresh endpoint each time); for
-        the REPL, one that translates the REPL's argument names and announces them."""
+        the REPL, one that translates the REPL's argument names and announces them. A session
+        may start with the socket's ``first`` message, already read."""
 
-        async def session(sock: Socket) -> None:
+        async def session(sock: Socket, first: bytes | None = None) -> None:
             server: ServerEndpoint
             if repl:
                 server = ReplEndpoint(
@@ -206,9 +211,9 @@ class BrowserBar:
                 )
             server.connection_made()
             try:
-                while (data := await sock.receive()) is not None:
-                    if not server.receive(data):
-                        break
+                data = first if first is not None else await sock.receive()
+                while data is not None and server.receive(data):
+                    data = await sock.receive()
             finally:
                 server.connection_lost()
 
@@ -248,6 +253,48 @@ class BrowserBar:
             finally:
                 self.tunnels_up[name] = False
                 self._set_status()
+            await self.host.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _keep_repl(self) -> None:
+        """Keep one REPL tunnel open and waiting for a REPL, as :meth:`_keep` does.
+
+        The relay's listen tunnel carries one TCP peer, so a REPL that comes while another
+        is served would wait in the listener's queue (its handshake times out). So when a REPL
+        connects (its first message: the handshake), another keeper starts to wait for the
+        next, up to :data:`MAX_REPLS` served at once; the relay lets that tunnel share the
+        listener (same address). One keeper at most waits (or opens its tunnel): two would
+        replace each other's tunnel at the relay, over and over; so a keeper ends when
+        another one waits already.
+        """
+        session = self._serve(f"rs-repl-{self.bar.id}", REPL_PUSH_INTERVAL, repl=True)
+        delay = RETRY_FIRST
+        while not self.repl_waiting:  # until the host cancels it, or another keeper waits
+            self.repl_waiting += 1
+            waiting = True
+            try:
+                async with self.host.open(self.paths["repl"]) as sock:
+                    delay = RETRY_FIRST
+                    self.tunnels_up["repl"] = True
+                    first = await sock.receive()
+                    self.repl_waiting -= 1
+                    waiting = False
+                    if first is not None:
+                        self.repl_serving += 1
+                        try:
+                            if not self.repl_waiting and self.repl_serving < MAX_REPLS:
+                                self.host.spawn(self._keep_repl)
+                            await session(sock, first)
+                        finally:
+                            self.repl_serving -= 1
+            except ConnectionError as err:
+                log.debug("%s: tunnel repl: %s", self.bar.id, err)
+            finally:
+                if waiting:
+                    self.repl_waiting -= 1
+                self.tunnels_up["repl"] = bool(self.repl_waiting)
+            if self.repl_waiting:
+                return
             await self.host.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 

@@ -215,6 +215,23 @@ def find_exception(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
     return None
 
 
+#: What the page fetches from its directory (``web/``), relative to it (``*`` within one path
+#: segment): the page and its bootstrap (``index.html``, ``main.mjs``), and what the builds
+#: (``web/build_page.py``, ``web/build_prod.py``) write for it: each build's manifest, its
+#: pinned Pyodide files and the wheels (dev), or the snapshot and the zip of the browser's
+#: packages (prod). The rest of the directory (the build scripts, the download cache) is 404.
+PAGE_FILES = (
+    "index.html",
+    "main.mjs",
+    "build/*/manifest.json",
+    "build/dev/pyodide/*",
+    "build/dev/wheels/*.whl",
+    "build/prod/pyodide-*/*",
+    "build/prod/snapshot-*.bin",
+    "build/prod/site-*.zip",
+)
+
+
 async def run_server(
     cfg: Config,
     static_dir: Path | None,
@@ -225,8 +242,9 @@ async def run_server(
 ) -> None:
     """Run server-foo, its REPL endpoint, its aRPC mux and the relay until cancelled.
 
-    The relay serves ``static_dir`` and, from memory, ``/config.json``: the page's part of
-    ``cfg`` and the ``build`` (``dev``/``prod``) it should load (None: the page picks).
+    The relay serves the page from ``static_dir`` (:data:`PAGE_FILES`) and, from memory,
+    ``/config.json``: the page's part of ``cfg`` and the ``build`` (``dev``/``prod``) it
+    should load (None: the page picks).
     """
     browsers = Browsers()
     async with AsyncExitStack() as stack:
@@ -246,6 +264,7 @@ async def run_server(
         relay_cfg = RelayConfig(
             listen_addr=cfg.relay_http_addr,
             static_dir=static_dir,
+            static_only=PAGE_FILES,
             documents={"/config.json": json.dumps({**cfg.page(), "build": build}).encode()},
             repl_addr_dir=repl_dir,
             allow=(cfg.bar_repl_addr,),  # only the REPL tunnels dial out of the process
