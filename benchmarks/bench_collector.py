@@ -41,8 +41,8 @@ headless / in process / then read all:
     flat toggle            before  5.40 /  5.73 / 10.19    after 0.40 / 0.28 /  8.20
     relations, log ops     before 12.95 / 13.34 / 19.67    after 6.80 / 6.65 / 12.42
 
-The headless figure counts clock ticks
-(10 ms), hence its steps of 0.05 us at 200k transitions.
+The headless figure counts clock ticks (10 ms), hence its steps of 0.05 us at 200k
+transitions.
 """
 
 from __future__ import annotations
