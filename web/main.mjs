@@ -67,7 +67,7 @@ async function main() {
   const base = `./${manifest.pyodide}`;
   // Pyodide's big script, fetched and parsed alongside its loader instead of after it
   const asm = import(`${base}pyodide.asm.mjs`);
-  const { loadPyodide } = await import(`${base}pyodide.mjs`);
+  const loader = import(`${base}pyodide.mjs`);
   const opts = {
     indexURL: new URL(manifest.pyodide, location.href).href,
     env: { HOME: "/home/pyodide", ...(config?.env ?? {}) },
@@ -94,6 +94,7 @@ async function main() {
   const wheelsFetched = Promise.all((manifest.wheels ?? []).map(getBytes));
   const siteFetched = manifest.site ? getBytes(manifest.site) : null;
   mark("manifest");
+  const { loadPyodide } = await loader; // it fetches the wasm and the stdlib at once
   const py = await loadPyodide(opts);
   mark("pyodide");
   progress("Installing the wheels…");
