@@ -7,7 +7,10 @@ core made it cheaper. Each workload runs twice under ``valgrind --tool=cachegrin
 the difference over ``n`` is the cost of one operation, start-up excluded. ``PYTHONHASHSEED``
 is pinned so dictionary layouts (and so the counts) repeat. Keys: ``a`` flat toggle, ``b``
 relations + handlers, ``c`` 100 states random, ``ta`` / ``tb`` the same as ``a`` / ``b`` in
-``transitions``. Needs ``valgrind`` on the PATH (about a minute per workload).
+``transitions``; ``rpc`` an aRPC mutation round trip (client, server and the served machine in
+one process, as in bench_rpc.py) and ``echo`` its floor, a trio TCP echo of the same 13 bytes,
+both with both connections open; ``sansio`` the part of ``rpc`` done without trio or sockets.
+Needs ``valgrind`` on the PATH (about a minute per workload).
 """
 
 from __future__ import annotations
@@ -39,9 +42,64 @@ if timed:
     run(n)
 """
 
+#: the same for bench_rpc.py's round trips (both connections open in either workload)
+RTT_DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+import trio
+import bench_rpc as br
+key, n, timed = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+trio._core._run._r.seed(0)  # trio orders each scheduling batch at random: the same order
+
+async def main():
+    async with br.round_trip_pair(13) as (rpc, echo):
+        await rpc(1000, None)
+        await echo(1000, None)
+        if timed:
+            await (rpc if key == "rpc" else echo)(n, None)
+
+trio.run(main)
+"""
+#: the sans-IO part of an aRPC round trip: the client's protocol and core, the server's core
+#: and its source's mutation, bytes handed over by hand (no trio, no sockets, no NetMach)
+SANSIO_DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+import bench_rpc as br
+from machines import Machine
+from machines.rpc.endpoint import ClientEndpoint, ServerEndpoint
+from machines.rpc.protocol import MUT_ADD, MUT_REMOVE
+key, n, timed = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+src = Machine(br.SCHEMA, id="src")
+to_server, to_client = [], []
+client = ClientEndpoint("bench", to_server.append)
+server = ServerEndpoint(src, to_client.append, call_later=lambda delay, fn: None)
+server.connection_made()
+client.connection_made()
+server.receive(to_server.pop())
+client.receive(to_client.pop())
+conn = client.conn
+
+def round_trip(i):
+    seq = conn.mutate(MUT_REMOVE if i % 2 else MUT_ADD, ["A"], None, None)
+    client._start_call(seq, "bench", None)
+    server.receive(conn.data_to_send())
+    client._feed(conn, to_client.pop())
+    client._calls.pop(seq).outcome()
+
+for i in range(2000):
+    round_trip(i)
+if timed:
+    for i in range(n):
+        round_trip(i)
+"""
+#: round trips are ~50x the instructions of a core transition
+DEFAULT_N = {"rpc": 2000, "echo": 2000, "sansio": 5000}
+DRIVERS = {"rpc": RTT_DRIVER, "echo": RTT_DRIVER, "sansio": SANSIO_DRIVER}
+
 
 def _instructions(key: str, n: int, timed: bool) -> int:
-    code = DRIVER.format(here=str(HERE))
+    code = DRIVERS.get(key, DRIVER).format(here=str(HERE))
     cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
            sys.executable, "-c", code, key, str(n), "1" if timed else "0"]  # fmt: skip
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -54,15 +112,19 @@ def _instructions(key: str, n: int, timed: bool) -> int:
 
 def main(
     workloads: Annotated[
-        list[str] | None, typer.Argument(help="keys: a b c ta tb (default: a b tb)")
+        list[str] | None,
+        typer.Argument(help="keys: a b c ta tb rpc echo sansio (default: a b tb)"),
     ] = None,
-    n: int = typer.Option(20_000, help="timed operations per workload"),
+    n: int | None = typer.Option(
+        None, help="timed operations (default 20,000; rpc, echo 2,000; sansio 5,000)"
+    ),
 ) -> None:
     """Instructions per operation of bench_core.py's workloads (valgrind)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("bench_icount: valgrind is not installed (apt-get install valgrind)")
     for key in workloads or ["a", "b", "tb"]:
-        per_op = (_instructions(key, n, True) - _instructions(key, n, False)) / n
+        count = n or DEFAULT_N.get(key, 20_000)
+        per_op = (_instructions(key, count, True) - _instructions(key, count, False)) / count
         print(f"({key}) {per_op:,.0f} instructions per operation", flush=True)
 
 

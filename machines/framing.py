@@ -57,18 +57,19 @@ class FrameReader:
             buf.clear()
         # decoded straight from the chunk (one copy per frame body): a chunk that holds whole
         # frames, the usual case, never touches the buffer
-        items, pos, end = [], 0, len(data)
-        unpack, limit = HEADER.unpack_from, self.max_frame
+        items: list[Any] = []
+        pos, end = 0, len(data)
+        unpack, limit, loads = HEADER.unpack_from, self.max_frame, cbor2.loads
         while end - pos >= 4:
             (size,) = unpack(data, pos)
             if not 0 < size <= limit:
                 self._size(data, pos)  # raises why
-            if end - pos - 4 < size:
+            start = pos + 4
+            if start + size > end:
                 break
-            raw = data[pos + 4 : pos + 4 + size]
-            pos += 4 + size
+            pos = start + size
             try:
-                items.append(cbor2.loads(raw))
+                items.append(loads(data[start:pos]))
             except RecursionError:
                 raise self._error("malformed CBOR: nested too deeply") from None
             except Exception as err:

@@ -94,7 +94,7 @@ def test_client_endpoint_call_timeout_under_asyncio():
         client.connection_made()
         await client.wait_connected(2)
         drop["on"] = True  # the server never hears of the next call
-        with pytest.raises(RpcTimeout, match="no answer in 0.2s"):
+        with pytest.raises(RpcTimeout, match=r"mutation of \['C'\] got no answer in 0.2s"):
             await client.netmach.add("C")
 
     asyncio.run(main())

@@ -67,9 +67,9 @@ class Client(ClientCore):
 
     # --- driver hooks of the core --------------------------------------------------------------
 
-    _now = staticmethod(trio.current_time)  # no Python frame on the per-call path
+    _now = staticmethod(trio.current_time)  # until run() binds the run's clock
 
-    async def _await_call(self, seq: int, what: str) -> Any:
+    async def _await_call(self, seq: int, what: Any) -> Any:
         # no cancel scope per call (it would cost a tenth of a round trip): _expire_calls
         # fails calls past their deadline. The receive task reschedules this task directly
         # (no Event and parking lot per call: the round trip is what this client is for).
@@ -86,7 +86,9 @@ class Client(ClientCore):
                 await trio.lowlevel.wait_task_rescheduled(abort)
         finally:
             self._calls.pop(seq, None)
-        return call.outcome()
+        if call.error is not None:  # call.outcome(), without a frame
+            raise call.error
+        return call.result
 
     async def _send(self) -> None:
         await self._flush()
@@ -132,6 +134,7 @@ class Client(ClientCore):
     async def run(self) -> None:
         """Connect, serve the session, and reconnect with backoff until closed."""
         mark(self.mach, "add", "Start")
+        self._now = trio.lowlevel.current_clock().current_time  # one frame per read, not three
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._expire_calls)

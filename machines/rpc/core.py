@@ -98,7 +98,7 @@ class PendingCall:
 
     __slots__ = ("done", "result", "error", "deadline", "what", "wake")
 
-    def __init__(self, deadline: float, what: str, wake: Callable[[], Any] | None) -> None:
+    def __init__(self, deadline: float, what: Any, wake: Callable[[], Any] | None) -> None:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -132,17 +132,6 @@ class ClientOptions(TypedDict, total=False):
     consumer: Any  # a machine that gets `ServerPayload` with each payload
     call_timeout: float  # seconds until a call fails with RpcTimeout (default 3)
     max_frame: int  # the largest frame accepted or sent, in bytes (default 1 MiB)
-
-
-def guarded(act: Callable[[Any, bytes], bool], conn: Any, data: bytes) -> bool:
-    """Run `act(conn, data)` so that anything a peer's bytes cause surfaces as ProtocolError
-    (one line, this connection only), never as an arbitrary exception in the driver."""
-    try:
-        return act(conn, data)
-    except ProtocolError:
-        raise
-    except Exception as err:
-        raise input_error(err) from None
 
 
 class ClientCore:
@@ -192,7 +181,8 @@ class ClientCore:
     def _now(self) -> float:
         raise NotImplementedError
 
-    async def _await_call(self, seq: int, what: str) -> Any:
+    async def _await_call(self, seq: int, what: Any) -> Any:
+        """Send, then wait for call `seq`'s answer; `what` names it for `_timeout`."""
         raise NotImplementedError
 
     async def _send(self) -> None:
@@ -240,23 +230,28 @@ class ClientCore:
 
     # --- remote calls (the NetMach's link) -----------------------------------------------------
 
-    def check(self) -> None:
-        """Raise RpcNotConnected unless a call can go out now (the NetMach asks first)."""
-        self._live()
-
     def _live(self) -> ClientConnection:
+        """The connection, if a call can go out now; else raises RpcNotConnected."""
         conn = self._conn
         if conn is None or not conn.handshaken:
             why = f" ({self.last_error})" if self.last_error else ""
             raise RpcNotConnected(f"client {self.id}: not connected{self._where()}{why}")
         return conn
 
+    #: Raise RpcNotConnected unless a call can go out now (the NetMach asks first; the same
+    #: function, not a wrapper: it runs on every call)
+    check = _live
+
     async def mutate(
         self, mutation_type: int, states: list[str], args: Mapping[str, Any] | None, source: Any
     ) -> int:
-        conn = self._live()
-        seq = conn.mutate(mutation_type, states, args, source_tuple(source))
-        return await self._await_call(seq, f"mutation of {states}")
+        conn = self._conn
+        if conn is None or not conn.handshaken:
+            conn = self._live()  # raises why
+        seq = conn.mutate(
+            mutation_type, states, args, None if source is None else source_tuple(source)
+        )
+        return await self._await_call(seq, states)  # described only if it times out
 
     async def add_ns(self, states: list[str], args: Mapping[str, Any] | None, source: Any) -> None:
         self._live().add_ns(states, args, source_tuple(source))
@@ -276,13 +271,17 @@ class ClientCore:
             return
         await self._await_call(seq, "sync")
 
-    def _start_call(self, seq: int, what: str, wake: Callable[[], Any] | None) -> PendingCall:
+    def _start_call(self, seq: int, what: Any, wake: Callable[[], Any] | None) -> PendingCall:
         call = PendingCall(self._now() + self.call_timeout, what, wake)
         self._calls[seq] = call
         self.calls += 1
         return call
 
-    def _timeout(self, what: str) -> RpcTimeout:
+    def _timeout(self, what: Any) -> RpcTimeout:
+        """`what`: the call's name, or a mutation's states (formatted only here: a round trip
+        that formats them costs a few percent more)."""
+        if not isinstance(what, str):
+            what = f"mutation of {what}"
         return RpcTimeout(f"client {self.id}: {what} got no answer in {self.call_timeout}s")
 
     def _expire(self, now: float) -> float:
@@ -326,12 +325,22 @@ class ClientCore:
     def _feed(self, conn: ClientConnection, data: bytes) -> bool:
         """Apply inbound bytes in order; True ends the session. Raises only ProtocolError for
         anything the input causes (see ServerCore._feed)."""
-        return guarded(self._act, conn, data)
-
-    def _act(self, conn: ClientConnection, data: bytes) -> bool:
         end = False
-        for ev in conn.receive_data(data):
-            end = self._dispatch(conn, ev) or end
+        try:
+            for ev in conn.receive_data(data):
+                kind = type(ev)  # a round trip's two events first, without a call each
+                if kind is ClockChanged:
+                    self.netmach._apply(
+                        ev.after, ev.queue_tick, ev.machine_tick, ev.full, ev.mutation
+                    )
+                elif kind is MutationDone:
+                    self._resolve(ev.seq, ev.result)
+                else:
+                    end = self._dispatch(conn, ev) or end
+        except ProtocolError:
+            raise
+        except Exception as err:  # acting on the peer's events failed: its input, one line
+            raise input_error(err) from None
         if conn.handshaken and not self._handshaken:
             self._handshaken = True
             self.connects += 1
@@ -341,13 +350,10 @@ class ClientCore:
         return end
 
     def _dispatch(self, conn: ClientConnection, ev: Any) -> bool:
-        """Apply one protocol event; True ends the session."""
+        """Apply one protocol event other than a clock change or a mutation's answer (`_feed`
+        applies those itself); True ends the session."""
         net = self.netmach
-        if isinstance(ev, ClockChanged):
-            net._apply(ev.after, ev.queue_tick, ev.machine_tick, ev.full, ev.mutation)
-        elif isinstance(ev, MutationDone):
-            self._resolve(ev.seq, ev.result)
-        elif isinstance(ev, SyncDone):
+        if isinstance(ev, SyncDone):
             self._resolve(ev.seq)
             self._waiters.check()
         elif isinstance(ev, HandshakeDone):
@@ -492,13 +498,17 @@ class SourceHub:
         self._snap = None
         for server in list(self._each):
             server._source_changed(rec)
-        if self._idle:
-            waiting, self._idle = self._idle, set()
+        idle = self._idle
+        if idle:
             answering = self.answering
-            if answering in waiting:
-                waiting.discard(answering)
-                self._idle.add(answering)
-            for server in waiting:
+            if answering in idle:  # its answer carries the change: it stays idle
+                if len(idle) == 1:  # a round trip with one client: nobody else to wake
+                    return
+                idle.discard(answering)
+                self._idle = {answering}
+            else:
+                self._idle = set()
+            for server in idle:
                 server._wake_pusher()
 
 
@@ -630,24 +640,26 @@ class ServerCore:
     def _feed(self, conn: ServerConnection, data: bytes) -> bool:
         """Act on inbound bytes; True when the client said bye.
 
-        Raises only ProtocolError for anything the input causes, so that a driver catching it
-        ends this connection alone."""
-        return guarded(self._act, conn, data)
-
-    def _act(self, conn: ServerConnection, data: bytes) -> bool:
+        Raises only ProtocolError for anything the input causes (whatever acting on its
+        events raises), so that a driver catching it ends this connection alone."""
         bye = False
-        for ev in conn.receive_data(data):
-            self.calls += 1
-            if isinstance(ev, MutationRequested):
-                self._mutate(conn, ev)
-            elif isinstance(ev, HelloReceived):
-                self._hello(conn, ev)
-            elif isinstance(ev, SyncRequested):
-                conn.respond_sync(ev.seq, *self._clock())
-            elif isinstance(ev, ByeReceived):
-                bye = True
-            elif isinstance(ev, PeerError):
-                log.warning("rpc server %s: %s reports: %s", self.id, self._who(), ev.message)
+        try:
+            for ev in conn.receive_data(data):
+                self.calls += 1
+                if type(ev) is MutationRequested:
+                    self._mutate(conn, ev)
+                elif isinstance(ev, HelloReceived):
+                    self._hello(conn, ev)
+                elif isinstance(ev, SyncRequested):
+                    conn.respond_sync(ev.seq, *self._clock())
+                elif isinstance(ev, ByeReceived):
+                    bye = True
+                elif isinstance(ev, PeerError):
+                    log.warning("rpc server %s: %s reports: %s", self.id, self._who(), ev.message)
+        except ProtocolError:
+            raise
+        except Exception as err:
+            raise input_error(err) from None
         return bye
 
     def _hello(self, conn: ServerConnection, ev: HelloReceived) -> None:

@@ -101,7 +101,7 @@ class ClientEndpoint(ClientCore):
     # driver hooks of the core
     _now = staticmethod(time.monotonic)  # no Python frame on the per-call path
 
-    async def _await_call(self, seq: int, what: str) -> Any:
+    async def _await_call(self, seq: int, what: Any) -> Any:
         call = self._start_call(seq, what, None)  # woken by the check after each receive
         try:
             self._flush()

@@ -11,6 +11,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Protocol
 
 from ..mutation import Result
@@ -67,6 +68,8 @@ class NetTransition:
 def _as_list(states: str | Iterable[str]) -> list[str]:
     return [states] if isinstance(states, str) else list(states)
 
+
+_odd = (1).__and__  # a tick's parity
 
 #: a mutation's answer as a Result (a queued one answers with its queue tick instead)
 _RESULTS = {int(r): r for r in Result}
@@ -128,7 +131,10 @@ class NetMach:
             return
         before_time, before_active = self._time, self._active
         self._time, self._queue_tick, self._machine_tick = list(time), queue_tick, machine_tick
-        self._active = self._compute_active()
+        if self.is_partial and self._wire_schema:
+            self._active = self._partial_active()
+        else:  # the common case, in C: a state is active when its tick is odd
+            self._active = list(compress(self._names, map(_odd, self._time)))
         if not full and self._time == before_time:
             self._waiters.check()
             return
@@ -156,11 +162,10 @@ class NetMach:
             self._guard(listener, self, tx.time_before, tx.time_after)
         self._waiters.check()
 
-    def _compute_active(self) -> list[str]:
-        schema = self._wire_schema
-        if not (schema and self.is_partial):
-            return [n for n, t in zip(self._names, self._time, strict=False) if t % 2]
-        # untracked states required by active ones are active too (their tick stays 0)
+    def _partial_active(self) -> list[str]:
+        """Active states of a partial mirror: untracked states required by active ones are
+        active too (their tick stays 0)."""
+        schema = self._wire_schema or {}
         active = {i for i, t in enumerate(self._time) if t % 2}
         todo = [self._names[i] for i in active]
         while todo:
@@ -409,8 +414,12 @@ class NetMach:
     async def _mutate(
         self, kind: int, states: str | Iterable[str], args: Mapping[str, Any] | None, source: Any
     ) -> Any:
-        link, names = self._link_or_raise(), _as_list(states)
-        self._idx(names)  # unknown names fail here, before anything is sent
+        link = self._link_or_raise()
+        names = [states] if isinstance(states, str) else list(states)
+        index = self._index
+        for name in names:
+            if name not in index:
+                self._idx(names)  # unknown names fail here (with why), before anything is sent
         value = await link.mutate(kind, names, args, source)
         return _RESULTS.get(value, value)  # else a queued mutation: the queue tick (>= 2)
 

@@ -379,25 +379,6 @@ class _BadRequest(Exception):
     """A well-formed frame with bad contents: answered with an error response."""
 
 
-def parse_envelope(item: Any) -> tuple[int, int, str | None, list[Any]]:
-    """Split a decoded frame into (kind, seq, method, params); garbage raises ProtocolError."""
-    if type(item) is not list or len(item) < 2 or type(item[0]) is not int:
-        raise ProtocolError(f"not an aRPC frame: {brief(item)}")
-    kind = item[0]
-    if kind == NOTIFY:
-        return kind, 0, item[1], item[2:]
-    if kind in (REQUEST, RESPONSE, ERROR):
-        seq = item[1]
-        if type(seq) is not int or not 0 <= seq < 1 << 32 or (kind == REQUEST and seq == 0):
-            raise ProtocolError(f"bad sequence number {brief(seq, 40)}")
-        if kind == REQUEST:
-            if len(item) < 3:
-                raise ProtocolError("request without a method")
-            return kind, seq, item[2], item[3:]
-        return kind, seq, None, item[2:]
-    raise ProtocolError(f"unknown frame kind {brief(kind, 40)}")
-
-
 class _Conn:
     """Framing, outbox and call bookkeeping shared by both ends."""
 
@@ -420,6 +401,8 @@ class _Conn:
         return bool(self._out)
 
     def data_to_send(self) -> bytes:
+        if not self._out:  # a driver's send loop ends on this: no copy, no clear
+            return b""
         data = bytes(self._out)
         self._out.clear()
         return data
@@ -435,26 +418,43 @@ class _Conn:
         try:
             for item in self._reader.feed(data):
                 self.frames_in += 1
-                kind, seq, method, params = parse_envelope(item)
-                if kind == RESPONSE or kind == ERROR:
-                    if kind == ERROR and seq == 0:
-                        msg = params[0] if params and isinstance(params[0], str) else "?"
+                # the envelope (module docstring), checked inline: it runs for every frame
+                if type(item) is not list or len(item) < 2 or type(item[0]) is not int:
+                    raise ProtocolError(f"not an aRPC frame: {brief(item)}")
+                kind = item[0]
+                if kind == NOTIFY:
+                    seq, method = 0, item[1]
+                elif NOTIFY < kind <= ERROR:  # REQUEST, RESPONSE or ERROR
+                    seq = item[1]
+                    if type(seq) is not int or not 0 <= seq < 1 << 32:
+                        raise ProtocolError(f"bad sequence number {brief(seq, 40)}")
+                    if kind == REQUEST:
+                        if seq == 0:
+                            raise ProtocolError(f"bad sequence number {brief(seq, 40)}")
+                        if len(item) < 3:
+                            raise ProtocolError("request without a method")
+                        method = item[2]
+                    elif kind == ERROR and seq == 0:
+                        msg = item[2] if len(item) > 2 and isinstance(item[2], str) else "?"
                         events.append(PeerError(brief_error(msg, 300)))
                         continue
-                    call = self._pending.pop(seq, None)
-                    if call is None:
-                        raise ProtocolError(f"response to unknown call {seq}")
-                    if kind == ERROR:
-                        msg = params[0] if params and isinstance(params[0], str) else "error"
-                        self._on_error(seq, call, msg, events)
                     else:
-                        self._on_response(seq, call, params, events)
-                    continue
+                        call = self._pending.pop(seq, None)
+                        if call is None:
+                            raise ProtocolError(f"response to unknown call {seq}")
+                        if kind == ERROR:
+                            msg = item[2] if len(item) > 2 and isinstance(item[2], str) else "error"
+                            self._on_error(seq, call, msg, events)
+                        else:
+                            self._on_response(seq, call, item[2:], events)
+                        continue
+                else:
+                    raise ProtocolError(f"unknown frame kind {brief(kind, 40)}")
                 if type(method) is not str:
                     self._error(seq, f"bad method {brief(method, 40)}")
                     continue
                 try:
-                    self._on_request(seq, method, params, events)
+                    self._on_request(seq, method, item[2 if kind == NOTIFY else 3 :], events)
                 except _BadRequest as err:
                     self._error(seq, str(err))
         except ProtocolError as err:
@@ -589,14 +589,14 @@ class ServerConnection(_Conn):
     def _parse_mutation(self, seq: int, method: str, params: list[Any]) -> MutationRequested:
         if not params or not isinstance(params[0], list) or not params[0]:
             raise _BadRequest("mutation needs a non-empty list of state indexes")
-        names = []
+        names, to_source, all_names = [], self._to_source, self._names
         for idx in params[0]:
-            if not _is_int(idx) or not 0 <= idx < len(self._to_source):
+            if type(idx) is not int or not 0 <= idx < len(to_source):  # in range: a machine word
                 raise _BadRequest(
                     f"unknown state index {brief(idx, 20)} "
-                    f"(the client knows {len(self._to_source)} states)"
+                    f"(the client knows {len(to_source)} states)"
                 )
-            names.append(self._names[self._to_source[idx]])
+            names.append(all_names[to_source[idx]])
         args = params[1] if len(params) > 1 else None
         if args is not None and (
             not isinstance(args, dict) or not all(isinstance(k, str) for k in args)
@@ -704,11 +704,13 @@ class ServerConnection(_Conn):
         return view
 
     def _diff(self, time: Sequence[int], q: int, m: int) -> list[int] | None:
-        view = self._view(time)
+        # the whole clock as is (a plain client) without a call: a diff per round trip
+        view = list(time) if self._plain and len(time) == len(self._positions) else self._view(time)
         pairs: list[int] = []
-        for pos, (old, new) in enumerate(zip(self._sent, view, strict=True)):
-            if old != new:
-                pairs += (pos, new - old)
+        sent = self._sent  # as long as the view (no zip: its strict check costs a round trip)
+        for pos, new in enumerate(view):
+            if sent[pos] != new:
+                pairs += (pos, new - sent[pos])
         if not pairs and q == self._sent_q and m == self._sent_m:
             return None
         diff = [q - self._sent_q, m - self._sent_m, checksum(view, q, m), *pairs]
@@ -750,7 +752,7 @@ class ServerConnection(_Conn):
             return
         diff = self._diff(time, q, m) or [0, 0, checksum(self._sent, q, m)]
         self._rec = (self._sent, self._sent_q, self._sent_m)
-        self._respond(seq, int(result), *diff)
+        self._emit([RESPONSE, seq, int(result), *diff])
 
     def respond_error(self, seq: int, message: str) -> None:
         self._error(seq, message)
@@ -865,24 +867,20 @@ class ClientConnection(_Conn):
             body["hash"] = schema_hash(self.schema)
         return self._call(M_HELLO, body)
 
-    def _indexes(self, states: Iterable[str]) -> list[int]:
-        names = self.mirror.names
-        out = []
+    def _mutation_params(
+        self, states: Iterable[str], args: Mapping[str, Any] | None, source: Any
+    ) -> list[Any]:
+        names, indexes = self.mirror.names, []
         for s in states:
             try:
-                out.append(names.index(s))
+                indexes.append(names.index(s))
             except ValueError:
                 raise ValueError(
                     f"state {s!r} is not defined for {self.remote_id} (via {self.client_id})"
                 ) from None
-        return out
-
-    def _mutation_params(
-        self, states: Iterable[str], args: Mapping[str, Any] | None, source: Any
-    ) -> list[Any]:
-        params: list[Any] = [self._indexes(states)]
-        if not params[0]:
+        if not indexes:
             raise ValueError("no states to mutate")
+        params: list[Any] = [indexes]
         if args is not None or source is not None:
             params.append(dict(args) if args is not None else None)
         if source is not None:

@@ -109,6 +109,7 @@ class Server(ServerCore):
         self._stream = stream
         self._thread = threading.get_ident()
         self._hop = trio.lowlevel.current_trio_token().run_sync_soon
+        self._now = trio.lowlevel.current_clock().current_time  # one frame per read, not three
         self._attach()
         try:
             with trio.CancelScope() as self._cancel:
@@ -139,7 +140,7 @@ class Server(ServerCore):
 
     # --- driver hooks of the core --------------------------------------------------------------
 
-    _now = staticmethod(trio.current_time)  # no Python frame on the per-call path
+    _now = staticmethod(trio.current_time)  # until serve() binds the run's clock
 
     def _accepting(self) -> bool:
         return not self.closed.is_set()
