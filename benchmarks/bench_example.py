@@ -3,7 +3,7 @@ message to many browser peers.
 
 1. Cold start in Chromium: from navigation to bar ``Ready`` with the client of server-foo
    connected (the panel says so), in a fresh browser context each time (nothing cached), for
-   the dev build against the prod build (memory snapshot, brotli); plus the bytes on the wire
+   the dev build against the prod build (memory snapshot, zstd); plus the bytes on the wire
    (HTTP bodies as transferred, from the DevTools protocol). Goals: prod <= 1.5 s median and
    <= 0.5x dev.
 2. Scale: ``am start`` as its own process, N headless peers (the page's program in CPython;
@@ -12,6 +12,31 @@ message to many browser peers.
    process CPU per peer per message (and per peer while idle). Goal: <= 1 s at 200.
 
     python benchmarks/bench_example.py [--runs 5] [--bars 200] [--skip-page] [--skip-bars]
+
+Where the prod cold start goes (the page's marks, ms since navigation; headless Chromium 156,
+2 cores shared with other jobs, load average 6-7, so wide spreads):
+
+- ``manifest`` (~0.2 s): navigation, ``main.mjs``, then ``config.json`` and both manifests in
+  one round; Pyodide's loader and its 1.25 MB script are requested together (the script is
+  parsed off the main thread), and the snapshot's fetch starts.
+- ``wasm`` (~0.9-1.6 s): Pyodide fetches its wasm (9.6 MB, 2.9 MB zstd) and stdlib at once;
+  the wasm is compiled while it arrives (``instantiateStreaming``, validation on V8's worker
+  threads, functions compiled lazily later) and instantiated. This used to wait for the whole
+  snapshot, because Pyodide awaits ``_loadSnapshot`` first: the page now hands it the zeroed
+  heap at once and fills it meanwhile.
+- ``snapshot`` (~1.1-1.9 s): the last bytes in. The file holds only the heap's non-zero pages
+  (15.3 of 31.5 MB; 4.8 MB zstd): that halves what the page holds and decodes, but fetching
+  it alone took about as long as the dense 31 MB (0.74 against 0.65 s, median of 5). Chromium
+  moves a response from its network process into the page at only ~30-60 MB/s here (the
+  page's main thread handles every chunk, and the wasm compile and Pyodide's script compete
+  for the 2 cores). zstd instead of brotli saved ~0.3 s (Chromium decodes it several times
+  faster; about the same size); serving the files uncompressed was no faster than zstd.
+- ``pyodide`` (+0.15-0.25 s): restoring the heap and Pyodide's ``finalizeBootstrap``.
+- ``python`` (+0.05-0.1 s): the site zip, ``web_io.main``; then Ready and connected after
+  the tunnels open (+0.05-0.4 s, server-foo shares the cores).
+
+Outside the page: a fresh context is a new window, and Chromium boots its own UI for it (the
+omnibox popup's WebUI renderer, about 1 s of CPU) while the page loads; the figures include it.
 
 Both builds must exist (``task build`` and ``task build-prod``). Every peer and Chromium share
 the machine with the server: on a loaded machine the figures are upper bounds.
