@@ -4,9 +4,9 @@
 //
 // A cold start is mostly waiting on bytes and on the one main thread, so everything that does
 // not depend on something else starts at once: the server's config and both manifests
-// together; then the snapshot, Pyodide's two scripts, its wasm and stdlib (Pyodide fetches
-// those two itself) all in flight together, and the wasm compiled while the snapshot is still
-// arriving (see `createPyodideModule` below).
+// together; then the snapshot (fetched in a worker), Pyodide's two scripts, its wasm and
+// stdlib (Pyodide fetches those two itself) all in flight together, and the wasm compiled
+// while the snapshot is still arriving (see `createPyodideModule` below).
 const $ = (id) => document.getElementById(id);
 const progress = (text) => { $("progress").textContent = text; $("progress").hidden = !text; };
 
@@ -33,8 +33,37 @@ async function getBytes(url) {
 // The prod build's snapshot holds only the heap's non-zero runs (web/build_prod.py `_sparse`:
 // u32 count, count x (u32 offset, u32 length), then the runs' bytes): lay them into `heap`,
 // zeroed and of the heap's full size. Half the heap is zero pages, so half the bytes to fetch.
+// A fetch in a worker: the body's chunks are read on the worker's thread, not on the page's
+// main thread, which is busy meanwhile (Pyodide's script, the wasm's streaming compile, the
+// module's start); the bytes then move to the page without a copy. For the snapshot, the
+// biggest file and the last to arrive, this was 2.76 s against 3.82 s to Ready (median of 6
+// alternating runs on a loaded machine; the snapshot in ~1.0-1.2 s instead of ~2.1-3.4 s).
+const FETCH_WORKER = `onmessage = async ({ data: url }) => {
+  try {
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(url + ": HTTP " + res.status);
+    const buf = await res.arrayBuffer();
+    postMessage(buf, [buf]);
+  } catch (err) { postMessage(String(err && err.message ? err.message : err)); }
+};`;
+
+function getBytesInWorker(url) {
+  return new Promise((resolve, reject) => {
+    const src = URL.createObjectURL(new Blob([FETCH_WORKER], { type: "text/javascript" }));
+    const worker = new Worker(src);
+    const done = () => { worker.terminate(); URL.revokeObjectURL(src); };
+    worker.onmessage = ({ data }) => {
+      done();
+      if (data instanceof ArrayBuffer) resolve(new Uint8Array(data));
+      else reject(new Error(data));
+    };
+    worker.onerror = (ev) => { done(); reject(new Error(ev.message || `${url}: worker failed`)); };
+    worker.postMessage(new URL(url, location.href).href);
+  });
+}
+
 async function fillSnapshot(url, heap) {
-  const data = await getBytes(url);
+  const data = await getBytesInWorker(url);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const count = view.getUint32(0, true);
   let at = 4 + 8 * count;
