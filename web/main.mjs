@@ -114,10 +114,9 @@ async function main() {
     opts._loadSnapshot = heap;
   }
   opts.createPyodideModule = async (settings) => {
-    const module = await (await asm).default(settings);
-    mark("wasm");
-    await snapshotFilled;
-    return module;
+    const created = (await asm).default(settings).then((module) => { mark("wasm"); return module; });
+    // a failed snapshot fails the load at once, not after the wasm has started
+    return (await Promise.all([created, snapshotFilled]))[0];
   };
   // fetched while Python boots: the wheels (dev) or one zip of the browser's packages (prod)
   const wheelsFetched = Promise.all((manifest.wheels ?? []).map(getBytes));
