@@ -30,9 +30,6 @@ async function getBytes(url) {
   return new Uint8Array(await res.arrayBuffer());
 }
 
-// The prod build's snapshot holds only the heap's non-zero runs (web/build_prod.py `_sparse`:
-// u32 count, count x (u32 offset, u32 length), then the runs' bytes): lay them into `heap`,
-// zeroed and of the heap's full size. Half the heap is zero pages, so half the bytes to fetch.
 // A fetch in a worker: the body's chunks are read on the worker's thread, not on the page's
 // main thread, which is busy meanwhile (Pyodide's script, the wasm's streaming compile, the
 // module's start); the bytes then move to the page without a copy. For the snapshot, the
@@ -62,6 +59,10 @@ function getBytesInWorker(url) {
   });
 }
 
+// The prod build's snapshot holds only the heap's non-zero runs (web/build_prod.py `_sparse`:
+// u32 count, count x (u32 offset, u32 length), then the runs' bytes): lay them into `heap`,
+// zeroed and of the heap's full size. Half the heap is zero pages: half the bytes to decode
+// and to hold.
 async function fillSnapshot(url, heap) {
   const data = await getBytesInWorker(url);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
