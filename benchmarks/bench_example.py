@@ -24,12 +24,13 @@ Where the prod cold start goes (the page's marks, ms since navigation; headless 
   threads, functions compiled lazily later) and instantiated. This used to wait for the whole
   snapshot, because Pyodide awaits ``_loadSnapshot`` first: the page now hands it the zeroed
   heap at once and fills it meanwhile.
-- ``snapshot`` (~1.1-1.9 s): the last bytes in. The file holds only the heap's non-zero pages
-  (15.3 of 31.5 MB; 4.8 MB zstd): that halves what the page holds and decodes, but fetching
-  it alone took about as long as the dense 31 MB (0.74 against 0.65 s, median of 5). Chromium
-  moves a response from its network process into the page at only ~30-60 MB/s here (the
-  page's main thread handles every chunk, and the wasm compile and Pyodide's script compete
-  for the 2 cores). zstd instead of brotli saved ~0.3 s (Chromium decodes it several times
+- ``snapshot`` (~1.0-1.9 s): the last bytes in, fetched in a worker: a fetch's chunks are
+  read on the thread that made it, and the page's main thread is busy meanwhile (Pyodide's
+  script, the wasm's streaming compile, the module's start); from a worker the snapshot came
+  ~1 s sooner under load (2.76 against 3.82 s to Ready, median of 6 alternating). The file
+  holds only the heap's non-zero pages (15.3 of 31.5 MB; 4.8 MB zstd): half to decode and
+  hold, though fetching it alone took about as long as the dense 31 MB (0.74 against 0.65 s,
+  median of 5). zstd instead of brotli saved ~0.3 s (Chromium decodes it several times
   faster; about the same size); serving the files uncompressed was no faster than zstd.
 - ``pyodide`` (+0.15-0.25 s): restoring the heap and Pyodide's ``finalizeBootstrap``.
 - ``python`` (+0.05-0.1 s): the site zip, ``web_io.main``; then Ready and connected after
