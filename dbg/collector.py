@@ -16,14 +16,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from machines.rpc.protocol import brief, brief_error
-from machines.telemetry import TX_FIELDS, FrameDecoder
+from machines.telemetry import TX_FIELDS, FrameDecoder, TxpGroup, expand_txp
 from machines.tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED
 from machines.transition import tx_id
 
-from .model import DbgMsgStruct, DbgMsgTx, LogEntry, MachineDump, Step, ns_to_time
+from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
+from .pending import Items, Pending, Rows, extras_into
 
 if TYPE_CHECKING:
     import trio
@@ -52,7 +54,7 @@ FREEZE_EVERY = 2048
 LOG_BAD = 10
 _N_FIELDS = len(TX_FIELDS)
 _WORD_MIN, _WORD_MAX = -(1 << 63), (1 << 64) - 1
-_INTS, _STRS = frozenset((int,)), frozenset((str,))
+_INTS, _STRS, _LISTS = frozenset((int,)), frozenset((str,)), frozenset((list,))
 _ARG_TYPES = frozenset((str, int, float, bool, type(None)))
 
 
@@ -71,8 +73,26 @@ def _strs(v: Any) -> bool:
 
 
 def _log_entries(v: Any) -> bool:
-    return type(v) is list and all(
-        type(e) is list and len(e) == 2 and _word(e[0]) and type(e[1]) is str for e in v
+    return type(v) is list and _all_log_entries([v])
+
+
+def _all_log_entries(parts: list[Any]) -> bool:
+    """Whether every part is None or a list of ``[level, text]`` pairs: C loops over all the
+    entries at once (at log level ops and above, most transitions carry several)."""
+    lists = [p for p in parts if p is not None]
+    if not _LISTS.issuperset(map(type, lists)):
+        return False
+    flat = list(chain.from_iterable(lists))
+    if not flat:
+        return True
+    if not (_LISTS.issuperset(map(type, flat)) and {*map(len, flat)} == {2}):
+        return False
+    levels, texts = zip(*flat, strict=True)
+    return (
+        _INTS.issuperset(map(type, levels))
+        and _WORD_MIN <= min(levels)
+        and max(levels) <= _WORD_MAX
+        and _STRS.issuperset(map(type, texts))
     )
 
 
@@ -106,6 +126,12 @@ def tx_problem(arr: list[Any], n_states: int) -> str:
             return "queue ticks, type, flags and queue length must be 64-bit integers"
     if called is not None and not _strs(called):
         return "called_states: want a list of names"
+    return extras_problem(logs, pre, args, src, steps)
+
+
+def extras_problem(logs: Any, pre: Any, args: Any, src: Any, steps: Any) -> str:
+    """What is wrong with the rarely set fields of a transition (:func:`tx_problem`), ""
+    if nothing."""
     if (logs is not None and not _log_entries(logs)) or (pre is not None and not _log_entries(pre)):
         return "log entries: want [level, text] pairs"
     if args is not None and not (
@@ -127,6 +153,24 @@ def tx_problem(arr: list[Any], n_states: int) -> str:
     if steps is not None and not (type(steps) is list and all(map(_step, steps))):
         return "steps: want [type, from, to, relation, final, self, enter] arrays"
     return ""
+
+
+def _group_ok(group: TxpGroup, n_states: int) -> bool:
+    """Whether every transition of a checked ``txp`` group passes :func:`tx_problem`, in a
+    few C loops over its columns: its integers are 32 or 64 bits by construction, so what is
+    left is the clock count, ids >= 0, the called-state lists and the extras."""
+    cols, rows, extras = group.cols, group.rows, group.extras.values()
+    return (
+        cols - 8 == n_states
+        and (not rows or min(rows[0::cols]) >= 0)
+        and all(c is None or _strs(c) for c in group.called)
+        and _all_log_entries([part for ex in extras for part in ex[:2]])
+        and not any(
+            extras_problem(None, None, *rest)
+            for _, _, *rest in extras
+            if rest[0] is not None or rest[1] is not None or rest[2] is not None
+        )
+    )
 
 
 def tx_from_array(arr: list[Any], id_prefix: str, arrived: int) -> DbgMsgTx:
@@ -155,20 +199,8 @@ def tx_from_array(arr: list[Any], id_prefix: str, arrived: int) -> DbgMsgTx:
         is_check=bool(flags & FLAG_CHECK),
         is_queued=bool(flags & FLAG_QUEUED),
     )
-    if steps:
-        tx.steps = [
-            Step(type=t, rel_type=rel if rel >= 0 else 0, is_final=fin, is_self=me,
-                 is_enter=enter, from_state=a, to_state=b)
-            for t, a, b, rel, fin, me, enter in steps
-        ]  # fmt: skip
-    if logs:
-        tx.log_entries = [LogEntry(lv, text) for lv, text in logs]
-    if pre:
-        tx.pre_log_entries = [LogEntry(lv, text) for lv, text in pre]
-    if args:
-        tx.args = {str(k): str(v) for k, v in args.items()}
-    if src is not None:
-        tx.source_machine_id, tx.source_tx_id, tx.source_mach_time = src
+    if logs or pre or args or src is not None or steps:
+        extras_into(tx, logs, pre, args, src, steps)
     return tx
 
 
@@ -189,10 +221,9 @@ class MachineRecord:
     """One machine as the debugger knows it.
 
     Transitions arrive faster than they can be parsed into :class:`DbgMsgTx` objects, so they
-    are kept raw and parsed on first read of :attr:`txs`: live ones as received with their
-    arrival time, imported ones (``dbg.dump.PendingMachine``) as decoded, with ``parse`` and
-    ``raw_clocks`` saying how to read them. One that fails to parse is counted in :attr:`bad`
-    and logged once.
+    are kept as received (:class:`dbg.pending.Pending`: packed rows, live arrays, or an
+    imported dump's structs) and parsed on first read of :attr:`txs` (or :meth:`read`). One
+    that fails to parse is counted in :attr:`bad` and logged once.
     """
 
     schema: DbgMsgStruct
@@ -202,53 +233,55 @@ class MachineRecord:
     #: the oldest transitions dropped to stay under ``--max-mem`` (the history starts after
     #: them: a UI shows "N older transitions dropped"; ids and clocks stay the producer's)
     dropped: int = 0
+    #: an imported history (``--import-data``): read whole, see :meth:`read`
+    imported: bool = False
     _txs: list[DbgMsgTx] = field(default_factory=list)
-    _raw: list[Any] = field(default_factory=list)
-    #: how an item of ``_raw`` becomes a transition, and its clocks unparsed; None: a live
-    #: ``(array, arrival ns)`` pair
-    parse: Callable[[Any], DbgMsgTx] | None = None
-    raw_clocks: Callable[[Any], list[int]] | None = None
+    _pending: Pending = field(default_factory=Pending)
 
-    def _from_telemetry(self, item: tuple[Any, int]) -> DbgMsgTx:
-        arr, arrived = item
-        return tx_from_array(arr, self.schema.tx_id_prefix, arrived)
+    def add_rows(self, group: TxpGroup, arrived: int) -> None:
+        """Keep a ``txp`` group whose every transition passed the ingest checks."""
+        self._pending.add(Rows(group, arrived))
+
+    def add_arrays(self, arrays: list[list[Any]], arrived: int) -> None:
+        """Keep transition arrays that :func:`tx_problem` accepted."""
+
+        def parse(arr: list[Any], prefix: str) -> DbgMsgTx:
+            return tx_from_array(arr, prefix, arrived)
+
+        self._pending.add(Items(arrays, parse, _raw_clocks))
+
+    def _bad(self, err: Exception) -> None:
+        if not self.bad:
+            log.warning(
+                "dbg: %s: skipped a malformed transition: %s", self.schema.id, brief_error(err)
+            )
+        self.bad += 1
 
     @property
     def txs(self) -> list[DbgMsgTx]:
-        if self._raw:
-            raw, self._raw = self._raw, []
-            parse = self.parse or self._from_telemetry
-            append = self._txs.append
-            for item in raw:
-                try:
-                    append(parse(item))
-                except Exception as err:  # checked at ingest; a miss must cost only itself
-                    if not self.bad:
-                        log.warning(
-                            "dbg: %s: skipped a malformed transition: %s",
-                            self.schema.id,
-                            brief_error(err),
-                        )
-                    self.bad += 1
+        pending = self._pending
+        if pending.n:
+            pending.take(pending.n, self._txs, self.schema.tx_id_prefix, self._bad)
         return self._txs
 
     @txs.setter
     def txs(self, txs: list[DbgMsgTx]) -> None:
-        self._txs, self._raw = txs, []
+        self._txs = txs
+        self._pending.clear()
 
     def __len__(self) -> int:
-        return len(self._txs) + len(self._raw)
+        return len(self._txs) + self._pending.n
 
     @property
     def n_states(self) -> int:
         return len(self.schema.states_index)
 
     def drop_oldest(self, n: int) -> int:
-        """Forget the ``n`` oldest transitions (parsed ones are older than raw ones)."""
+        """Forget the ``n`` oldest transitions (parsed ones are older than pending ones)."""
         n = min(n, len(self))
         parsed = min(n, len(self._txs))
         del self._txs[:parsed]
-        del self._raw[: n - parsed]
+        self._pending.drop(n - parsed)
         self.dropped += n
         return n
 
@@ -258,22 +291,27 @@ class MachineRecord:
         Call it where :meth:`Collector.ingest` cannot run at the same time. An imported
         history is read whole (its size is bounded by the dump; a UI in tail mode wants its
         end at once)."""
-        pending = self._raw
-        if len(pending) <= limit or self.parse is not None:
+        if self.imported:
             return self.txs
-        self._raw = pending[:limit]
-        txs = self.txs
-        self._raw = pending[limit:]
-        return txs
+        self._pending.take(limit, self._txs, self.schema.tx_id_prefix, self._bad)
+        return self._txs
 
     def latest_clocks(self) -> list[int]:
         """Clocks after the newest transition without parsing the pending ones ([] when
         none): summaries such as the UI's machine list stay cheap while data streams in."""
-        if self._raw:
-            last = self._raw[-1]
-            clocks = self.raw_clocks(last) if self.raw_clocks else last[0][_CLOCKS]
+        if self._pending.n:
+            clocks = self._pending.last_clocks()
             return clocks if isinstance(clocks, list) else []
         return self._txs[-1].clocks if self._txs else []
+
+
+def _raw_clocks(arr: list[Any]) -> list[int]:
+    return arr[_CLOCKS]
+
+
+def _no_prefix(parse: Callable[[Any], DbgMsgTx]) -> Callable[[Any, str], DbgMsgTx]:
+    """The parse of an imported transition, whose id is a string already."""
+    return lambda raw, _prefix: parse(raw)
 
 
 class Collector:
@@ -344,9 +382,11 @@ class Collector:
             self.tap.closed(conn_id)
         self._changed()
 
-    def ingest(self, conn_id: str, kind: str, message: dict[str, Any]) -> None:
+    def ingest(self, conn_id: str, kind: str, message: Any) -> None:
         """Apply one message; raises ``ValueError`` (one line) for a malformed one, after
-        keeping every valid transition of its batch."""
+        keeping every valid transition of its batch. Kinds: ``schema`` (a dict), ``txs``
+        (transition arrays), ``txp`` (the checked groups of
+        :class:`machines.telemetry.FrameDecoder` with ``packed``)."""
         if kind == "schema":
             try:
                 schema = DbgMsgStruct.from_dict(message)
@@ -354,30 +394,15 @@ class Collector:
                 raise ValueError(f"bad schema: {brief_error(err)}") from None
             self._schema(conn_id, schema)
             return
-        if kind != "txs":
-            raise ValueError(f"unknown telemetry message kind {brief(kind)}")
-        if not isinstance(message, list):
-            raise ValueError("a txs message is a list of transitions")
         now = time.time_ns()
-        accepted = bad = 0
-        problem = ""
-        machines = self.machines
-        for arr in message:
-            if type(arr) is not list or len(arr) != _N_FIELDS or type(arr[0]) is not str:
-                problem = problem or f"not an array of {_N_FIELDS} items with a machine id"
-                bad += 1  # one bad transition must not cost the rest of its batch
-                continue
-            rec = machines.get(arr[0])
-            if rec is None or rec.conn_id != conn_id:
-                self.ignored += 1
-                continue
-            why = tx_problem(arr, rec.n_states)
-            if why:
-                problem = problem or why
-                bad += 1
-                continue
-            rec._raw.append((arr, now))
-            accepted += 1
+        if kind == "txp":
+            accepted, bad, problem = self._groups(conn_id, message, now)
+        elif kind == "txs":
+            if not isinstance(message, list):
+                raise ValueError("a txs message is a list of transitions")
+            accepted, bad, problem = self._arrays(conn_id, message, now)
+        else:
+            raise ValueError(f"unknown telemetry message kind {brief(kind)}")
         self.total_txs += accepted
         self.buffered += accepted
         self.rejected += bad
@@ -401,6 +426,52 @@ class Collector:
         if bad:
             raise ValueError(f"{bad} malformed transition(s) rejected, e.g.: {problem}")
 
+    def _groups(self, conn_id: str, groups: list[TxpGroup], now: int) -> tuple[int, int, str]:
+        """Keep the valid transitions of ``txp`` groups: (accepted, rejected, a problem).
+
+        A group whose every transition is valid (:func:`_group_ok`, the usual case) is kept
+        packed as it came; any other is checked and kept transition by transition."""
+        accepted = bad = 0
+        problem = ""
+        machines = self.machines
+        for g in groups:
+            rec = machines.get(g.machine_id)
+            if rec is None or rec.conn_id != conn_id:
+                self.ignored += len(g.rows) // g.cols
+            elif _group_ok(g, rec.n_states):
+                rec.add_rows(g, now)
+                accepted += len(g.rows) // g.cols
+            else:
+                ok, no, why = self._arrays(conn_id, expand_txp(g), now)
+                accepted, bad, problem = accepted + ok, bad + no, problem or why
+        return accepted, bad, problem
+
+    def _arrays(self, conn_id: str, arrays: list[Any], now: int) -> tuple[int, int, str]:
+        """Keep the valid transition arrays: (accepted, rejected, a problem)."""
+        accepted = bad = 0
+        problem = ""
+        machines = self.machines
+        kept: dict[str, list[list[Any]]] = {}
+        for arr in arrays:
+            if type(arr) is not list or len(arr) != _N_FIELDS or type(arr[0]) is not str:
+                problem = problem or f"not an array of {_N_FIELDS} items with a machine id"
+                bad += 1  # one bad transition must not cost the rest of its batch
+                continue
+            rec = machines.get(arr[0])
+            if rec is None or rec.conn_id != conn_id:
+                self.ignored += 1
+                continue
+            why = tx_problem(arr, rec.n_states)
+            if why:
+                problem = problem or why
+                bad += 1
+                continue
+            kept.setdefault(arr[0], []).append(arr)
+            accepted += 1
+        for mid, arrs in kept.items():
+            machines[mid].add_arrays(arrs, now)
+        return accepted, bad, problem
+
     def _schema(self, conn_id: str, schema: DbgMsgStruct) -> None:
         rec = self.machines.get(schema.id)
         if self.clean_on_connect and (rec is None or rec.conn_id != conn_id):
@@ -412,9 +483,9 @@ class Collector:
             self.machines[schema.id] = MachineRecord(schema, conn_id)
             self._changed()
             return
-        if rec.parse is not None:  # an imported machine reconnects: new items are live ones
+        if rec.imported:  # an imported machine reconnects: new transitions are live ones
             rec.txs = rec.txs
-            rec.parse = rec.raw_clocks = None
+            rec.imported = False
         if rec.schema.states_index != schema.states_index:
             # a different machine under the same id: keep what it had, restart its clocks
             rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
@@ -524,11 +595,11 @@ class Collector:
         """Add imported machines (``--import-data``), marked disconnected; the transitions of
         a :class:`dbg.dump.PendingMachine` are converted when first read."""
         for d in dumps:
-            rec = MachineRecord(d.schema, "import", connected=False)
+            rec = MachineRecord(d.schema, "import", connected=False, imported=True)
             if isinstance(d, MachineDump):
                 rec.txs = list(d.txs)
             else:
-                rec._raw, rec.parse, rec.raw_clocks = list(d.raw), d.parse, d.clocks
+                rec._pending.add(Items(list(d.raw), _no_prefix(d.parse), d.clocks))
             self.machines[d.schema.id] = rec
 
 
@@ -537,7 +608,7 @@ class _Session:
 
     def __init__(self, collector: Collector, peer: str) -> None:
         self.conn_id = collector.connect()
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(packed=True)
         self.peer = peer
         self.bad = 0
 

@@ -15,7 +15,8 @@ Layers, like the rest of the core:
   list of transition arrays in the order of :data:`TX_FIELDS` (see :func:`tx_message`);
   ``txp`` frames the same transitions packed (see :func:`pack_txs`), which is what senders
   send: encoding a plain array per transition cost more than the transition itself. The
-  decoder expands ``txp`` into ``txs`` arrays, so readers see one format.
+  decoder expands ``txp`` into ``txs`` arrays, so readers see one format, or checks and
+  passes them on packed (``packed=True``, the debugger's collector).
 * :class:`TcpSender`: a daemon thread that connects to the debugger, re-sends every machine's
   schema on each (re)connect (the collector ignores transitions of machines whose schema did not
   come over the same connection) and streams the outbox. Threads keep it independent of
@@ -39,7 +40,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import framing
 from .addr import parse_hostport
@@ -82,20 +83,31 @@ def encode_frame(kind: str, message: dict[str, Any] | list[Any]) -> bytes:
 
 
 class FrameDecoder:
-    """Sans-IO: feed bytes, get ``(kind, message)`` pairs; raises :class:`FrameError`."""
+    """Sans-IO: feed bytes, get ``(kind, message)`` pairs; raises :class:`FrameError`.
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+    ``txp`` frames are expanded into ``txs`` arrays (one format for readers), unless
+    ``packed``: then they come as ``("txp", [TxpGroup, ...])``, checked (see
+    :func:`check_txp`) but still packed, for a reader that keeps them so (the debugger's
+    collector: expanding every transition into an array cost more than the rest of its
+    ingest)."""
+
+    def __init__(self, max_frame: int = MAX_FRAME, *, packed: bool = False) -> None:
         self._reader = framing.FrameReader(max_frame, FrameError)
+        self._packed = packed
 
     def feed(self, data: bytes) -> list[tuple[str, Any]]:
-        out = []
+        out: list[tuple[str, Any]] = []
         for doc in self._reader.feed(data):
             if not isinstance(doc, dict) or doc.get("t") not in ("schema", "txs", "txp"):
                 raise FrameError("telemetry frame is not a {t: schema|txs|txp, m: ...} map")
             if not isinstance(doc.get("m"), dict if doc["t"] == "schema" else list):
                 raise FrameError(f"telemetry {doc['t']} frame has a malformed body")
             if doc["t"] == "txp":
-                out.append(("txs", unpack_txs(doc["m"])))
+                groups = check_txp(doc["m"])
+                if self._packed:
+                    out.append(("txp", groups))
+                else:
+                    out.append(("txs", [arr for g in groups for arr in expand_txp(g)]))
             else:
                 out.append((doc["t"], doc["m"]))
         return out
@@ -275,9 +287,23 @@ def _extra(rec: tuple) -> list[Any]:
     ]  # fmt: skip
 
 
-def unpack_txs(groups: list[Any]) -> list[list[Any]]:
-    """A ``txp`` message as ``txs`` transition arrays; :class:`FrameError` when malformed."""
-    out: list[list[Any]] = []
+class TxpGroup(NamedTuple):
+    """One machine's transitions of a ``txp`` message, checked by :func:`check_txp`:
+    ``rows`` holds ``len(rows) // cols`` rows (see :func:`pack_txs`), every row's
+    called-states index is in range, every ``extras`` value is an array of 5 items (what
+    those hold is the reader's to check)."""
+
+    machine_id: str
+    cols: int
+    rows: array
+    called: list[Any]
+    extras: dict[Any, Any]
+
+
+def check_txp(groups: list[Any]) -> list[TxpGroup]:
+    """The groups of a ``txp`` message, rows as arrays; :class:`FrameError` when malformed.
+    The checks are per group and column (C loops), not per transition."""
+    out = []
     for g in groups:
         if not (isinstance(g, list) and len(g) == 6):
             raise FrameError("telemetry txp: a group is [id, columns, code, rows, called, extras]")
@@ -298,18 +324,31 @@ def unpack_txs(groups: list[Any]) -> list[list[Any]]:
         rows.frombytes(data)
         if not _LITTLE:
             rows.byteswap()
-        for n, i in enumerate(range(0, len(rows), cols)):
-            num, qt, mtype, ci, flags, qlen, mqt, token = rows[i : i + 8]
-            if not 0 <= ci < len(called):
-                raise FrameError("telemetry txp: a called-states index is out of range")
-            ex = extras.get(n)
-            if ex is None:
-                ex = (None, None, None, None, None)
-            elif not (isinstance(ex, list) and len(ex) == len(_EXTRA)):
-                raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
-            out.append([mid, num, rows[i + 8 : i + cols].tolist(), qt, mtype, called[ci], flags,
-                        qlen, mqt, token, *ex])  # fmt: skip
+        idxs = rows[3::cols]  # the called-states column
+        if idxs and not (0 <= min(idxs) and max(idxs) < len(called)):
+            raise FrameError("telemetry txp: a called-states index is out of range")
+        ex = extras.values()  # one C loop each: at log level ops most rows have extras
+        if not ({*map(type, ex)} <= {list} and {*map(len, ex)} <= {len(_EXTRA)}):
+            raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
+        out.append(TxpGroup(mid, cols, rows, called, extras))
     return out
+
+
+def expand_txp(group: TxpGroup) -> list[list[Any]]:
+    """A checked group's transitions as ``txs`` arrays (:data:`TX_FIELDS` order)."""
+    mid, cols, rows, called, extras = group
+    none = (None,) * len(_EXTRA)
+    return [
+        [mid, num, rows[i + 8 : i + cols].tolist(), qt, mtype, called[ci], flags, qlen, mqt,
+         token, *extras.get(n, none)]
+        for n, i in enumerate(range(0, len(rows), cols))
+        for num, qt, mtype, ci, flags, qlen, mqt, token in (rows[i : i + 8],)
+    ]  # fmt: skip
+
+
+def unpack_txs(groups: list[Any]) -> list[list[Any]]:
+    """A ``txp`` message as ``txs`` transition arrays; :class:`FrameError` when malformed."""
+    return [arr for g in check_txp(groups) for arr in expand_txp(g)]
 
 
 def tx_message(arr: list[Any], id_prefix: str = "") -> dict[str, Any]:

@@ -97,3 +97,44 @@ def test_history_is_frozen_only_when_asked() -> None:
             assert (gc.get_freeze_count() > 0) is frozen
     finally:
         gc.unfreeze()
+
+
+def test_packed_history_reads_drops_and_summarizes_like_arrays() -> None:
+    """Real tracer frames kept packed (as ``am dbg`` receives them) and expanded into arrays
+    give the same transitions, read a slice at a time, across blocks, with the oldest dropped."""
+    from dbg.collector import Collector
+
+    schema = {"A": State(remove=["B"]), "B": State(remove=["A"]), "C": State(multi=True)}
+    box = telemetry.Outbox(limit=100_000, chunk=64)  # many blocks
+    box.live = True
+    m = Machine(schema, id="p", log_level=3, logger=lambda *_: None)
+    telemetry.DbgTracer(box, full=True).attach(m)  # args, and queued records as txs frames
+    for i in range(700):
+        m.add("A" if i % 2 else "B")
+        if i % 7 == 0:
+            m.add("C", {"i": i})
+    data = box.take()
+    packed, arrays = Collector(), Collector()
+    for c, dec in ((packed, FrameDecoder(packed=True)), (arrays, FrameDecoder())):
+        for kind, msg in dec.feed(data):
+            c.ingest("c1", kind, msg)
+    a, b = packed.machines["p"], arrays.machines["p"]
+    assert len(a) == len(b) == packed.total_txs > 700
+    assert a.latest_clocks() == b.latest_clocks() == m.time()
+
+    def same(x: list[DbgMsgTx], y: list[DbgMsgTx]) -> None:
+        assert [(t.id, t.clocks, t.called_states, t.log_entries, t.args) for t in x] == [
+            (t.id, t.clocks, t.called_states, t.log_entries, t.args) for t in y
+        ]
+        for t, u in zip(x, y, strict=True):
+            t.time = u.time = None
+            assert t == u
+
+    assert a.drop_oldest(100) == b.drop_oldest(100) == 100
+    for limit in (1, 63, 64, 150):
+        same(a.read(limit), b.read(limit))
+        assert len(a) == len(b) and a.latest_clocks() == b.latest_clocks()
+    assert a.drop_oldest(300) == b.drop_oldest(300)  # parsed ones first, then pending ones
+    same(a.txs, b.txs)
+    assert a.bad == b.bad == 0 and a.dropped == b.dropped == 400
+    assert any(t.log_entries for t in a.txs) and any(t.args for t in a.txs)

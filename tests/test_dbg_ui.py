@@ -67,7 +67,7 @@ class Recorder:
         return mach
 
     def flush(self) -> Collector:
-        for kind, msg in FrameDecoder().feed(self.box.take()):
+        for kind, msg in FrameDecoder(packed=True).feed(self.box.take()):  # as am dbg reads
             self.collector.ingest(self.conn, kind, msg)
         return self.collector
 
@@ -110,6 +110,28 @@ def run(coro_fn, collector: Collector, size=(160, 50), **kw):
 
 def text(app: DebuggerApp, wid: str) -> str:
     return app.query_one(wid).content.plain
+
+
+def test_a_burst_bigger_than_a_read_is_shown_whole_in_tail_mode():
+    """A sync reads a slice of what arrived; after a burst (no more data coming) the next
+    frames read the rest, so tail mode ends at the last transition."""
+    rec = Recorder()
+    m = rec.attach(_mach("burst"), full=False)
+    for _ in range(3000):
+        m.add("Foo")
+        m.remove("Foo")
+    collector = rec.flush()
+    n = len(collector.machines["burst"])
+    assert n == 6000
+
+    async def body(app, pilot):
+        deadline = time.monotonic() + 30
+        while f"Transition {n} / {n}" not in text(app, "#txtl"):
+            assert time.monotonic() < deadline, text(app, "#txtl")
+            await pilot.pause(0.05)
+        assert app.session.tail and app.session.counts()[0] == n
+
+    run(body, collector)
 
 
 # ----- C.6 1 and 4: live producers over loopback

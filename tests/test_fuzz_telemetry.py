@@ -173,3 +173,81 @@ def test_tcp_collector_memory_stays_bounded(collector):
     assert c.rejected >= 50 * 200
     assert rss_bytes() - before < 100 << 20
     assert thread.error is None
+
+
+# --- packed transitions: the collector keeps valid groups as received --------------------------
+
+extras = tx.map(lambda arr: arr[10:])
+
+
+@st.composite
+def txp_group(draw) -> list:
+    """A ``txp`` group as ``pack_txs`` builds it, sometimes with one part made hostile."""
+    code = draw(st.sampled_from("iq"))
+    top = 2**31 - 1 if code == "i" else 2**63 - 1
+    width = draw(st.sampled_from([N, N, N, 2]))  # sometimes not the schema's
+    lists = st.lists(st.one_of(st.none(), st.lists(names, max_size=3)), min_size=1, max_size=3)
+    called = draw(st.one_of(lists, mutated(lists)))
+    n = draw(st.integers(0, 4))
+    row = st.tuples(
+        st.integers(0, top).map(lambda v: -1 if v % 16 == 15 else v),  # id: rarely negative
+        *[st.integers(-(top + 1), top)] * 2,
+        st.integers(0, 2),  # called index: sometimes out of range
+        *[st.integers(-(top + 1), top)] * (4 + width),
+    )
+    rows = [v for r in draw(st.lists(row, min_size=n, max_size=n)) for v in r]
+    ex = draw(st.dictionaries(st.integers(-1, n), st.one_of(extras, mutated(extras)), max_size=3))
+    mid = draw(st.sampled_from(["m1", "m1", "m2"]))
+    from array import array
+
+    return [mid, 8 + width, code, array(code, rows).tobytes(), called, ex]
+
+
+def _view(c: Collector) -> list:
+    out = []
+    for d in c.dumps():
+        for t in d.txs:
+            t.time = None  # arrival: the two collectors ingest at different instants
+        out.append((d.schema.id, d.txs))
+    return out
+
+
+@given(st.lists(st.lists(txp_group(), max_size=3), min_size=1, max_size=3))
+def test_fuzz_packed_ingest_keeps_what_the_per_transition_path_keeps(bodies):
+    """Differential: ``txp`` groups kept packed (FrameDecoder(packed=True)) and the same
+    frames expanded into arrays and checked one by one give the same history, counts and
+    errors."""
+    from machines.telemetry import FrameDecoder, FrameError
+
+    packed, arrays = Collector(), Collector()
+    for c in (packed, arrays):
+        c.ingest("conn-1", "schema", {"id": "m1", "states_index": STATES, "tx_id_prefix": "p-"})
+    for body in bodies:
+        data = encode_frame("txp", body)
+        results = []
+        for c, dec in ((packed, FrameDecoder(packed=True)), (arrays, FrameDecoder())):
+            try:
+                ((kind, msg),) = dec.feed(data)
+            except FrameError as err:
+                results.append(("frame", str(err)))
+                continue
+            assert kind == ("txp" if c is packed else "txs")
+            try:
+                c.ingest("conn-1", kind, msg)
+                results.append(("ok", ""))
+            except ValueError as err:
+                assert "\n" not in str(err) and len(str(err)) < 500
+                results.append(("bad", str(err)))
+        assert results[0] == results[1]
+    for c in (packed, arrays):
+        assert sum(len(r) for r in c.machines.values()) == c.total_txs
+    assert (packed.total_txs, packed.rejected, packed.ignored) == (
+        arrays.total_txs,
+        arrays.rejected,
+        arrays.ignored,
+    )
+    assert [r.latest_clocks() for r in packed.machines.values()] == [
+        r.latest_clocks() for r in arrays.machines.values()
+    ]
+    assert _view(packed) == _view(arrays)
+    assert all(rec.bad == 0 for rec in packed.machines.values())

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from array import array
 from pathlib import Path
 
 import cbor2
@@ -17,7 +18,7 @@ import trio
 from dbg.collector import Collector, serve_collector
 from dbg.dump import read_dump
 from dbg.ui.live import LockedCollector
-from machines.telemetry import TX_FIELDS, encode_frame
+from machines.telemetry import TX_FIELDS, FrameDecoder, TxpGroup, encode_frame
 
 STATES = ["Exception", "A", "B"]
 SCHEMA = {"id": "m1", "states_index": STATES, "tx_id_prefix": "m1-"}
@@ -83,12 +84,61 @@ def test_save_never_fails_because_of_one_record(tmp_path: Path):
     c.ingest("conn-1", "schema", SCHEMA)
     c.ingest("conn-1", "txs", [tx(1), tx(2)])
     rec = c.machines["m1"]
-    rec._raw.append((MALFORMED["string rel_type"], time.time_ns()))
-    rec._raw.append((tx(3), time.time_ns()))
+    rec.add_arrays([MALFORMED["string rel_type"], tx(3)], time.time_ns())
+    # and in a packed block: row 4's called-states entry cannot be read
+    rows = array("i", [n for i in (4, 5) for n in (i, 0, 0, i - 4, 1, 0, 0, 0, 0, i, 0)])
+    rec.add_rows(TxpGroup("m1", 11, rows, [5, ["A"]], {}), time.time_ns())
     out = write_dump(tmp_path / "d.cbor.br", c.dumps())
     (m,) = read_dump(out)
-    assert [t.id for t in m.txs] == ["m1-00000001", "m1-00000002", "m1-00000003"]
-    assert rec.bad == 1
+    assert [t.id for t in m.txs] == ["m1-00000001", "m1-00000002", "m1-00000003", "m1-00000005"]
+    assert [t.clocks for t in m.txs][-1] == [0, 5, 0]
+    assert rec.bad == 2
+
+
+def _txp(*rows: tuple, extras: dict | None = None, called: list | None = None) -> bytes:
+    """A txp frame of m1 (3 states): rows of (id, called index, clock of A)."""
+    flat = [v for num, ci, a in rows for v in (num, 0, 0, ci, 1, 0, 0, 0, 0, a, 0)]
+    body = [["m1", 11, "i", array("i", flat).tobytes(), called or [["A"]], extras or {}]]
+    return encode_frame("txp", body)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"extras": {1: [[[1]], None, None, None, None]}},  # a log entry that is not a pair
+        {"extras": {1: [None, None, None, None, [[1, "A"]]]}},  # a short step
+        {"extras": {1: [None, None, {"k": [1]}, None, None]}},  # nested args
+        {"called": [["A"], [1]]},  # called states that are not names
+        {"neg_id": True},
+    ],
+)
+def test_a_malformed_packed_transition_is_rejected_alone(bad):
+    """A packed group with one bad row keeps its other rows (checked one by one then)."""
+    c = Collector()
+    c.ingest("conn-1", "schema", SCHEMA)
+    ci = 1 if "called" in bad else 0
+    num = -7 if bad.get("neg_id") else 2
+    data = _txp(
+        (1, 0, 1), (num, ci, 3), (3, 0, 5), extras=bad.get("extras"), called=bad.get("called")
+    )
+    ((kind, groups),) = FrameDecoder(packed=True).feed(data)
+    with pytest.raises(ValueError, match="1 malformed transition") as err:
+        c.ingest("conn-1", kind, groups)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 200
+    assert c.rejected == 1 and c.total_txs == 2
+    assert [(t.id, t.clocks) for t in c.machines["m1"].txs] == [
+        ("m1-00000001", [0, 1, 0]),
+        ("m1-00000003", [0, 5, 0]),
+    ]
+
+
+def test_a_packed_group_of_another_width_is_rejected():
+    c = Collector()
+    c.ingest("conn-1", "schema", dict(SCHEMA, states_index=["A", "B"]))
+    ((kind, groups),) = FrameDecoder(packed=True).feed(_txp((1, 0, 1), (2, 0, 3)))
+    with pytest.raises(ValueError, match="2 malformed transition.*clocks: want 2"):
+        c.ingest("conn-1", kind, groups)
+    assert c.rejected == 2 and c.total_txs == 0 and len(c.machines["m1"]) == 0
 
 
 def test_a_dump_skips_a_transition_it_cannot_encode(tmp_path: Path):

@@ -289,6 +289,11 @@ class DebuggerApp(App[None]):
         if data_frame:
             self._dirty = False
             self.session.sync()
+            cur = self.session.current
+            if cur is not None and cur.pending:
+                # a sync reads a slice of a flood: the next frame reads on, even when no new
+                # data arrives meanwhile (a finished burst would stay cut short otherwise)
+                self._dirty = True
             self.paint()
         elif not caught_up:
             self.paint()

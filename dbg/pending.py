@@ -1,0 +1,227 @@
+"""A machine's transitions as received and not read yet: kept in blocks, parsed when read.
+
+Why: ``am dbg`` receives transitions faster than it could build an object for each (a
+machine makes one in ~10 us; building a :class:`DbgMsgTx` costs several), and most are never
+looked at one by one: a UI reads a screenful, a dump reads them all once. So the collector
+keeps what arrived as it arrived, a block per message, and :class:`Pending` turns the oldest
+blocks into :class:`DbgMsgTx` objects when they are read. Ingest then costs a few operations
+per block, none per transition.
+
+Two kinds of block:
+
+- :class:`Rows`: one machine's part of a ``txp`` message (:func:`machines.telemetry.pack_txs`)
+  as it came off the wire: the integer rows in one array, the distinct called-state lists and
+  the extras of the few rows that have any. Read straight from the rows into objects (no
+  intermediate arrays); a row costs ``cols`` machine words until then.
+- :class:`Items`: anything else, one item per transition with the function that parses one
+  (live ``txs`` arrays, the structs of an imported Go dump).
+
+Every transition in a block was checked when it arrived (``dbg.collector``), so parsing one
+cannot fail; if it does anyway (a bug), it costs only itself: :meth:`Pending.take` skips and
+counts it.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from machines.tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED
+from machines.transition import tx_id
+
+from .model import DbgMsgTx, LogEntry, Step, ns_to_time
+
+__all__ = ["Items", "Pending", "Rows", "extras_into"]
+
+_NO_EXTRAS = (None, None, None, None, None)
+#: transitions read at once from which automatic garbage collection pauses (see Pending.take)
+_BULK = 4096
+
+
+def extras_into(tx: DbgMsgTx, logs: Any, pre: Any, args: Any, src: Any, steps: Any) -> None:
+    """Set the rarely present fields of a checked transition (:data:`TX_FIELDS` 10-14)."""
+    if steps:
+        tx.steps = [
+            Step(type=t, rel_type=rel if rel >= 0 else 0, is_final=fin, is_self=me,
+                 is_enter=enter, from_state=a, to_state=b)
+            for t, a, b, rel, fin, me, enter in steps
+        ]  # fmt: skip
+    if logs:
+        tx.log_entries = [LogEntry(lv, text) for lv, text in logs]
+    if pre:
+        tx.pre_log_entries = [LogEntry(lv, text) for lv, text in pre]
+    if args:
+        tx.args = {str(k): str(v) for k, v in args.items()}
+    if src is not None:
+        tx.source_machine_id, tx.source_tx_id, tx.source_mach_time = src
+
+
+class Rows:
+    """Checked rows of one ``txp`` group, ``first`` of them already read or dropped."""
+
+    __slots__ = ("arrived", "called", "cols", "extras", "first", "mid", "rows", "stop")
+
+    def __init__(self, group: Any, arrived: int) -> None:
+        self.mid, self.cols, self.rows, self.called, self.extras = group
+        self.arrived = arrived
+        self.first = 0
+        self.stop = len(self.rows) // self.cols
+
+    def __len__(self) -> int:
+        return self.stop - self.first
+
+    def drop(self, n: int) -> None:
+        self.first += n
+
+    def last_clocks(self) -> list[int]:
+        i = (self.stop - 1) * self.cols
+        return self.rows[i + 8 : i + self.cols].tolist()
+
+    def take(self, n: int, out: list[DbgMsgTx], prefix: str) -> None:
+        """Append the next ``n`` transitions to ``out`` (``prefix``: of numeric ids)."""
+        cols, called, extras, mid = self.cols, self.called, self.extras, self.mid
+        when: datetime = ns_to_time(self.arrived)  # immutable: one object for the block
+        first = self.first
+        self.first = first + n
+        # one C-level conversion of the block's rows, then list slices
+        vals = self.rows[first * cols : (first + n) * cols].tolist()
+        append = out.append
+        for k in range(n):
+            i = k * cols
+            num, qt, mtype, ci, flags, qlen, mqt, token = vals[i : i + 8]
+            tx = DbgMsgTx(
+                machine_id=mid,
+                id=tx_id(prefix, num),
+                clocks=vals[i + 8 : i + cols],
+                queue_tick=qt,
+                mut_queue_token=token,
+                mut_queue_tick=mqt,
+                type=mtype,
+                called_states=list(called[ci]) if called[ci] else [],
+                queue=qlen,
+                time=when,
+                is_auto=bool(flags & FLAG_AUTO),
+                accepted=bool(flags & FLAG_ACCEPTED),
+                is_check=bool(flags & FLAG_CHECK),
+                is_queued=bool(flags & FLAG_QUEUED),
+            )
+            if extras:
+                ex = extras.get(first + k, _NO_EXTRAS)
+                if ex is not _NO_EXTRAS:
+                    extras_into(tx, *ex)
+            append(tx)
+
+
+class Items:
+    """Transitions one item each, with how to parse one (given the id prefix) and to read
+    its clocks."""
+
+    __slots__ = ("clocks", "first", "items", "parse")
+
+    def __init__(
+        self,
+        items: list[Any],
+        parse: Callable[[Any, str], DbgMsgTx],
+        clocks: Callable[[Any], list[int]],
+    ) -> None:
+        self.items, self.parse, self.clocks = items, parse, clocks
+        self.first = 0
+
+    def __len__(self) -> int:
+        return len(self.items) - self.first
+
+    def drop(self, n: int) -> None:
+        self.first += n
+
+    def last_clocks(self) -> list[int]:
+        return self.clocks(self.items[-1])
+
+    def take(self, n: int, out: list[DbgMsgTx], prefix: str) -> None:
+        first = self.first
+        self.first = first + n
+        parse, append = self.parse, out.append
+        for item in self.items[first : first + n]:
+            append(parse(item, prefix))
+
+
+Block = Rows | Items
+
+
+class Pending:
+    """The blocks of one machine not read yet, oldest first, and how many transitions they
+    hold."""
+
+    __slots__ = ("blocks", "n")
+
+    def __init__(self) -> None:
+        self.blocks: deque[Block] = deque()
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, block: Block) -> None:
+        if len(block):
+            self.blocks.append(block)
+            self.n += len(block)
+
+    def clear(self) -> None:
+        self.blocks, self.n = deque(), 0
+
+    def last_clocks(self) -> list[int]:
+        return self.blocks[-1].last_clocks() if self.blocks else []
+
+    def drop(self, n: int) -> None:
+        """Forget the ``n`` oldest transitions."""
+        n = min(n, self.n)
+        self.n -= n
+        blocks = self.blocks
+        while n:
+            b = blocks[0]
+            k = min(n, len(b))
+            b.drop(k)
+            n -= k
+            if not len(b):
+                blocks.popleft()
+
+    def take(
+        self, limit: int, out: list[DbgMsgTx], prefix: str, on_bad: Callable[[Exception], None]
+    ) -> None:
+        """Parse the ``limit`` oldest transitions into ``out`` (``prefix``: the machine's, of
+        numeric ids; a block does not hold it, the schema may change before it is read); one
+        that fails is passed to ``on_bad`` and skipped."""
+        limit = min(limit, self.n)
+        if limit >= _BULK and gc.isenabled():
+            # A bulk read allocates ~10 long-lived containers per transition, and the
+            # allocations themselves trigger the cycle collector's passes over all of them:
+            # those cost more than the building (at log level ops, 22 -> 9 us a transition
+            # without them). Nothing built here can be cyclic garbage, so automatic
+            # collection pauses for the read (the next allocation after it may collect).
+            gc.disable()
+            try:
+                self.take(limit, out, prefix, on_bad)
+            finally:
+                gc.enable()
+            return
+        self.n -= limit
+        blocks = self.blocks
+        while limit:
+            b = blocks[0]
+            k = min(limit, len(b))
+            limit -= k
+            start, size = b.first, len(out)
+            try:
+                b.take(k, out, prefix)
+            except Exception:  # checked at ingest; a miss must cost only itself
+                del out[size:]
+                b.first = start
+                for _ in range(k):  # a block moves past a transition before parsing it
+                    try:
+                        b.take(1, out, prefix)
+                    except Exception as err:
+                        on_bad(err)
+            if not len(b):
+                blocks.popleft()
