@@ -3,7 +3,7 @@ message to many browser peers.
 
 1. Cold start in Chromium: from navigation to bar ``Ready`` with the client of server-foo
    connected (the panel says so), in a fresh browser context each time (nothing cached), for
-   the dev build against the prod build (memory snapshot, brotli); plus the bytes on the wire
+   the dev build against the prod build (memory snapshot, zstd); plus the bytes on the wire
    (HTTP bodies as transferred, from the DevTools protocol). Goals: prod <= 1.5 s median and
    <= 0.5x dev.
 2. Scale: ``am start`` as its own process, N headless peers (the page's program in CPython;
@@ -12,6 +12,32 @@ message to many browser peers.
    process CPU per peer per message (and per peer while idle). Goal: <= 1 s at 200.
 
     python benchmarks/bench_example.py [--runs 5] [--bars 200] [--skip-page] [--skip-bars]
+
+Where the prod cold start goes (the page's marks, ms since navigation; headless Chromium 156,
+2 cores shared with other jobs, load average 6-7, so wide spreads):
+
+- ``manifest`` (~0.2 s): navigation, ``main.mjs``, then ``config.json`` and both manifests in
+  one round; Pyodide's loader and its 1.25 MB script are requested together (the script is
+  parsed off the main thread), and the snapshot's fetch starts.
+- ``wasm`` (~0.9-1.6 s): Pyodide fetches its wasm (9.6 MB, 2.9 MB zstd) and stdlib at once;
+  the wasm is compiled while it arrives (``instantiateStreaming``, validation on V8's worker
+  threads, functions compiled lazily later) and instantiated. This used to wait for the whole
+  snapshot, because Pyodide awaits ``_loadSnapshot`` first: the page now hands it the zeroed
+  heap at once and fills it meanwhile.
+- ``snapshot`` (~1.0-1.9 s): the last bytes in, fetched in a worker: a fetch's chunks are
+  read on the thread that made it, and the page's main thread is busy meanwhile (Pyodide's
+  script, the wasm's streaming compile, the module's start); from a worker the snapshot came
+  ~1 s sooner under load (2.76 against 3.82 s to Ready, median of 6 alternating). The file
+  holds only the heap's non-zero pages (15.3 of 31.5 MB; 4.8 MB zstd): half to decode and
+  hold, though fetching it alone took about as long as the dense 31 MB (0.74 against 0.65 s,
+  median of 5). zstd instead of brotli saved ~0.3 s (Chromium decodes it several times
+  faster; about the same size); serving the files uncompressed was no faster than zstd.
+- ``pyodide`` (+0.15-0.25 s): restoring the heap and Pyodide's ``finalizeBootstrap``.
+- ``python`` (+0.05-0.1 s): the site zip, ``web_io.main``; then Ready and connected after
+  the tunnels open (+0.05-0.4 s, server-foo shares the cores).
+
+Outside the page: a fresh context is a new window, and Chromium boots its own UI for it (the
+omnibox popup's WebUI renderer, about 1 s of CPU) while the page loads; the figures include it.
 
 Both builds must exist (``task build`` and ``task build-prod``). Every peer and Chromium share
 the machine with the server: on a loaded machine the figures are upper bounds.
@@ -112,6 +138,8 @@ def cold_start(browser, url: str) -> tuple[float, int, dict]:
     page.wait_for_function(READY_JS, timeout=120_000, polling=10)
     took = time.perf_counter() - t
     marks = page.evaluate("window.amExample && window.amExample.marks") or {}
+    # the page's session sees no worker's requests: the page counts the snapshot's bodies
+    got[0] += page.evaluate("window.amExample && window.amExample.workerBytes") or 0
     ctx.close()
     return took, got[0], marks
 

@@ -49,7 +49,10 @@ def start(
     page: str = typer.Option(
         "auto",
         "--page",
-        help="Which build the page loads: auto (prod when built and fresh, else dev), dev, prod.",
+        help=(
+            "Which build the page loads: auto (prod when built and fresh, else dev), dev, prod."
+            " The build asked for is built first when missing or stale."
+        ),
     ),
 ) -> None:
     """Start server-foo, its aRPC and REPL endpoints and the relay serving the page."""
@@ -107,20 +110,20 @@ def _build(page: str) -> str:
     finally:
         sys.path.remove(str(WEB))
     prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
-    if page == "prod":
-        if not prod_built:
-            fail("start", "no prod build: run `task build-prod`")
-        return "prod"
     if page == "auto" and web_build.is_fresh("prod"):
         return "prod"
     if page == "auto" and prod_built:
         typer.echo("am start: web/build/prod is stale (task build-prod); using the dev build")
-    if not web_build.is_fresh("dev"):
-        typer.echo("am start: building the page (web/build/dev)...")
-        proc = subprocess.run([sys.executable, str(WEB / "build_page.py")], check=False)
+    kind = "prod" if page == "prod" else "dev"
+    if not web_build.is_fresh(kind):
+        # a stale build holds an older copy of this project's Python: the page would speak an
+        # older protocol than this server (the prod snapshot embeds it), so it is rebuilt
+        typer.echo(f"am start: building the page (web/build/{kind})...")
+        args = ["--prod"] if kind == "prod" else []
+        proc = subprocess.run([sys.executable, str(WEB / "build_page.py"), *args], check=False)
         if proc.returncode != 0:
             raise typer.Exit(1)
-    return "dev"
+    return kind
 
 
 async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:

@@ -47,7 +47,7 @@ class FrameReader:
         """Bytes of an unfinished frame (non-zero at EOF means a truncated frame)."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes | bytearray) -> list[Any]:
         buf = self._buf
         if buf:  # a frame began in an earlier chunk: complete it before decoding anything
             buf += data

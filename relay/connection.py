@@ -23,13 +23,15 @@ import logging
 import os
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import trio
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from relay import fastio
 from relay.security import pick_subprotocol
@@ -49,8 +51,35 @@ _PROTOCOL_LOG = logging.getLogger("relay.websocket")
 _PROTOCOL_LOG.setLevel(logging.WARNING)
 
 
-def _select_subprotocol(protocol: ServerProtocol, offered: object) -> str | None:
-    return pick_subprotocol(list(offered))  # type: ignore[call-overload]
+if TYPE_CHECKING:
+    from websockets.frames import Frame
+
+    class ReceivedFrame(Frame):
+        """A frame from a client: its payload is new ``bytes`` (clients mask every frame and
+        unmasking copies it; no extension, which could hand back other buffers, is
+        negotiated). ``Frame`` types the payload for frames built to be sent, too."""
+
+        data: bytes
+
+    class OpenProtocol(ServerProtocol):
+        """The ``ServerProtocol`` once the upgrade request is read: it yields frames only.
+
+        ``websockets`` types ``events_received`` for every state (the request, too); this
+        says what holds after it, for the type checker (at run time it is ``ServerProtocol``).
+        """
+
+        # A list is invariant, so no override may narrow its items; but in this state the
+        # list returned holds nothing else.
+        def events_received(self) -> list[ReceivedFrame]: ...  # type: ignore[override]
+
+else:
+    OpenProtocol = ServerProtocol
+
+
+def _select_subprotocol(
+    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    return pick_subprotocol(offered)
 
 
 class Connection:

@@ -20,10 +20,12 @@ import selectors
 import socket
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.frames import BINARY, CLOSE, CONT, TEXT
-from websockets.protocol import Protocol
+
+if TYPE_CHECKING:
+    from relay.connection import OpenProtocol
 
 # poll(2) flags; epoll(7) uses the same values on Linux, where epoll is used (elsewhere, poll)
 _READ = select.POLLIN
@@ -52,7 +54,7 @@ class Pump:
 
     def __init__(
         self,
-        protocol: Protocol,
+        protocol: OpenProtocol,
         ws_fd: int,
         tcp_fd: int,
         read_size: int,

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 from relay.config import format_hostport
+
+#: a subprotocol name (``websockets`` types them as a ``NewType`` of ``str``)
+_Proto = TypeVar("_Proto", bound=str)
 
 #: A tunnel shows the token by offering the subprotocol ``am-token.<token>``.
 TOKEN_PROTOCOL_PREFIX = "am-token."
@@ -78,7 +82,7 @@ def check_token(expected: str | None, offered: Iterable[str]) -> str | None:
     return "missing or wrong token"
 
 
-def pick_subprotocol(offered: list[str]) -> str | None:
+def pick_subprotocol(offered: Sequence[_Proto]) -> _Proto | None:
     """The subprotocol to answer with.
 
     A browser fails the handshake when it offered subprotocols and the server picks none, so

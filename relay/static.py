@@ -71,21 +71,27 @@ def _matches(parts: list[str], pattern: str) -> bool:
     return len(wanted) == len(parts) and all(map(fnmatchcase, parts, wanted))
 
 
-def _accepts_br(request: Request) -> bool:
-    """Does ``Accept-Encoding`` take brotli (``br``, not ``br;q=0``)?"""
+#: precompressed siblings, best first: ``x.zst`` decodes several times faster than ``x.br``
+#: at about the same size (the browser's decode is on the page's critical path)
+ENCODINGS = (("zstd", ".zst"), ("br", ".br"))
+
+
+def _accepted(request: Request) -> set[str]:
+    """The content codings ``Accept-Encoding`` takes (``q=0`` refuses one)."""
+    taken = set()
     for part in ",".join(request.headers.get_all("Accept-Encoding")).split(","):
         name, _, params = part.partition(";")
-        if name.strip().lower() == "br":
-            q = params.strip()
-            try:
-                return not q.startswith("q=") or float(q[2:]) > 0
-            except ValueError:
-                return False
-    return False
+        q = params.strip()
+        try:
+            if not q.startswith("q=") or float(q[2:]) > 0:
+                taken.add(name.strip().lower())
+        except ValueError:
+            pass
+    return taken
 
 
-def _has_br(file: Path) -> bool:
-    return file.with_name(file.name + ".br").is_file()
+def _has_sibling(file: Path) -> bool:
+    return any(file.with_name(file.name + suffix).is_file() for _, suffix in ENCODINGS)
 
 
 def _headers(kind: Path, etag: str, modified: float | None = None) -> Headers:
@@ -140,12 +146,15 @@ async def serve_static(
         await conn.reject(404, "not found")
         return
     body, encoding = file, None
-    if root is not None and not path.endswith("/") and _accepts_br(request):
-        # a precompressed sibling (``x.wasm.br``, written by the page's prod build): served
-        # as the encoding of a file that passed ``only``, so not checked against it
-        compressed = resolve(root, path + ".br")
-        if compressed is not None:
-            body, encoding = compressed, "br"
+    if root is not None and not path.endswith("/"):
+        # a precompressed sibling (``x.wasm.zst``, ``x.wasm.br``, written by the page's prod
+        # build): served as the encoding of a file that passed ``only``, so not checked
+        # against it
+        taken = _accepted(request)
+        for name, suffix in ENCODINGS:
+            if name in taken and (compressed := resolve(root, path + suffix)) is not None:
+                body, encoding = compressed, name
+                break
     try:
         f = open(body, "rb")  # closed below; a local file opens at once
     except OSError:  # removed or unreadable since it was resolved
@@ -157,7 +166,7 @@ async def serve_static(
         headers = _headers(file, etag, stat.st_mtime)
         if encoding is not None:
             headers["Content-Encoding"] = encoding
-        if encoding is not None or _has_br(file):
+        if encoding is not None or _has_sibling(file):
             headers["Vary"] = "Accept-Encoding"  # caches must keep both variants apart
         if _not_modified(request, etag):
             await conn.respond(Response(304, "Not Modified", headers))

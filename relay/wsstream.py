@@ -13,6 +13,7 @@ more than one socket read (plus one message of at most ``max_message`` bytes).
 from __future__ import annotations
 
 from collections import deque
+from typing import cast
 
 import trio
 from websockets.exceptions import InvalidState
@@ -21,7 +22,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 
 from relay import fastio
-from relay.connection import Connection
+from relay.connection import Connection, OpenProtocol
 from relay.pump import Pump, PumpResult
 
 # Close codes (RFC 6455 section 7.4.1).
@@ -60,7 +61,7 @@ class WebSocketStream(trio.abc.Stream):
         #: The HTTP upgrade request.
         self.request = request
         self._conn = conn
-        self._protocol = conn.protocol
+        self._protocol = cast(OpenProtocol, conn.protocol)  # the request was read
         self._handshake = handshake
         self._accepted = False
         self._closed = False  # this side sent a close frame (or refused the upgrade)

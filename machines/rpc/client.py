@@ -32,6 +32,8 @@ _READ_SIZE = 65536
 class Client(ClientCore):
     """Keeps `netmach` mirrored from a remote source; see `connect()` for the options."""
 
+    addr: str  # "stream" when a stream or a stream factory stands in for the address
+
     def __init__(
         self,
         addr: str | None = None,

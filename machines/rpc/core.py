@@ -322,7 +322,7 @@ class ClientCore:
         for call in list(self._calls.values()):
             call.finish(error=lost)
 
-    def _feed(self, conn: ClientConnection, data: bytes) -> bool:
+    def _feed(self, conn: ClientConnection, data: bytes | bytearray) -> bool:
         """Apply inbound bytes in order; True ends the session. Raises only ProtocolError for
         anything the input causes (see ServerCore._feed)."""
         end = False
@@ -637,7 +637,7 @@ class ServerCore:
             self._hub.leave(self)
             self._hub = None
 
-    def _feed(self, conn: ServerConnection, data: bytes) -> bool:
+    def _feed(self, conn: ServerConnection, data: bytes | bytearray) -> bool:
         """Act on inbound bytes; True when the client said bye.
 
         Raises only ProtocolError for anything the input causes (whatever acting on its

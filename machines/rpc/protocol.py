@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import cbor2
 
@@ -338,11 +338,11 @@ def brief(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _is_int(val: Any) -> bool:
+def _is_int(val: Any) -> TypeGuard[int]:
     return type(val) is int and INT_MIN <= val <= INT_MAX  # bool is an int subclass; refuse it
 
 
-def _all_ints(vals: list[Any]) -> bool:
+def _all_ints(vals: list[Any]) -> TypeGuard[list[int]]:
     """`_is_int` of every item, in C loops (a clock or diff is checked per frame)."""
     return not vals or (
         {*map(type, vals)} == {int} and INT_MIN <= min(vals) and max(vals) <= INT_MAX
@@ -363,11 +363,11 @@ def _plain(val: Any, depth: int = 0) -> bool:
     return True
 
 
-def _is_id(val: Any) -> bool:
+def _is_id(val: Any) -> TypeGuard[str]:
     return isinstance(val, str) and 0 < len(val) <= MAX_ID
 
 
-def _is_str_list(val: Any) -> bool:
+def _is_str_list(val: Any) -> TypeGuard[list[str]]:
     return isinstance(val, list) and all(isinstance(v, str) for v in val)
 
 
@@ -407,7 +407,7 @@ class _Conn:
         self._out.clear()
         return data
 
-    def receive_data(self, data: bytes) -> list[Any]:
+    def receive_data(self, data: bytes | bytearray) -> list[Any]:
         """Events of the complete frames in `data`.
 
         Raises ProtocolError (after queueing an error frame that tells the peer why) when the

@@ -116,7 +116,7 @@ class Server(ServerCore):
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery  # the writer and pusher start at the handshake
                     if self.handshake_timeout is not None:
-                        nursery.start_soon(self._handshake_deadline)
+                        nursery.start_soon(self._handshake_deadline, self.handshake_timeout)
                     self.close_reason = await self._receive_loop()
                     nursery.cancel_scope.cancel()
             if self._cancel.cancelled_caught and not self.close_reason:
@@ -141,6 +141,8 @@ class Server(ServerCore):
     # --- driver hooks of the core --------------------------------------------------------------
 
     _now = staticmethod(trio.current_time)  # until serve() binds the run's clock
+    #: the current `_dirty` event's `set`, bound per wait (see `_wait_for_change`)
+    _wake_pusher: Callable[[], None]
 
     def _accepting(self) -> bool:
         return not self.closed.is_set()
@@ -171,11 +173,11 @@ class Server(ServerCore):
 
     # --- tasks ---------------------------------------------------------------------------------
 
-    async def _handshake_deadline(self) -> None:
-        with trio.move_on_after(self.handshake_timeout):
+    async def _handshake_deadline(self, timeout: float) -> None:
+        with trio.move_on_after(timeout):
             await self.handshake_done.wait()
             return
-        self.refuse(f"no handshake in {self.handshake_timeout:g} s")
+        self.refuse(f"no handshake in {timeout:g} s")
 
     async def _receive_loop(self) -> str:
         assert self.conn is not None and self._stream is not None
