@@ -239,36 +239,47 @@ def pack_txs(records: list[tuple]) -> list[Any]:
     """Transition records (:data:`machines.tracer.RECORD_FIELDS`) as a ``txp`` message.
 
     Per machine (and clock width), in record order: ``[machine id, columns, typecode, rows,
-    called, extras]``; ``rows`` is a little-endian integer array (``typecode`` ``i`` or ``q``)
-    of ``columns`` values per transition: the :data:`_ROW` columns, ``called_states`` as an
-    index into ``called`` (the distinct called-state lists), then the clocks; ``extras`` maps a
-    row number to its :data:`_EXTRA` fields, for the few rows that have any. One bytes value
-    and a short table instead of ~15 CBOR items per transition: cbor2 spends ~50 ns per item
-    and far more per container, here several times the machine's own cost of a transition.
+    called, extras, logs]``; ``rows`` is a little-endian integer array (``typecode`` ``i`` or
+    ``q``) of ``columns`` values per transition: the :data:`_ROW` columns, ``called_states`` as
+    an index into ``called`` (the distinct called-state lists), then the clocks; ``extras``
+    maps a row number to its :data:`_EXTRA` fields, for the few rows that have any; ``logs``
+    holds every row's log entries (see :func:`_with_logs`), or is null. One bytes value and a
+    short table instead of ~15 CBOR items per transition: cbor2 spends ~50 ns per item and far
+    more per container, here several times the machine's own cost of a transition.
     """
-    groups: dict[tuple[str, int], tuple[list[int], dict, dict]] = {}
+    groups: dict[tuple[str, int], tuple[list[int], dict, dict, list[int], list[str]]] = {}
     for rec in records:
         clocks = rec[2]
         key = (rec[0], len(clocks))
         g = groups.get(key)
         if g is None:
-            g = groups[key] = ([], {}, {})
-        rows, called, extras = g
+            g = groups[key] = ([], {}, {}, [], [])
+        rows, called, extras, log_ints, log_texts = g
         ci = called.get(rec[5])
         if ci is None:
             ci = called[rec[5]] = len(called)
-        if rec[10] or rec[11] or rec[12] or rec[13] is not None or rec[14]:
+        if rec[10] or rec[11]:  # logs are in most rows once a log level is set
+            log, pre = rec[10] or (), rec[11] or ()
+            levels, texts = zip(*log, *pre, strict=True)  # C loops: rows have several entries
+            log_ints += (len(rows) // (8 + key[1]), len(log), len(pre))
+            log_ints += levels
+            log_ints += map(len, texts)
+            log_texts += texts
+        if rec[12] or rec[13] is not None or rec[14]:
             extras[len(rows) // (8 + key[1])] = _extra(rec)
         # a list and one struct.pack: an array's extend converts item by item, 3x slower
         rows += (rec[1], rec[3], rec[4], ci, rec[6], rec[7], rec[8], rec[9])
         rows += clocks
     out: list[Any] = []
-    for (mid, width), (rows, called, extras) in groups.items():
+    for (mid, width), (rows, called, extras, log_ints, log_texts) in groups.items():
         try:
             code, packed = "i", struct.pack(f"<{len(rows)}i", *rows)  # the usual: 32 bits
         except struct.error:
             code, packed = "q", struct.pack(f"<{len(rows)}q", *rows)
-        out.append([mid, 8 + width, code, packed, list(called), extras])
+        logs = None
+        if log_ints:
+            logs = [struct.pack(f"<{len(log_ints)}i", *log_ints), "".join(log_texts)]
+        out.append([mid, 8 + width, code, packed, list(called), extras, logs])
     return out
 
 
@@ -278,8 +289,8 @@ def _extra(rec: tuple) -> list[Any]:
         args = {k: _short(v) for k, v in args.items() if not k.startswith("_")} or None
     src, steps = rec[13], rec[14]
     return [
-        rec[10] or None,
-        rec[11] or None,
+        None,  # the log entries travel in the group's logs (see pack_txs)
+        None,
         args or None,
         (src.machine_id, src.tx_id, src.mach_time) if src is not None else None,
         [(int(st.type), st.from_state, st.to_state, st.rel_type, st.is_final, st.is_self,
@@ -305,9 +316,11 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
     The checks are per group and column (C loops), not per transition."""
     out = []
     for g in groups:
-        if not (isinstance(g, list) and len(g) == 6):
-            raise FrameError("telemetry txp: a group is [id, columns, code, rows, called, extras]")
-        mid, cols, code, data, called, extras = g
+        if not (isinstance(g, list) and len(g) == 7):
+            raise FrameError(
+                "telemetry txp: a group is [id, columns, code, rows, called, extras, logs]"
+            )
+        mid, cols, code, data, called, extras, logs = g
         if not (
             isinstance(mid, str)
             and type(cols) is int
@@ -330,7 +343,57 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
         ex = extras.values()  # one C loop each: at log level ops most rows have extras
         if not ({*map(type, ex)} <= {list} and {*map(len, ex)} <= {len(_EXTRA)}):
             raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
+        if logs is not None:
+            extras = _with_logs(extras, logs, len(rows) // cols)
         out.append(TxpGroup(mid, cols, rows, called, extras))
+    return out
+
+
+def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
+    """``extras`` with the log entries of a group's ``logs`` (see :func:`pack_txs`) in place.
+
+    ``logs`` is ``[ints, text]``: per row that has entries, its row number, how many log and
+    pre-log entries it has, their levels, then their texts' lengths; the texts, in the same
+    order, are one string. Two values for a whole batch: as one ``[level, text]`` array each,
+    the entries cost cbor2 more than everything else in the frame (the machine's thread packs
+    it: about half of what telemetry cost a transition at log level 3)."""
+    if not (
+        isinstance(logs, list)
+        and len(logs) == 2
+        and isinstance(logs[0], bytes)
+        and isinstance(logs[1], str)
+        and len(logs[0]) % 4 == 0
+    ):
+        raise FrameError("telemetry txp: logs are [int32 array, text]")
+    ints = array("i")
+    ints.frombytes(logs[0])
+    if not _LITTLE:
+        ints.byteswap()
+    text, at, i, n = logs[1], 0, 0, len(ints)
+    out = dict(extras)
+    while i < n:
+        if i + 3 > n:
+            raise FrameError("telemetry txp: logs end inside a row's header")
+        row, n_log, n_pre = ints[i : i + 3]
+        count = n_log + n_pre
+        end = i + 3 + 2 * count
+        if not (0 <= row < nrows and n_log >= 0 and n_pre >= 0 and end <= n):
+            raise FrameError("telemetry txp: a row's logs are out of range")
+        entries = []
+        for level, size in zip(ints[i + 3 : i + 3 + count], ints[i + 3 + count : end], strict=True):
+            if size < 0 or at + size > len(text):
+                raise FrameError("telemetry txp: a log entry is longer than the logs' text")
+            entries.append([level, text[at : at + size]])
+            at += size
+        ex = out.get(row)
+        if ex is None:
+            ex = [None] * len(_EXTRA)
+        elif not (isinstance(ex, list) and len(ex) == len(_EXTRA)):
+            raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
+        out[row] = [entries[:n_log] or None, entries[n_log:] or None, *ex[2:]]
+        i = end
+    if at != len(text):
+        raise FrameError("telemetry txp: the logs' text is longer than its entries")
     return out
 
 

@@ -200,7 +200,29 @@ def txp_group(draw) -> list:
     mid = draw(st.sampled_from(["m1", "m1", "m2"]))
     from array import array
 
-    return [mid, 8 + width, code, array(code, rows).tobytes(), called, ex]
+    return [mid, 8 + width, code, array(code, rows).tobytes(), called, ex, draw(txp_logs(n))]
+
+
+@st.composite
+def txp_logs(draw, n: int) -> list | None:
+    """A group's ``logs`` (see ``pack_txs``): none, well formed for some of its ``n`` rows, or
+    numbers and text that may not add up."""
+    from array import array
+
+    kind = draw(st.sampled_from(["none", "valid", "valid", "hostile"]))
+    if kind == "none":
+        return None
+    if kind == "hostile":
+        ints = draw(st.lists(st.integers(-2, 6), max_size=12))
+        return [array("i", ints).tobytes(), draw(st.text(max_size=6))]
+    ints, texts = [], []
+    for row in sorted(draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=n))):
+        log = draw(st.lists(st.tuples(st.integers(0, 5), st.text(max_size=4)), max_size=3))
+        pre = draw(st.lists(st.tuples(st.integers(0, 5), st.text(max_size=4)), max_size=2))
+        ints += [row, len(log), len(pre), *(lv for lv, _ in log + pre)]
+        ints += [len(t) for _, t in log + pre]
+        texts += [t for _, t in log + pre]
+    return [array("i", ints).tobytes(), "".join(texts)]
 
 
 def _view(c: Collector) -> list:

@@ -98,7 +98,7 @@ def test_save_never_fails_because_of_one_record(tmp_path: Path):
 def _txp(*rows: tuple, extras: dict | None = None, called: list | None = None) -> bytes:
     """A txp frame of m1 (3 states): rows of (id, called index, clock of A)."""
     flat = [v for num, ci, a in rows for v in (num, 0, 0, ci, 1, 0, 0, 0, 0, a, 0)]
-    body = [["m1", 11, "i", array("i", flat).tobytes(), called or [["A"]], extras or {}]]
+    body = [["m1", 11, "i", array("i", flat).tobytes(), called or [["A"]], extras or {}, None]]
     return encode_frame("txp", body)
 
 

@@ -4,6 +4,7 @@ wire form (``txp``) decodes to the same transition arrays as the plain one (``tx
 from __future__ import annotations
 
 import random
+import struct
 import subprocess
 import sys
 
@@ -89,15 +90,26 @@ def test_packed_frames_decode_as_plain_ones():
     assert FrameDecoder().feed(encode_frame("txs", arrays)) == [("txs", arrays)]
 
 
+def _ints32(*values: int) -> bytes:
+    return struct.pack(f"<{len(values)}i", *values)
+
+
 @pytest.mark.parametrize(
     "body",
     [
-        [["m", 9, "i", b"\x00" * 35, [["A"]], {}]],  # not whole rows
-        [["m", 9, "x", b"", [], {}]],  # unknown typecode
-        [["m", 3, "i", b"", [], {}]],  # fewer columns than the row header
-        [["m", 9, "i", (5).to_bytes(4, "little") * 9, [["A"]], {}]],  # called index out of range
-        [["m", 9, "i", bytes(36), [["A"]], {0: ["too short"]}]],  # bad extras
-        [["m", 9, "i", bytes(36)]],  # short group
+        [["m", 9, "i", b"\x00" * 35, [["A"]], {}, None]],  # not whole rows
+        [["m", 9, "x", b"", [], {}, None]],  # unknown typecode
+        [["m", 3, "i", b"", [], {}, None]],  # fewer columns than the row header
+        [["m", 9, "i", (5).to_bytes(4, "little") * 9, [["A"]], {}, None]],  # called index
+        [["m", 9, "i", bytes(36), [["A"]], {0: ["too short"]}, None]],  # bad extras
+        [["m", 9, "i", bytes(36), [["A"]], {}]],  # short group
+        [["m", 9, "i", bytes(36), [["A"]], {}, [b"", 5]]],  # logs of the wrong types
+        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, 1), ""]]],  # logs end inside a header
+        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(1, 1, 0, 3, 2), "ab"]]],  # row 1 of 1
+        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, 1, 0, 3, 5), "ab"]]],  # text too short
+        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, 1, 0, 3, 1), "ab"]]],  # text too long
+        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, -1, 0), ""]]],  # negative count
+        [["m", 9, "i", bytes(36), [["A"]], {0: [1]}, [_ints32(0, 1, 0, 3, 1), "a"]]],  # extras
     ],
 )
 def test_malformed_packed_frames_are_rejected(body):
@@ -125,6 +137,12 @@ def test_options_from_the_environment():
 
 
 _ints = st.integers(-(2**63), 2**63 - 1)
+#: texts with newlines, NULs and non-ASCII: the packed logs are one string sliced by lengths
+_log_entries = st.one_of(
+    st.none(),
+    st.lists(st.tuples(st.integers(0, 5), st.text(max_size=5)), min_size=1),
+    st.just([]),
+)
 _record = st.tuples(
     st.sampled_from(["m1", "m2"]),  # machine_id
     st.integers(0, 2**40),  # num
@@ -136,8 +154,8 @@ _record = st.tuples(
     st.integers(0, 9),  # queue
     st.integers(0, 2**31),  # mut_queue_tick
     st.integers(0, 9),  # mut_queue_token
-    st.one_of(st.none(), st.lists(st.tuples(st.integers(0, 5), st.text(max_size=5)), min_size=1)),
-    st.none(),  # pre_log_entries
+    _log_entries,  # log_entries
+    _log_entries,  # pre_log_entries
     st.one_of(st.none(), st.dictionaries(st.text(max_size=3).map("k".__add__), st.integers())),
     st.one_of(st.none(), st.builds(MutSource, st.text(max_size=3), st.text(max_size=3))),
     st.none(),  # steps
@@ -157,6 +175,11 @@ def test_packed_records_decode_to_what_they_hold(records):
         assert [a[1] for a in arrays] == [r[1] for r in recs]
         assert [tuple(a[2]) for a in arrays] == [r[2] for r in recs]
         assert [tuple(a[5]) for a in arrays] == [r[5] for r in recs]
+        for a, r in zip(arrays, recs, strict=True):
+            for field in ("log_entries", "pre_log_entries"):
+                got_entries = a[TX_FIELDS.index(field)]
+                want = r[TX_FIELDS.index(field)]
+                assert [tuple(e) for e in got_entries or ()] == list(want or ())
 
 
 @given(
@@ -170,6 +193,15 @@ def test_packed_records_decode_to_what_they_hold(records):
             st.one_of(
                 st.dictionaries(st.integers(-1, 4), st.lists(st.none(), max_size=6), max_size=2),
                 st.none(),
+            ),
+            st.one_of(  # logs: [int32 array, text] with counts and lengths in and out of range
+                st.none(),
+                st.tuples(
+                    st.lists(st.integers(-2, 6), max_size=12).map(lambda xs: _ints32(*xs)),
+                    st.text(max_size=8),
+                ).map(list),
+                st.binary(max_size=9),
+                st.lists(st.integers(), max_size=3),
             ),
         ).map(list),
         max_size=3,
