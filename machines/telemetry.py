@@ -40,6 +40,7 @@ import threading
 import time
 from array import array
 from collections import deque
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import framing
@@ -247,40 +248,51 @@ def pack_txs(records: list[tuple]) -> list[Any]:
     short table instead of ~15 CBOR items per transition: cbor2 spends ~50 ns per item and far
     more per container, here several times the machine's own cost of a transition.
     """
-    groups: dict[tuple[str, int], tuple[list[int], dict, dict, list[int], list[str]]] = {}
+    groups: dict[tuple[str, int], tuple[list[int], dict, dict, list[int], list[tuple]]] = {}
     for rec in records:
         clocks = rec[2]
         key = (rec[0], len(clocks))
         g = groups.get(key)
         if g is None:
             g = groups[key] = ([], {}, {}, [], [])
-        rows, called, extras, log_ints, log_texts = g
+        rows, called, extras, log_heads, log_entries = g
         ci = called.get(rec[5])
         if ci is None:
             ci = called[rec[5]] = len(called)
         if rec[10] or rec[11]:  # logs are in most rows once a log level is set
             log, pre = rec[10] or (), rec[11] or ()
-            levels, texts = zip(*log, *pre, strict=True)  # C loops: rows have several entries
-            log_ints += (len(rows) // (8 + key[1]), len(log), len(pre))
-            log_ints += levels
-            log_ints += map(len, texts)
-            log_texts += texts
+            log_heads += (len(rows) // (8 + key[1]), len(log), len(pre))
+            log_entries += log  # taken apart per batch, in C (see _pack_logs)
+            log_entries += pre
         if rec[12] or rec[13] is not None or rec[14]:
             extras[len(rows) // (8 + key[1])] = _extra(rec)
         # a list and one struct.pack: an array's extend converts item by item, 3x slower
         rows += (rec[1], rec[3], rec[4], ci, rec[6], rec[7], rec[8], rec[9])
         rows += clocks
     out: list[Any] = []
-    for (mid, width), (rows, called, extras, log_ints, log_texts) in groups.items():
+    for (mid, width), (rows, called, extras, log_heads, log_entries) in groups.items():
         try:
             code, packed = "i", struct.pack(f"<{len(rows)}i", *rows)  # the usual: 32 bits
         except struct.error:
             code, packed = "q", struct.pack(f"<{len(rows)}q", *rows)
-        logs = None
-        if log_ints:
-            logs = [struct.pack(f"<{len(log_ints)}i", *log_ints), "".join(log_texts)]
+        logs = _pack_logs(log_heads, log_entries) if log_heads else None
         out.append([mid, 8 + width, code, packed, list(called), extras, logs])
     return out
+
+
+def _pack_logs(heads: list[int], entries: list[tuple]) -> list[Any]:
+    """A group's ``logs``: ``[heads, levels, lengths, text]``; see :func:`_with_logs`."""
+    texts = list(map(itemgetter(1), entries))
+    return [
+        _int32s(heads),
+        _int32s(list(map(itemgetter(0), entries))),
+        _int32s(list(map(len, texts))),
+        "".join(texts),
+    ]
+
+
+def _int32s(values: list[int]) -> bytes:
+    return struct.pack(f"<{len(values)}i", *values)
 
 
 def _extra(rec: tuple) -> list[Any]:
@@ -352,49 +364,58 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
 def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
     """``extras`` with the log entries of a group's ``logs`` (see :func:`pack_txs`) in place.
 
-    ``logs`` is ``[ints, text]``: per row that has entries, its row number, how many log and
-    pre-log entries it has, their levels, then their texts' lengths; the texts, in the same
-    order, are one string. Two values for a whole batch: as one ``[level, text]`` array each,
-    the entries cost cbor2 more than everything else in the frame (the machine's thread packs
-    it: about half of what telemetry cost a transition at log level 3)."""
+    ``logs`` is ``[heads, levels, lengths, text]``: ``heads`` holds, per row that has entries,
+    its row number and how many log and pre-log entries it has; ``levels`` and ``lengths`` the
+    level and the text's length of every entry, in order; the texts, in the same order, are one
+    string (int32 arrays, little-endian). Four values for a whole batch: as one ``[level,
+    text]`` array each, the entries cost cbor2 more than everything else in the frame, and
+    taking each row's entries apart on the machine's thread cost more than its transition."""
     if not (
         isinstance(logs, list)
-        and len(logs) == 2
-        and isinstance(logs[0], bytes)
-        and isinstance(logs[1], str)
-        and len(logs[0]) % 4 == 0
+        and len(logs) == 4
+        and all(isinstance(b, bytes) and len(b) % 4 == 0 for b in logs[:3])
+        and isinstance(logs[3], str)
     ):
-        raise FrameError("telemetry txp: logs are [int32 array, text]")
-    ints = array("i")
-    ints.frombytes(logs[0])
-    if not _LITTLE:
-        ints.byteswap()
-    text, at, i, n = logs[1], 0, 0, len(ints)
+        raise FrameError("telemetry txp: logs are [heads, levels, lengths, text]")
+    heads, levels, lengths = (_int32_array(b) for b in logs[:3])
+    text = logs[3]
+    if not (
+        len(heads) % 3 == 0
+        and len(levels) == len(lengths)
+        and (not lengths or min(lengths) >= 0)
+        and sum(lengths) == len(text)
+    ):
+        raise FrameError("telemetry txp: the logs' columns do not add up")
     out = dict(extras)
-    while i < n:
-        if i + 3 > n:
-            raise FrameError("telemetry txp: logs end inside a row's header")
-        row, n_log, n_pre = ints[i : i + 3]
-        count = n_log + n_pre
-        end = i + 3 + 2 * count
-        if not (0 <= row < nrows and n_log >= 0 and n_pre >= 0 and end <= n):
+    at = 0  # in levels / lengths
+    pos = 0  # in text
+    for i in range(0, len(heads), 3):
+        row, n_log, n_pre = heads[i : i + 3]
+        end = at + n_log + n_pre
+        if not (0 <= row < nrows and n_log >= 0 and n_pre >= 0 and end <= len(levels)):
             raise FrameError("telemetry txp: a row's logs are out of range")
         entries = []
-        for level, size in zip(ints[i + 3 : i + 3 + count], ints[i + 3 + count : end], strict=True):
-            if size < 0 or at + size > len(text):
-                raise FrameError("telemetry txp: a log entry is longer than the logs' text")
-            entries.append([level, text[at : at + size]])
-            at += size
+        for level, size in zip(levels[at:end], lengths[at:end], strict=True):
+            entries.append([level, text[pos : pos + size]])
+            pos += size
+        at = end
         ex = out.get(row)
         if ex is None:
             ex = [None] * len(_EXTRA)
         elif not (isinstance(ex, list) and len(ex) == len(_EXTRA)):
             raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
         out[row] = [entries[:n_log] or None, entries[n_log:] or None, *ex[2:]]
-        i = end
-    if at != len(text):
-        raise FrameError("telemetry txp: the logs' text is longer than its entries")
+    if at != len(levels):
+        raise FrameError("telemetry txp: the logs have entries no row claims")
     return out
+
+
+def _int32_array(data: bytes) -> array:
+    ints = array("i")
+    ints.frombytes(data)
+    if not _LITTLE:
+        ints.byteswap()
+    return ints
 
 
 def expand_txp(group: TxpGroup) -> list[list[Any]]:

@@ -213,16 +213,20 @@ def txp_logs(draw, n: int) -> list | None:
     if kind == "none":
         return None
     if kind == "hostile":
-        ints = draw(st.lists(st.integers(-2, 6), max_size=12))
-        return [array("i", ints).tobytes(), draw(st.text(max_size=6))]
-    ints, texts = [], []
+        ints = st.lists(st.integers(-2, 6), max_size=6).map(lambda xs: array("i", xs).tobytes())
+        return [draw(ints), draw(ints), draw(ints), draw(st.text(max_size=6))]
+    heads, entries = [], []
     for row in sorted(draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=n))):
         log = draw(st.lists(st.tuples(st.integers(0, 5), st.text(max_size=4)), max_size=3))
         pre = draw(st.lists(st.tuples(st.integers(0, 5), st.text(max_size=4)), max_size=2))
-        ints += [row, len(log), len(pre), *(lv for lv, _ in log + pre)]
-        ints += [len(t) for _, t in log + pre]
-        texts += [t for _, t in log + pre]
-    return [array("i", ints).tobytes(), "".join(texts)]
+        heads += [row, len(log), len(pre)]
+        entries += log + pre
+    return [
+        array("i", heads).tobytes(),
+        array("i", [lv for lv, _ in entries]).tobytes(),
+        array("i", [len(t) for _, t in entries]).tobytes(),
+        "".join(t for _, t in entries),
+    ]
 
 
 def _view(c: Collector) -> list:

@@ -94,6 +94,10 @@ def _ints32(*values: int) -> bytes:
     return struct.pack(f"<{len(values)}i", *values)
 
 
+def _logs(heads: tuple, levels: list, lengths: list, text: str) -> list:
+    return [_ints32(*heads), _ints32(*levels), _ints32(*lengths), text]
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -104,12 +108,15 @@ def _ints32(*values: int) -> bytes:
         [["m", 9, "i", bytes(36), [["A"]], {0: ["too short"]}, None]],  # bad extras
         [["m", 9, "i", bytes(36), [["A"]], {}]],  # short group
         [["m", 9, "i", bytes(36), [["A"]], {}, [b"", 5]]],  # logs of the wrong types
-        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, 1), ""]]],  # logs end inside a header
-        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(1, 1, 0, 3, 2), "ab"]]],  # row 1 of 1
-        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, 1, 0, 3, 5), "ab"]]],  # text too short
-        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, 1, 0, 3, 1), "ab"]]],  # text too long
-        [["m", 9, "i", bytes(36), [["A"]], {}, [_ints32(0, -1, 0), ""]]],  # negative count
-        [["m", 9, "i", bytes(36), [["A"]], {0: [1]}, [_ints32(0, 1, 0, 3, 1), "a"]]],  # extras
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((0, 1), [3], [1], "a")]],  # a short head
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((1, 1, 0), [3], [2], "ab")]],  # row 1 of 1
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((0, 1, 0), [3], [5], "ab")]],  # text short
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((0, 1, 0), [3], [1], "ab")]],  # text long
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((0, -1, 0), [], [], "")]],  # negative count
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((0, 2, 0), [3], [1], "a")]],  # too few
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((0, 1, 0), [3, 3], [1, 1], "ab")]],  # extra
+        [["m", 9, "i", bytes(36), [["A"]], {}, _logs((0, 1, 0), [3], [1, 1], "ab")]],  # columns
+        [["m", 9, "i", bytes(36), [["A"]], {0: [1]}, _logs((0, 1, 0), [3], [1], "a")]],  # extras
     ],
 )
 def test_malformed_packed_frames_are_rejected(body):
@@ -197,7 +204,7 @@ def test_packed_records_decode_to_what_they_hold(records):
             st.one_of(  # logs: [int32 array, text] with counts and lengths in and out of range
                 st.none(),
                 st.tuples(
-                    st.lists(st.integers(-2, 6), max_size=12).map(lambda xs: _ints32(*xs)),
+                    *[st.lists(st.integers(-2, 6), max_size=6).map(lambda xs: _ints32(*xs))] * 3,
                     st.text(max_size=8),
                 ).map(list),
                 st.binary(max_size=9),
