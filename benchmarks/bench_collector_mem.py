@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import sys, time
+from functools import partial
 from machines import Machine, State, telemetry
 from machines.telemetry import FrameDecoder, Outbox
 from dbg.collector import Collector
@@ -48,11 +49,18 @@ base = rss()
 ingested, report = 0, 100_000
 print(f"rss at start: {base / 2**20:.0f} MB", flush=True)
 t = time.perf_counter()
+try:
+    FrameDecoder(packed=True)  # as am dbg decodes: groups kept packed
+    decoder = partial(FrameDecoder, packed=True)
+except TypeError:  # older code (--code-path): arrays only
+    decoder = FrameDecoder
 while ingested < total:
-    for kind, msg in FrameDecoder().feed(frames):
+    for kind, msg in decoder().feed(frames):
         c.ingest("conn-1", kind, msg)
         if kind == "txs":
             ingested += len(msg)
+        elif kind == "txp":
+            ingested += sum(len(g.rows) // g.cols for g in msg)
     if ingested >= report or ingested >= total:
         report += 100_000
         kept = sum(len(r) for r in c.machines.values())

@@ -60,6 +60,26 @@ medians (wall / CPU ratio): flat 0.52 / 0.54 -> 0.57 / 0.61, relations + handler
 -> 0.73 / 0.76 (within the run-to-run spread, 0.67-0.90), log ops 0.52 -> 0.60. The
 relations row's overhead (~3 us a mutation) is not packing alone (not profiled further
 here): packing is ~0.6 us of it.
+
+Then the measurement itself, and the collector. Two runs minutes apart do not see the same
+machine (single-thread speed here drifts by 20 % within seconds), so off and on now run as
+PAIRS adjacent pairs (the order alternating), the collector settled before each run (its CPU
+time no longer growing: otherwise it decodes one run's transitions during the next), and the
+ratio is the median of the pairs' ratios, printed with their range. The debugger's collector
+now keeps packed groups as they arrive (dbg/pending.py; ~6.3 -> ~0.4 us of its CPU per
+transition, see bench_collector.py), so it no longer competes for the two cores. Counted in
+instructions (valgrind, the relations workload, the machine's side with a live outbox and no
+sender; off 38.1k): a sink that drops the record adds 2.75k (building the record), putting and
+packing it 7.1k more: 26 % in all, which alone makes 0.79x. At log level 3 (off 74.8k) the
+log entries were one CBOR ``[level, text]`` array each and cost another 19k: cbor2 6's encoder
+checks every container through Python-level ``isinstance`` calls. A group's entries now travel
+as four values (``logs``: row heads, levels, lengths and one string, see telemetry.pack_txs),
+taken apart once per batch with C loops: 41k -> 20k on top of the transition. Measured quiet
+(load < 1), two runs each of 21 pairs of 50k mutations, wall / CPU ratio: flat 0.59 / 0.57 and
+0.61 / 0.60; relations + handlers 0.72 / 0.71 and 0.73 / 0.77 (two runs of 15 pairs of 20k:
+0.80 / 0.83 and 0.71 / 0.72); log ops 0.66 / 0.71 and 0.65 / 0.66 (before the logs column:
+0.55-0.60). Pairs still range 0.5-1.2: a 2-core virtual machine. What is left on the relations
+row is the machine's own record and packing in CPython, ~10k instructions.
 """
 
 from __future__ import annotations
@@ -77,8 +97,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machines import Machine, State, telemetry  # noqa: E402
 
-N = 20_000  # mutations per run (a fraction of a second)
-PAIRS = 15  # off/on pairs per workload
+N = 50_000  # mutations per run (a fraction of a second)
+PAIRS = 21  # off/on pairs per workload
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 
 FLAT = {"A": State(remove=["B"]), "B": State(remove=["A"])}
