@@ -40,6 +40,7 @@ import threading
 import time
 from array import array
 from collections import deque
+from itertools import accumulate
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -386,26 +387,25 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
         and sum(lengths) == len(text)
     ):
         raise FrameError("telemetry txp: the logs' columns do not add up")
+    # every entry as a [level, text] pair, in C loops (the collector's side of the batch)
+    offsets = list(accumulate(lengths, initial=0))
+    texts = map(text.__getitem__, map(slice, offsets, offsets[1:]))
+    entries = list(map(list, zip(levels, texts, strict=True)))
     out = dict(extras)
-    at = 0  # in levels / lengths
-    pos = 0  # in text
+    at = 0  # in entries
     for i in range(0, len(heads), 3):
         row, n_log, n_pre = heads[i : i + 3]
         end = at + n_log + n_pre
-        if not (0 <= row < nrows and n_log >= 0 and n_pre >= 0 and end <= len(levels)):
+        if not (0 <= row < nrows and n_log >= 0 and n_pre >= 0 and end <= len(entries)):
             raise FrameError("telemetry txp: a row's logs are out of range")
-        entries = []
-        for level, size in zip(levels[at:end], lengths[at:end], strict=True):
-            entries.append([level, text[pos : pos + size]])
-            pos += size
-        at = end
         ex = out.get(row)
         if ex is None:
             ex = [None] * len(_EXTRA)
         elif not (isinstance(ex, list) and len(ex) == len(_EXTRA)):
             raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
-        out[row] = [entries[:n_log] or None, entries[n_log:] or None, *ex[2:]]
-    if at != len(levels):
+        out[row] = [entries[at : at + n_log] or None, entries[at + n_log : end] or None, *ex[2:]]
+        at = end
+    if at != len(entries):
         raise FrameError("telemetry txp: the logs have entries no row claims")
     return out
 
