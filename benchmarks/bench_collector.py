@@ -60,28 +60,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machines import Machine, State, telemetry  # noqa: E402
+# the same workloads as the telemetry benchmark (this folder is first on sys.path)
+from bench_telemetry import FLAT, RELS, Handlers  # noqa: E402
+
+from machines import Machine, telemetry  # noqa: E402
 from machines.telemetry import Outbox  # noqa: E402
-
-FLAT = {"A": State(remove=["B"]), "B": State(remove=["A"])}
-RELS = {
-    "Start": State(),
-    "Ready": State(require=["Start"], add=["Idle"]),
-    "Idle": State(remove=["Busy"]),
-    "Busy": State(require=["Ready"], remove=["Idle", "Done"]),
-    "Done": State(require=["Ready"], remove=["Busy"]),
-}
-
-
-class Handlers:
-    def BusyEnter(self, e):
-        return True
-
-    def BusyState(self, e):
-        pass
-
-    def DoneState(self, e):
-        pass
 
 
 def frames(workload: str, n: int) -> bytes:

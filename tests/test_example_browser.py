@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -330,6 +331,17 @@ def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path
     site.mkdir()
     for name in ("index.html", "main.mjs"):
         (site / name).write_bytes((REPO / "web" / name).read_bytes())
+    with _relay_serving(site) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#error:not([hidden])", timeout=20_000)
+        assert "task build" in page.inner_text("#error")
+        page.close()
+
+
+@contextmanager
+def _relay_serving(site: Path) -> Iterator[str]:
+    """``am relay`` serving ``site``; yields the URL it prints."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "relay", "--listen-addr", "127.0.0.1:0",
@@ -343,11 +355,7 @@ def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path
                 url = m.group(1)
                 break
         assert url, "am relay printed no URL"
-        page = browser.new_page()
-        page.goto(url)
-        page.wait_for_selector("#error:not([hidden])", timeout=20_000)
-        assert "task build" in page.inner_text("#error")
-        page.close()
+        yield url
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -407,19 +415,7 @@ def test_a_snapshot_that_cannot_be_fetched_is_one_line_on_the_page(browser, tmp_
     manifest = {"kind": "prod", "pyodide": "build/prod/pyodide-0/",
                 "snapshot": "build/prod/snapshot-gone.bin", "snapshot_size": 32 << 20}  # fmt: skip
     (site / "build" / "prod" / "manifest.json").write_text(json.dumps(manifest))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "relay", "--listen-addr", "127.0.0.1:0",
-         "--static-dir", str(site)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        url = None
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if m := re.search(r"(http://127\.0\.0\.1:\d+/?)", line):
-                url = m.group(1)
-                break
-        assert url, "am relay printed no URL"
+    with _relay_serving(site) as url:
         page = browser.new_page()
         page.goto(url)
         page.wait_for_selector("#error:not([hidden])", timeout=LOAD_MS)
@@ -427,6 +423,3 @@ def test_a_snapshot_that_cannot_be_fetched_is_one_line_on_the_page(browser, tmp_
         assert error.endswith("/build/prod/snapshot-gone.bin: HTTP 404"), error
         assert "\n" not in error and page.inner_text("#status") == "failed"
         page.close()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
