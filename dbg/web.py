@@ -141,11 +141,9 @@ class WebServer:
         if path != "/dbg.ws" and not (path.endswith(".ws") and kind in VIEWER_TYPES):
             await conn.reject(404, "not found: WebSockets are /dbg.ws and /viewer/<type>.ws")
             return
-        handshake = conn.protocol.accept(request)
-        if handshake.status_code != 101:
-            await conn.respond(handshake)
+        ws = await WebSocketStream.upgrade(conn, request)
+        if ws is None:
             return
-        ws = WebSocketStream(conn, request, handshake)
         await ws.accept()
         if path == "/dbg.ws":
             await self._telemetry(ws, conn.peer_host)

@@ -102,9 +102,6 @@ async def _websocket(relay: Relay, conn: Connection, request: Request, path: str
         await conn.reject(429, reason)
         return
     # The rest of the handshake (key, version, method), checked now, answered by the tunnel.
-    handshake = conn.protocol.accept(request)
-    if handshake.status_code != 101:
-        await conn.respond(handshake)
-        return
-    ws = WebSocketStream(conn, request, handshake)
-    await relay.run_tunnel(ws, tunnel_request, matcher, peer)
+    ws = await WebSocketStream.upgrade(conn, request)
+    if ws is not None:
+        await relay.run_tunnel(ws, tunnel_request, matcher, peer)

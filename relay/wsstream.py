@@ -57,6 +57,16 @@ class WebSocketStream(trio.abc.Stream):
     (1009), with that close code sent.
     """
 
+    @classmethod
+    async def upgrade(cls, conn: Connection, request: Request) -> WebSocketStream | None:
+        """The WebSocket of an upgrade ``request``, not accepted yet; None when the rest of
+        its handshake (key, version, method) fails: that answer is sent here."""
+        handshake = conn.protocol.accept(request)
+        if handshake.status_code != 101:
+            await conn.respond(handshake)
+            return None
+        return cls(conn, request, handshake)
+
     def __init__(self, conn: Connection, request: Request, handshake: Response) -> None:
         #: The HTTP upgrade request.
         self.request = request
