@@ -1,0 +1,64 @@
+"""Why a mutation was canceled (`machines.explain`): what the REPL shows after ``Canceled``."""
+
+from __future__ import annotations
+
+from machines import Machine, Result, State
+from machines.explain import mutate_explained
+from machines.mutation import MutationType
+
+ADD, REMOVE, SET = MutationType.ADD, MutationType.REMOVE, MutationType.SET
+
+SCHEMA = {
+    "Foo": State(require=["Bar"]),
+    "Bar": State(),
+    "Baz": State(remove=["Bar"]),
+    "Keep": State(),
+    "Msg": State(multi=True),
+    "Boom": State(),
+}
+
+
+class Handlers:
+    def MsgEnter(self, e) -> bool:  # noqa: N802
+        return bool(e.args.get("msg"))
+
+    def BoomEnter(self, e) -> None:  # noqa: N802
+        raise ValueError("boom")
+
+    def KeepExit(self, e) -> bool:  # noqa: N802
+        return False
+
+
+def test_each_kind_of_cancel_has_its_reason() -> None:
+    m = Machine(SCHEMA, id="m", handlers=Handlers())
+    assert mutate_explained(m, ADD, "Msg") == (Result.CANCELED, "by MsgEnter")
+    assert mutate_explained(m, ADD, "Foo") == (Result.CANCELED, "Foo requires Bar")
+    assert mutate_explained(m, ADD, ["Bar", "Baz"]) == (Result.CANCELED, "Bar is removed by Baz")
+    assert mutate_explained(m, ADD, "Boom") == (
+        Result.CANCELED,
+        "by BoomEnter, which raised ValueError: boom",
+    )
+    m.add("Keep")
+    assert mutate_explained(m, REMOVE, "Keep") == (Result.CANCELED, "by KeepExit")
+    assert m.is_active("Keep")
+    # accepted ones have none, and the watch is gone after each call
+    assert mutate_explained(m, ADD, "Msg", {"msg": "hi"}) == (Result.EXECUTED, "")
+    assert mutate_explained(m, SET, ["Bar", "Keep"]) == (Result.EXECUTED, "")
+    assert m.tracers == []
+    m.dispose()
+    assert mutate_explained(m, ADD, "Bar") == (Result.CANCELED, "the machine is disposed")
+
+
+def test_a_cancel_from_the_queue_is_explained_by_its_own_transition() -> None:
+    """A handler's mutations run in the same call after the called one: the reason is the
+    called mutation's, not theirs."""
+
+    class Chain:
+        def BarState(self, e) -> None:  # noqa: N802
+            e.machine.add("Foo")  # queued, accepted (Bar is active)
+
+    m = Machine(SCHEMA, id="m", handlers=Chain())
+    assert mutate_explained(m, ADD, "Bar") == (Result.EXECUTED, "")
+    assert m.is_active("Foo")
+    assert mutate_explained(m, ADD, "Foo", None) == (Result.EXECUTED, "")
+    assert mutate_explained(m, SET, "Foo") == (Result.CANCELED, "Foo requires Bar")
