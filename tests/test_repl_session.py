@@ -304,6 +304,15 @@ async def test_group_add_and_group_remove_follow_filters() -> None:
             ok, lines = await run(s, out, "group-add Msg --arg Msg.Msg --val all")
             assert ok and lines == ["=> Executed: 3, Queued: 0, Canceled: 0"]
             assert all(ms[m].mach.tick("Msg") == 1 for m in ms)
+            # canceled ones say why, once per distinct reason
+            ok, lines = await run(s, out, "group-add Msg -p ba")
+            assert (ok, lines) == (
+                True,
+                [
+                    "=> Executed: 0, Queued: 0, Canceled: 2 (skipped 1)",
+                    "=> 2 x Canceled (by MsgEnter); try --arg Msg.Msg --val VALUE",
+                ],
+            )
             ok, lines = await run(s, out, "group-add Nope")
             assert not ok and lines == ["err> no connected machine matches and has Nope"]
 

@@ -265,13 +265,19 @@ async def _group(s: Session, kind: str, states: list[str], args, filters) -> Non
     if not targets:
         raise CommandError(f"no connected machine matches and has {' '.join(states)}")
     counts = {"Executed": 0, "Queued": 0, "Canceled": 0, "Failed": 0}
+    why: dict[str, int] = {}  # each distinct cancel, with how many machines said it
 
     async def one(peer: Peer) -> None:
         try:
-            counts[_result_name(await _mutate(peer, kind, states, args))] += 1
+            result = await _mutate(peer, kind, states, args)
         except CommandError as err:
             counts["Failed"] += 1
             s.out.error(str(err))
+            return
+        counts[_result_name(result)] += 1
+        if _result_name(result) == "Canceled":
+            outcome = _outcome(peer, result, states, args)
+            why[outcome] = why.get(outcome, 0) + 1
 
     async with trio.open_nursery() as nursery:
         for peer in targets:
@@ -279,6 +285,9 @@ async def _group(s: Session, kind: str, states: list[str], args, filters) -> Non
     text = ", ".join(f"{k}: {v}" for k, v in counts.items() if v or k != "Failed")
     skipped = len(list(s.peers)) - len(targets)
     s.out.result(text + (f" (skipped {skipped})" if skipped else ""))
+    for outcome, n in sorted(why.items()):
+        if outcome != "Canceled":  # nothing more to say
+            s.out.result(f"{n} x {outcome}")
     if counts["Failed"]:
         raise CommandError(f"{kind} failed on {counts['Failed']} of {len(targets)} machines")
 
