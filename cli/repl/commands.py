@@ -243,7 +243,12 @@ def _ticks(peer: Peer, states: Iterable[str]) -> str:
 @click.argument("states", nargs=-1, required=True)
 @_arg_options
 async def add(s: Session, mach: str, states: tuple[str, ...], arg, val) -> None:
-    """Add STATES to machine MACH (`.` = the first connected), with --arg NAME --val VALUE."""
+    """Add STATES to machine MACH (`.` = the first connected), with --arg NAME --val VALUE.
+
+    Answers Executed, Queued or Canceled; Canceled says why when the machine knows (the
+    handler that refused it, or the relations) and names the arguments of STATES that were
+    not given (Tab completes --arg names).
+    """
     peer, args = s.peer(mach), _args(arg, val)
     s.out.result(_outcome(peer, await _mutate(peer, "add", list(states), args), list(states), args))
 
