@@ -62,3 +62,23 @@ def test_a_cancel_from_the_queue_is_explained_by_its_own_transition() -> None:
     assert m.is_active("Foo")
     assert mutate_explained(m, ADD, "Foo", None) == (Result.EXECUTED, "")
     assert mutate_explained(m, SET, "Foo") == (Result.CANCELED, "Foo requires Bar")
+
+
+def test_the_demo_shows_why_a_mutation_was_canceled() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("add Water while Sealed"))
+    assert "-> canceled" in lines[at]
+    assert lines[at + 1].strip().startswith("why: by WetEnter")
