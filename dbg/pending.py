@@ -9,7 +9,7 @@ per block, none per transition.
 
 Two kinds of block:
 
-- :class:`Rows`: one machine's part of a ``txp`` message (:func:`machines.telemetry.pack_txs`)
+- :class:`Rows`: one machine's part of a ``txp`` message (:class:`machines.telemetry.Lane`)
   as it came off the wire: the integer rows in one array, the distinct called-state lists and
   the extras of the few rows that have any. Read straight from the rows into objects (no
   intermediate arrays); a row costs ``cols`` machine words until then.

@@ -68,6 +68,10 @@ class Tracer:
     sink: Callable[[tuple], None] | None = None
     #: records carry the mutation's args (else None in their place)
     sink_args = False
+    #: a machine's :class:`~machines.telemetry.Lane` (the debugger's tracer): the machine
+    #: packs each transition into it itself, cheaper than a record for a sink. A machine
+    #: takes one lane, from the first such tracer; the others get records through ``sink``
+    lane_for: Callable[[Machine], Any] | None = None
 
     @property
     def tracer_id(self) -> str:
