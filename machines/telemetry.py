@@ -11,8 +11,8 @@ Layers, like the rest of the core:
   (:mod:`machines.framing`: 4-byte big-endian length, then ``{"t": kind, "m": message}``).
   ``schema`` frames carry a dict with the field names of :mod:`dbg.model`; ``txs`` frames a
   list of transition arrays in the order of :data:`TX_FIELDS` (see :func:`tx_message`);
-  ``txp`` frames the same transitions packed (see :class:`Lane` and :func:`check_txp`), which is what senders
-  send: encoding a plain array per transition cost more than the transition itself. The
+  ``txp`` frames the same transitions packed (see :class:`Lane`, :func:`check_txp`), which is
+  what senders send: encoding a plain array per transition cost more than the transition itself. The
   decoder expands ``txp`` into ``txs`` arrays, so readers see one format, or checks and
   passes them on packed (``packed=True``, the debugger's collector).
 * :class:`TcpSender`: a daemon thread that connects to the debugger, re-sends every machine's
@@ -154,7 +154,7 @@ class Outbox:
     def close(self, lane: Lane) -> None:
         """Seal ``lane`` for the last time and forget it (its machine is gone or rebuilt)."""
         with self._lock:
-            self._seal(lane)
+            self._seal([lane])
             if lane in self._lanes:
                 self._lanes.remove(lane)
             self._bound()
@@ -164,8 +164,7 @@ class Outbox:
         record sink of a tracer that has no lane of its own (a second debugger, tests)."""
         if isinstance(item, bytes):
             with self._lock:
-                for lane in self._lanes:  # the rows before it go before it
-                    self._seal(lane)
+                self._seal(self._lanes)  # the rows before it go before it
                 self._frames.append((item, 1))
                 self._held += 1
                 self._bound()
@@ -180,8 +179,7 @@ class Outbox:
     def take(self) -> bytes:
         """All pending messages as frames (empty when none); each lane's rows in one group."""
         with self._lock:
-            for lane in self._lanes:
-                self._seal(lane)
+            self._seal(self._lanes)
             frames = self._frames
             self._frames = deque()
             self._held = 0
@@ -191,20 +189,24 @@ class Outbox:
         """Messages pending: ready frames and transitions."""
         return self._held + sum([len(lane.rows) for lane in self._lanes])
 
-    def _seal(self, lane: Lane, *, rotate: bool = False) -> None:
-        """Turn the lane's pending rows into a frame (the lock held); ``rotate`` also starts
-        its table of called-state lists afresh (on the machine's thread, which alone adds)."""
-        rows = lane.rows
-        n = len(rows)
-        if n:
-            batch = rows[:n]
-            del rows[:n]  # only these: the machine may have appended meanwhile
-            frame = self._txp(lane, batch)
-            if frame:
-                self._frames.append((frame, n))
-                self._held += n
-        if rotate:
-            lane.called = {}
+    def _seal(self, lanes: list[Lane]) -> None:
+        """Turn the lanes' pending rows into one frame, a group per lane (the lock held): the
+        debugger stamps a message's transitions with one arrival time, so transitions of
+        several machines that went out together stay together."""
+        groups, count = [], 0
+        for lane in lanes:
+            rows = lane.rows
+            n = len(rows)
+            if n:
+                batch = rows[:n]
+                del rows[:n]  # only these: the machine may have appended meanwhile
+                group = self._group(lane, batch)
+                if group[3]:
+                    groups.append(group)
+                count += n
+        if groups:
+            self._frames.append((encode_frame("txp", groups), count))
+            self._held += count
 
     def _bound(self) -> None:
         """Drop the oldest frames while over the limit (the lock held); a frame's transitions
@@ -222,19 +224,24 @@ class Outbox:
                     "messages (counted in Outbox.dropped, reported once)"
                 )
 
-    def _txp(self, lane: Lane, batch: list[bytes | tuple]) -> bytes:
-        """The batch's ``txp`` frame. Sealing may run on a machine's thread, so a row whose
+    def unpackable(self, err: Exception) -> None:
+        """A transition that cannot be packed: dropped, counted, reported once."""
+        self.dropped += 1
+        if not self._failed:
+            self._failed = True
+            log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
+
+    def _group(self, lane: Lane, batch: list[bytes | tuple]) -> list[Any]:
+        """The batch's ``txp`` group. Sealing may run on a machine's thread, so a row whose
         rare fields cannot be packed (a mutation arg whose ``str()`` raises) is dropped and
         counted, never raised into the machine (or the sender)."""
         called = [list(c) for c in lane.called]
         try:
             data = b"".join(batch)  # the usual: no row has rare fields
-            group = [lane.mid, 8 + lane.width, "q", data, called, {}, None]
         except TypeError:
-            group = self._group(lane, batch, called)
-        return encode_frame("txp", [group]) if group[3] else b""
-
-    def _group(self, lane: Lane, batch: list[bytes | tuple], called: list) -> list[Any]:
+            pass
+        else:
+            return [lane.mid, 8 + lane.width, "q", data, called, {}, None]
         rows: list[bytes] = []
         extras: dict[int, list[Any]] = {}
         heads: list[int] = []
@@ -247,10 +254,7 @@ class Outbox:
             try:
                 extra = _extra(args, src, steps) if args or src is not None or steps else None
             except Exception as err:
-                self.dropped += 1
-                if not self._failed:
-                    self._failed = True
-                    log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
+                self.unpackable(err)
                 continue
             n = len(rows)
             rows.append(row)
@@ -301,7 +305,9 @@ class Lane:
         """Make the pending rows a ready frame (every :attr:`chunk` rows, by the machine)."""
         outbox = self.outbox
         with outbox._lock:
-            outbox._seal(self, rotate=rotate)
+            outbox._seal([self])
+            if rotate:  # on the machine's thread, which alone adds to the table
+                self.called = {}
             outbox._bound()
 
     def record(self, rec: tuple) -> None:
@@ -319,11 +325,8 @@ class Lane:
             self.seal()
 
     def failed(self, err: Exception) -> None:
-        """A row that could not be packed (a bug, not input): counted, reported once."""
-        self.outbox.dropped += 1
-        if not self.outbox._failed:
-            self.outbox._failed = True
-            log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
+        """The machine could not pack a row (a bug, not input)."""
+        self.outbox.unpackable(err)
 
 
 #: distinct called-state lists a lane's table holds before it starts afresh (the table goes
