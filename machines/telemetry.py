@@ -40,7 +40,7 @@ from array import array
 from collections import deque
 from itertools import accumulate
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from . import framing
 from .addr import parse_hostport
@@ -237,7 +237,7 @@ class Outbox:
         counted, never raised into the machine (or the sender)."""
         called = [list(c) for c in lane.called]
         try:
-            data = b"".join(batch)  # the usual: no row has rare fields
+            data = b"".join(batch)  # type: ignore[arg-type]  # the usual: no rare fields
         except TypeError:
             pass
         else:
@@ -247,10 +247,10 @@ class Outbox:
         heads: list[int] = []
         entries: list[tuple] = []
         for item in batch:
-            if type(item) is bytes:
+            if isinstance(item, bytes):
                 rows.append(item)
                 continue
-            row, (log_entries, pre, args, src, steps) = item
+            row, (log_entries, pre, args, src, steps) = cast("tuple[bytes, tuple]", item)
             try:
                 extra = _extra(args, src, steps) if args or src is not None or steps else None
             except Exception as err:
