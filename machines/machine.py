@@ -475,32 +475,32 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                     if not self._processing and not queue and not self._subs.pending:
                         self._bump(plan)
                         self.queue_tick = qt = self.queue_tick + 1
-                        lane = self._lane
-                        if lane is not None:
-                            # as _execute() packs this (accepted, direct) transition
-                            ci = lane.called.get(called)
-                            if ci is None:
-                                ci = lane.add_called(called)
-                            rows = lane.rows
-                            try:
-                                row = lane.pack(next_tx_num(), qt, mtype, ci, 1, 0, qt, 0,
-                                                *self._ticks)  # fmt: skip
-                            except Exception as err:  # a bug, not input: never the machine's
-                                lane.failed(err)
-                            else:
-                                if source is not None or (args and lane.args):
-                                    row = (row, (None, None, args if lane.args else None,
-                                                 source, None))  # fmt: skip
-                                rows.append(row)
-                                if len(rows) >= lane.chunk:
-                                    lane.seal()
-                        if self._sink is not None:
-                            # as _execute() records this (accepted, direct) transition; a
-                            # tuple of atoms, which the garbage collector stops tracking
-                            a = args if self._sink_args else None
-                            ticks = tuple(self._ticks)
-                            self._sink((self.id, next_tx_num(), ticks, qt, mtype, called, 1, 0,
-                                        qt, 0, None, None, a, source, None))  # fmt: skip
+                        if self._lane is not None or self._sink is not None:
+                            # as _execute() records this (accepted, direct) transition
+                            num = next_tx_num()
+                            lane = self._lane
+                            if lane is not None:
+                                ci = lane.called.get(called)
+                                if ci is None:
+                                    ci = lane.add_called(called)
+                                rows = lane.rows
+                                try:
+                                    row = lane.pack(num, qt, mtype, ci, 1, 0, qt, 0, *self._ticks)
+                                except Exception as err:  # a bug, not input: not the machine's
+                                    lane.failed(err)
+                                else:
+                                    if source is not None or (args and lane.args):
+                                        a = args if lane.args else None
+                                        row = (row, (None, None, a, source, None))
+                                    rows.append(row)
+                                    if len(rows) >= lane.chunk:
+                                        lane.seal()
+                            if self._sink is not None:
+                                # a tuple of atoms, which the garbage collector stops tracking
+                                a = args if self._sink_args else None
+                                ticks = tuple(self._ticks)
+                                self._sink((self.id, num, ticks, qt, mtype, called, 1, 0, qt, 0,
+                                            None, None, a, source, None))  # fmt: skip
                         return EXECUTED
         # a class call with a keyword argument builds a kwargs dict (CPython 3.11): skip it
         mut = (
