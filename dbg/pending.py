@@ -94,7 +94,7 @@ class Rows:
             num, qt, mtype, ci, flags, qlen, mqt, token = vals[i : i + 8]
             tx = DbgMsgTx(
                 machine_id=mid,
-                id=tx_id(prefix, num),
+                id=f"q{num}" if flags & FLAG_QUEUED else tx_id(prefix, num),
                 clocks=vals[i + 8 : i + cols],
                 queue_tick=qt,
                 mut_queue_token=token,

@@ -153,6 +153,7 @@ class Outbox:
 
     def close(self, lane: Lane) -> None:
         """Seal ``lane`` for the last time and forget it (its machine is gone or rebuilt)."""
+        lane.open = False
         with self._lock:
             self._seal([lane])
             if lane in self._lanes:
@@ -281,7 +282,7 @@ class Lane:
     source, steps))``.
     """
 
-    __slots__ = ("outbox", "mid", "width", "args", "pack", "called", "rows", "chunk")
+    __slots__ = ("outbox", "mid", "width", "args", "pack", "called", "rows", "chunk", "open")
 
     def __init__(self, outbox: Outbox, mid: str, width: int, *, args: bool = False) -> None:
         self.outbox = outbox
@@ -293,6 +294,7 @@ class Lane:
         self.called: dict[tuple[str, ...], int] = {}
         self.rows: list[bytes | tuple] = []
         self.chunk = outbox.chunk
+        self.open = True  # until the outbox closes it
 
     def add_called(self, called: tuple[str, ...]) -> int:
         """The index of a called-state list not in the table yet (the machine's thread)."""
@@ -501,8 +503,8 @@ def expand_txp(group: TxpGroup) -> list[list[Any]]:
     mid, cols, rows, called, extras = group
     none = (None,) * len(_EXTRA)
     return [
-        [mid, num, rows[i + 8 : i + cols].tolist(), qt, mtype, called[ci], flags, qlen, mqt,
-         token, *extras.get(n, none)]
+        [mid, f"q{num}" if flags & FLAG_QUEUED else num, rows[i + 8 : i + cols].tolist(), qt,
+         mtype, called[ci], flags, qlen, mqt, token, *extras.get(n, none)]
         for n, i in enumerate(range(0, len(rows), cols))
         for num, qt, mtype, ci, flags, qlen, mqt, token in (rows[i : i + 8],)
     ]  # fmt: skip
@@ -589,9 +591,11 @@ class DbgTracer(Tracer):
         self.full = full
         self.sink = outbox.put
         self.sink_args = full
+        self.lane: Lane | None = None  # the machine's lane, when it took this tracer's
 
     def lane_for(self, mach: Machine) -> Lane:
-        return self.outbox.lane(mach.id, len(mach.state_names), args=self.full)
+        self.lane = self.outbox.lane(mach.id, len(mach.state_names), args=self.full)
+        return self.lane
 
     def attach(self, mach: Machine) -> None:
         mach.tracer_bind(self)
@@ -618,16 +622,18 @@ class _FullDbgTracer(DbgTracer):
     mutations are queued and run at once, which would double the traffic for nothing."""
 
     def mutation_queued(self, mach: Machine, mutation: Mutation) -> None:
-        # its id is a string ("q<tick>"), which the packed rows cannot hold: a ready frame
-        src = mutation.source
-        args = {k: _short(v) for k, v in mutation.args.items() if not k.startswith("_")}
-        self.outbox.put(encode_frame("txs", [[
-            mach.id, f"q{mutation.queue_tick or mutation.token}", mach.time(), mach.queue_tick,
-            int(mutation.type), list(mutation.called),
-            FLAG_QUEUED | (FLAG_CHECK if mutation.check else 0), mach.queue_len(),
-            mutation.queue_tick, mutation.token, None, None, args or None,
-            [src.machine_id, src.tx_id, src.mach_time] if src is not None else None, None,
-        ]]))  # fmt: skip
+        # a row among the machine's transitions, in order: its id column holds the queue tick
+        # (or token), which readers show as "q<tick>" (the FLAG_QUEUED rows)
+        rec = (mach.id, mutation.queue_tick or mutation.token, tuple(mach.time()),
+               mach.queue_tick, mutation.type, mutation.called,
+               FLAG_QUEUED | (FLAG_CHECK if mutation.check else 0), mach.queue_len(),
+               mutation.queue_tick, mutation.token, None, None, mutation.args, mutation.source,
+               None)  # fmt: skip
+        lane = self.lane
+        if lane is not None and lane.open:
+            lane.record(rec)
+        else:  # the machine's lane is another debugger's: this one gets records
+            self.outbox.put(rec)
 
 
 def _short(value: Any) -> str:
