@@ -213,3 +213,21 @@ def test_machines_in_threads_while_a_sender_takes_nothing_lost_or_reordered():
         ticks = [a[TX_FIELDS.index("queue_tick")] for a in mine]
         assert len(mine) == 3_000 and ticks == sorted(ticks)
     assert box.dropped == 0 and len(box) == 0
+
+
+def test_full_logging_keeps_queued_records_in_the_lane_in_order():
+    """A queued mutation's record is a row (id "q<tick>") among its machine's transitions:
+    one frame for many mutations, not a frame per queued record."""
+    box = Outbox()
+    m = Machine(SCHEMA, id="full", logger=lambda *_: None)
+    telemetry.DbgTracer(box, full=True).attach(m)
+    box.take()  # the schema
+    for i in range(100):
+        m.add("A" if i % 2 else "B", {"i": i})
+    frames = _decode(box.take())
+    assert [kind for kind, _ in frames] == ["txs"]  # one txp frame, expanded
+    ids = [a[1] for a in frames[0][1]]
+    assert len(ids) == 200 and all(isinstance(q, str) and q.startswith("q") for q in ids[::2])
+    assert all(isinstance(n, int) for n in ids[1::2])
+    queued = [a for a in frames[0][1] if a[TX_FIELDS.index("flags")] & 8]
+    assert [a[TX_FIELDS.index("args")] for a in queued][:2] == [{"i": "0"}, {"i": "1"}]
