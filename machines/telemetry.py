@@ -614,6 +614,9 @@ class DbgTracer(Tracer):
 
     def machine_dispose(self, mach_id: str) -> None:
         self.outbox.schemas.pop(mach_id, None)
+        lane = self.outbox._record_lanes.pop(mach_id, None)  # a second debugger's records
+        if lane is not None:
+            self.outbox.close(lane)
 
 
 class _FullDbgTracer(DbgTracer):

@@ -156,9 +156,12 @@ def test_a_lane_follows_schema_changes_and_ends_with_its_machine():
     kinds = [(k, len(msg["states_index"]) if k == "schema" else len(msg[0][2]))
              for k, msg in _decode(box.take())]  # fmt: skip
     assert kinds == [("schema", 5), ("txs", 5), ("schema", 6), ("txs", 6)]
+    second = Outbox()  # a second debugger: records, packed in a lane of its outbox
+    telemetry.DbgTracer(second).attach(m)
     m.add("B")
-    m.dispose()  # its rows go out, its lane is gone
-    assert m._lane is None and box._lanes == []
+    m.dispose()  # its rows go out, its lanes are gone
+    assert m._lane is None and box._lanes == [] and second._lanes == []
+    assert [a[TX_FIELDS.index("called_states")] for a in _arrays(second.take())] == [["B"]]
     assert [a[TX_FIELDS.index("called_states")] for a in _arrays(box.take())] == [["B"]]
 
 
