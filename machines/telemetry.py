@@ -40,7 +40,7 @@ from array import array
 from collections import deque
 from itertools import accumulate
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import framing
 from .addr import parse_hostport
@@ -243,28 +243,34 @@ class Outbox:
             pass
         else:
             return [lane.mid, 8 + lane.width, "q", data, called, {}, None]
-        rows: list[bytes] = []
+        rows: list[Any] = []
         extras: dict[int, list[Any]] = {}
         heads: list[int] = []
         entries: list[tuple] = []
+        add_row = rows.append
         for item in batch:
-            if isinstance(item, bytes):
-                rows.append(item)
+            if type(item) is bytes:
+                add_row(item)
                 continue
-            row, (log_entries, pre, args, src, steps) = cast("tuple[bytes, tuple]", item)
-            try:
-                extra = _extra(args, src, steps) if args or src is not None or steps else None
-            except Exception as err:
-                self.unpackable(err)
-                continue
+            row, (log_entries, pre, args, src, steps) = item  # type: ignore[misc]
             n = len(rows)
-            rows.append(row)
-            if extra is not None:
-                extras[n] = extra
-            if log_entries or pre:
-                log_entries, pre = log_entries or (), pre or ()
-                heads += (n, len(log_entries), len(pre))
-                entries += log_entries  # taken apart per batch, in C (see _pack_logs)
+            if args or src is not None or steps:
+                try:
+                    extras[n] = _extra(args, src, steps)
+                except Exception as err:
+                    self.unpackable(err)
+                    continue
+            add_row(row)
+            if log_entries:
+                if pre:
+                    heads += (n, len(log_entries), len(pre))
+                    entries += log_entries
+                    entries += pre
+                else:
+                    heads += (n, len(log_entries), 0)
+                    entries += log_entries  # taken apart per batch, in C (see _pack_logs)
+            elif pre:
+                heads += (n, 0, len(pre))
                 entries += pre
         logs = _pack_logs(heads, entries) if heads else None
         return [lane.mid, 8 + lane.width, "q", b"".join(rows), called, extras, logs]
