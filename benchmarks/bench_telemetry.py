@@ -96,7 +96,7 @@ wire format is the same, now 64-bit: ``struct`` cannot fall back per value, and 
 keeps 32-bit rows when every value fits). A second debugger's tracer still gets records, packed
 the same way by ``Lane.record`` (a differential test keeps the two equal). Per transition:
 relations 9.9k -> 5.75k over off (by instructions 0.79x -> 0.87x), flat 8.8k -> 4.8k (0.60x
--> 0.74x), log ops 20.2k -> 16.2k over 74.8k; of the 5.75k, the ``Struct.pack`` call is ~2.9k
+-> 0.74x), log ops 20.2k -> 16.1k over 74.8k; of the 5.75k, the ``Struct.pack`` call is ~2.9k
 (0.9k of it unpacking the clocks as arguments). Full logging's queued-mutation records are
 rows of the same lane too (``q<tick>`` ids), no longer a ready frame per mutation that sealed
 every lane into one-row frames.
