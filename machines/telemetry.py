@@ -422,11 +422,13 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
         rows = array(code)
         if len(data) % (rows.itemsize * cols):
             raise FrameError("telemetry txp: rows are not a whole number of transitions")
+        if code == "q":  # half the memory for as long as the reader keeps them, if they fit
+            narrow = _narrow(data)
+            if narrow is not None:
+                rows, data = array("i"), narrow
         rows.frombytes(data)
         if not _LITTLE:
             rows.byteswap()
-        if code == "q" and rows and -(2**31) <= min(rows) and max(rows) < 2**31:
-            rows = _narrow(rows, data)  # half the memory for as long as the reader keeps it
         idxs = rows[3::cols]  # the called-states column
         if idxs and not (0 <= min(idxs) and max(idxs) < len(called)):
             raise FrameError("telemetry txp: a called-states index is out of range")
@@ -487,13 +489,14 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
     return out
 
 
-def _narrow(rows: array, data: bytes) -> array:
-    """``rows`` (64-bit, every value within 32 bits) as a 32-bit array."""
-    if not _LITTLE:
-        return array("i", rows)
-    narrow = array("i")
-    narrow.frombytes(memoryview(data).cast("i")[::2].tobytes())  # the low halves, in C
-    return narrow
+def _narrow(data: bytes) -> bytes | None:
+    """64-bit little-endian values as 32-bit ones, or None unless every value is in 0..2**31-1.
+    Checked and copied on the bytes, in C: iterating the array would make an int per value."""
+    words = memoryview(data).cast("B").cast("I")  # 4-byte words; a value's low one first
+    high = words[1::2].tobytes()
+    if high.count(0) != len(high) or max(data[3::8], default=0) >= 0x80:
+        return None
+    return words[::2].tobytes()
 
 
 def _int32_array(data: bytes) -> array:
