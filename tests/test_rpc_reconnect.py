@@ -11,7 +11,8 @@ import trio
 from machines import Machine, Result, State
 from machines.rpc import RpcConnectionLost, RpcNotConnected, connect, serve
 from machines.rpc.client import Client
-from machines.rpc.endpoint import ServerEndpoint
+from machines.rpc.endpoint import ClientEndpoint, ServerEndpoint
+from machines.rpc.server import Server
 
 TIMEOUT = 10
 SCHEMA = {
@@ -201,3 +202,27 @@ async def test_a_handshake_noticed_after_its_deadline_still_counts(frozen_clock)
         assert client.connected, client.last_error
         assert client.last_error == ""
         n.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_hello_read_in_the_deadlines_turn_keeps_its_session(frozen_clock):
+    """The server's side of the same: the hello came in time, but the server's process ran
+    its reader and its handshake timer in the same turn, after the deadline. Whichever task
+    runs first (trio picks), the session is handshaken and stays up."""
+    src = Machine(SCHEMA, id="src")
+    for _ in range(8):  # both orders of the two tasks, very likely
+        server_end, client_end = trio.testing.memory_stream_pair()
+        server = Server(src, handshake_timeout=10, push_interval=None)
+        to_server: list[bytes] = []
+        client = ClientEndpoint("c1", to_server.append)
+        async with trio.open_nursery() as n:
+            n.start_soon(server.serve, server_end)
+            await trio.testing.wait_all_tasks_blocked()
+            client.connection_made()
+            frozen_clock.jump(9.9)
+            await client_end.send_all(b"".join(to_server))  # the hello, in time...
+            frozen_clock.jump(0.6)  # ...read only after the deadline
+            await trio.testing.wait_all_tasks_blocked()
+            assert not server.closed.is_set(), server.close_reason
+            assert server.handshake_done.is_set()
+            n.cancel_scope.cancel()
