@@ -217,3 +217,36 @@ async def test_trio_server_and_endpoint_client_agree_on_bytes():
             assert await client.netmach.set(["C"]) == Result.EXECUTED
             assert client.netmach.active_states == ["A", "C"]
             n.cancel_scope.cancel()
+
+
+class _AnswersNothing:
+    """A source whose mutations run but return what no answer can carry (a bug of the
+    server's side, met while acting on the client's request)."""
+
+    def __init__(self, machine: Machine) -> None:
+        self._machine = machine
+
+    def __getattr__(self, name: str):
+        return getattr(self._machine, name)
+
+    def add(self, states, args=None, **kw):
+        self._machine.add(states, args, **kw)
+        return object()  # int() of it fails in the server, after the source's call
+
+
+@pytest.mark.trio
+async def test_a_server_that_ends_the_link_on_a_request_says_why():
+    """When acting on a request fails, the server ends the link; the client's call in flight
+    fails with the server's reason, not a bare "server closed the connection"."""
+    src = Machine(SCHEMA, id="foo")
+    a, b = trio.testing.memory_stream_pair()
+    server = Server(_AnswersNothing(src), push_interval=0)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            n.start_soon(partial(server.serve, a))
+            async with connect(stream=b, id="repl-1") as client:
+                with pytest.raises(RpcConnectionLost) as lost:
+                    await client.netmach.add("C")
+            n.cancel_scope.cancel()
+    assert src.is_active("C")  # the mutation ran; its answer could not be made
+    assert "server closed the connection: cannot handle the input: TypeError" in str(lost.value)

@@ -11,6 +11,8 @@ import trio
 from machines import Machine, Result, State
 from machines.rpc import RpcConnectionLost, RpcNotConnected, connect, serve
 from machines.rpc.client import Client
+from machines.rpc.endpoint import ClientEndpoint, ServerEndpoint
+from machines.rpc.server import Server
 
 TIMEOUT = 10
 SCHEMA = {
@@ -169,3 +171,58 @@ async def test_the_handshake_timeout_ends_with_the_handshake():
                 await trio.sleep(0.5)  # well past it: a handshaken session is not timed
                 assert await c.netmach.add("A") == Result.EXECUTED
                 assert c.connected and c.connects == 1 and c.last_error == ""
+
+
+@pytest.fixture
+def frozen_clock() -> trio.testing.MockClock:
+    """Time moves only when the test says (a loaded machine's late wake-ups, on cue)."""
+    return trio.testing.MockClock()
+
+
+@pytest.mark.trio
+async def test_a_handshake_noticed_after_its_deadline_still_counts(frozen_clock):
+    """On a busy machine the client's task may wake after the hello's deadline with the
+    handshake in hand (the answer came in time, the process got the CPU late): the session is
+    handshaken and stays up, not closed as "no handshake" (the server's slot wasted)."""
+    src = Machine(SCHEMA, id="src")
+    to_server = trio.testing.MemorySendStream()
+    from_server = trio.testing.MemoryReceiveStream()
+    answers: list[bytes] = []
+    server = ServerEndpoint(src, answers.append, push_interval=None)
+    server.connection_made()
+    client = Client(id="c1", stream=trio.StapledStream(to_server, from_server), handshake_timeout=3)
+    async with trio.open_nursery() as n:
+        n.start_soon(client.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.receive(to_server.get_data_nowait())  # the hello
+        frozen_clock.jump(2.9)
+        from_server.put_data(b"".join(answers))  # in time: the reader is woken...
+        frozen_clock.jump(0.6)  # ...but runs only after the deadline has passed
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.connected, client.last_error
+        assert client.last_error == ""
+        n.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_hello_read_in_the_deadlines_turn_keeps_its_session(frozen_clock):
+    """The server's side of the same: the hello came in time, but the server's process ran
+    its reader and its handshake timer in the same turn, after the deadline. Whichever task
+    runs first (trio picks), the session is handshaken and stays up."""
+    src = Machine(SCHEMA, id="src")
+    for _ in range(8):  # both orders of the two tasks, very likely
+        server_end, client_end = trio.testing.memory_stream_pair()
+        server = Server(src, handshake_timeout=10, push_interval=None)
+        to_server: list[bytes] = []
+        client = ClientEndpoint("c1", to_server.append)
+        async with trio.open_nursery() as n:
+            n.start_soon(server.serve, server_end)
+            await trio.testing.wait_all_tasks_blocked()
+            client.connection_made()
+            frozen_clock.jump(9.9)
+            await client_end.send_all(b"".join(to_server))  # the hello, in time...
+            frozen_clock.jump(0.6)  # ...read only after the deadline
+            await trio.testing.wait_all_tasks_blocked()
+            assert not server.closed.is_set(), server.close_reason
+            assert server.handshake_done.is_set()
+            n.cancel_scope.cancel()

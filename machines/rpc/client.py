@@ -181,31 +181,18 @@ class Client(ClientCore):
         mark(self.mach, "add", "Connected")
         # a server that accepts but never answers the hello must not hold the client forever
         limit = self.handshake_timeout
-        waiting = limit is not None
         deadline = math.inf if limit is None else trio.current_time() + limit
         hello = trio.CancelScope(deadline=deadline)
         try:
             with hello:
                 await self._flush()
-                while not self._closing:
-                    data = await stream.receive_some(_READ_SIZE)
-                    if not data:
-                        reason = "server closed the connection"
-                        if self.complaint:
-                            reason += f": {self.complaint}"
-                        break
-                    end = self._feed(conn, data)
-                    if waiting and self._handshaken:
-                        hello.deadline, waiting = math.inf, False
-                    if conn.wants_send:  # e.g. a sync the input asked for
-                        await self._flush()
-                    if end:
-                        reason = "session ended by the server"
-                        break
+                ended = await self._receive(conn, stream, until_handshake=limit is not None)
             if hello.cancelled_caught:
                 reason = f"no handshake from {self.addr} in {limit:g} s"
                 log.warning("rpc client %s: %s", self.id, reason)
                 mark_err(self.mach, "ErrRpc", TimeoutError(reason))
+            else:
+                reason = ended or await self._receive(conn, stream, until_handshake=False)
         except ProtocolError as err:
             reason = f"bad input from server: {err}"
             with trio.move_on_after(1), suppress(RpcConnectionLost):
@@ -225,6 +212,31 @@ class Client(ClientCore):
         if self._handshaken and not self._closing:
             log.info("rpc client %s: disconnected from %s: %s", self.id, self.addr, reason)
         return self._handshaken
+
+    async def _receive(
+        self, conn: ClientConnection, stream: trio.abc.Stream, until_handshake: bool
+    ) -> str | None:
+        """Apply what the server sends until the session ends (why), or with `until_handshake`
+        until the handshake is in (None). That return comes before any other await, so the
+        hello's deadline only ever cancels a wait for the handshake: on a loaded machine the
+        task may wake after the deadline with the handshake in hand, and a handshaken session
+        must not then be closed as "no handshake"."""
+        if not until_handshake and conn.wants_send:  # e.g. a sync the handshake's batch asked for
+            await self._flush()
+        while not self._closing:
+            data = await stream.receive_some(_READ_SIZE)
+            if not data:
+                if self.complaint:
+                    return f"server closed the connection: {self.complaint}"
+                return "server closed the connection"
+            end = self._feed(conn, data)
+            if end:
+                return "session ended by the server"
+            if until_handshake and self._handshaken:
+                return None
+            if conn.wants_send:  # e.g. a sync the input asked for
+                await self._flush()
+        return "closed"
 
     async def aclose(self) -> None:
         """Say bye and close; the run loop ends."""

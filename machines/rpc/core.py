@@ -90,6 +90,16 @@ def log_connected(source: Any, client_source_id: str | None) -> None:
         log_graph(f"[rpc:connected] {client_source_id}")
 
 
+def _told(conn: Any, err: Exception) -> ProtocolError:
+    """`err`, raised while acting on the peer's events, as the ProtocolError that ends the link,
+    with the error frame that tells the peer why queued for the driver's last flush. Without it
+    the peer saw only a close ("server closed the connection") and a call in flight failed with
+    no reason; errors in the frames themselves are told by the protocol already."""
+    perr = input_error(err)
+    conn.complain(str(perr))
+    return perr
+
+
 # --- client ----------------------------------------------------------------------------------
 
 
@@ -340,7 +350,7 @@ class ClientCore:
         except ProtocolError:
             raise
         except Exception as err:  # acting on the peer's events failed: its input, one line
-            raise input_error(err) from None
+            raise _told(conn, err) from None
         if conn.handshaken and not self._handshaken:
             self._handshaken = True
             self.connects += 1
@@ -659,7 +669,7 @@ class ServerCore:
         except ProtocolError:
             raise
         except Exception as err:
-            raise input_error(err) from None
+            raise _told(conn, err) from None
         return bye
 
     def _hello(self, conn: ServerConnection, ev: HelloReceived) -> None:

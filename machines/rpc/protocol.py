@@ -458,15 +458,16 @@ class _Conn:
                 except _BadRequest as err:
                     self._error(seq, str(err))
         except ProtocolError as err:
-            self._complain(str(err))
+            self.complain(str(err))
             raise
         except Exception as err:  # a check we missed: the peer's bytes, not our bug to crash on
             perr = input_error(err)
-            self._complain(str(perr))
+            self.complain(str(perr))
             raise perr from None
         return events
 
-    def _complain(self, message: str) -> None:
+    def complain(self, message: str) -> None:
+        """Queue an error frame without a call (seq 0): why the link is about to end."""
         try:
             self._emit([ERROR, 0, message])
         except ValueError:

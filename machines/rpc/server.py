@@ -177,7 +177,11 @@ class Server(ServerCore):
         with trio.move_on_after(timeout):
             await self.handshake_done.wait()
             return
-        self.refuse(f"no handshake in {timeout:g} s")
+        # A loaded process may wake the reader (the hello came in time) and this timer in the
+        # same turn: let the reader run first, so such a hello keeps its session.
+        await trio.lowlevel.checkpoint()
+        if not self.handshake_done.is_set():
+            self.refuse(f"no handshake in {timeout:g} s")
 
     async def _receive_loop(self) -> str:
         assert self.conn is not None and self._stream is not None
