@@ -192,7 +192,7 @@ class Client(ClientCore):
                 log.warning("rpc client %s: %s", self.id, reason)
                 mark_err(self.mach, "ErrRpc", TimeoutError(reason))
             else:
-                reason = ended or await self._receive(conn, stream, until_handshake=False)
+                reason = ended or await self._receive(conn, stream, until_handshake=False) or reason
         except ProtocolError as err:
             reason = f"bad input from server: {err}"
             with trio.move_on_after(1), suppress(RpcConnectionLost):
