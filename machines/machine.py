@@ -21,7 +21,7 @@ from typing import Any
 from .errors import Errors, HandlerTimeoutError, _Panic
 from .evaluation import Evaluation
 from .formatting import Formatting
-from .handlers import Handlers, _Group
+from .handlers import SPARE_REFS, Handlers, _Group, _refs
 from .logs import Logging, _default_logger, _silent
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .options import Options
@@ -608,7 +608,14 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             tx.completed = True
             tx.queue_len = len(self._queue)
             self.transition = None
-            self._spare_event = None  # it holds the transition (and its args)
+            e = self._spare_event
+            if e is not None:
+                # the next transition's handlers reuse it (see Handlers._handle); meanwhile it
+                # lets go of this transition and its args, or is dropped if someone kept it
+                if _refs(e) == SPARE_REFS:
+                    e.transition = e.args = None  # type: ignore[assignment]
+                else:
+                    self._spare_event = None
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
         if hot and "transition_end" in self._hooks:
@@ -689,8 +696,17 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         if self.log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
             self._applied(tx, plan, mut)
         if groups or EXCEPTION in plan.target_set or self._subs.pending:
-            if not self._finals(tx, plan, mut):
-                return CANCELED
+            # XEnd, XState, AnyState (inlined: a call per transition is ~0.9k instructions)
+            bound = plan.finals
+            if bound is None or bound[0] != self._groups_ver:
+                bound = self._final_calls(plan)
+            steps = bound[2] if self._subs.pending else bound[1]
+            if steps:
+                failed = self._handle(tx, steps, False)
+                if failed is not None:
+                    step, ret = failed
+                    self._recover_finals(tx, plan, step[4], step[1], ret)
+                    return CANCELED
         if self._on_change:
             self._changed(tx)
         if (
@@ -744,19 +760,6 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                     ctx.cancel()
         if "transition_finals" in self._hooks:
             self._trace("transition_finals", tx)
-
-    def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
-        """Run ``XEnd`` / ``XState`` / ``AnyState``; False when a handler failed (recovered)."""
-        bound = plan.finals
-        if bound is None or bound[0] != self._groups_ver:
-            bound = self._final_calls(plan)
-        steps = bound[2] if self._subs.pending else bound[1]
-        failed = self._handle(tx, steps, False) if steps else None
-        if failed is not None:
-            step, ret = failed
-            self._recover_finals(tx, plan, step[4], step[1], ret)
-            return False
-        return True
 
     def _recover_finals(
         self, tx: Transition, plan: Plan, failed: str | None, name: str, panic: _Panic
