@@ -169,13 +169,14 @@ class Handlers:
         read (before the first handler, or after the previous one) to its return: one read per
         call, the few instructions between two handlers counted to the second; observers
         (steps, logs, tracers) are not counted."""
+        args = tx.mutation.args
         mark = perf_counter()
         for step in steps:
             kind, name, fn, group, state = step
             if fn is None:  # not a handler: an args notification or the default Exception
                 if kind == _NOTIFY:
                     if self._subs.wants_args(state):
-                        self._subs.notify_args(state, tx.mutation.args)
+                        self._subs.notify_args(state, args)
                 else:
                     self._default_exception_state(tx)
                 mark = perf_counter()  # not a handler's time
@@ -191,7 +192,10 @@ class Handlers:
                 # nobody kept the previous handler's event (only this frame and the machine
                 # hold it), so nobody can see it reused: a new Event per call cost a tenth of
                 # a mutation
-                e.name, e.transition, e.args, e.ctx = name, tx, tx.mutation.args, None
+                e.name = name
+                e.transition = tx
+                e.args = args
+                e.ctx = None
             else:
                 e = self._spare_event = Event(name, self, tx)  # type: ignore[arg-type]
             try:
