@@ -644,7 +644,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                         mut.called, flags, tx.queue_len, mut.queue_tick, mut.token,
                         tx._log_entries or None, tx._pre_log_entries or None, args, mut.source,
                         tx._steps or None))  # fmt: skip
-        if tx.accepted and not mut.check and self._subs.pending:
+        if self._subs.pending and tx.accepted and not mut.check:
             changed = [
                 n
                 for n, a, b in zip(self._names, tx.time_before, self._ticks, strict=True)
@@ -701,7 +701,6 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 survivors = tuple(s for s in mut.called if s not in refused)
                 plan = self._resolver.resolve(ADD, survivors, tx.states_before, auto=True)
                 tx.plan = plan
-                tx.targets = plan.targets
         if mut.check:
             tx.accepted = True
             return EXECUTED
