@@ -37,6 +37,7 @@ def _spare_refs() -> int:
 
     class Holder:
         __slots__ = ("spare",)
+        spare: object
 
     h = Holder()
     h.spare = object()

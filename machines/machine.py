@@ -711,10 +711,10 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             self._applied(tx, plan, mut)
         if groups or EXCEPTION in plan.target_set or self._subs.pending:
             # XEnd, XState, AnyState (inlined: a call per transition is ~0.9k instructions)
-            bound = plan.finals
-            if bound is None or bound[0] != self._groups_ver:
-                bound = self._final_calls(plan)
-            steps = bound[2] if self._subs.pending else bound[1]
+            finals = plan.finals
+            if finals is None or finals[0] != self._groups_ver:
+                finals = self._final_calls(plan)
+            steps = finals[2] if self._subs.pending else finals[1]
             if steps:
                 failed = self._handle(tx, steps, False)
                 if failed is not None:
