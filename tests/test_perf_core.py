@@ -2,9 +2,11 @@
 
 The machine caches what does not change between transitions: resolved plans per (mutation,
 active states), the handler calls of each plan per version of the bound handlers, and the tick
-bumps of each plan. Each test here replays seeded random mutations on two machines that differ
+bumps of each plan; and it reuses a handler's event for the next handler (of any transition)
+when nobody kept it. Each test here replays seeded random mutations on two machines that differ
 only in the caching: the plain one drops every cache before each mutation, so it resolves
-relations and looks handlers up from scratch. Results, clocks, queue ticks and the handlers'
+relations and looks handlers up from scratch, and its handlers keep every event, so none is
+reused. Results, clocks, queue ticks and the handlers'
 calls (name, args, return value) must be the same, step by step.
 """
 
@@ -45,17 +47,21 @@ class Handlers:
     """Handlers whose behaviour is a pure function of (name, call count, seed): some refuse,
     some raise, some mutate the machine (queued); every call is logged."""
 
-    def __init__(self, seed: int, log: list) -> None:
+    def __init__(self, seed: int, log: list, keep_all: bool = False) -> None:
         self.rnd = random.Random(seed)
         self.log = log
+        #: keep every event (so none is ever reused: the plain path of event reuse)
+        self.keep_all = keep_all
+        self.events: list = []
+        self.kept: list = []  # (event, its name and args when kept)
         self.plan: dict[str, tuple[str, ...]] = {}
         names = [f"{s}{x}" for s in [*SCHEMA, "Exception"] for x in SUFFIXES]
         names += [f"{a}{b}" for a in SCHEMA for b in SCHEMA]
         names += ["AnyEnter", "AnyState"]
         for name in names:
             if self.rnd.random() < 0.6:
-                self.plan[name] = tuple(self.rnd.choice(["ok", "ok", "ok", "no", "raise", "add"])
-                                        for _ in range(7))  # fmt: skip
+                choices = ["ok", "ok", "ok", "no", "raise", "add", "keep"]
+                self.plan[name] = tuple(self.rnd.choice(choices) for _ in range(7))
         self.counts: dict[str, int] = {}
         self.budget = 0
 
@@ -74,6 +80,10 @@ class Handlers:
             if self.budget < 0 and what in ("raise", "add"):
                 what = "ok"  # bounded side effects per step: no endless error/auto loops
             self.log.append((name, e.name, _plain(e.args), what, e.machine.time()))
+            if self.keep_all:
+                self.events.append(e)
+            if what == "keep":
+                self.kept.append((e, e.name, _plain(e.args), e.transition.mutation.called))
             if what == "no":
                 return False if name.endswith(("Enter", "Exit")) or name[:1] == "A" else None
             if what == "raise":
@@ -101,7 +111,7 @@ class Recorder(Tracer):
 
 def _replay(cls: type[Machine], seed: int, steps: int, tracer: bool, waits: bool) -> list:
     log: list = []
-    handlers = Handlers(seed, log)
+    handlers = Handlers(seed, log, keep_all=cls is Uncached)
     m = cls(SCHEMA, handlers=handlers, log_level=0, log_stack_trace=False, handler_timeout=60)
     if tracer:
         m.tracer_bind(Recorder(log))
@@ -116,6 +126,10 @@ def _replay(cls: type[Machine], seed: int, steps: int, tracer: bool, waits: bool
         handlers.budget = 40
         res = getattr(m, op)(states, args)
         log.append((step, op, states, int(res), m.time(), m.queue_tick, m.active_states))
+    # events kept by handlers: as they were when kept, whatever ran after
+    for e, name, args, called in handlers.kept:
+        log.append(("kept", e.name, _plain(e.args), e.transition.mutation.called))
+        assert (e.name, _plain(e.args), e.transition.mutation.called) == (name, args, called)
     return log
 
 
@@ -132,6 +146,7 @@ def test_cached_handler_path_agrees_with_plain(seed, tracer, waits):
     names = {e[0] for e in cached if isinstance(e[0], str)}
     assert any(n.endswith("Enter") for n in names) and any(n.endswith("State") for n in names)
     assert any(e[3] == "raise" for e in cached if isinstance(e[0], str) and len(e) == 5)
+    assert any(e[0] == "kept" for e in cached)
 
 
 @pytest.mark.parametrize("seed", [5, 6])
@@ -190,3 +205,32 @@ def test_a_kept_event_is_never_reused():
     m.add("C", {"y": 2})
     assert kept[-1] == ("CState", {"y": 2})
     assert first.name == "AEnter" and first.args == {"x": 1}
+
+
+def test_the_spare_event_lets_go_of_its_transition():
+    """Between transitions the reused event holds neither the last transition nor its args
+    (they may be large); an event a handler kept is left alone and a new one made."""
+    kept: list = []
+
+    class Some:
+        def AState(self, e):
+            pass
+
+        def BState(self, e):
+            kept.append(e)
+
+    m = Machine({"A": State(), "B": State()}, handlers=Some(), log_level=0)
+    m.add("A", {"big": "x" * 100})
+    spare = m._spare_event
+    assert spare is not None and spare.transition is None and spare.args is None
+    m.add("B", {"b": 1})
+    assert m._spare_event is None  # kept: not the machine's to reuse any more
+    assert (kept[0].name, kept[0].args, kept[0].transition.mutation.called) == (
+        "BState",
+        {"b": 1},
+        ("B",),
+    )
+    m.remove("A")
+    m.add("A", {"a": 2})
+    assert m._spare_event is not None and m._spare_event is not kept[0]
+    assert kept[0].name == "BState" and kept[0].args == {"b": 1}
