@@ -56,7 +56,8 @@ class Handlers:
         id: str
         err: BaseException | None
         transition: Transition | None
-        log_steps: bool
+        _log_steps: bool
+        _calls_observed: bool
         log_stack_trace: bool
         handler_timeout: float
         handler_deadline: float
@@ -184,8 +185,8 @@ class Handlers:
                 continue
             if skip and state in skip:
                 continue
-            hot = self._hot
-            if hot or self.log_steps or self._log_level >= _OPS:
+            observed = self._calls_observed  # tracer hooks, steps or logs
+            if observed:
                 self._call_observed(tx, name, group, "handler_start")
                 mark = perf_counter()
             e = self._spare_event
@@ -209,15 +210,15 @@ class Handlers:
                     )
             except Exception as err:
                 trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
-                if hot:
+                if observed:
                     self._call_observed(tx, name, group, "handler_end")
                 return step, _Panic(err, trace)
             end = perf_counter()
-            if hot:
+            if observed:
                 self._call_observed(tx, name, group, "handler_end")
             if end - mark > self.handler_timeout:
                 return step, self._overrun(tx, name, group, end - mark)
-            mark = perf_counter() if hot else end
+            mark = perf_counter() if observed else end
             if ret is False and negotiation:
                 return step, ret
         return None
@@ -236,7 +237,7 @@ class Handlers:
     def _call_observed(self, tx: Transition, name: str, group: str, hook: str) -> None:
         """What observers see of a handler call: its step, log line and tracer hooks."""
         if hook == "handler_start":
-            if self.log_steps:
+            if self._log_steps:
                 tx.steps.append(_handler_step(name, tx))
             if self._hot and hook in self._hooks:
                 self._trace(hook, tx, group, name)

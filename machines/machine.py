@@ -101,8 +101,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self.nursery = nursery
         self._log_level = opts.log_level if log_level is None else log_level
         self._logger = logger or _default_logger(self.id)
-        #: record :attr:`Transition.steps` (debugging; ``AM_LOG_FULL`` or ``AM_LOG_STEPS``)
-        self.log_steps = opts.log_steps
+        self._log_steps = opts.log_steps
 
         self._install(schema, list(names) if names is not None else None)
         self._ticks = [0] * len(self._names)
@@ -126,6 +125,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._tracers: dict[int, Tracer] = {}  # id(tracer) -> tracer, in bind order
         self._hooks: dict[str, dict[int, Callable]] = {}  # hook -> {id(tracer): method}
         self._hot = False  # a tracer hook runs on every mutation (no fast path)
+        self._calls_observed = False
+        self._observers_changed()
         self._sinks: dict[int, Callable[[tuple], None]] = {}  # id(tracer) -> its sink
         self._sink: Callable[[tuple], None] | None = None  # the sinks as one
         self._sink_args = False
@@ -601,7 +602,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         if plan is None:
             plan = self._resolve(mut, before)
         tx = Transition(self, mut, plan, before, self._ticks[:])
-        if self.log_steps:
+        if self._log_steps:
             tx.steps = list(plan.steps)
         if self._pre_log:
             tx.pre_log_entries, self._pre_log = self._pre_log, []
@@ -707,7 +708,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         tx.accepted = True
         self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
         tx.time_after = self._ticks[:]
-        if self.log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
+        if self._log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
             self._applied(tx, plan, mut)
         if groups or EXCEPTION in plan.target_set or self._subs.pending:
             # XEnd, XState, AnyState (inlined: a call per transition is ~0.9k instructions)
@@ -760,7 +761,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
     def _applied(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
         """What observers see of the tick changes just applied (steps, logs, state contexts
         cancelled, the ``transition_finals`` hook)."""
-        if self.log_steps:
+        if self._log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
         if self._log_level >= _CHANGES and (plan.enters or plan.exits):
@@ -799,7 +800,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
     def _cancel(self, tx: Transition, name: str, ret: Any = False) -> Result:
         tx.accepted = False
         tx.cancelled_by = name
-        if self.log_steps:
+        if self._log_steps:
             tx.steps.append(Step(StepType.CANCEL, name))
         if isinstance(ret, _Panic):
             if ret.timeout:
@@ -864,9 +865,25 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
     def _tracers_changed(self) -> None:
         """Recompute what the hot path reads (independent of the number of tracers)."""
         self._hot = not HOT_HOOKS.isdisjoint(self._hooks)
+        self._observers_changed()
         sinks = list(self._sinks.values())
         self._sink = sinks[0] if len(sinks) == 1 else _fan_out(sinks) if sinks else None
         self._sink_args = any(self._tracers[k].sink_args for k in self._sinks)
+
+    @property
+    def log_steps(self) -> bool:
+        """Record :attr:`Transition.steps` (debugging; ``AM_LOG_FULL`` or ``AM_LOG_STEPS``)."""
+        return self._log_steps
+
+    @log_steps.setter
+    def log_steps(self, on: bool) -> None:
+        self._log_steps = on
+        self._observers_changed()
+
+    def _observers_changed(self) -> None:
+        """Whether anyone sees handler calls (tracer hooks, steps, logs): one flag read per
+        handler call instead of three (a tenth of a handler call's cost)."""
+        self._calls_observed = self._hot or self._log_steps or self._log_level >= _OPS
 
     def _trace(self, hook: str, *args: Any) -> None:
         # a snapshot: a hook may bind or detach tracers

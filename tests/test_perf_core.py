@@ -234,3 +234,56 @@ def test_the_spare_event_lets_go_of_its_transition():
     m.add("A", {"a": 2})
     assert m._spare_event is not None and m._spare_event is not kept[0]
     assert kept[0].name == "BState" and kept[0].args == {"b": 1}
+
+
+def test_handler_calls_are_observed_as_soon_as_someone_looks():
+    """One flag says whether handler calls are observed (tracer hooks, steps, logs at level 3);
+    every way to turn an observer on or off updates it."""
+    lines: list[str] = []
+    hooks: list[str] = []
+
+    class Hooks(Tracer):
+        def handler_start(self, tx, group, name) -> None:
+            hooks.append(name)
+
+    class Some:
+        def AState(self, e):
+            pass
+
+    m = Machine({"A": State()}, handlers=Some(), log_level=0, logger=lambda _, t: lines.append(t))
+
+    def cycle() -> tuple[list, list]:
+        lines.clear()
+        hooks.clear()
+        m.add("A")
+        m.remove("A")
+        return [t for t in lines if t.startswith("[handler")], list(hooks)
+
+    assert cycle() == ([], [])
+    m.log_level = 3
+    assert cycle()[0] == ["[handler:1] AState"]
+    m.log_level = 0
+    assert cycle() == ([], [])
+    m.set_logger(lambda _, t: lines.append(t), 3)
+    assert cycle()[0] == ["[handler:1] AState"]
+    m.set_logger(lambda _, t: lines.append(t), 0)
+    assert cycle() == ([], [])
+    tracer = Hooks()
+    m.tracer_bind(tracer)
+    assert cycle()[1] == ["AState"]
+    m.tracer_detach(tracer)
+    assert cycle() == ([], [])
+    seen: list = []
+
+    class Steps(Tracer):
+        def transition_end(self, tx) -> None:
+            seen.append([str(s) for s in tx.steps])
+
+    m.log_steps = True
+    m.tracer_bind(Steps())
+    m.add("A")
+    assert "handler A" in seen[-1]
+    m.log_steps = False
+    m.remove("A")
+    assert seen[-1] == []
+    assert m.log_steps is False
