@@ -476,7 +476,12 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 subs_lock.acquire()
                 try:
                     if not self._processing and not queue and not self._subs.pending:
-                        self._bump(plan)
+                        # the tick update, as in _run
+                        ticks = self._ticks
+                        for i, delta in plan.bumps or self._bumps(plan):
+                            ticks[i] += delta
+                        self._active = plan.active
+                        self._active_set = plan.target_set
                         self.queue_tick = qt = self.queue_tick + 1
                         if self._sink is not None:
                             # as _execute() records this (accepted, direct) transition; a
@@ -706,8 +711,14 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             tx.accepted = True
             return EXECUTED
         tx.accepted = True
-        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
-        tx.time_after = self._ticks[:]
+        # the tick update, as in _mutate's fast path (inlined in both: a call was ~2 % of a
+        # mutation; tests/test_perf_core.py checks the two paths against each other)
+        ticks = self._ticks
+        for i, delta in plan.bumps or self._bumps(plan):
+            ticks[i] += delta
+        self._active = plan.active
+        self._active_set = plan.target_set
+        tx.time_after = ticks[:]
         if self._log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
             self._applied(tx, plan, mut)
         if groups or EXCEPTION in plan.target_set or self._subs.pending:
@@ -738,14 +749,6 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
             return EXECUTED if grew else CANCELED
         return EXECUTED
-
-    def _bump(self, plan: Plan) -> None:
-        """Apply ``plan``'s tick changes and active states (both paths: fast and full)."""
-        ticks = self._ticks
-        for i, delta in plan.bumps or self._bumps(plan):
-            ticks[i] += delta
-        self._active = plan.active
-        self._active_set = plan.target_set
 
     def _bumps(self, plan: Plan) -> tuple[tuple[int, int], ...]:
         """``plan``'s tick changes as (index, delta): +1 per exit and per first entry, +2 to

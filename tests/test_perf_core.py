@@ -287,3 +287,46 @@ def test_handler_calls_are_observed_as_soon_as_someone_looks():
     m.remove("A")
     assert seen[-1] == []
     assert m.log_steps is False
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_fast_path_agrees_with_the_full_transition(seed, monkeypatch):
+    """A mutation nobody observes, whose plan is known, skips the Transition (the fast path);
+    its tick update must be the full path's. The observed twin runs every mutation as a full
+    transition (a tracer hook on the hot path), so the two are compared step by step."""
+    import machines.machine as mm
+
+    full_runs = [0]
+
+    class Counted(mm.Transition):
+        __slots__ = ()
+
+        def __init__(self, *args) -> None:
+            full_runs[0] += 1
+            super().__init__(*args)
+
+    monkeypatch.setattr(mm, "Transition", Counted)
+
+    class Watch(Tracer):
+        def transition_end(self, tx) -> None:
+            pass
+
+    schema = {n: s for n, s in SCHEMA.items() if not s.auto}  # an auto state stops the fast path
+    names = [*schema, "Exception"]
+    fast, full = Machine(schema, log_level=0), Machine(schema, log_level=0)
+    full.tracer_bind(Watch())
+    rnd = random.Random(seed)
+    steps = 800
+    for step in range(steps):
+        op = rnd.choice(["add", "remove", "set", "toggle", "add"])
+        states = rnd.sample(names[:5], rnd.randint(1, 2))  # few: plans repeat
+        got = []
+        for m in (fast, full):
+            before = full_runs[0]
+            res = getattr(m, op)(states)
+            got.append((int(res), m.time(), m.queue_tick, m.active_states, m.is_err()))
+            if m is full:
+                assert full_runs[0] == before + 1
+        assert got[0] == got[1], (step, op, states)
+    fast_runs = 2 * steps - full_runs[0]  # the full twin ran `steps` transitions
+    assert fast_runs > steps // 4, fast_runs
