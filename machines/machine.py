@@ -477,9 +477,9 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 try:
                     if not self._processing and not queue and not self._subs.pending:
                         # the tick update, as in _run
-                        ticks = self._ticks
+                        live = self._ticks
                         for i, delta in plan.bumps or self._bumps(plan):
-                            ticks[i] += delta
+                            live[i] += delta
                         self._active = plan.active
                         self._active_set = plan.target_set
                         self.queue_tick = qt = self.queue_tick + 1
@@ -713,12 +713,12 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         tx.accepted = True
         # the tick update, as in _mutate's fast path (inlined in both: a call was ~2 % of a
         # mutation; tests/test_perf_core.py checks the two paths against each other)
-        ticks = self._ticks
+        live = self._ticks
         for i, delta in plan.bumps or self._bumps(plan):
-            ticks[i] += delta
+            live[i] += delta
         self._active = plan.active
         self._active_set = plan.target_set
-        tx.time_after = ticks[:]
+        tx.time_after = live[:]
         if self._log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
             self._applied(tx, plan, mut)
         if groups or EXCEPTION in plan.target_set or self._subs.pending:
