@@ -52,6 +52,27 @@ observers' part only when someone observes; negotiation and final handlers run t
 loop with the call inlined (``Handlers._handle``): (b) 46.9k, 2.25x. Tried and dropped (no
 gain or worse): building the Transition without the class call (``object.__new__`` and an
 init method), class defaults instead of slots for its rarely set fields.
+
+Next round, same count (``python benchmarks/bench_icount.py b a c``), before -> after: (b) 47.0k
+-> 39.7k instructions per mutation (``transitions``: 105.4k, so 2.25x -> 2.65x), (a) 13.1k ->
+10.2k, (c) 58.3k -> 47.2k. What it took, largest first: the hot path's locks taken with
+``acquire()`` / ``release()`` in ``try``/``finally`` rather than a ``with`` block (on CPython
+3.11 ``with lock:`` costs ~2.0k instructions, acquire and release ~0.9k; two per mutation, and
+two on the fast path); the reused handler event's fields set one by one (a four-way tuple
+assignment built and unpacked a tuple per handler call: ~1.2k per mutation); the event reused
+across transitions too, not only within one (at a transition's end it lets go of the
+transition and its args; the reference count that says nobody kept it is measured at import,
+as CPython 3.14 counts one lower than 3.11, which had made the old fixed count reuse kept
+events in Pyodide); one flag for "handler calls are observed" (tracer hooks, steps, logs at
+level 3) instead of three reads per handler call (~0.9k per mutation); the final handlers'
+dispatch and the tick update inlined into ``_run`` (a call each; the tick update is now written
+out in the fast path too, and tests/test_perf_core.py checks the two paths against each other on
+random mutations); a failed handler returns from its ``except`` clause (no class check of every
+return value); a transition's targets read from its plan. Measured and left: a Transition built
+field by field without its ``__init__`` (~0.9k less, but a second constructor to keep in step),
+folding ``_run`` into ``_execute`` (a call, ~0.9k, for a function of flags), the plan cache
+keyed by 2-tuples (~0.25k), tick deltas applied with ``map`` (dearer below ~20 states and
+for (c)).
 """
 
 from __future__ import annotations
