@@ -35,6 +35,7 @@ def dbg(
         "--ws-port",
         help="WebSocket port for browser machines (path /dbg.ws); default: listen port + 1, "
         "0 = any free port.",
+        show_default=False,  # -1 stands for "listen port + 1", which the help says
     ),
     headless: bool = typer.Option(
         False,

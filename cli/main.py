@@ -51,7 +51,9 @@ LAZY = {
         "Start server-foo, its aRPC and REPL endpoints and the relay serving the page.",
     ),
     "relay": Lazy(
-        "cli.relay", "relay", "Serve the web page and give browsers TCP endpoints over WebSocket."
+        "cli.relay",
+        "relay",
+        "Give browsers TCP endpoints over WebSocket, and serve a folder (--static-dir).",
     ),
     "vis": Lazy(
         "cli.vis",

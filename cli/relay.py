@@ -37,7 +37,15 @@ def relay(
     ] = DEFAULT_LISTEN_ADDR,
     static_dir: Annotated[
         Path | None,
-        typer.Option("--static-dir", "-s", help="Serve this directory at / (else / is 404)."),
+        typer.Option(
+            "--static-dir",
+            "-s",
+            help="Serve the files of this directory (and its subdirectories) at /; names "
+            "starting with a dot (.env, .git) are never served. The example page's own "
+            "directory (web/ of this project: it holds build_page.py) serves only the page's "
+            "files, as am start does (not the build scripts or the download cache). Without "
+            "it, / answers 404.",
+        ),
     ] = None,
     repl_addr_dir: Annotated[
         Path | None,
@@ -107,10 +115,13 @@ def relay(
     ] = DEFAULT_IDLE_TIMEOUT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not log each tunnel.")] = False,
 ) -> None:
-    """Serve the web page and give browsers TCP endpoints over WebSocket.
+    """Give browsers TCP endpoints over WebSocket, and serve a folder (--static-dir).
 
-    /listen/<id>/<host:port> listens there for one TCP peer; /dial/<id>/<host:port> dials
-    there. Runs until Ctrl-C, which closes every tunnel and removes address files.
+    ws://HOST/listen/<id>/<host:port>: listen there for one TCP peer.
+    ws://HOST/dial/<id>/<host:port>: dial there.
+    Only --allow'ed targets.
+
+    Runs until Ctrl-C, which closes every tunnel and removes address files.
     """
     from relay import RelayConfig
 
@@ -118,6 +129,7 @@ def relay(
         config = RelayConfig(
             listen_addr=listen_addr,
             static_dir=static_dir,
+            static_only=_page_files(static_dir),
             repl_addr_dir=repl_addr_dir,
             repl_grace=repl_grace,
             allow=tuple(allow or ()),
@@ -134,6 +146,16 @@ def relay(
     setup_logging(logging.WARNING if quiet else logging.INFO)
     run_listening("am relay", listen_addr, "--listen-addr or RELAY_HTTP_ADDR", _serve, config)
     typer.echo("relay stopped")
+
+
+def _page_files(static_dir: Path | None) -> tuple[str, ...]:
+    """Only the page's files when ``static_dir`` is the example page's own directory (its
+    build script is there), else () for every file: a folder of one's own is served whole."""
+    if static_dir is None or not (static_dir / "build_page.py").is_file():
+        return ()
+    from machines.example.server import PAGE_FILES
+
+    return PAGE_FILES
 
 
 async def _serve(config: object) -> None:
@@ -163,8 +185,10 @@ def _describe(relay: object) -> None:
     config = relay.config
     echo = typer.echo
     echo(f"relay listening on {relay.url}")
-    if config.static_dir is not None:
-        echo(f"serving {config.static_dir} at {relay.url}")
+    if config.static_dir is not None and config.static_only:
+        echo(f"serving the page from {config.static_dir} at {relay.url} (only its files)")
+    elif config.static_dir is not None:
+        echo(f"serving {config.static_dir} at {relay.url} (every file but dotfiles)")
     else:
         echo("no static dir: / answers 404")
     ws = f"ws://{relay.addr}"

@@ -229,6 +229,10 @@ class MachineRecord:
     schema: DbgMsgStruct
     conn_id: str
     connected: bool = True
+    #: when its telemetry connection ended (wall-clock ns; 0 while connected or never live):
+    #: a producer killed or a tab closed says nothing else, and the log reader ends the pipes
+    #: to and from it from then on, as if its peers had logged ``[pipe:gc]``
+    gone_ns: int = 0
     bad: int = 0
     #: the oldest transitions dropped to stay under ``--max-mem`` (the history starts after
     #: them: a UI shows "N older transitions dropped"; ids and clocks stay the producer's)
@@ -374,10 +378,12 @@ class Collector:
         return f"conn-{next(self._conn_ids)}"
 
     def disconnect(self, conn_id: str) -> None:
-        """Mark the machines of ``conn_id`` disconnected (their history stays)."""
+        """Mark the machines of ``conn_id`` disconnected and gone now (their history
+        stays)."""
+        now = time.time_ns()
         for rec in self.machines.values():
-            if rec.conn_id == conn_id:
-                rec.connected = False
+            if rec.conn_id == conn_id and rec.connected:
+                rec.connected, rec.gone_ns = False, now
         if self.tap is not None:
             self.tap.closed(conn_id)
         self._changed()
@@ -489,7 +495,7 @@ class Collector:
         if rec.schema.states_index != schema.states_index:
             # a different machine under the same id: keep what it had, restart its clocks
             rec.txs = [tx for tx in rec.txs if len(tx.clocks) == len(schema.states_index)]
-        rec.schema, rec.conn_id, rec.connected = schema, conn_id, True
+        rec.schema, rec.conn_id, rec.connected, rec.gone_ns = schema, conn_id, True, 0
         self._changed()
 
     def _clean(self) -> None:

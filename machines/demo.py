@@ -5,6 +5,8 @@ from __future__ import annotations
 import trio
 
 from . import Machine, Result, State
+from .explain import mutate_explained
+from .mutation import MutationType
 from .states import basic_schema
 
 SCHEMA = basic_schema(
@@ -46,7 +48,9 @@ def run() -> None:
     show("add Water (removes Dry, adds Wet)", m.add("Water"))
     show("add Msg (multi: ticks by 2)", m.add("Msg", {"text": "hi"}))
     show("set Sealed", m.set(["Start", "Sealed"]))
-    show("add Water while Sealed", m.add("Water"))
+    result, why = mutate_explained(m, MutationType.ADD, "Water")
+    show("add Water while Sealed", result)
+    print(f"    why: {why} (machines.explain.mutate_explained)")
     print(f"{'clock':<34}{'':<14} {m.clock(['Water', 'Wet', 'Msg'])}")
     show("add Ready (requires Start)", m.add("Ready"))
     show("unknown state", _try(lambda: m.add("Nope")))

@@ -43,12 +43,15 @@ def content_type(path: Path) -> str:
 
 
 def resolve(root: Path, url_path: str, only: Sequence[str] = ()) -> Path | None:
-    """The file for ``url_path`` inside ``root``, or None (missing, outside the root, or,
-    when ``only`` is given, matching none of its patterns)."""
+    """The file for ``url_path`` inside ``root``, or None (missing, outside the root, a
+    name starting with a dot, or, when ``only`` is given, matching none of its patterns).
+
+    Dot names are never served: a folder served whole (``am relay --static-dir .``) would
+    otherwise hand out its ``.env`` and ``.git``."""
     if "\x00" in url_path or "\\" in url_path:
         return None
     parts = [p for p in PurePosixPath(url_path).parts if p not in ("/", "", ".")]
-    if any(p == ".." for p in parts):
+    if any(p.startswith(".") for p in parts):  # ``..`` too
         return None
     path = root.joinpath(*parts)
     if path.is_dir():

@@ -131,6 +131,8 @@ def open_tab(browser: object, url: str, shots: Path | None = None):
     page = browser.new_page()  # type: ignore[attr-defined]
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
+    # a clean console: no request fails (the manifest of the build not served was a 404)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto(url)
     page.wait_for_selector("#list li:text-is('[bar] StartState')", timeout=LOAD_MS)
     assert not errors, errors

@@ -170,3 +170,69 @@ async def test_ctrl_c_with_a_browser_that_stopped_reading(tmp_path: Path) -> Non
         finally:
             proc.kill()
             await proc.wait()
+
+
+async def _relay_serving(static_dir: Path) -> tuple[trio.Process, str, str]:
+    """`am relay --static-dir static_dir` started; (process, its address, what it printed)."""
+    args = [*AM, "relay", "--listen-addr=127.0.0.1:0", f"--static-dir={static_dir}"]
+    proc = await trio.lowlevel.open_process(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out = b""
+    while b"allowed origins" not in out:
+        chunk = await proc.stdout.receive_some()
+        assert chunk, out
+        out += chunk
+    addr = re.search(r"relay listening on http://([^/]+)/", out.decode()).group(1)
+    return proc, addr, out.decode()
+
+
+def _status(addr: str, path: str) -> int:
+    import http.client
+
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.trio
+async def test_static_dir_serves_a_folder_whole_and_the_page_dir_only_its_files(
+    tmp_path: Path,
+) -> None:
+    """A user's folder: every file but dotfiles. The page's own folder (web/): only the
+    page's files, as `am start` serves it; its build scripts are 404."""
+    site = tmp_path / "site"
+    (site / "js").mkdir(parents=True)
+    (site / "notes.txt").write_text("mine")
+    (site / "js" / "app.js").write_text("export {}")
+    (site / ".env").write_text("TOKEN=x")
+    cases = {
+        site: {"/notes.txt": 200, "/js/app.js": 200, "/.env": 404},
+        REPO / "web": {
+            "/index.html": 200,
+            "/main.mjs": 200,
+            "/build_page.py": 404,
+            "/build_prod.py": 404,
+        },  # fmt: skip
+    }
+    with trio.fail_after(60):
+        for static_dir, want in cases.items():
+            proc, addr, text = await _relay_serving(static_dir)
+            try:
+                if static_dir == site:
+                    assert f"serving {site} at http://{addr}/ (every file but dotfiles)" in text
+                else:
+                    assert f"serving the page from {static_dir} at" in text
+                    assert "(only its files)" in text
+                for path, status in want.items():
+                    assert await trio.to_thread.run_sync(_status, addr, path) == status, path
+            finally:
+                proc.send_signal(signal.SIGINT)
+                with trio.move_on_after(10):
+                    await proc.wait()
+                proc.kill()
+                await proc.wait()

@@ -150,3 +150,17 @@ def test_static_only_takes_relative_paths_inside_the_directory(site: Path) -> No
     for bad in ("/index.html", "../secret.txt", "sub/../../x"):
         with pytest.raises(ValueError, match="static paths must be relative"):
             RelayConfig(static_dir=site, static_only=(bad,))
+
+
+@pytest.mark.trio
+async def test_dot_names_are_never_served(site: Path) -> None:
+    """A folder served whole must not hand out its secrets (``.env``, ``.git``)."""
+    (site / ".env").write_text("TOKEN=secret")
+    (site / ".git").mkdir()
+    (site / ".git" / "config").write_text("[remote]")
+    (site / "sub" / ".hidden.js").write_text("hidden")
+    with trio.fail_after(TIMEOUT):
+        async with open_relay(RelayConfig(listen_addr="127.0.0.1:0", static_dir=site)) as relay:
+            for path in ("/.env", "/.git/config", "/sub/.hidden.js", "/.git/", "/%2Eenv"):
+                assert (await get(relay.addr, path))[0] == 404, path
+            assert (await get(relay.addr, "/sub/"))[:3:2] == (200, b"sub")

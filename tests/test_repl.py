@@ -155,6 +155,11 @@ def test_one_shot_list_shows_every_machine_and_a_dead_address(
 def test_one_shot_add_with_args_reaches_the_machine(
     targets: dict[str, Target], addr_dir: Path
 ) -> None:
+    out = repl("--dir", str(addr_dir), "--", "add", "foo", "Msg")
+    assert (out.returncode, out.stdout) == (
+        0,
+        "=> Canceled (by MsgEnter); try --arg Msg.Msg --val VALUE\n",
+    )
     out = repl("--dir", str(addr_dir), "--", "add", "foo", "Msg", "--arg", "Msg.Msg", "--val", "hi")
     assert (out.returncode, out.stdout) == (0, "=> Executed\n")
     # the machine's handler printed the message, with the REPL as its author

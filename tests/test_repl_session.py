@@ -182,6 +182,48 @@ async def test_mutation_source_is_the_repl_id() -> None:
             assert ok and not mach.is_active("Msg")
 
 
+class Raises(Handlers):
+    def BoredEnter(self, e) -> None:  # noqa: N802
+        raise RuntimeError("too bored to be bored")
+
+
+@pytest.mark.trio
+async def test_a_canceled_mutation_says_why_to_the_repl_that_asked() -> None:
+    mach = Machine(SCHEMA, id="foo", handlers=Raises())
+    mach.add(["Start", "Ready"])
+    with trio.fail_after(TIMEOUT):
+        async with (
+            expose(mach, "127.0.0.1:0", args=ARGS) as mux,
+            session(addrs=[mux.addr]) as (s, out),
+            session(addrs=[mux.addr]) as (other, other_out),
+        ):
+            # a negotiation handler refused it: which one, and the arguments not given
+            ok, lines = await run(s, out, "add foo Msg")
+            assert (ok, lines) == (
+                True,
+                ["=> Canceled (by MsgEnter); try --arg Msg.Msg --val VALUE"],
+            )
+            # relations, named as the schema has them
+            assert (await run(s, out, "remove foo Start")) == (True, ["=> Executed"])
+            await s.peer("foo").netmach.when_not("Start")
+            ok, lines = await run(s, out, "add foo Ready")
+            assert (ok, lines) == (True, ["=> Canceled (Ready requires Start)"])
+            # a handler that raised
+            ok, lines = await run(s, out, "add foo Bored")
+            assert lines == [
+                "=> Canceled (by BoredEnter, which raised RuntimeError: too bored to be bored)"
+            ]
+            # the reason went to the asking REPL only: the other one's answers stay plain
+            assert s.peer("foo").cancel_reason and not other.peer("foo").cancel_reason
+            assert (await run(other, other_out, "add foo Bored --arg Msg.Msg --val x")) == (
+                True,
+                ["=> Canceled (by BoredEnter, which raised RuntimeError: too bored to be bored)"],
+            )
+            # an accepted mutation after a canceled one has no stale reason
+            ok, lines = await run(s, out, "add foo Msg --arg Msg.Msg --val hi")
+            assert (ok, lines) == (True, ["=> Executed"]) and not s.peer("foo").cancel_reason
+
+
 @pytest.mark.trio
 async def test_mach_time_inspect_status() -> None:
     with trio.fail_after(TIMEOUT):
@@ -262,6 +304,15 @@ async def test_group_add_and_group_remove_follow_filters() -> None:
             ok, lines = await run(s, out, "group-add Msg --arg Msg.Msg --val all")
             assert ok and lines == ["=> Executed: 3, Queued: 0, Canceled: 0"]
             assert all(ms[m].mach.tick("Msg") == 1 for m in ms)
+            # canceled ones say why, once per distinct reason
+            ok, lines = await run(s, out, "group-add Msg -p ba")
+            assert (ok, lines) == (
+                True,
+                [
+                    "=> Executed: 0, Queued: 0, Canceled: 2 (skipped 1)",
+                    "=> 2 x Canceled (by MsgEnter); try --arg Msg.Msg --val VALUE",
+                ],
+            )
             ok, lines = await run(s, out, "group-add Nope")
             assert not ok and lines == ["err> no connected machine matches and has Nope"]
 
@@ -618,6 +669,11 @@ async def test_a_tab_exposed_through_the_relay_comes_and_goes(tmp_path: Path) ->
                 ok, lines = await run(s, out, "add browser-bar-ab12 Msg --arg Msg.Msg --val hi")
                 assert (ok, lines) == (True, ["=> Executed"])
                 assert handlers.messages == [(repl_source_id(), "hi")]
+                ok, lines = await run(s, out, "add browser-bar-ab12 Msg")
+                assert (ok, lines) == (
+                    True,
+                    ["=> Canceled (by MsgEnter); try --arg Msg.Msg --val VALUE"],
+                )
                 ok, lines = await run(s, out, "list")
                 assert lines[1] == "=>    CS: (Start:1 Msg:1)"
                 assert s.peer("browser-bar-ab12").arg_names == ["Msg.Msg"]

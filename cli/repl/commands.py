@@ -184,9 +184,27 @@ def _result_name(result: Any) -> str:
     return {0: "Executed", 1: "Canceled"}.get(value, "Queued")
 
 
+def _outcome(peer: Peer, result: Any, states: list[str], args: dict[str, str] | None) -> str:
+    """``Executed``, ``Queued``, or ``Canceled`` with why (when the endpoint said) and the
+    arguments of the called states that were not given (a handler that refuses a message
+    without its text is the usual reason)."""
+    name = _result_name(result)
+    if name != "Canceled":
+        return name
+    if peer.cancel_reason:
+        name += f" ({peer.cancel_reason})"
+    missing = [
+        a for a in peer.arg_names or () if a.split(".", 1)[0] in states and a not in (args or {})
+    ]
+    if missing:
+        name += "; try " + " ".join(f"--arg {a} --val VALUE" for a in missing)
+    return name
+
+
 async def _mutate(peer: Peer, kind: str, states: list[str], args: dict[str, str] | None) -> Any:
     _check_states(peer, states)
     _check_args(peer, args)
+    peer.cancel_reason = ""
     try:
         return await getattr(peer.netmach, kind)(states, args)
     except (RpcError, RemoteError) as err:
@@ -225,9 +243,14 @@ def _ticks(peer: Peer, states: Iterable[str]) -> str:
 @click.argument("states", nargs=-1, required=True)
 @_arg_options
 async def add(s: Session, mach: str, states: tuple[str, ...], arg, val) -> None:
-    """Add STATES to machine MACH (`.` = the first connected), with --arg NAME --val VALUE."""
-    peer = s.peer(mach)
-    s.out.result(_result_name(await _mutate(peer, "add", list(states), _args(arg, val))))
+    """Add STATES to machine MACH (`.` = the first connected), with --arg NAME --val VALUE.
+
+    Answers Executed, Queued or Canceled; Canceled says why when the machine knows (the
+    handler that refused it, or the relations) and names the arguments of STATES that were
+    not given (Tab completes --arg names).
+    """
+    peer, args = s.peer(mach), _args(arg, val)
+    s.out.result(_outcome(peer, await _mutate(peer, "add", list(states), args), list(states), args))
 
 
 @command("remove", "mach", "remove-state")
@@ -236,8 +259,9 @@ async def add(s: Session, mach: str, states: tuple[str, ...], arg, val) -> None:
 @_arg_options
 async def remove(s: Session, mach: str, states: tuple[str, ...], arg, val) -> None:
     """Remove STATES from machine MACH, with --arg NAME --val VALUE."""
-    peer = s.peer(mach)
-    s.out.result(_result_name(await _mutate(peer, "remove", list(states), _args(arg, val))))
+    peer, args = s.peer(mach), _args(arg, val)
+    result = await _mutate(peer, "remove", list(states), args)
+    s.out.result(_outcome(peer, result, list(states), args))
 
 
 async def _group(s: Session, kind: str, states: list[str], args, filters) -> None:
@@ -246,13 +270,19 @@ async def _group(s: Session, kind: str, states: list[str], args, filters) -> Non
     if not targets:
         raise CommandError(f"no connected machine matches and has {' '.join(states)}")
     counts = {"Executed": 0, "Queued": 0, "Canceled": 0, "Failed": 0}
+    why: dict[str, int] = {}  # each distinct cancel, with how many machines said it
 
     async def one(peer: Peer) -> None:
         try:
-            counts[_result_name(await _mutate(peer, kind, states, args))] += 1
+            result = await _mutate(peer, kind, states, args)
         except CommandError as err:
             counts["Failed"] += 1
             s.out.error(str(err))
+            return
+        counts[_result_name(result)] += 1
+        if _result_name(result) == "Canceled":
+            outcome = _outcome(peer, result, states, args)
+            why[outcome] = why.get(outcome, 0) + 1
 
     async with trio.open_nursery() as nursery:
         for peer in targets:
@@ -260,6 +290,9 @@ async def _group(s: Session, kind: str, states: list[str], args, filters) -> Non
     text = ", ".join(f"{k}: {v}" for k, v in counts.items() if v or k != "Failed")
     skipped = len(list(s.peers)) - len(targets)
     s.out.result(text + (f" (skipped {skipped})" if skipped else ""))
+    for outcome, n in sorted(why.items()):
+        if outcome != "Canceled":  # nothing more to say
+            s.out.result(f"{n} x {outcome}")
     if counts["Failed"]:
         raise CommandError(f"{kind} failed on {counts['Failed']} of {len(targets)} machines")
 

@@ -21,7 +21,7 @@ import trio
 from machines.rpc.client import Client
 from machines.rpc.netmach import NetMach
 from machines.rpc.protocol import PayloadReceived
-from machines.rpc.repl import ARGS_PAYLOAD
+from machines.rpc.repl import ARGS_PAYLOAD, CANCEL_PAYLOAD
 from machines.rpc.transport import open_tcp, open_websocket_stream
 
 from .discovery import machine_id_of, read_addr_file
@@ -60,6 +60,9 @@ class Peer:
         self.file_id = machine_id_of(source) if source is not None else ""
         self.on_change = on_change
         self.arg_names: list[str] | None = None  # from the endpoint, for completion and checks
+        #: why the endpoint canceled the last mutation (its payload precedes the answer); the
+        #: REPL clears it before each mutation (one at a time per peer)
+        self.cancel_reason = ""
         self._nursery: trio.Nursery | None = None
         self.client = Client(
             addr,
@@ -111,6 +114,8 @@ class Peer:
     def _payload(self, ev: PayloadReceived) -> None:
         if ev.name == ARGS_PAYLOAD and isinstance(ev.data, list):
             self.arg_names = [str(a) for a in ev.data]
+        elif ev.name == CANCEL_PAYLOAD and isinstance(ev.data, str):
+            self.cancel_reason = " ".join(ev.data.split())[:300]
 
     # --- what the commands read ------------------------------------------------------------------
 

@@ -154,7 +154,7 @@ class LogReader(Pane, can_focus=True):
             add("Source ", "auto" if tx.is_auto else "local", "grey50")
         for fork in self.forks(session):
             add("Caused ", str(fork), "underline cyan", fork)
-        for p in pipes_at(h, session.index):
+        for p in pipes_at(h, session.index, session.collector.machines):
             arrow = "->" if p.direction == "out" else "<-"
             peer = MachAddr(p.peer)
             add(f"Pipe-{p.direction} ", f"{p.state} {arrow} {peer} ({p.mutation})",

@@ -5,6 +5,12 @@ Why from log lines: a machine logs ``[pipe-out:add] Foo to m2`` / ``[pipe-in:add
 m1`` when a pipe is made and ``[pipe:gc] m2`` when a peer is gone (the same lines the
 diagrams read, see :mod:`dbg.model`); there is no other record of them. Each machine's lines
 are scanned once, incrementally, so the reader stays cheap on long histories.
+
+A machine that vanishes without being disposed (its process killed, its tab closed) logs no
+``[pipe:gc]``: the collector notes when its telemetry connection ended
+(:attr:`dbg.collector.MachineRecord.gone_ns`), and its pipes, and its peers' pipes to it, end
+from then on (the reference drops them from the reader on a disconnect). The newest transition
+stands for now, so the reader at a gone machine's newest transition shows no pipes.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import bisect
 import re
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from dbg.collector import MachineRecord
 
 from .history import MachineHistory
 
@@ -58,8 +67,12 @@ class _Scan:
 _scans: weakref.WeakKeyDictionary[MachineHistory, _Scan] = weakref.WeakKeyDictionary()
 
 
-def pipes_at(h: MachineHistory, index: int) -> list[Pipe]:
-    """The pipes of ``h``'s machine made up to its transition ``index`` (not gc'd since)."""
+def pipes_at(
+    h: MachineHistory, index: int, machines: Mapping[str, MachineRecord] | None = None
+) -> list[Pipe]:
+    """The pipes of ``h``'s machine made up to its transition ``index`` (not gc'd since);
+    with ``machines`` (the collector's), not those ended by a machine gone (see the module
+    doc)."""
     scan = _scans.get(h)
     if scan is None:
         scan = _scans[h] = _Scan()
@@ -71,4 +84,16 @@ def pipes_at(h: MachineHistory, index: int) -> list[Pipe]:
             open_[ev] = None
         else:
             open_ = {p: None for p in open_ if p.peer != ev}
-    return list(open_)
+    if not open_ or machines is None or not 0 <= index < len(h.infos):
+        return list(open_)
+    newest = index == len(h.infos) - 1 and not h.pending
+    if newest and h.record.gone_ns:
+        return []
+    ts = h.infos[index].ts
+
+    def ended(peer: str) -> bool:
+        rec = machines.get(peer)
+        gone = rec.gone_ns if rec is not None else 0
+        return bool(gone) and (newest or ts * 1e9 > gone)
+
+    return [p for p in open_ if not ended(p.peer)]

@@ -232,6 +232,19 @@ PAGE_FILES = (
 )
 
 
+def _documents(cfg: Config, build: str | None) -> dict[str, bytes]:
+    """What the relay serves from memory: ``/config.json`` and, when the server names the
+    build, ``null`` for the other build's manifest. The page fetches both manifests at once
+    with the config, to start sooner; without this, the one not built answered 404, an error
+    in every tab's console that meant nothing."""
+    docs = {"/config.json": json.dumps({**cfg.page(), "build": build}).encode()}
+    if build is not None:
+        for other in ("dev", "prod"):
+            if other != build:
+                docs[f"/build/{other}/manifest.json"] = b"null"
+    return docs
+
+
 async def run_server(
     cfg: Config,
     static_dir: Path | None,
@@ -265,7 +278,7 @@ async def run_server(
             listen_addr=cfg.relay_http_addr,
             static_dir=static_dir,
             static_only=PAGE_FILES,
-            documents={"/config.json": json.dumps({**cfg.page(), "build": build}).encode()},
+            documents=_documents(cfg, build),
             repl_addr_dir=repl_dir,
             allow=(cfg.bar_repl_addr,),  # only the REPL tunnels dial out of the process
             max_tunnels=MAX_TUNNELS,

@@ -8,8 +8,11 @@ dials a port that nobody serves.
 REPL arguments are flat strings named ``Type.Field`` (``--arg Msg.Msg --val hi``), not the
 machine's own args. An endpoint given ``args={"Msg.Msg": "msg"}`` turns them into the args its
 handlers read (``{"msg": "hi"}``), refuses names it does not know, and tells each REPL the names
-it knows (a payload right after the handshake) so the REPL can complete them. This is why REPL
-endpoints are separate from a machine's ordinary aRPC endpoints.
+it knows (a payload right after the handshake) so the REPL can complete them. A canceled
+mutation is explained to the REPL that asked (a payload with the reason, sent just before the
+answer: ``by MsgEnter``, ``Foo requires Bar``), at the cost of watching that one call; the bytes
+of other answers do not change. This is why REPL endpoints are separate from a machine's
+ordinary aRPC endpoints.
 
 Only :func:`expose` and :func:`expose_env` need trio (imported when called); the rest also runs in
 the browser, where a tab serves its REPL over a relay listen tunnel with :class:`ReplEndpoint`.
@@ -17,23 +20,30 @@ the browser, where a tab serves its REPL over a relay listen tunnel with :class:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..explain import mutate_explained
+from ..mutation import MutationType
 from .endpoint import ServerEndpoint
 
 if TYPE_CHECKING:
     from .mux import Mux
     from .server import Server
 
+log = logging.getLogger("machines.rpc")
+
 #: ``AM_REPL_ADDR=1`` means "any free port on loopback".
 DEFAULT_ADDR = "127.0.0.1:0"
 
 #: Name of the payload that carries an endpoint's argument names to the REPL.
 ARGS_PAYLOAD = "am_repl_args"
+#: Name of the payload that says why the REPL's mutation was canceled (its answer follows).
+CANCEL_PAYLOAD = "am_repl_canceled"
 
 
 def addr_file_name(machine_id: str) -> str:
@@ -62,12 +72,19 @@ class ReplSource:
     server code treats this like any source.
     """
 
-    def __init__(self, machine: Any, args: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        machine: Any,
+        args: Mapping[str, str] | None = None,
+        tell: Callable[[str], Any] | None = None,
+    ) -> None:
         """`args` maps REPL names (``Msg.Msg``) to the machine's arg keys (``msg``); None passes
-        REPL args through as given."""
+        REPL args through as given. `tell(reason)` is called when a mutation is canceled (one
+        source per connection, so the reason reaches the REPL that asked)."""
         self._machine = machine
         self.arg_names: list[str] | None = sorted(args) if args is not None else None
         self._args = dict(args) if args is not None else None
+        self.tell = tell
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._machine, name)
@@ -83,13 +100,27 @@ class ReplSource:
         return {self._args[name]: value for name, value in args.items()}
 
     def add(self, states: Any, args: Mapping[str, Any] | None = None, **kw: Any) -> Any:
-        return self._machine.add(states, self.translate(args), **kw)
+        return self._mutate(MutationType.ADD, states, args, kw)
 
     def remove(self, states: Any, args: Mapping[str, Any] | None = None, **kw: Any) -> Any:
-        return self._machine.remove(states, self.translate(args), **kw)
+        return self._mutate(MutationType.REMOVE, states, args, kw)
 
     def set(self, states: Any, args: Mapping[str, Any] | None = None, **kw: Any) -> Any:
-        return self._machine.set(states, self.translate(args), **kw)
+        return self._mutate(MutationType.SET, states, args, kw)
+
+    def _mutate(
+        self, mtype: MutationType, states: Any, args: Mapping[str, Any] | None, kw: Any
+    ) -> Any:
+        args = self.translate(args)
+        if self.tell is None:
+            return getattr(self._machine, mtype.name.lower())(states, args, **kw)
+        result, why = mutate_explained(self._machine, mtype, states, args, **kw)
+        if why:
+            try:
+                self.tell(why)
+            except Exception as err:  # the mutation ran: its answer must still go out
+                log.debug("repl %s: cannot tell why it was canceled: %s", self._machine.id, err)
+        return result
 
 
 def send_arg_names(server: Any, source: ReplSource) -> None:
@@ -110,13 +141,16 @@ class ReplEndpoint(ServerEndpoint):
         args: Mapping[str, str] | None = None,
         **opts: Any,
     ) -> None:
-        self.repl_source = ReplSource(machine, args)
+        self.repl_source = ReplSource(machine, args, self._tell_canceled)
         opts.setdefault("id", f"rs-repl-{machine.id}")
         super().__init__(self.repl_source, send, **opts)
 
     def _on_handshake(self, ev: Any) -> None:
         super()._on_handshake(ev)
         send_arg_names(self, self.repl_source)
+
+    def _tell_canceled(self, why: str) -> None:
+        self.send_payload(CANCEL_PAYLOAD, why)
 
 
 @asynccontextmanager
@@ -141,15 +175,18 @@ async def expose(
 
     if addr_dir is None:
         addr_dir = os.environ.get("AM_REPL_DIR") or None
-    source = ReplSource(machine, args)
     server_opts = {k: opts.pop(k) for k in ("push_interval", "allow_id", "max_frame") if k in opts}
 
     def new_server(mux: Mux, sid: str) -> Server:
+        # a source per connection, as a tab's ReplEndpoint has: a cancel's reason goes to the
+        # REPL whose mutation it was (each source joins its own hub: a tracer per REPL)
+        source = ReplSource(machine, args)
         server = Server(source, id=f"rs-{sid}", parent=mux.mach, **server_opts)
+        source.tell = lambda why: server.send_payload(CANCEL_PAYLOAD, why)
         server.on_handshake.append(lambda: send_arg_names(server, source))
         return server
 
-    async with serve(source, addr, name=f"repl-{machine.id}", factory=new_server, **opts) as mux:
+    async with serve(machine, addr, name=f"repl-{machine.id}", factory=new_server, **opts) as mux:
         path = None
         if addr_dir is not None:
             path = write_addr_file(Path(addr_dir), f"{machine.id}-repl", mux.addr)
