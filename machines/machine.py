@@ -596,6 +596,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             self.dispose()
 
     def _execute(self, mut: Mutation) -> Result:
+        """One transition: resolve (or reuse) the plan, negotiate, apply, run the final
+        handlers, then tell observers; returns the mutation's result."""
         if mut.type == EVAL:
             fn, done = mut.args["fn"], mut.args["done"]
             if not mut.args.get("timed_out"):
@@ -624,7 +626,73 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             if "transition_start" in hooks:
                 self._trace("transition_start", tx)
         try:
-            result = self._run(tx, plan, mut)
+            # negotiate, apply and finalise (inline: a call per transition is ~0.9k
+            # instructions); only the rare paths are methods
+            result = CANCELED
+            accepted = plan.accepted
+            groups = self._groups
+            if accepted and (groups or self._log_level >= _EVERYTHING):
+                bound = plan.bound
+                calls = (
+                    bound[1]
+                    if bound is not None and bound[0] == self._groups_ver
+                    else self._negotiation_calls(plan, mut)
+                )
+                failed = self._handle(tx, calls, True) if calls else None
+                if failed is not None:
+                    renegotiated = self._refused(tx, mut, calls, failed)
+                    accepted = renegotiated is not None
+                    if renegotiated is not None:
+                        plan = renegotiated
+            elif not accepted and self._on_change:
+                self._changed(tx)  # refused by relations (_cancel tells of a handler's refusal)
+            if accepted and mut.check:
+                tx.accepted = True
+                result = EXECUTED
+            elif accepted:
+                tx.accepted = True
+                # the tick update, as in _mutate's fast path (written out in both: a call was
+                # ~2 % of a mutation; tests/test_perf_core.py checks the two paths agree)
+                live = self._ticks
+                for i, delta in plan.bumps or self._bumps(plan):
+                    live[i] += delta
+                self._active = plan.active
+                self._active_set = plan.target_set
+                tx.time_after = live[:]
+                if self._log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
+                    self._applied(tx, plan, mut)
+                failed = None
+                if groups or EXCEPTION in plan.target_set or self._subs.pending:
+                    # XEnd, XState, AnyState
+                    finals = plan.finals
+                    if finals is None or finals[0] != self._groups_ver:
+                        finals = self._final_calls(plan)
+                    steps = finals[2] if self._subs.pending else finals[1]
+                    if steps:
+                        failed = self._handle(tx, steps, False)
+                if failed is not None:
+                    step, ret = failed
+                    self._recover_finals(tx, plan, step[4], step[1], ret)
+                else:
+                    if self._on_change:
+                        self._changed(tx)
+                    auto = mut.auto
+                    if (
+                        not auto
+                        and self._auto_states
+                        and tx.time_before != self._ticks
+                        and not tx.is_health
+                        and not self._disposed
+                    ):
+                        self._auto_pass()
+                    if mut.type == REMOVE:
+                        disjoint = self._active_set.isdisjoint(mut.called)
+                        result = EXECUTED if disjoint else CANCELED
+                    elif auto:
+                        grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
+                        result = EXECUTED if grew else CANCELED
+                    else:
+                        result = EXECUTED
         finally:
             tx.completed = True
             tx.queue_len = len(self._queue)
@@ -670,85 +738,32 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._plans[(mut.type, mut.called, before, mut.auto, mut.check)] = plan
         return plan
 
-    def _run(self, tx: Transition, plan: Plan, mut: Mutation) -> Result:
-        """Negotiate, apply and finalise one transition; returns its result."""
-        if not plan.accepted:
-            if self._on_change:
-                self._changed(tx)
-            return CANCELED
-        groups = self._groups
-        auto = mut.auto
-        if groups or self._log_level >= _EVERYTHING:
-            bound = plan.bound
-            calls = (
-                bound[1]
-                if bound is not None and bound[0] == self._groups_ver
-                else self._negotiation_calls(plan, mut)
-            )
-            refused: set[str] | None = None
-            rest = calls
-            while rest:
-                failed = self._handle(tx, rest, True, refused)
-                if failed is None:
-                    break
-                step, ret = failed
-                name, state = step[1], step[4]
-                if auto and state in mut.called and ret is False:
-                    # partial auto: a refused auto state drops out, the rest go on
-                    refused = refused or set()
-                    refused.add(state)
-                    self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
-                    if len(refused) == len(mut.called):
-                        return self._cancel(tx, name)
-                    rest = rest[rest.index(step) + 1 :]
-                    continue
-                return self._cancel(tx, name, ret)
-            if refused:
-                survivors = tuple(s for s in mut.called if s not in refused)
-                plan = self._resolver.resolve(ADD, survivors, tx.states_before, auto=True)
-                tx.plan = plan
-        if mut.check:
-            tx.accepted = True
-            return EXECUTED
-        tx.accepted = True
-        # the tick update, as in _mutate's fast path (inlined in both: a call was ~2 % of a
-        # mutation; tests/test_perf_core.py checks the two paths against each other)
-        live = self._ticks
-        for i, delta in plan.bumps or self._bumps(plan):
-            live[i] += delta
-        self._active = plan.active
-        self._active_set = plan.target_set
-        tx.time_after = live[:]
-        if self._log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
-            self._applied(tx, plan, mut)
-        if groups or EXCEPTION in plan.target_set or self._subs.pending:
-            # XEnd, XState, AnyState (inlined: a call per transition is ~0.9k instructions)
-            finals = plan.finals
-            if finals is None or finals[0] != self._groups_ver:
-                finals = self._final_calls(plan)
-            steps = finals[2] if self._subs.pending else finals[1]
-            if steps:
-                failed = self._handle(tx, steps, False)
-                if failed is not None:
-                    step, ret = failed
-                    self._recover_finals(tx, plan, step[4], step[1], ret)
-                    return CANCELED
-        if self._on_change:
-            self._changed(tx)
-        if (
-            not auto
-            and self._auto_states
-            and tx.time_before != self._ticks
-            and not tx.is_health
-            and not self._disposed
-        ):
-            self._auto_pass()
-        if mut.type == REMOVE:
-            return EXECUTED if self._active_set.isdisjoint(mut.called) else CANCELED
-        if auto:
-            grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
-            return EXECUTED if grew else CANCELED
-        return EXECUTED
+    def _refused(
+        self, tx: Transition, mut: Mutation, calls: list[tuple], first: tuple[tuple, Any]
+    ) -> Plan | None:
+        """A negotiation handler refused (or failed): the transition is cancelled (None), or for
+        a partial auto mutation the refused auto states drop out and the rest go on (their
+        plan)."""
+        refused: set[str] = set()
+        rest = calls
+        failed: tuple[tuple, Any] | None = first
+        while failed is not None:
+            step, ret = failed
+            name, state = step[1], step[4]
+            if not (mut.auto and state in mut.called and ret is False):
+                self._cancel(tx, name, ret)
+                return None
+            refused.add(state)
+            self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
+            if len(refused) == len(mut.called):
+                self._cancel(tx, name)
+                return None
+            rest = rest[rest.index(step) + 1 :]
+            failed = self._handle(tx, rest, True, refused) if rest else None
+        survivors = tuple(s for s in mut.called if s not in refused)
+        plan = self._resolver.resolve(ADD, survivors, tx.states_before, auto=True)
+        tx.plan = plan
+        return plan
 
     def _bumps(self, plan: Plan) -> tuple[tuple[int, int], ...]:
         """``plan``'s tick changes as (index, delta): +1 per exit and per first entry, +2 to
