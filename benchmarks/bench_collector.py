@@ -71,7 +71,6 @@ def frames(workload: str, n: int) -> bytes:
     """The bytes a sender would stream for ``n`` mutations of ``workload``: the schema frame,
     then the transitions packed as the outbox packs them while a sender is live."""
     box = Outbox(limit=n * 4)
-    box.live = True
     if workload == "flat":
         m = Machine(FLAT, id="flat", logger=lambda *_: None)
     else:  # "rels", or "ops": the same at log level ops (a few log lines per transition)

@@ -80,6 +80,26 @@ taken apart once per batch with C loops: 41k -> 20k on top of the transition. Me
 0.80 / 0.83 and 0.71 / 0.72); log ops 0.66 / 0.71 and 0.65 / 0.66 (before the logs column:
 0.55-0.60). Pairs still range 0.5-1.2: a 2-core virtual machine. What is left on the relations
 row is the machine's own record and packing in CPython, ~10k instructions.
+
+Then the record itself. Counted per transition (valgrind, relations workload, off 38.3k), the
+10k were: building the 15-field record 2.5k, the Python call of ``Outbox.put`` 1.35k, packing
+it with its batch 5.5k (``pack_txs``: a Python loop over the records, then one ``struct.pack``)
+and encoding 0.25k; keeping records unpacked longer (packing on the sender's thread, every
+10 ms) adds ~2k more, as the garbage collector then walks them (gc disabled, it does not).
+Columnar packing of the same records (``zip(*records)``, a ``struct.pack`` per column) still
+cost 3.6-4.3k. So the record is gone: the debugger's tracer hands the machine a
+:class:`~machines.telemetry.Lane` (``Tracer.lane_for``), and the machine packs each transition
+into its row itself, one ``Struct.pack`` call with what it has at hand, appended to the lane's
+list (a row with rare fields, i.e. log entries, a source, args or steps, as ``(row, fields)``);
+every ``chunk`` rows, or when the sender takes, the rows are joined into a ``txp`` group (the
+wire format is the same, now 64-bit: ``struct`` cannot fall back per value, and the collector
+keeps 32-bit rows when every value fits). A second debugger's tracer still gets records, packed
+the same way by ``Lane.record`` (a differential test keeps the two equal). Per transition:
+relations 9.9k -> 5.75k over off (by instructions 0.79x -> 0.87x), flat 8.8k -> 4.8k (0.60x
+-> 0.74x), log ops 20.2k -> 16.1k over 74.8k; of the 5.75k, the ``Struct.pack`` call is ~2.9k
+(0.9k of it unpacking the clocks as arguments). Full logging's queued-mutation records are
+rows of the same lane too (``q<tick>`` ids), no longer a ready frame per mutation that sealed
+every lane into one-row frames.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ per block, none per transition.
 
 Two kinds of block:
 
-- :class:`Rows`: one machine's part of a ``txp`` message (:func:`machines.telemetry.pack_txs`)
+- :class:`Rows`: one machine's part of a ``txp`` message (:class:`machines.telemetry.Lane`)
   as it came off the wire: the integer rows in one array, the distinct called-state lists and
   the extras of the few rows that have any. Read straight from the rows into objects (no
   intermediate arrays); a row costs ``cols`` machine words until then.
@@ -94,7 +94,7 @@ class Rows:
             num, qt, mtype, ci, flags, qlen, mqt, token = vals[i : i + 8]
             tx = DbgMsgTx(
                 machine_id=mid,
-                id=tx_id(prefix, num),
+                id=f"q{num}" if flags & FLAG_QUEUED else tx_id(prefix, num),
                 clocks=vals[i + 8 : i + cols],
                 queue_tick=qt,
                 mut_queue_token=token,

@@ -130,6 +130,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._sinks: dict[int, Callable[[tuple], None]] = {}  # id(tracer) -> its sink
         self._sink: Callable[[tuple], None] | None = None  # the sinks as one
         self._sink_args = False
+        self._lane: Any = None  # the debugger's Lane: transitions packed into it (see Tracer)
+        self._lane_owner: Tracer | None = None
         self._subs = Subscriptions(self)
         self._queue_waits: list[tuple[int, Waitable]] = []
         self._queue_end_waits: list[Waitable] = []
@@ -244,6 +246,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._ticks = [clock.get(n, 0) for n in self._names]
         for t in list(self._tracers.values()):
             t.schema_change(self, old)
+        self._lane_update(self._lane_owner)
 
     def relations_of(self, state: str) -> list[Relation]:
         """Relation kinds ``state`` has towards any state."""
@@ -483,13 +486,32 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                         self._active = plan.active
                         self._active_set = plan.target_set
                         self.queue_tick = qt = self.queue_tick + 1
-                        if self._sink is not None:
-                            # as _execute() records this (accepted, direct) transition; a
-                            # tuple of atoms, which the garbage collector stops tracking
-                            a = args if self._sink_args else None
-                            ticks = tuple(self._ticks)
-                            self._sink((self.id, next_tx_num(), ticks, qt, mtype, called, 1, 0,
-                                        qt, 0, None, None, a, source, None))  # fmt: skip
+                        if self._lane is not None or self._sink is not None:
+                            # as _execute() records this (accepted, direct) transition
+                            num = next_tx_num()
+                            lane = self._lane
+                            if lane is not None:
+                                ci = lane.called.get(called)
+                                if ci is None:
+                                    ci = lane.add_called(called)
+                                rows = lane.rows
+                                try:
+                                    row = lane.pack(num, qt, mtype, ci, 1, 0, qt, 0, *self._ticks)
+                                except Exception as err:  # a bug, not input: not the machine's
+                                    lane.failed(err)
+                                else:
+                                    if source is not None or (args and lane.args):
+                                        a = args if lane.args else None
+                                        row = (row, (None, None, a, source, None))
+                                    rows.append(row)
+                                    if len(rows) >= lane.chunk:
+                                        lane.seal()
+                            if self._sink is not None:
+                                # a tuple of atoms, which the garbage collector stops tracking
+                                a = args if self._sink_args else None
+                                ticks = tuple(self._ticks)
+                                self._sink((self.id, num, ticks, qt, mtype, called, 1, 0, qt, 0,
+                                            None, None, a, source, None))  # fmt: skip
                         return EXECUTED
                 finally:
                     subs_lock.release()
@@ -709,6 +731,35 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 tx.time_after = self._ticks[:]
         if hot and "transition_end" in self._hooks:
             self._trace("transition_end", tx)
+        lane = self._lane
+        if lane is not None:
+            # the transition as the debugger's row (see telemetry.Lane), packed here rather
+            # than in a method: one C call, where a record, a method call and packing a batch
+            # of records cost twice the machine's whole share of telemetry
+            called = mut.called
+            ci = lane.called.get(called)
+            if ci is None:
+                ci = lane.add_called(called)
+            flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
+            rows = lane.rows
+            try:
+                row = lane.pack(tx.num, self.queue_tick, mut.type, ci, flags, tx.queue_len,
+                                mut.queue_tick, mut.token, *tx.time_after)  # fmt: skip
+            except Exception as err:  # a bug, not input: never the machine's
+                lane.failed(err)
+            else:
+                if (
+                    tx._log_entries
+                    or tx._pre_log_entries
+                    or mut.source is not None
+                    or tx._steps
+                    or (lane.args and mut.args)
+                ):
+                    a = mut.args if lane.args else None
+                    row = (row, (tx._log_entries, tx._pre_log_entries, a, mut.source, tx._steps))
+                rows.append(row)
+                if len(rows) >= lane.chunk:
+                    lane.seal()
         if self._sink is not None:
             # the transition's record (RECORD_FIELDS), built here rather than in a method: a
             # Python call per transition was a fifth of what telemetry costs the machine
@@ -884,9 +935,24 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         """Recompute what the hot path reads (independent of the number of tracers)."""
         self._hot = not HOT_HOOKS.isdisjoint(self._hooks)
         self._observers_changed()
-        sinks = list(self._sinks.values())
+        owner = next((t for t in self._tracers.values() if t.lane_for is not None), None)
+        self._lane_update(owner)
+        keys = [k for k in self._sinks if self._tracers[k] is not owner]
+        sinks = [self._sinks[k] for k in keys]
         self._sink = sinks[0] if len(sinks) == 1 else _fan_out(sinks) if sinks else None
-        self._sink_args = any(self._tracers[k].sink_args for k in self._sinks)
+        self._sink_args = any(self._tracers[k].sink_args for k in keys)
+
+    def _lane_update(self, owner: Tracer | None) -> None:
+        """Keep the lane of ``owner`` for this machine's states (a new one when the owner or
+        the number of states changed; the old one is sealed and closed)."""
+        lane = self._lane
+        if lane is not None and (owner is not self._lane_owner or lane.width != len(self._names)):
+            self._lane = None
+            lane.outbox.close(lane)
+            lane = None
+        if lane is None and owner is not None and owner.lane_for is not None:
+            lane = owner.lane_for(self)
+        self._lane, self._lane_owner = lane, owner
 
     @property
     def log_steps(self) -> bool:
@@ -986,6 +1052,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._queue.clear()
         if "machine_dispose" in self._hooks:
             self._trace("machine_dispose", self.id)
+        self._lane_update(None)
         for ctx in list(self._state_ctxs.values()):
             ctx.cancel()
         self._state_ctxs.clear()

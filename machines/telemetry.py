@@ -3,18 +3,16 @@
 Layers, like the rest of the core:
 
 * :class:`DbgTracer` (sans-IO) puts a machine's schema and transitions in an :class:`Outbox`, a
-  bounded, non-blocking buffer. Transitions arrive as the machine's own records (the tracer is
-  a :attr:`~machines.tracer.Tracer.sink`, so the machine keeps its fast path): a record costs
-  the machine a tuple, an ``append`` and, while a sender is connected, its share of packing a
-  batch (see :class:`Outbox`); a slow, dead or absent debugger costs no packing. When full,
-  the oldest transitions are dropped (a batch at a time) and counted; the drop is reported
-  once.
+  bounded, non-blocking buffer. The machine packs each transition itself into its
+  :class:`Lane`: one C call and an ``append`` (no ``transition_end`` hook, so the machine keeps
+  its fast path). When full, the oldest transitions are dropped (a batch at a time) and
+  counted; the drop is reported once.
 * :func:`encode_frame` / :class:`FrameDecoder`: the wire format, length-prefixed CBOR
   (:mod:`machines.framing`: 4-byte big-endian length, then ``{"t": kind, "m": message}``).
   ``schema`` frames carry a dict with the field names of :mod:`dbg.model`; ``txs`` frames a
   list of transition arrays in the order of :data:`TX_FIELDS` (see :func:`tx_message`);
-  ``txp`` frames the same transitions packed (see :func:`pack_txs`), which is what senders
-  send: encoding a plain array per transition cost more than the transition itself. The
+  ``txp`` frames the same transitions packed (see :class:`Lane`, :func:`check_txp`), which is
+  what senders send: encoding a plain array per transition cost more than the transition itself. The
   decoder expands ``txp`` into ``txs`` arrays, so readers see one format, or checks and
   passes them on packed (``packed=True``, the debugger's collector).
 * :class:`TcpSender`: a daemon thread that connects to the debugger, re-sends every machine's
@@ -62,7 +60,7 @@ __all__ = [
     "FrameDecoder",
     "FrameError",
     "encode_frame",
-    "pack_txs",
+    "Lane",
     "attach",
     "auto_attach",
     "schema_message",
@@ -118,67 +116,103 @@ class FrameDecoder:
 class Outbox:
     """Bounded FIFO of pending messages shared by the machines of a process.
 
-    Transitions arrive as the machine's records and are packed into a ``txp`` frame every
-    :attr:`chunk` records, on the machine's thread, in one go: a record costs the machine a
-    ``list.append``, and a batch is packed while its records are still in the CPU's cache. The
-    sending thread then only joins ready bytes. Packing on the sender's thread instead cost
-    twice as much in total (measured): it competed with the machines for the GIL and their
-    caches while they ran, which single-threaded packing of the same records does not.
+    Transitions arrive as rows, packed by the machine itself into its :class:`Lane` (one C
+    call per transition, see :meth:`Lane.row`); every :attr:`chunk` rows a lane is sealed
+    into a ready ``txp`` frame, and a sender joins ready bytes. Nothing is kept per transition
+    but 8 + width 64-bit integers (and, for the few transitions that have any, their rare
+    fields), so the garbage collector has nothing to walk either.
 
-    Packing needs a reader: while no sender is connected (:attr:`live` false), batches are
-    kept as records and packed by :meth:`take`, so an absent debugger costs no packing.
-
-    Thread safety: machines in any thread put, a sender takes. A record is appended without a
-    lock (``list.append`` is atomic); sealing the pending records into a frame (by the
-    ``chunk``-th put, a ready frame, or :meth:`take`) runs under a lock and removes only the
-    records it copied, so appends from other threads meanwhile stay pending, in order.
+    Thread safety: machines in any thread append rows, a sender takes. A row is appended
+    without a lock (``list.append`` is atomic); sealing a lane (by its ``chunk``-th row, a ready
+    frame, or :meth:`take`) runs under a lock and removes only the rows it copied, so rows
+    appended by the machine meanwhile stay pending, in order. A ready frame goes after every
+    row appended before it (it seals the lanes first): a schema precedes the rows it describes.
     """
 
     def __init__(self, limit: int = 10_000, chunk: int = 512) -> None:
         self.limit = limit
-        #: records per packed frame (at most a quarter of the limit, so drops stay fine-grained)
+        #: rows per sealed frame (at most a quarter of the limit, so drops stay fine-grained)
         self.chunk = max(1, min(chunk, limit // 4))
-        #: a sender is connected and will take soon: pack as records come (set by senders)
-        self.live = False
         self.dropped = 0
         self.schemas: dict[str, bytes] = {}  # machine id -> its latest schema frame
-        self._recs: list[tuple] = []  # records not packed yet
-        # (a frame, or records not packed while no sender is live; how many messages)
-        self._frames: deque[tuple[bytes | list[tuple], int]] = deque()
+        self._lanes: list[Lane] = []
+        self._record_lanes: dict[str, Lane] = {}  # machine id -> the lane of put() records
+        self._frames: deque[tuple[bytes, int]] = deque()  # (a frame, how many messages)
         self._held = 0  # messages in _frames
         self._lock = threading.Lock()
         self._reported = False
+        self._failed = False
+
+    def lane(self, mid: str, width: int, *, args: bool = False) -> Lane:
+        """A new lane for a machine ``mid`` with ``width`` states (its rows go after every
+        message already queued)."""
+        lane = Lane(self, mid, width, args=args)
+        with self._lock:
+            self._lanes.append(lane)
+        return lane
+
+    def close(self, lane: Lane) -> None:
+        """Seal ``lane`` for the last time and forget it (its machine is gone or rebuilt)."""
+        lane.open = False
+        with self._lock:
+            self._seal([lane])
+            if lane in self._lanes:
+                self._lanes.remove(lane)
+            self._bound()
 
     def put(self, item: bytes | tuple) -> None:
-        """Queue a ready frame (bytes) or a transition record (:data:`RECORD_FIELDS`)."""
+        """Queue a ready frame (bytes), or a transition record (:data:`RECORD_FIELDS`): the
+        record sink of a tracer that has no lane of its own (a second debugger, tests)."""
         if isinstance(item, bytes):
             with self._lock:
-                self._seal()  # the records before it go before it
+                self._seal(self._lanes)  # the rows before it go before it
                 self._frames.append((item, 1))
                 self._held += 1
                 self._bound()
             return
-        recs = self._recs
-        recs.append(item)
-        if len(recs) >= self.chunk:
-            with self._lock:
-                self._seal()
-                self._bound()
+        lane = self._record_lanes.get(item[0])
+        if lane is None or lane.width != len(item[2]):
+            if lane is not None:
+                self.close(lane)
+            lane = self._record_lanes[item[0]] = self.lane(item[0], len(item[2]), args=True)
+        lane.record(item)
 
-    def _seal(self) -> None:
-        """Pack the pending records into a frame (the lock held)."""
-        recs = self._recs
-        n = len(recs)
-        if n:
-            batch = recs[:n]
-            del recs[:n]  # only these: other threads may have appended meanwhile
-            self._frames.append((self._txp(batch) if self.live else batch, n))
-            self._held += n
+    def take(self) -> bytes:
+        """All pending messages as frames (empty when none); each lane's rows in one group."""
+        with self._lock:
+            self._seal(self._lanes)
+            frames = self._frames
+            self._frames = deque()
+            self._held = 0
+        return b"".join([f for f, _ in frames])
+
+    def __len__(self) -> int:
+        """Messages pending: ready frames and transitions."""
+        return self._held + sum([len(lane.rows) for lane in self._lanes])
+
+    def _seal(self, lanes: list[Lane]) -> None:
+        """Turn the lanes' pending rows into one frame, a group per lane (the lock held): the
+        debugger stamps a message's transitions with one arrival time, so transitions of
+        several machines that went out together stay together."""
+        groups, count = [], 0
+        for lane in lanes:
+            rows = lane.rows
+            n = len(rows)
+            if n:
+                batch = rows[:n]
+                del rows[:n]  # only these: the machine may have appended meanwhile
+                group = self._group(lane, batch)
+                if group[3]:
+                    groups.append(group)
+                count += n
+        if groups:
+            self._frames.append((encode_frame("txp", groups), count))
+            self._held += count
 
     def _bound(self) -> None:
-        """Drop the oldest frames while over the limit (the lock held); a packed frame's
-        transitions are dropped and counted together. Room is kept for the records that
-        accumulate until the next seal, so the outbox never holds more than its limit."""
+        """Drop the oldest frames while over the limit (the lock held); a frame's transitions
+        are dropped and counted together. Room is kept for the rows that accumulate until
+        the next seal, so the outbox never holds much more than its limit."""
         frames, room = self._frames, self.limit - self.chunk + 1
         while frames and self._held > room:
             _, n = frames.popleft()
@@ -191,35 +225,121 @@ class Outbox:
                     "messages (counted in Outbox.dropped, reported once)"
                 )
 
-    def take(self) -> bytes:
-        """All pending messages as frames (empty when none); transitions are batched."""
-        with self._lock:
-            self._seal()
-            frames = self._frames
-            self._frames = deque()
-            self._held = 0
-        return b"".join([f if isinstance(f, bytes) else self._txp(f) for f, _ in frames])
-
-    def __len__(self) -> int:
-        """Messages pending: ready frames and transitions."""
-        return self._held + len(self._recs)
-
-    def _txp(self, records: list[tuple]) -> bytes:
-        """The records' ``txp`` frame. Packing runs on a machine's thread, so a record that
-        cannot be packed (a mutation arg whose ``str()`` raises) is dropped and counted,
-        never raised into the machine (or the sender)."""
-        try:
-            return encode_frame("txp", pack_txs(records))
-        except Exception as err:
-            good = []
-            for rec in records:
-                try:
-                    pack_txs([rec])
-                    good.append(rec)
-                except Exception:
-                    self.dropped += 1
+    def unpackable(self, err: Exception) -> None:
+        """A transition that cannot be packed: dropped, counted, reported once."""
+        self.dropped += 1
+        if not self._failed:
+            self._failed = True
             log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
-            return encode_frame("txp", pack_txs(good)) if good else b""
+
+    def _group(self, lane: Lane, batch: list[bytes | tuple]) -> list[Any]:
+        """The batch's ``txp`` group. Sealing may run on a machine's thread, so a row whose
+        rare fields cannot be packed (a mutation arg whose ``str()`` raises) is dropped and
+        counted, never raised into the machine (or the sender)."""
+        called = [list(c) for c in lane.called]
+        try:
+            data = b"".join(batch)  # type: ignore[arg-type]  # the usual: no rare fields
+        except TypeError:
+            pass
+        else:
+            return [lane.mid, 8 + lane.width, "q", data, called, {}, None]
+        rows: list[Any] = []
+        extras: dict[int, list[Any]] = {}
+        heads: list[int] = []
+        entries: list[tuple] = []
+        add_row = rows.append
+        for item in batch:
+            if type(item) is bytes:
+                add_row(item)
+                continue
+            row, (log_entries, pre, args, src, steps) = item  # type: ignore[misc]
+            n = len(rows)
+            if args or src is not None or steps:
+                try:
+                    extras[n] = _extra(args, src, steps)
+                except Exception as err:
+                    self.unpackable(err)
+                    continue
+            add_row(row)
+            if log_entries:
+                if pre:
+                    heads += (n, len(log_entries), len(pre))
+                    entries += log_entries
+                    entries += pre
+                else:
+                    heads += (n, len(log_entries), 0)
+                    entries += log_entries  # taken apart per batch, in C (see _pack_logs)
+            elif pre:
+                heads += (n, 0, len(pre))
+                entries += pre
+        logs = _pack_logs(heads, entries) if heads else None
+        return [lane.mid, 8 + lane.width, "q", b"".join(rows), called, extras, logs]
+
+
+class Lane:
+    """One machine's transitions on their way to the debugger, as packed rows.
+
+    A row is :data:`_ROW` then the clocks, 64-bit little-endian integers, packed by the
+    machine itself with one call of :attr:`pack` (the record tuple it replaces, with its
+    ``put`` call and the packing of a batch, cost the machine about twice the whole row
+    does). The called-state lists are indexed through :attr:`called`, a table sent with
+    every group (restarted once it holds :data:`CALLED_MAX` lists). A row with rare fields
+    (log entries, a source, args, steps) is appended as ``(row, (log, pre_log, args,
+    source, steps))``.
+    """
+
+    __slots__ = ("outbox", "mid", "width", "args", "pack", "called", "rows", "chunk", "open")
+
+    def __init__(self, outbox: Outbox, mid: str, width: int, *, args: bool = False) -> None:
+        self.outbox = outbox
+        self.mid = mid
+        self.width = width
+        #: rows carry the mutation's args (full logging)
+        self.args = args
+        self.pack = struct.Struct(f"<{8 + width}q").pack
+        self.called: dict[tuple[str, ...], int] = {}
+        self.rows: list[bytes | tuple] = []
+        self.chunk = outbox.chunk
+        self.open = True  # until the outbox closes it
+
+    def add_called(self, called: tuple[str, ...]) -> int:
+        """The index of a called-state list not in the table yet (the machine's thread)."""
+        if len(self.called) >= CALLED_MAX:
+            self.seal(rotate=True)
+        i = self.called[called] = len(self.called)
+        return i
+
+    def seal(self, *, rotate: bool = False) -> None:
+        """Make the pending rows a ready frame (every :attr:`chunk` rows, by the machine)."""
+        outbox = self.outbox
+        with outbox._lock:
+            outbox._seal([self])
+            if rotate:  # on the machine's thread, which alone adds to the table
+                self.called = {}
+            outbox._bound()
+
+    def record(self, rec: tuple) -> None:
+        """Append a transition record (:data:`RECORD_FIELDS`) as the machine appends a row."""
+        called = rec[5]
+        ci = self.called.get(called)
+        if ci is None:
+            ci = self.add_called(called)
+        row: bytes | tuple = self.pack(rec[1], rec[3], rec[4], ci, *rec[6:10], *rec[2])
+        if rec[10] or rec[11] or rec[12] or rec[13] is not None or rec[14]:
+            row = (row, rec[10:15])
+        rows = self.rows
+        rows.append(row)
+        if len(rows) >= self.chunk:
+            self.seal()
+
+    def failed(self, err: Exception) -> None:
+        """The machine could not pack a row (a bug, not input)."""
+        self.outbox.unpackable(err)
+
+
+#: distinct called-state lists a lane's table holds before it starts afresh (the table goes
+#: with every group)
+CALLED_MAX = 256
 
 
 # A transition travels as a positional array (smaller and much cheaper to encode than a map):
@@ -229,56 +349,12 @@ TX_FIELDS = (
     "steps",
 )  # fmt: skip
 STEP_FIELDS = ("type", "from_state", "to_state", "rel_type", "is_final", "is_self", "is_enter")
-#: the integer columns of a packed row, then the clocks (see :func:`pack_txs`)
+#: the integer columns of a packed row, then the clocks (see :class:`Lane`)
 _ROW = ("id", "queue_tick", "type", "called_states", "flags", "queue", "mut_queue_tick",
         "mut_queue_token")  # fmt: skip
 #: the rarely set fields, sent beside the rows
 _EXTRA = ("log_entries", "pre_log_entries", "args", "source", "steps")
 _LITTLE = sys.byteorder == "little"
-
-
-def pack_txs(records: list[tuple]) -> list[Any]:
-    """Transition records (:data:`machines.tracer.RECORD_FIELDS`) as a ``txp`` message.
-
-    Per machine (and clock width), in record order: ``[machine id, columns, typecode, rows,
-    called, extras, logs]``; ``rows`` is a little-endian integer array (``typecode`` ``i`` or
-    ``q``) of ``columns`` values per transition: the :data:`_ROW` columns, ``called_states`` as
-    an index into ``called`` (the distinct called-state lists), then the clocks; ``extras``
-    maps a row number to its :data:`_EXTRA` fields, for the few rows that have any; ``logs``
-    holds every row's log entries (see :func:`_with_logs`), or is null. One bytes value and a
-    short table instead of ~15 CBOR items per transition: cbor2 spends ~50 ns per item and far
-    more per container, here several times the machine's own cost of a transition.
-    """
-    groups: dict[tuple[str, int], tuple[list[int], dict, dict, list[int], list[tuple]]] = {}
-    for rec in records:
-        clocks = rec[2]
-        key = (rec[0], len(clocks))
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = ([], {}, {}, [], [])
-        rows, called, extras, log_heads, log_entries = g
-        ci = called.get(rec[5])
-        if ci is None:
-            ci = called[rec[5]] = len(called)
-        if rec[10] or rec[11]:  # logs are in most rows once a log level is set
-            log, pre = rec[10] or (), rec[11] or ()
-            log_heads += (len(rows) // (8 + key[1]), len(log), len(pre))
-            log_entries += log  # taken apart per batch, in C (see _pack_logs)
-            log_entries += pre
-        if rec[12] or rec[13] is not None or rec[14]:
-            extras[len(rows) // (8 + key[1])] = _extra(rec)
-        # a list and one struct.pack: an array's extend converts item by item, 3x slower
-        rows += (rec[1], rec[3], rec[4], ci, rec[6], rec[7], rec[8], rec[9])
-        rows += clocks
-    out: list[Any] = []
-    for (mid, width), (rows, called, extras, log_heads, log_entries) in groups.items():
-        try:
-            code, packed = "i", struct.pack(f"<{len(rows)}i", *rows)  # the usual: 32 bits
-        except struct.error:
-            code, packed = "q", struct.pack(f"<{len(rows)}q", *rows)
-        logs = _pack_logs(log_heads, log_entries) if log_heads else None
-        out.append([mid, 8 + width, code, packed, list(called), extras, logs])
-    return out
 
 
 def _pack_logs(heads: list[int], entries: list[tuple]) -> list[Any]:
@@ -296,13 +372,12 @@ def _int32s(values: list[int]) -> bytes:
     return struct.pack(f"<{len(values)}i", *values)
 
 
-def _extra(rec: tuple) -> list[Any]:
-    args = rec[12]
+def _extra(args: Any, src: Any, steps: Any) -> list[Any]:
+    """A row's :data:`_EXTRA` fields but its log entries (those travel in the group's logs)."""
     if args:
         args = {k: _short(v) for k, v in args.items() if not k.startswith("_")} or None
-    src, steps = rec[13], rec[14]
     return [
-        None,  # the log entries travel in the group's logs (see pack_txs)
+        None,
         None,
         args or None,
         (src.machine_id, src.tx_id, src.mach_time) if src is not None else None,
@@ -313,7 +388,7 @@ def _extra(rec: tuple) -> list[Any]:
 
 class TxpGroup(NamedTuple):
     """One machine's transitions of a ``txp`` message, checked by :func:`check_txp`:
-    ``rows`` holds ``len(rows) // cols`` rows (see :func:`pack_txs`), every row's
+    ``rows`` holds ``len(rows) // cols`` rows (see :class:`Lane`), every row's
     called-states index is in range, every ``extras`` value is an array of 5 items (what
     those hold is the reader's to check)."""
 
@@ -347,6 +422,10 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
         rows = array(code)
         if len(data) % (rows.itemsize * cols):
             raise FrameError("telemetry txp: rows are not a whole number of transitions")
+        if code == "q":  # half the memory for as long as the reader keeps them, if they fit
+            narrow = _narrow(data)
+            if narrow is not None:
+                rows, data = array("i"), narrow
         rows.frombytes(data)
         if not _LITTLE:
             rows.byteswap()
@@ -363,7 +442,7 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
 
 
 def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
-    """``extras`` with the log entries of a group's ``logs`` (see :func:`pack_txs`) in place.
+    """``extras`` with the log entries of a group's ``logs`` (see :class:`Lane`) in place.
 
     ``logs`` is ``[heads, levels, lengths, text]``: ``heads`` holds, per row that has entries,
     its row number and how many log and pre-log entries it has; ``levels`` and ``lengths`` the
@@ -410,6 +489,16 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
     return out
 
 
+def _narrow(data: bytes) -> bytes | None:
+    """64-bit little-endian values as 32-bit ones, or None unless every value is in 0..2**31-1.
+    Checked and copied on the bytes, in C: iterating the array would make an int per value."""
+    words = memoryview(data).cast("B").cast("I")  # 4-byte words; a value's low one first
+    high = words[1::2].tobytes()
+    if high.count(0) != len(high) or max(data[3::8], default=0) >= 0x80:
+        return None
+    return words[::2].tobytes()
+
+
 def _int32_array(data: bytes) -> array:
     ints = array("i")
     ints.frombytes(data)
@@ -423,8 +512,8 @@ def expand_txp(group: TxpGroup) -> list[list[Any]]:
     mid, cols, rows, called, extras = group
     none = (None,) * len(_EXTRA)
     return [
-        [mid, num, rows[i + 8 : i + cols].tolist(), qt, mtype, called[ci], flags, qlen, mqt,
-         token, *extras.get(n, none)]
+        [mid, f"q{num}" if flags & FLAG_QUEUED else num, rows[i + 8 : i + cols].tolist(), qt,
+         mtype, called[ci], flags, qlen, mqt, token, *extras.get(n, none)]
         for n, i in enumerate(range(0, len(rows), cols))
         for num, qt, mtype, ci, flags, qlen, mqt, token in (rows[i : i + 8],)
     ]  # fmt: skip
@@ -498,8 +587,10 @@ def _state_dict(state: Any) -> dict[str, Any]:
 class DbgTracer(Tracer):
     """Reports one machine to the debugger through an :class:`Outbox`.
 
-    Its :attr:`sink` is the outbox's ``put``: the machine's transition records go in as they
-    are (no ``transition_end`` hook, so the machine keeps its fast path)."""
+    The machine packs its transitions into the :class:`Lane` it gets from :meth:`lane_for`
+    (no ``transition_end`` hook, so the machine keeps its fast path). A machine has one lane:
+    a second debugger's tracer gets the machine's records through its :attr:`sink`, the
+    outbox's ``put``, which packs them the same way."""
 
     def __new__(cls, outbox: Outbox, *, full: bool = False) -> DbgTracer:
         return super().__new__(_FullDbgTracer if full and cls is DbgTracer else cls)
@@ -509,6 +600,11 @@ class DbgTracer(Tracer):
         self.full = full
         self.sink = outbox.put
         self.sink_args = full
+        self.lane: Lane | None = None  # the machine's lane, when it took this tracer's
+
+    def lane_for(self, mach: Machine) -> Lane:
+        self.lane = self.outbox.lane(mach.id, len(mach.state_names), args=self.full)
+        return self.lane
 
     def attach(self, mach: Machine) -> None:
         mach.tracer_bind(self)
@@ -527,6 +623,9 @@ class DbgTracer(Tracer):
 
     def machine_dispose(self, mach_id: str) -> None:
         self.outbox.schemas.pop(mach_id, None)
+        lane = self.outbox._record_lanes.pop(mach_id, None)  # a second debugger's records
+        if lane is not None:
+            self.outbox.close(lane)
 
 
 class _FullDbgTracer(DbgTracer):
@@ -535,16 +634,18 @@ class _FullDbgTracer(DbgTracer):
     mutations are queued and run at once, which would double the traffic for nothing."""
 
     def mutation_queued(self, mach: Machine, mutation: Mutation) -> None:
-        # its id is a string ("q<tick>"), which the packed rows cannot hold: a ready frame
-        src = mutation.source
-        args = {k: _short(v) for k, v in mutation.args.items() if not k.startswith("_")}
-        self.outbox.put(encode_frame("txs", [[
-            mach.id, f"q{mutation.queue_tick or mutation.token}", mach.time(), mach.queue_tick,
-            int(mutation.type), list(mutation.called),
-            FLAG_QUEUED | (FLAG_CHECK if mutation.check else 0), mach.queue_len(),
-            mutation.queue_tick, mutation.token, None, None, args or None,
-            [src.machine_id, src.tx_id, src.mach_time] if src is not None else None, None,
-        ]]))  # fmt: skip
+        # a row among the machine's transitions, in order: its id column holds the queue tick
+        # (or token), which readers show as "q<tick>" (the FLAG_QUEUED rows)
+        rec = (mach.id, mutation.queue_tick or mutation.token, tuple(mach.time()),
+               mach.queue_tick, mutation.type, mutation.called,
+               FLAG_QUEUED | (FLAG_CHECK if mutation.check else 0), mach.queue_len(),
+               mutation.queue_tick, mutation.token, None, None, mutation.args, mutation.source,
+               None)  # fmt: skip
+        lane = self.lane
+        if lane is not None and lane.open:
+            lane.record(rec)
+        else:  # the machine's lane is another debugger's: this one gets records
+            self.outbox.put(rec)
 
 
 def _short(value: Any) -> str:
@@ -605,21 +706,16 @@ class TcpSender:
         sock.sendall(b"".join(list(self.outbox.schemas.values())))
         self.connected.set()
         outbox, poll, high = self.outbox, self.poll, self.outbox.limit // 4
-        outbox.live = True  # the machines pack their records from now on
-        try:
-            while not self._stop.is_set():
-                data = outbox.take()
-                if data:
-                    sock.sendall(data)
-                    self.sent_frames += 1
-                # one batch per poll interval, not one per wake-up: taking again at once (as
-                # this loop did) woke this thread, which needs the GIL, hundreds of times a
-                # second while machines ran; a filling outbox still goes out at once, before it
-                # drops anything
-                if len(outbox) < high:
-                    time.sleep(poll)
-        finally:
-            outbox.live = False
+        while not self._stop.is_set():
+            data = outbox.take()
+            if data:
+                sock.sendall(data)
+                self.sent_frames += 1
+            # one batch per poll interval, not one per wake-up: taking again at once (as this
+            # loop did) woke this thread, which needs the GIL, hundreds of times a second while
+            # machines ran; a filling outbox still goes out at once, before it drops anything
+            if len(outbox) < high:
+                time.sleep(poll)
 
 
 def _split_addr(addr: str) -> tuple[str, int]:

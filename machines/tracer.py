@@ -3,10 +3,12 @@
 Subclass :class:`Tracer` and override what you need; every hook is a no-op by default. Hooks run
 inside the machine's transition, so they must be quick and must not mutate the machine.
 
-A tracer that only needs a log of finished transitions (the debugger's telemetry) sets
-:attr:`Tracer.sink` instead of overriding ``transition_end``: the machine then hands it one
-compact record per transition (:data:`RECORD_FIELDS`), from its unobserved fast path too, so
-such a tracer costs an append and not the full transition path.
+A tracer that only needs a log of finished transitions sets :attr:`Tracer.sink` instead of
+overriding ``transition_end``: the machine then hands it one compact record per transition
+(:data:`RECORD_FIELDS`), from its unobserved fast path too, so such a tracer costs a call and
+not the full transition path (aRPC's server pushes clocks this way). The debugger's tracer goes
+one step further with :attr:`Tracer.lane_for`: the machine packs each transition into the lane
+itself, one C call, with no record to build and unpack again.
 
 This module also owns how telemetry attaches itself (:func:`env_attach`), so the machine never
 imports the telemetry (nor opens a socket) unless the environment asks for it.
@@ -68,6 +70,10 @@ class Tracer:
     sink: Callable[[tuple], None] | None = None
     #: records carry the mutation's args (else None in their place)
     sink_args = False
+    #: a machine's :class:`~machines.telemetry.Lane` (the debugger's tracer): the machine
+    #: packs each transition into it itself, cheaper than a record for a sink. A machine
+    #: takes one lane, from the first such tracer; the others get records through ``sink``
+    lane_for: Callable[[Machine], Any] | None = None
 
     @property
     def tracer_id(self) -> str:

@@ -106,7 +106,6 @@ def test_packed_history_reads_drops_and_summarizes_like_arrays() -> None:
 
     schema = {"A": State(remove=["B"]), "B": State(remove=["A"]), "C": State(multi=True)}
     box = telemetry.Outbox(limit=100_000, chunk=64)  # many blocks
-    box.live = True
     m = Machine(schema, id="p", log_level=3, logger=lambda *_: None)
     telemetry.DbgTracer(box, full=True).attach(m)  # args, and queued records as txs frames
     for i in range(700):

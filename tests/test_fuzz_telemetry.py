@@ -182,7 +182,7 @@ extras = tx.map(lambda arr: arr[10:])
 
 @st.composite
 def txp_group(draw) -> list:
-    """A ``txp`` group as ``pack_txs`` builds it, sometimes with one part made hostile."""
+    """A ``txp`` group as a ``Lane`` builds it, sometimes with one part made hostile."""
     code = draw(st.sampled_from("iq"))
     top = 2**31 - 1 if code == "i" else 2**63 - 1
     width = draw(st.sampled_from([N, N, N, 2]))  # sometimes not the schema's
@@ -205,7 +205,7 @@ def txp_group(draw) -> list:
 
 @st.composite
 def txp_logs(draw, n: int) -> list | None:
-    """A group's ``logs`` (see ``pack_txs``): none, well formed for some of its ``n`` rows, or
+    """A group's ``logs`` (see ``Outbox._group``): none, well formed for some of its ``n`` rows, or
     numbers and text that may not add up."""
     from array import array
 

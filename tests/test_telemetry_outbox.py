@@ -1,14 +1,18 @@
-"""The outbox packs records in chunks on the putting thread: nothing lost, duplicated or
+"""The outbox's lanes: rows packed on the machines' threads, nothing lost, duplicated or
 reordered per machine (machines in several threads, a sender taking meanwhile), frames and
-records keep their relative order, and the bound drops whole chunks, counted exactly."""
+rows keep their relative order, the bound drops whole chunks, counted exactly, and a machine's
+own rows equal what a record sink would have packed."""
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
 
-from machines.telemetry import FrameDecoder, Outbox, encode_frame
+from machines import Machine, State, telemetry
+from machines.mutation import MutSource
+from machines.telemetry import TX_FIELDS, FrameDecoder, Outbox, encode_frame
 
 
 def _rec(mid: str, num: int) -> tuple:
@@ -20,10 +24,8 @@ def _decode(data: bytes) -> list[tuple[str, object]]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("live", [True, False], ids=["packed-by-puts", "packed-by-take"])
-def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered(live: bool):
+def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered():
     box = Outbox(limit=1_000_000, chunk=64)
-    box.live = live
     per_thread = 5_000
     mids = [f"m{i}" for i in range(4)]
     done = threading.Event()
@@ -53,10 +55,8 @@ def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered(live: bool):
     assert len(arrays) == len(mids) * per_thread and box.dropped == 0 and len(box) == 0
 
 
-@pytest.mark.parametrize("live", [True, False])
-def test_a_frame_goes_after_the_records_put_before_it(live: bool):
+def test_a_frame_goes_after_the_records_put_before_it():
     box = Outbox(chunk=100)
-    box.live = live
     box.put(_rec("m", 1))
     box.put(encode_frame("schema", {"id": "m"}))
     box.put(_rec("m", 2))
@@ -67,10 +67,8 @@ def test_a_frame_goes_after_the_records_put_before_it(live: bool):
     assert len(box) == 0 and box.take() == b""
 
 
-@pytest.mark.parametrize("live", [True, False])
-def test_records_over_the_limit_drop_the_oldest_chunks_counted_exactly(caplog, live: bool):
+def test_records_over_the_limit_drop_the_oldest_chunks_counted_exactly(caplog):
     box = Outbox(limit=100, chunk=10)
-    box.live = live
     for n in range(1_005):
         box.put(_rec("m", n))
     assert len(box) <= 100 and box.dropped > 0
@@ -85,13 +83,154 @@ class _Unprintable:
         raise RuntimeError("no str")
 
 
-@pytest.mark.parametrize("live", [True, False])
-def test_a_record_that_cannot_be_packed_is_dropped_and_counted_not_raised(caplog, live: bool):
+def test_a_record_that_cannot_be_packed_is_dropped_and_counted_not_raised(caplog):
     box = Outbox(chunk=2)
-    box.live = live
     bad = _rec("m", 1)[:12] + ({"x": _Unprintable()},) + _rec("m", 1)[13:]
     for rec in (_rec("m", 0), bad, _rec("m", 2)):
-        box.put(rec)  # the second put seals the chunk: on the machine's thread when live
+        box.put(rec)  # the second put seals the chunk, on the putting thread
     nums = [a[1] for kind, msg in _decode(box.take()) for a in msg]
     assert nums == [0, 2] and box.dropped == 1
     assert any("cannot be packed" in r.getMessage() for r in caplog.records)
+
+
+SCHEMA = {
+    "A": State(remove=["B"]),
+    "B": State(remove=["A"]),
+    "C": State(multi=True),
+    "D": State(require=["C"]),
+}
+
+
+def _arrays(data: bytes) -> list[list]:
+    return [a for kind, msg in _decode(data) if kind == "txs" for a in msg]
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["fast-path", "full"])
+def test_a_machines_rows_equal_the_records_a_sink_packs(full: bool):
+    """The machine packs its rows inline (two places: its fast path, which full logging's
+    hook turns off, and _execute); a second debugger's tracer gets records and packs them
+    with Lane.record. Same transitions, so the decoded arrays must be equal, field by field."""
+    rng = random.Random(5)
+    lane_box, sink_box = Outbox(), Outbox()
+    m = Machine(SCHEMA, id="rows-diff", logger=lambda *_: None)
+    telemetry.DbgTracer(lane_box, full=full).attach(m)
+    telemetry.DbgTracer(sink_box, full=full).attach(m)
+    assert m._lane is not None and m._lane.outbox is lane_box and m._sink is not None
+    src = MutSource("other", "tx1", 3)
+    for i in range(600):
+        if i == 300:
+            m.log_level = 3  # log entries from here on
+        op = rng.choice(["add", "remove", "set"])
+        states = rng.sample(list(SCHEMA), rng.randint(1, 2))
+        args = {"n": i} if i % 7 == 0 else None
+        getattr(m, op)(states, args, source=src if i % 5 == 0 else None)
+    a, b = _arrays(lane_box.take()), _arrays(sink_box.take())
+    assert len(a) == len(b) == (1200 if full else 600) and a == b  # full: + queued records
+    assert any(x[TX_FIELDS.index("log_entries")] for x in a)
+    assert any(x[TX_FIELDS.index("source")] for x in a[:300])
+    assert any(x[TX_FIELDS.index("args")] == {"n": "7"} for x in a) == full
+
+
+def test_the_called_table_restarts_and_rows_still_decode(monkeypatch):
+    monkeypatch.setattr(telemetry, "CALLED_MAX", 3)
+    box = Outbox(chunk=1000)
+    m = Machine(SCHEMA, id="called")
+    telemetry.DbgTracer(box).attach(m)
+    rng = random.Random(3)
+    want = []
+    for _ in range(200):
+        states = rng.sample(["A", "B", "C"], rng.randint(1, 2))
+        m.add(states)
+        want.append(states)
+    got = [a[TX_FIELDS.index("called_states")] for a in _arrays(box.take())]
+    assert got == want and len(box) == 0
+
+
+def test_a_lane_follows_schema_changes_and_ends_with_its_machine():
+    box = Outbox()
+    m = Machine(SCHEMA, id="grows")
+    telemetry.DbgTracer(box).attach(m)
+    m.add("A")
+    m.set_schema({**SCHEMA, "E": State()})
+    m.add("E")
+    kinds = [(k, len(msg["states_index"]) if k == "schema" else len(msg[0][2]))
+             for k, msg in _decode(box.take())]  # fmt: skip
+    assert kinds == [("schema", 5), ("txs", 5), ("schema", 6), ("txs", 6)]
+    second = Outbox()  # a second debugger: records, packed in a lane of its outbox
+    telemetry.DbgTracer(second).attach(m)
+    m.add("B")
+    m.dispose()  # its rows go out, its lanes are gone
+    assert m._lane is None and box._lanes == [] and second._lanes == []
+    assert [a[TX_FIELDS.index("called_states")] for a in _arrays(second.take())] == [["B"]]
+    assert [a[TX_FIELDS.index("called_states")] for a in _arrays(box.take())] == [["B"]]
+
+
+@pytest.mark.parametrize(("big", "code"), [(0, "i"), (2**31 + 5, "q"), (2**40, "q")])
+def test_rows_travel_as_64_bits_and_are_kept_as_32_when_they_fit(big: int, code: str):
+    box = Outbox()
+    m = Machine(SCHEMA, id="wide")
+    telemetry.DbgTracer(box).attach(m)
+    if big:  # 2**31 + 5: its high half is zero, its low half not a 32-bit signed value
+        data = m.export()
+        data["time"][m.index("C")] = big
+        m.import_data(data)
+    m.add("A")
+    m.add("B")
+    ((_, groups),) = [x for x in FrameDecoder(packed=True).feed(box.take()) if x[0] == "txp"]
+    (group,) = groups
+    assert group.rows.typecode == code
+    clocks = [a[TX_FIELDS.index("clocks")] for a in telemetry.expand_txp(group)]
+    assert clocks[-1][m.index("B")] == m.tick("B") and clocks[-1][m.index("C")] == big
+
+
+@pytest.mark.timeout(60)
+def test_machines_in_threads_while_a_sender_takes_nothing_lost_or_reordered():
+    box = Outbox(limit=1_000_000, chunk=64)
+    machines = [Machine(SCHEMA, id=f"t{i}") for i in range(4)]
+    for m in machines:
+        telemetry.DbgTracer(box).attach(m)
+    done = threading.Event()
+    got: list[bytes] = []
+
+    def work(m: Machine) -> None:
+        for i in range(3_000):
+            m.add("A" if i % 2 else "B")
+
+    def sender() -> None:
+        while not done.is_set():
+            got.append(box.take())
+        got.append(box.take())
+
+    taker = threading.Thread(target=sender)
+    taker.start()
+    workers = [threading.Thread(target=work, args=(m,)) for m in machines]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    done.set()
+    taker.join()
+    arrays = _arrays(b"".join(got))
+    for m in machines:
+        mine = [a for a in arrays if a[0] == m.id]
+        ticks = [a[TX_FIELDS.index("queue_tick")] for a in mine]
+        assert len(mine) == 3_000 and ticks == sorted(ticks)
+    assert box.dropped == 0 and len(box) == 0
+
+
+def test_full_logging_keeps_queued_records_in_the_lane_in_order():
+    """A queued mutation's record is a row (id "q<tick>") among its machine's transitions:
+    one frame for many mutations, not a frame per queued record."""
+    box = Outbox()
+    m = Machine(SCHEMA, id="full", logger=lambda *_: None)
+    telemetry.DbgTracer(box, full=True).attach(m)
+    box.take()  # the schema
+    for i in range(100):
+        m.add("A" if i % 2 else "B", {"i": i})
+    frames = _decode(box.take())
+    assert [kind for kind, _ in frames] == ["txs"]  # one txp frame, expanded
+    ids = [a[1] for a in frames[0][1]]
+    assert len(ids) == 200 and all(isinstance(q, str) and q.startswith("q") for q in ids[::2])
+    assert all(isinstance(n, int) for n in ids[1::2])
+    queued = [a for a in frames[0][1] if a[TX_FIELDS.index("flags")] & 8]
+    assert [a[TX_FIELDS.index("args")] for a in queued][:2] == [{"i": "0"}, {"i": "1"}]
