@@ -52,6 +52,33 @@ observers' part only when someone observes; negotiation and final handlers run t
 loop with the call inlined (``Handlers._handle``): (b) 46.9k, 2.25x. Tried and dropped (no
 gain or worse): building the Transition without the class call (``object.__new__`` and an
 init method), class defaults instead of slots for its rarely set fields.
+
+Next round, same count (``python benchmarks/bench_icount.py b a c tb``), before -> after: (b)
+47.0k -> 38.8k instructions per mutation (``transitions``: 105.4k, so 2.25x -> 2.72x), (a)
+13.1k -> 10.3k, (c) 58.3k -> 47.0k; (d) unchanged (17.4M -> 16.7M instructions per 100-state
+machine). What it took, largest first: the hot path's locks taken with ``acquire()`` /
+``release()`` in ``try``/``finally`` rather than a ``with`` block (on CPython 3.11 ``with
+lock:`` costs ~2.0k instructions, acquire and release ~0.9k; two per mutation, and two on the
+fast path); the reused handler event's fields set one by one (a four-way tuple assignment
+built and unpacked a tuple per handler call: ~1.2k per mutation); ``_run`` folded into
+``_execute`` (~1.0k: a call per transition; a refusal and the partial auto retry stay in a
+method, off the common path); the event reused across transitions too, not only within one
+(at a transition's end it lets go of the transition and its args; the reference count that
+says nobody kept it is measured at import, as CPython 3.14 counts one lower than 3.11, which
+had made the old fixed count reuse kept events in Pyodide); one flag for "handler calls are
+observed" (tracer hooks, steps, logs at level 3) instead of three reads per handler call
+(~0.9k per mutation); the final handlers' dispatch and the tick update inlined (a call each;
+the tick update is now written out in the fast path too, and tests/test_perf_core.py checks
+the two paths against each other on random mutations); a failed handler returns from its
+``except`` clause (no class check of every return value); a transition's targets read from its
+plan. The random replays of tests/test_perf_core.py (24 of 600 mutations, with refusals,
+raising handlers, partial auto, queued mutations, waits and tracers) gave the same log, byte
+for byte, before and after. Wall clock, (b) median ratio, 7 repeats per run, on a 2-core
+machine at load average ~5: before 1.84x, 1.91x, 2.07x; after (at 39.7k, before the fold)
+2.59x, 2.36x, 2.60x, 1.89x: still one run in four under 2x at that load. Measured and left: a
+Transition built field by field without its ``__init__`` (~0.9k less, but a second
+constructor to keep in step), the plan cache keyed by 2-tuples (~0.25k), tick deltas applied
+with ``map`` (dearer below ~20 states, and for (c)).
 """
 
 from __future__ import annotations

@@ -26,10 +26,27 @@ _MISSING = object()
 _OPS = int(LogLevel.OPS)
 # kinds of handler steps (see Handlers._final_calls)
 _CALL, _NOTIFY, _DEFAULT = 0, 1, 2
-#: the references to a spare event nobody else holds: ``Machine._spare_event``, the local
-#: variable of ``_call`` and ``getrefcount``'s argument
-_SPARE_REFS = 3
 _refs = getrefcount
+
+
+def _spare_refs() -> int:
+    """What ``getrefcount`` says of a spare event that only its machine holds, read through a
+    local as :meth:`Handlers._handle` does: 3 on CPython 3.11 (the machine's attribute, the
+    local, the call's argument), 2 on CPython 3.14 (Pyodide), which passes a local as a borrowed
+    reference. Measured, not assumed: a count too high would reuse an event someone kept."""
+
+    class Holder:
+        __slots__ = ("spare",)
+        spare: object
+
+    h = Holder()
+    h.spare = object()
+    e = h.spare
+    return _refs(e)
+
+
+#: see :func:`_spare_refs`
+SPARE_REFS = _spare_refs()
 
 
 class Handlers:
@@ -39,7 +56,8 @@ class Handlers:
         id: str
         err: BaseException | None
         transition: Transition | None
-        log_steps: bool
+        _log_steps: bool
+        _calls_observed: bool
         log_stack_trace: bool
         handler_timeout: float
         handler_deadline: float
@@ -153,29 +171,33 @@ class Handlers:
         read (before the first handler, or after the previous one) to its return: one read per
         call, the few instructions between two handlers counted to the second; observers
         (steps, logs, tracers) are not counted."""
+        args = tx.mutation.args
         mark = perf_counter()
         for step in steps:
             kind, name, fn, group, state = step
-            if kind != _CALL:
+            if fn is None:  # not a handler: an args notification or the default Exception
                 if kind == _NOTIFY:
                     if self._subs.wants_args(state):
-                        self._subs.notify_args(state, tx.mutation.args)
+                        self._subs.notify_args(state, args)
                 else:
                     self._default_exception_state(tx)
                 mark = perf_counter()  # not a handler's time
                 continue
             if skip and state in skip:
                 continue
-            hot = self._hot
-            if hot or self.log_steps or self._log_level >= _OPS:
+            observed = self._calls_observed  # tracer hooks, steps or logs
+            if observed:
                 self._call_observed(tx, name, group, "handler_start")
                 mark = perf_counter()
             e = self._spare_event
-            if e is not None and e.transition is tx and _refs(e) == _SPARE_REFS:
+            if e is not None and _refs(e) == SPARE_REFS:
                 # nobody kept the previous handler's event (only this frame and the machine
                 # hold it), so nobody can see it reused: a new Event per call cost a tenth of
                 # a mutation
-                e.name, e.args, e.ctx = name, tx.mutation.args, None
+                e.name = name
+                e.transition = tx
+                e.args = args
+                e.ctx = None
             else:
                 e = self._spare_event = Event(name, self, tx)  # type: ignore[arg-type]
             try:
@@ -188,32 +210,34 @@ class Handlers:
                     )
             except Exception as err:
                 trace = "".join(traceback.format_exception(err)) if self.log_stack_trace else ""
-                ret = _Panic(err, trace)
+                if observed:
+                    self._call_observed(tx, name, group, "handler_end")
+                return step, _Panic(err, trace)
             end = perf_counter()
-            elapsed = end - mark
-            mark = end
-            if hot:
+            if observed:
                 self._call_observed(tx, name, group, "handler_end")
-                mark = perf_counter()
-            if ret.__class__ is _Panic:
-                return step, ret
-            if elapsed > self.handler_timeout:
-                overrun = HandlerTimeoutError(
-                    f"handler timeout: {name} from {group} took {elapsed * 1000:.0f} ms "
-                    f"(limit {self.handler_timeout * 1000:.0f} ms)"
-                )
-                self.err_internal.append(overrun)
-                if elapsed > self.handler_deadline:
-                    self._deadline(tx, overrun)
-                return step, _Panic(overrun, "", timeout=True)
+            if end - mark > self.handler_timeout:
+                return step, self._overrun(tx, name, group, end - mark)
+            mark = perf_counter() if observed else end
             if ret is False and negotiation:
                 return step, ret
         return None
 
+    def _overrun(self, tx: Transition, name: str, group: str, elapsed: float) -> _Panic:
+        """A handler ran past :attr:`handler_timeout` (and maybe past the deadline)."""
+        overrun = HandlerTimeoutError(
+            f"handler timeout: {name} from {group} took {elapsed * 1000:.0f} ms "
+            f"(limit {self.handler_timeout * 1000:.0f} ms)"
+        )
+        self.err_internal.append(overrun)
+        if elapsed > self.handler_deadline:
+            self._deadline(tx, overrun)
+        return _Panic(overrun, "", timeout=True)
+
     def _call_observed(self, tx: Transition, name: str, group: str, hook: str) -> None:
         """What observers see of a handler call: its step, log line and tracer hooks."""
         if hook == "handler_start":
-            if self.log_steps:
+            if self._log_steps:
                 tx.steps.append(_handler_step(name, tx))
             if self._hot and hook in self._hooks:
                 self._trace(hook, tx, group, name)

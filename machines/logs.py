@@ -25,6 +25,8 @@ class Logging:
         _logger: Callable[[int, str], None]
         _pre_log: list[tuple[int, str]]
 
+        def _observers_changed(self) -> None: ...
+
     @property
     def log_level(self) -> int:
         return self._log_level
@@ -32,6 +34,7 @@ class Logging:
     @log_level.setter
     def log_level(self, level: int) -> None:
         self._log_level = int(level)
+        self._observers_changed()
 
     def set_logger(
         self,
@@ -42,6 +45,7 @@ class Logging:
         self._logger = logger or _default_logger(self.id)
         if level is not None:
             self._log_level = int(level)
+            self._observers_changed()
 
     def log(self, text: str) -> None:
         """An external log line (level 1)."""

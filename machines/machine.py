@@ -21,7 +21,7 @@ from typing import Any
 from .errors import Errors, HandlerTimeoutError, _Panic
 from .evaluation import Evaluation
 from .formatting import Formatting
-from .handlers import Handlers, _Group
+from .handlers import SPARE_REFS, Handlers, _Group, _refs
 from .logs import Logging, _default_logger, _silent
 from .mutation import LogLevel, Mutation, MutationType, MutSource, Result
 from .options import Options
@@ -101,8 +101,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self.nursery = nursery
         self._log_level = opts.log_level if log_level is None else log_level
         self._logger = logger or _default_logger(self.id)
-        #: record :attr:`Transition.steps` (debugging; ``AM_LOG_FULL`` or ``AM_LOG_STEPS``)
-        self.log_steps = opts.log_steps
+        self._log_steps = opts.log_steps
 
         self._install(schema, list(names) if names is not None else None)
         self._ticks = [0] * len(self._names)
@@ -126,6 +125,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._tracers: dict[int, Tracer] = {}  # id(tracer) -> tracer, in bind order
         self._hooks: dict[str, dict[int, Callable]] = {}  # hook -> {id(tracer): method}
         self._hot = False  # a tracer hook runs on every mutation (no fast path)
+        self._calls_observed = False
+        self._observers_changed()
         self._sinks: dict[int, Callable[[tuple], None]] = {}  # id(tracer) -> its sink
         self._sink: Callable[[tuple], None] | None = None  # the sinks as one
         self._sink_args = False
@@ -471,9 +472,19 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             if plan is not None and plan.accepted and EXCEPTION not in plan.target_set:
                 # the waits' lock too: a wait registered from another thread meanwhile either
                 # sees the new ticks or sends this mutation down the path that notifies it
-                with self._lock, self._subs.lock:
+                # (acquire and release, as everywhere on the hot path: on CPython 3.11 a
+                # ``with`` block costs twice as much, ~2k instructions)
+                lock, subs_lock = self._lock, self._subs.lock
+                lock.acquire()
+                subs_lock.acquire()
+                try:
                     if not self._processing and not queue and not self._subs.pending:
-                        self._bump(plan)
+                        # the tick update, as in _run
+                        live = self._ticks
+                        for i, delta in plan.bumps or self._bumps(plan):
+                            live[i] += delta
+                        self._active = plan.active
+                        self._active_set = plan.target_set
                         self.queue_tick = qt = self.queue_tick + 1
                         if self._lane is not None or self._sink is not None:
                             # as _execute() records this (accepted, direct) transition
@@ -502,13 +513,18 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                                 self._sink((self.id, num, ticks, qt, mtype, called, 1, 0, qt, 0,
                                             None, None, a, source, None))  # fmt: skip
                         return EXECUTED
+                finally:
+                    subs_lock.release()
+                    lock.release()
         # a class call with a keyword argument builds a kwargs dict (CPython 3.11): skip it
         mut = (
             Mutation(mtype, called, args)
             if source is None
             else Mutation(mtype, called, args, source=source)
         )
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._processing:  # as _claim(), inlined: this runs on every mutation
                 return self._postpone(mut)
             self._processing = True
@@ -521,6 +537,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                 self._appended += 1
                 mut.queue_tick = self.queue_tick + self._appended
                 queue.append(mut)
+        finally:
+            lock.release()
         if direct:
             return self._drain(mut)
         if "mutation_queued" in self._hooks:
@@ -561,12 +579,13 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
     def _drain(self, mut: Mutation | None = None) -> Result:
         """Run ``mut`` (already counted in the queue tick), then the queue until it is empty."""
         first: Result | None = None
-        queue = self._queue
+        queue, lock = self._queue, self._lock
         try:
             if mut is not None:
                 first = self._execute(mut)
             while True:
-                with self._lock:
+                lock.acquire()
+                try:
                     if not queue or self._disposed:
                         self._processing = False
                         break
@@ -574,6 +593,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                     if mut.queue_tick:
                         self._appended -= 1
                         self.queue_tick += 1
+                finally:
+                    lock.release()
                 res = self._execute(mut)
                 if first is None:
                     first = res
@@ -597,6 +618,8 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             self.dispose()
 
     def _execute(self, mut: Mutation) -> Result:
+        """One transition: resolve (or reuse) the plan, negotiate, apply, run the final
+        handlers, then tell observers; returns the mutation's result."""
         if mut.type == EVAL:
             fn, done = mut.args["fn"], mut.args["done"]
             if not mut.args.get("timed_out"):
@@ -608,7 +631,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         if plan is None:
             plan = self._resolve(mut, before)
         tx = Transition(self, mut, plan, before, self._ticks[:])
-        if self.log_steps:
+        if self._log_steps:
             tx.steps = list(plan.steps)
         if self._pre_log:
             tx.pre_log_entries, self._pre_log = self._pre_log, []
@@ -625,12 +648,85 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             if "transition_start" in hooks:
                 self._trace("transition_start", tx)
         try:
-            result = self._run(tx, plan, mut)
+            # negotiate, apply and finalise (inline: a call per transition is ~0.9k
+            # instructions); only the rare paths are methods
+            result = CANCELED
+            accepted = plan.accepted
+            groups = self._groups
+            if accepted and (groups or self._log_level >= _EVERYTHING):
+                bound = plan.bound
+                calls = (
+                    bound[1]
+                    if bound is not None and bound[0] == self._groups_ver
+                    else self._negotiation_calls(plan, mut)
+                )
+                failed = self._handle(tx, calls, True) if calls else None
+                if failed is not None:
+                    renegotiated = self._refused(tx, mut, calls, failed)
+                    accepted = renegotiated is not None
+                    if renegotiated is not None:
+                        plan = renegotiated
+            elif not accepted and self._on_change:
+                self._changed(tx)  # refused by relations (_cancel tells of a handler's refusal)
+            if accepted and mut.check:
+                tx.accepted = True
+                result = EXECUTED
+            elif accepted:
+                tx.accepted = True
+                # the tick update, as in _mutate's fast path (written out in both: a call was
+                # ~2 % of a mutation; tests/test_perf_core.py checks the two paths agree)
+                live = self._ticks
+                for i, delta in plan.bumps or self._bumps(plan):
+                    live[i] += delta
+                self._active = plan.active
+                self._active_set = plan.target_set
+                tx.time_after = live[:]
+                if self._log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
+                    self._applied(tx, plan, mut)
+                failed = None
+                if groups or EXCEPTION in plan.target_set or self._subs.pending:
+                    # XEnd, XState, AnyState
+                    finals = plan.finals
+                    if finals is None or finals[0] != self._groups_ver:
+                        finals = self._final_calls(plan)
+                    steps = finals[2] if self._subs.pending else finals[1]
+                    if steps:
+                        failed = self._handle(tx, steps, False)
+                if failed is not None:
+                    step, ret = failed
+                    self._recover_finals(tx, plan, step[4], step[1], ret)
+                else:
+                    if self._on_change:
+                        self._changed(tx)
+                    auto = mut.auto
+                    if (
+                        not auto
+                        and self._auto_states
+                        and tx.time_before != self._ticks
+                        and not tx.is_health
+                        and not self._disposed
+                    ):
+                        self._auto_pass()
+                    if mut.type == REMOVE:
+                        disjoint = self._active_set.isdisjoint(mut.called)
+                        result = EXECUTED if disjoint else CANCELED
+                    elif auto:
+                        grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
+                        result = EXECUTED if grew else CANCELED
+                    else:
+                        result = EXECUTED
         finally:
             tx.completed = True
             tx.queue_len = len(self._queue)
             self.transition = None
-            self._spare_event = None  # it holds the transition (and its args)
+            e = self._spare_event
+            if e is not None:
+                # the next transition's handlers reuse it (see Handlers._handle); meanwhile it
+                # lets go of this transition and its args, or is dropped if someone kept it
+                if _refs(e) == SPARE_REFS:
+                    e.transition = e.args = None  # type: ignore[assignment]
+                else:
+                    self._spare_event = None
             if not tx.time_after:
                 tx.time_after = self._ticks[:]
         if hot and "transition_end" in self._hooks:
@@ -673,7 +769,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                         mut.called, flags, tx.queue_len, mut.queue_tick, mut.token,
                         tx._log_entries or None, tx._pre_log_entries or None, args, mut.source,
                         tx._steps or None))  # fmt: skip
-        if tx.accepted and not mut.check and self._subs.pending:
+        if self._subs.pending and tx.accepted and not mut.check:
             changed = [
                 n
                 for n, a, b in zip(self._names, tx.time_before, self._ticks, strict=True)
@@ -693,79 +789,32 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         self._plans[(mut.type, mut.called, before, mut.auto, mut.check)] = plan
         return plan
 
-    def _run(self, tx: Transition, plan: Plan, mut: Mutation) -> Result:
-        """Negotiate, apply and finalise one transition; returns its result."""
-        if not plan.accepted:
-            if self._on_change:
-                self._changed(tx)
-            return CANCELED
-        groups = self._groups
-        auto = mut.auto
-        if groups or self._log_level >= _EVERYTHING:
-            bound = plan.bound
-            calls = (
-                bound[1]
-                if bound is not None and bound[0] == self._groups_ver
-                else self._negotiation_calls(plan, mut)
-            )
-            refused: set[str] | None = None
-            rest = calls
-            while rest:
-                failed = self._handle(tx, rest, True, refused)
-                if failed is None:
-                    break
-                step, ret = failed
-                name, state = step[1], step[4]
-                if auto and state in mut.called and ret is False:
-                    # partial auto: a refused auto state drops out, the rest go on
-                    refused = refused or set()
-                    refused.add(state)
-                    self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
-                    if len(refused) == len(mut.called):
-                        return self._cancel(tx, name)
-                    rest = rest[rest.index(step) + 1 :]
-                    continue
-                return self._cancel(tx, name, ret)
-            if refused:
-                survivors = tuple(s for s in mut.called if s not in refused)
-                plan = self._resolver.resolve(ADD, survivors, tx.states_before, auto=True)
-                tx.plan = plan
-                tx.targets = plan.targets
-        if mut.check:
-            tx.accepted = True
-            return EXECUTED
-        tx.accepted = True
-        self._bump(plan)  # the fast path's tick update, so the two cannot drift apart
-        tx.time_after = self._ticks[:]
-        if self.log_steps or self._log_level >= _CHANGES or self._state_ctxs or self._hot:
-            self._applied(tx, plan, mut)
-        if groups or EXCEPTION in plan.target_set or self._subs.pending:
-            if not self._finals(tx, plan, mut):
-                return CANCELED
-        if self._on_change:
-            self._changed(tx)
-        if (
-            not auto
-            and self._auto_states
-            and tx.time_before != self._ticks
-            and not tx.is_health
-            and not self._disposed
-        ):
-            self._auto_pass()
-        if mut.type == REMOVE:
-            return EXECUTED if self._active_set.isdisjoint(mut.called) else CANCELED
-        if auto:
-            grew = sum(t & 1 for t in self._ticks) > sum(t & 1 for t in tx.time_before)
-            return EXECUTED if grew else CANCELED
-        return EXECUTED
-
-    def _bump(self, plan: Plan) -> None:
-        """Apply ``plan``'s tick changes and active states (both paths: fast and full)."""
-        ticks = self._ticks
-        for i, delta in plan.bumps or self._bumps(plan):
-            ticks[i] += delta
-        self._active = plan.active
-        self._active_set = plan.target_set
+    def _refused(
+        self, tx: Transition, mut: Mutation, calls: list[tuple], first: tuple[tuple, Any]
+    ) -> Plan | None:
+        """A negotiation handler refused (or failed): the transition is cancelled (None), or for
+        a partial auto mutation the refused auto states drop out and the rest go on (their
+        plan)."""
+        refused: set[str] = set()
+        rest = calls
+        failed: tuple[tuple, Any] | None = first
+        while failed is not None:
+            step, ret = failed
+            name, state = step[1], step[4]
+            if not (mut.auto and state in mut.called and ret is False):
+                self._cancel(tx, name, ret)
+                return None
+            refused.add(state)
+            self._log(LogLevel.DECISIONS, f"[cancel:auto] {state} by {name}")
+            if len(refused) == len(mut.called):
+                self._cancel(tx, name)
+                return None
+            rest = rest[rest.index(step) + 1 :]
+            failed = self._handle(tx, rest, True, refused) if rest else None
+        survivors = tuple(s for s in mut.called if s not in refused)
+        plan = self._resolver.resolve(ADD, survivors, tx.states_before, auto=True)
+        tx.plan = plan
+        return plan
 
     def _bumps(self, plan: Plan) -> tuple[tuple[int, int], ...]:
         """``plan``'s tick changes as (index, delta): +1 per exit and per first entry, +2 to
@@ -781,7 +830,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
     def _applied(self, tx: Transition, plan: Plan, mut: Mutation) -> None:
         """What observers see of the tick changes just applied (steps, logs, state contexts
         cancelled, the ``transition_finals`` hook)."""
-        if self.log_steps:
+        if self._log_steps:
             tx.steps += [Step(StepType.ACTIVATE, e) for e in plan.enters]
             tx.steps += [Step(StepType.DEACTIVATE, e) for e in plan.exits]
         if self._log_level >= _CHANGES and (plan.enters or plan.exits):
@@ -795,19 +844,6 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                     ctx.cancel()
         if "transition_finals" in self._hooks:
             self._trace("transition_finals", tx)
-
-    def _finals(self, tx: Transition, plan: Plan, mut: Mutation) -> bool:
-        """Run ``XEnd`` / ``XState`` / ``AnyState``; False when a handler failed (recovered)."""
-        bound = plan.finals
-        if bound is None or bound[0] != self._groups_ver:
-            bound = self._final_calls(plan)
-        steps = bound[2] if self._subs.pending else bound[1]
-        failed = self._handle(tx, steps, False) if steps else None
-        if failed is not None:
-            step, ret = failed
-            self._recover_finals(tx, plan, step[4], step[1], ret)
-            return False
-        return True
 
     def _recover_finals(
         self, tx: Transition, plan: Plan, failed: str | None, name: str, panic: _Panic
@@ -833,7 +869,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
     def _cancel(self, tx: Transition, name: str, ret: Any = False) -> Result:
         tx.accepted = False
         tx.cancelled_by = name
-        if self.log_steps:
+        if self._log_steps:
             tx.steps.append(Step(StepType.CANCEL, name))
         if isinstance(ret, _Panic):
             if ret.timeout:
@@ -898,6 +934,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
     def _tracers_changed(self) -> None:
         """Recompute what the hot path reads (independent of the number of tracers)."""
         self._hot = not HOT_HOOKS.isdisjoint(self._hooks)
+        self._observers_changed()
         owner = next((t for t in self._tracers.values() if t.lane_for is not None), None)
         self._lane_update(owner)
         keys = [k for k in self._sinks if self._tracers[k] is not owner]
@@ -916,6 +953,21 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
         if lane is None and owner is not None and owner.lane_for is not None:
             lane = owner.lane_for(self)
         self._lane, self._lane_owner = lane, owner
+
+    @property
+    def log_steps(self) -> bool:
+        """Record :attr:`Transition.steps` (debugging; ``AM_LOG_FULL`` or ``AM_LOG_STEPS``)."""
+        return self._log_steps
+
+    @log_steps.setter
+    def log_steps(self, on: bool) -> None:
+        self._log_steps = on
+        self._observers_changed()
+
+    def _observers_changed(self) -> None:
+        """Whether anyone sees handler calls (tracer hooks, steps, logs): one flag read per
+        handler call instead of three (a tenth of a handler call's cost)."""
+        self._calls_observed = self._hot or self._log_steps or self._log_level >= _OPS
 
     def _trace(self, hook: str, *args: Any) -> None:
         # a snapshot: a hook may bind or detach tracers

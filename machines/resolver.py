@@ -57,7 +57,7 @@ class Plan:
         self.negotiation: list[tuple[str, str]] | None = None
         self.finals: tuple[int, list, list] | None = None  # final calls for a handlers version
         self.bound: tuple[int, list] | None = None  # negotiation calls for a handlers version
-        self.bumps: tuple[tuple[int, int], ...] | None = None  # tick deltas (Machine._bump)
+        self.bumps: tuple[tuple[int, int], ...] | None = None  # tick deltas (Machine._bumps)
 
 
 class Resolver:

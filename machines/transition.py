@@ -90,7 +90,6 @@ class Transition:
         "machine",
         "mutation",
         "plan",
-        "targets",
         "time_before",
         "time_after",
         "states_before",
@@ -115,7 +114,6 @@ class Transition:
         self.machine = machine
         self.mutation = mutation
         self.plan: Any = plan
-        self.targets: list[str] = plan.targets if plan is not None else []
         self.time_before: list[int] = time_before if time_before is not None else []
         self.time_after: list[int] = []
         self.states_before: tuple[str, ...] = states_before
@@ -161,6 +159,11 @@ class Transition:
     @steps.setter
     def steps(self, value: list[Step]) -> None:
         self._steps = value
+
+    @property
+    def targets(self) -> list[str]:
+        """The states the transition leads to (its plan's)."""
+        return self.plan.targets if self.plan is not None else []
 
     @property
     def id(self) -> str:
