@@ -92,9 +92,11 @@ cost 3.6-4.3k. So the record is gone: the debugger's tracer hands the machine a
 into its row itself, one ``Struct.pack`` call with what it has at hand, appended to the lane's
 list (a row with rare fields, i.e. log entries, a source, args or steps, as ``(row, fields)``);
 every ``chunk`` rows, or when the sender takes, the rows are joined into a ``txp`` group (the
-wire format is the same, now 64-bit: ``struct`` cannot fall back per value, and the collector
-keeps 32-bit rows when every value fits). A second debugger's tracer still gets records, packed
-the same way by ``Lane.record`` (a differential test keeps the two equal). Per transition:
+wire format is the same: 32-bit rows, and from the first value that needs more, the machine
+catches ``struct.error`` and its lane packs 64-bit rows from then on; always 64-bit rows
+doubled the bytes, and the sender's kernel time and the debugger's receive compete for the
+second core). A second debugger's tracer still gets records, packed the same way by
+``Lane.record`` (a differential test keeps the two equal). Per transition:
 relations 9.9k -> 5.75k over off (by instructions 0.79x -> 0.87x), flat 8.8k -> 4.8k (0.60x
 -> 0.74x), log ops 20.2k -> 16.1k over 74.8k; of the 5.75k, the ``Struct.pack`` call is ~2.9k
 (0.9k of it unpacking the clocks as arguments). Full logging's queued-mutation records are

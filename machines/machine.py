@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import time
 from collections import deque
@@ -496,7 +497,13 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                                     ci = lane.add_called(called)
                                 rows = lane.rows
                                 try:
-                                    row = lane.pack(num, qt, mtype, ci, 1, 0, qt, 0, *self._ticks)
+                                    while True:
+                                        try:
+                                            row = lane.pack(num, qt, mtype, ci, 1, 0, qt, 0,
+                                                            *self._ticks)  # fmt: skip
+                                            break
+                                        except struct.error:  # past 32 bits: 64 from now on
+                                            lane.widen()
                                 except Exception as err:  # a bug, not input: not the machine's
                                     lane.failed(err)
                                 else:
@@ -743,8 +750,14 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
             rows = lane.rows
             try:
-                row = lane.pack(tx.num, self.queue_tick, mut.type, ci, flags, tx.queue_len,
-                                mut.queue_tick, mut.token, *tx.time_after)  # fmt: skip
+                while True:
+                    try:
+                        row = lane.pack(tx.num, self.queue_tick, mut.type, ci, flags,
+                                        tx.queue_len, mut.queue_tick, mut.token,
+                                        *tx.time_after)  # fmt: skip
+                        break
+                    except struct.error:  # a value past 32 bits: 64 from now on (once)
+                        lane.widen()
             except Exception as err:  # a bug, not input: never the machine's
                 lane.failed(err)
             else:

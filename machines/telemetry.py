@@ -119,7 +119,7 @@ class Outbox:
     Transitions arrive as rows, packed by the machine itself into its :class:`Lane` (one C
     call per transition, see :meth:`Lane.row`); every :attr:`chunk` rows a lane is sealed
     into a ready ``txp`` frame, and a sender joins ready bytes. Nothing is kept per transition
-    but 8 + width 64-bit integers (and, for the few transitions that have any, their rare
+    but 8 + width 32-bit integers (and, for the few transitions that have any, their rare
     fields), so the garbage collector has nothing to walk either.
 
     Thread safety: machines in any thread append rows, a sender takes. A row is appended
@@ -242,7 +242,7 @@ class Outbox:
         except TypeError:
             pass
         else:
-            return [lane.mid, 8 + lane.width, "q", data, called, {}, None]
+            return [lane.mid, 8 + lane.width, lane.code, data, called, {}, None]
         rows: list[Any] = []
         extras: dict[int, list[Any]] = {}
         heads: list[int] = []
@@ -273,22 +273,24 @@ class Outbox:
                 heads += (n, 0, len(pre))
                 entries += pre
         logs = _pack_logs(heads, entries) if heads else None
-        return [lane.mid, 8 + lane.width, "q", b"".join(rows), called, extras, logs]
+        return [lane.mid, 8 + lane.width, lane.code, b"".join(rows), called, extras, logs]
 
 
 class Lane:
     """One machine's transitions on their way to the debugger, as packed rows.
 
-    A row is :data:`_ROW` then the clocks, 64-bit little-endian integers, packed by the
-    machine itself with one call of :attr:`pack` (the record tuple it replaces, with its
-    ``put`` call and the packing of a batch, cost the machine about twice the whole row
-    does). The called-state lists are indexed through :attr:`called`, a table sent with
-    every group (restarted once it holds :data:`CALLED_MAX` lists). A row with rare fields
-    (log entries, a source, args, steps) is appended as ``(row, (log, pre_log, args,
-    source, steps))``.
+    A row is :data:`_ROW` then the clocks, little-endian 32-bit integers (64 once a value
+    needs it, see :meth:`widen`), packed by the machine itself with one call of :attr:`pack`
+    (the record tuple it replaces, with its ``put`` call and the packing of a batch, cost the
+    machine about twice the whole row does). The called-state lists are indexed through
+    :attr:`called`, a table sent with every group (restarted once it holds :data:`CALLED_MAX`
+    lists). A row with rare fields (log entries, a source, args, steps) is appended as
+    ``(row, (log, pre_log, args, source, steps))``.
     """
 
-    __slots__ = ("outbox", "mid", "width", "args", "pack", "called", "rows", "chunk", "open")
+    __slots__ = (
+        "outbox", "mid", "width", "args", "code", "pack", "called", "rows", "chunk", "open",
+    )  # fmt: skip
 
     def __init__(self, outbox: Outbox, mid: str, width: int, *, args: bool = False) -> None:
         self.outbox = outbox
@@ -296,7 +298,10 @@ class Lane:
         self.width = width
         #: rows carry the mutation's args (full logging)
         self.args = args
-        self.pack = struct.Struct(f"<{8 + width}q").pack
+        #: the rows' integers: 32 bits until a value needs more (:meth:`widen`), as most never
+        #: do: 64-bit rows doubled what the sender and the debugger move per transition
+        self.code = "i"
+        self.pack = struct.Struct(f"<{8 + width}i").pack
         self.called: dict[tuple[str, ...], int] = {}
         self.rows: list[bytes | tuple] = []
         self.chunk = outbox.chunk
@@ -324,13 +329,29 @@ class Lane:
         ci = self.called.get(called)
         if ci is None:
             ci = self.add_called(called)
-        row: bytes | tuple = self.pack(rec[1], rec[3], rec[4], ci, *rec[6:10], *rec[2])
+        while True:
+            try:
+                row: bytes | tuple = self.pack(rec[1], rec[3], rec[4], ci, *rec[6:10], *rec[2])
+                break
+            except struct.error:
+                self.widen()
         if rec[10] or rec[11] or rec[12] or rec[13] is not None or rec[14]:
             row = (row, rec[10:15])
         rows = self.rows
         rows.append(row)
         if len(rows) >= self.chunk:
             self.seal()
+
+    def widen(self) -> None:
+        """Pack 64-bit rows from now on (a value past 32 bits); the rows so far go out as they
+        are. Raises when the rows are 64-bit already: the value does not fit (a bug)."""
+        if self.code == "q":
+            raise struct.error("a row's value does not fit in 64 bits")
+        outbox = self.outbox
+        with outbox._lock:
+            outbox._seal([self])
+            self.code = "q"
+            self.pack = struct.Struct(f"<{8 + self.width}q").pack
 
     def failed(self, err: Exception) -> None:
         """The machine could not pack a row (a bug, not input)."""
@@ -422,10 +443,6 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
         rows = array(code)
         if len(data) % (rows.itemsize * cols):
             raise FrameError("telemetry txp: rows are not a whole number of transitions")
-        if code == "q":  # half the memory for as long as the reader keeps them, if they fit
-            narrow = _narrow(data)
-            if narrow is not None:
-                rows, data = array("i"), narrow
         rows.frombytes(data)
         if not _LITTLE:
             rows.byteswap()
@@ -487,16 +504,6 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
     if at != len(entries):
         raise FrameError("telemetry txp: the logs have entries no row claims")
     return out
-
-
-def _narrow(data: bytes) -> bytes | None:
-    """64-bit little-endian values as 32-bit ones, or None unless every value is in 0..2**31-1.
-    Checked and copied on the bytes, in C: iterating the array would make an int per value."""
-    words = memoryview(data).cast("B").cast("I")  # 4-byte words; a value's low one first
-    high = words[1::2].tobytes()
-    if high.count(0) != len(high) or max(data[3::8], default=0) >= 0x80:
-        return None
-    return words[::2].tobytes()
 
 
 def _int32_array(data: bytes) -> array:
