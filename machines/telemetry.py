@@ -129,7 +129,9 @@ class Outbox:
     row appended before it (it seals the lanes first): a schema precedes the rows it describes.
     """
 
-    def __init__(self, limit: int = 10_000, chunk: int = 512) -> None:
+    def __init__(self, limit: int = 100_000, chunk: int = 512) -> None:
+        #: messages held at most (a row is 40-120 bytes: ~10 MB; a burst of a few hundred
+        #: thousand transitions a second fills 10k while the sender waits for the GIL)
         self.limit = limit
         #: rows per sealed frame (at most a quarter of the limit, so drops stay fine-grained)
         self.chunk = max(1, min(chunk, limit // 4))
