@@ -101,7 +101,17 @@ relations 9.9k -> 5.75k over off (by instructions 0.79x -> 0.87x), flat 8.8k -> 
 -> 0.74x), log ops 20.2k -> 16.1k over 74.8k; of the 5.75k, the ``Struct.pack`` call is ~2.9k
 (0.9k of it unpacking the clocks as arguments). Full logging's queued-mutation records are
 rows of the same lane too (``q<tick>`` ids), no longer a ready frame per mutation that sealed
-every lane into one-row frames.
+every lane into one-row frames. With the core's own round (bench_core.py: relations off 38.3k
+-> 31.6k) the share is larger again: 5.4k on 31.6k (0.85x by instructions; the row's flags in
+two tests unless auto or check). Rows were first 64-bit: that doubled the bytes, and the
+sender's kernel time (~0.6 us a transition) with the debugger's receive outgrew the second
+core (drops in the flat run); they are 32-bit until a value needs more. The outbox now holds
+100k messages (rows are 40-120 bytes), as 10k filled in a burst while the sender waited for
+the GIL. Measured quiet (load ~1), three runs of 21 pairs, wall / CPU: flat 0.60 / 0.61, 0.64 /
+0.66, 0.65 / 0.66; relations + handlers 0.77 / 0.81, 0.79 / 0.80, 0.79 / 0.79; log ops 0.66,
+0.72, 0.71. The same transitions packed without a sender thread or debugger (the machine's
+share alone) measure 0.76-0.81 wall: what keeps the relations row just under 0.8 on this
+machine is the machine's ~1.5 us of packing a row, not the I/O.
 """
 
 from __future__ import annotations
