@@ -747,7 +747,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             ci = lane.called.get(called)
             if ci is None:
                 ci = lane.add_called(called)
-            flags = tx.accepted
+            flags: int = tx.accepted
             if mut.auto or mut.check:  # rare: two tests where the general form took fourteen
                 flags |= (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
             rows = lane.rows
