@@ -127,6 +127,17 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+@pytest.fixture(autouse=True)
+def _tabs_closed_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every tab a test opened is closed when it ends. The module shares one browser: a tab
+    left open keeps its Pyodide running (and reconnecting to a server that is gone), and a
+    few of them together crashed a later test's renderer ("Target crashed")."""
+    yield
+    if "browser" in request.fixturenames:
+        for ctx in list(request.getfixturevalue("browser").contexts):
+            ctx.close()
+
+
 def open_tab(browser: object, url: str, shots: Path | None = None):
     page = browser.new_page()  # type: ignore[attr-defined]
     errors: list[str] = []
