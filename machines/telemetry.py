@@ -162,6 +162,13 @@ class Outbox:
                 self._lanes.remove(lane)
             self._bound()
 
+    def forget(self, mid: str) -> None:
+        """Machine ``mid`` is gone: drop its schema and close the lane of its records."""
+        self.schemas.pop(mid, None)
+        lane = self._record_lanes.pop(mid, None)
+        if lane is not None:
+            self.close(lane)
+
     def put(self, item: bytes | tuple) -> None:
         """Queue a ready frame (bytes), or a transition record (:data:`RECORD_FIELDS`): the
         record sink of a tracer that has no lane of its own (a second debugger, tests)."""
@@ -528,11 +535,6 @@ def expand_txp(group: TxpGroup) -> list[list[Any]]:
     ]  # fmt: skip
 
 
-def unpack_txs(groups: list[Any]) -> list[list[Any]]:
-    """A ``txp`` message as ``txs`` transition arrays; :class:`FrameError` when malformed."""
-    return [arr for g in check_txp(groups) for arr in expand_txp(g)]
-
-
 def tx_message(arr: list[Any], id_prefix: str = "") -> dict[str, Any]:
     """The :mod:`dbg.model` dict form of a transition array; ``ValueError`` when malformed.
 
@@ -631,10 +633,7 @@ class DbgTracer(Tracer):
         self._send_schema(mach)
 
     def machine_dispose(self, mach_id: str) -> None:
-        self.outbox.schemas.pop(mach_id, None)
-        lane = self.outbox._record_lanes.pop(mach_id, None)  # a second debugger's records
-        if lane is not None:
-            self.outbox.close(lane)
+        self.outbox.forget(mach_id)
 
 
 class _FullDbgTracer(DbgTracer):
