@@ -79,10 +79,7 @@ def test_a_killed_producer_ends_its_pipes_in_the_reader():
         _wait(both_piped, "the producer's transitions")
 
         async def body(app, pilot):
-            s = app.session
-            s.goto("mach://gone-a")
-            await pilot.pause()
-            await pilot.press("end")
+            await _newest(app, pilot, "mach://gone-a")
             assert "Pipe-out Foo -> mach://gone-b (add)" in text(app, "#reader")
             proc.send_signal(signal.SIGKILL)  # no dispose, no [pipe:gc]
             # the newest transition stands for now: the machine is gone, so are its pipes
@@ -92,14 +89,10 @@ def test_a_killed_producer_ends_its_pipes_in_the_reader():
                 await pilot.pause(0.05)
             assert not collector.machines["gone-a"].connected
             assert collector.machines["gone-a"].gone_ns
-            s.goto("mach://gone-b")
-            await pilot.pause()
-            await pilot.press("end")
+            await _newest(app, pilot, "mach://gone-b")
             assert "Pipe-in" not in text(app, "#reader")
             # history keeps them: a's transition that made the pipe still shows it
-            s.goto("mach://gone-a")
-            await pilot.pause()
-            await pilot.press("end")
+            await _newest(app, pilot, "mach://gone-a")
             await pilot.press("left")  # Foo, which the pipe passed on
             assert "Pipe-out Foo -> mach://gone-b (add)" in text(app, "#reader")
 
@@ -107,6 +100,13 @@ def test_a_killed_producer_ends_its_pipes_in_the_reader():
     finally:
         proc.kill()
         proc.wait(10)
+
+
+async def _newest(app, pilot, addr: str) -> None:
+    """Open a machine in the reader at its newest transition."""
+    app.session.goto(addr)
+    await pilot.pause()
+    await pilot.press("end")
 
 
 def _box(*machs) -> Outbox:
@@ -139,9 +139,7 @@ def test_a_live_machine_pipe_to_a_gone_peer_ends_from_the_disconnect_on():
 
     async def body(app, pilot):
         sess = app.session
-        sess.goto("mach://live-s")
-        await pilot.pause()
-        await pilot.press("end")
+        await _newest(app, pilot, "mach://live-s")
         assert "Pipe-out Foo -> mach://live-g (add)" in text(app, "#reader")
         c.disconnect(conn2)
         await pilot.press("left")

@@ -63,26 +63,12 @@ async def test_serves_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     site.mkdir()
     (site / "index.html").write_text("hi")
     addr_dir = tmp_path / "addrs"
-    args = [
-        *AM,
-        "relay",
-        "--listen-addr=127.0.0.1:0",
-        f"--static-dir={site}",
-        f"--repl-addr-dir={addr_dir}",
-        "--allow=127.0.0.1:0",
-    ]
     with trio.fail_after(60):
-        proc = await trio.lowlevel.open_process(
-            args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        proc, addr, out = await _relay_started(
+            f"--static-dir={site}", f"--repl-addr-dir={addr_dir}", "--allow=127.0.0.1:0"
         )
         try:
-            out = b""
-            while b"allowed origins" not in out:
-                chunk = await proc.stdout.receive_some()
-                assert chunk, out
-                out += chunk
             text = out.decode()
-            addr = re.search(r"relay listening on http://([^/]+)/", text).group(1)
             assert f"serving {site}" in text and "allowed targets: 127.0.0.1:0" in text
             url = f"ws://{addr}/listen/repl-cli/127.0.0.1:0"
             conn = await trio.to_thread.run_sync(partial(connect, url, legacy=True))
@@ -112,24 +98,9 @@ async def test_serves_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 async def test_ctrl_c_with_a_browser_that_stopped_reading(tmp_path: Path) -> None:
     """A client that never reads holds a socket write of the relay; Ctrl-C still ends the
     process promptly (every write can be interrupted), with the address file removed."""
-    args = [
-        *AM,
-        "relay",
-        "--listen-addr=127.0.0.1:0",
-        f"--repl-addr-dir={tmp_path}",
-        "--allow=127.0.0.1:0",
-    ]
     with trio.fail_after(60):
-        proc = await trio.lowlevel.open_process(
-            args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        proc, addr, out = await _relay_started(f"--repl-addr-dir={tmp_path}", "--allow=127.0.0.1:0")
         try:
-            out = b""
-            while b"allowed origins" not in out:
-                chunk = await proc.stdout.receive_some()
-                assert chunk, out
-                out += chunk
-            addr = re.search(r"relay listening on http://([^/]+)/", out.decode()).group(1)
             url = f"ws://{addr}/listen/repl-stuck/127.0.0.1:0"
             # No pings: like a frozen browser tab, this client neither reads nor answers.
             conn = await trio.to_thread.run_sync(
@@ -172,19 +143,24 @@ async def test_ctrl_c_with_a_browser_that_stopped_reading(tmp_path: Path) -> Non
             await proc.wait()
 
 
-async def _relay_serving(static_dir: Path) -> tuple[trio.Process, str, str]:
-    """`am relay --static-dir static_dir` started; (process, its address, what it printed)."""
-    args = [*AM, "relay", "--listen-addr=127.0.0.1:0", f"--static-dir={static_dir}"]
+async def _relay_started(*options: str) -> tuple[trio.Process, str, bytes]:
+    """`am relay --listen-addr=127.0.0.1:0 *options`, up: (process, its address, what it
+    printed so far). The process is killed if it does not come up."""
+    args = [*AM, "relay", "--listen-addr=127.0.0.1:0", *options]
     proc = await trio.lowlevel.open_process(
         args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    out = b""
-    while b"allowed origins" not in out:
-        chunk = await proc.stdout.receive_some()
-        assert chunk, out
-        out += chunk
+    try:
+        out = b""
+        while b"allowed origins" not in out:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, out
+            out += chunk
+    except BaseException:
+        proc.kill()
+        raise
     addr = re.search(r"relay listening on http://([^/]+)/", out.decode()).group(1)
-    return proc, addr, out.decode()
+    return proc, addr, out
 
 
 def _status(addr: str, path: str) -> int:
@@ -221,7 +197,8 @@ async def test_static_dir_serves_a_folder_whole_and_the_page_dir_only_its_files(
     }
     with trio.fail_after(60):
         for static_dir, want in cases.items():
-            proc, addr, text = await _relay_serving(static_dir)
+            proc, addr, out = await _relay_started(f"--static-dir={static_dir}")
+            text = out.decode()
             try:
                 if static_dir == site:
                     assert f"serving {site} at http://{addr}/ (every file but dotfiles)" in text

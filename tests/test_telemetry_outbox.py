@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -23,17 +25,11 @@ def _decode(data: bytes) -> list[tuple[str, object]]:
     return FrameDecoder().feed(data)
 
 
-@pytest.mark.timeout(60)
-def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered():
-    box = Outbox(limit=1_000_000, chunk=64)
-    per_thread = 5_000
-    mids = [f"m{i}" for i in range(4)]
+def _taken_while(box: Outbox, work: Callable[[Any], None], each: list[Any]) -> bytes:
+    """What a sender thread took from ``box``, taking all along, while a thread per item of
+    ``each`` ran ``work(item)``, and once more after."""
     done = threading.Event()
     got: list[bytes] = []
-
-    def machine(mid: str) -> None:
-        for n in range(per_thread):
-            box.put(_rec(mid, n))
 
     def sender() -> None:
         while not done.is_set():
@@ -42,14 +38,27 @@ def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered():
 
     taker = threading.Thread(target=sender)
     taker.start()
-    workers = [threading.Thread(target=machine, args=(mid,)) for mid in mids]
+    workers = [threading.Thread(target=work, args=(x,)) for x in each]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     done.set()
     taker.join()
-    arrays = [a for kind, msg in _decode(b"".join(got)) if kind == "txs" for a in msg]
+    return b"".join(got)
+
+
+@pytest.mark.timeout(60)
+def test_threads_put_while_a_sender_takes_nothing_lost_or_reordered():
+    box = Outbox(limit=1_000_000, chunk=64)
+    per_thread = 5_000
+    mids = [f"m{i}" for i in range(4)]
+
+    def machine(mid: str) -> None:
+        for n in range(per_thread):
+            box.put(_rec(mid, n))
+
+    arrays = _arrays(_taken_while(box, machine, mids))
     for mid in mids:
         assert [a[1] for a in arrays if a[0] == mid] == list(range(per_thread))
     assert len(arrays) == len(mids) * per_thread and box.dropped == 0 and len(box) == 0
@@ -190,28 +199,12 @@ def test_machines_in_threads_while_a_sender_takes_nothing_lost_or_reordered():
     machines = [Machine(SCHEMA, id=f"t{i}") for i in range(4)]
     for m in machines:
         telemetry.DbgTracer(box).attach(m)
-    done = threading.Event()
-    got: list[bytes] = []
 
     def work(m: Machine) -> None:
         for i in range(3_000):
             m.add("A" if i % 2 else "B")
 
-    def sender() -> None:
-        while not done.is_set():
-            got.append(box.take())
-        got.append(box.take())
-
-    taker = threading.Thread(target=sender)
-    taker.start()
-    workers = [threading.Thread(target=work, args=(m,)) for m in machines]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    done.set()
-    taker.join()
-    arrays = _arrays(b"".join(got))
+    arrays = _arrays(_taken_while(box, work, machines))
     for m in machines:
         mine = [a for a in arrays if a[0] == m.id]
         ticks = [a[TX_FIELDS.index("queue_tick")] for a in mine]
