@@ -132,6 +132,13 @@ def dbg(
         help="With the UI: HTTP on the WebSocket port (listen port + 1): an index of --dir, "
         "/viewer/mach and /viewer/graph (live diagrams), the files of --dir.",
     ),
+    ui_mcp: bool = typer.Option(
+        True,
+        "--ui-mcp/--no-ui-mcp",
+        help="With --ui-web: an MCP endpoint (Streamable HTTP) at http://HOST:PORT+1/mcp, for "
+        "AI agents: TextScreen, TextLog, TextLogReader, TextClients, TextHelp, NetworkGraph, "
+        "TransitionSteps, GoToMachAddr(url), PressKey(key).",
+    ),
     view_tail: bool = typer.Option(
         True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
     ),
@@ -164,6 +171,7 @@ def dbg(
 
     Machines report to --listen-addr (TCP) and ws://HOST:PORT+1/dbg.ws (browsers);
     --import-data loads a dump. With --headless: collect only, and write a dump on exit.
+    AI agents drive the UI over MCP at http://HOST:PORT+1/mcp (--ui-mcp).
     """
     from dbg.dump import DumpError, read_dump, read_dump_lazy
 
@@ -217,7 +225,7 @@ def dbg(
             select_connected, view, view_tail and open_addr is None,
             {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
-            diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
+            diagrams=output_diagrams, graph_text=output_graph, web=ui_web, mcp=ui_mcp,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -261,6 +269,7 @@ def _ui(
     diagrams: int = 0,
     graph_text: bool = False,
     web: bool = True,
+    mcp: bool = True,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
@@ -274,7 +283,7 @@ def _ui(
         max_mem=max_mem or None, clean_on_connect=clean_on_connect, freeze_history=True
     )
     collector.load(imported)
-    live, info, server = None, f"dir: {out_dir}", None
+    live, info, server, remote = None, f"dir: {out_dir}", None, None
     if listen is not None:
         host, port, wsp = listen
         for p, what in ((port, "--listen-addr"), (wsp, "--ws-port (WebSocket and HTTP)")):
@@ -287,7 +296,11 @@ def _ui(
         if web and wsp is not None:
             from dbg.web import WebServer
 
-            server = WebServer(collector, out_dir, host, wsp, diagrams=bool(diagrams))
+            if mcp:
+                from dbg.mcp import DbgMcp
+
+                remote = DbgMcp()
+            server = WebServer(collector, out_dir, host, wsp, diagrams=bool(diagrams), mcp=remote)
         live = LiveServer(collector, host, port, None if server else wsp)
         if server is not None:
             live.services.append(server.serve)
@@ -298,6 +311,12 @@ def _ui(
         info = f"telemetry: {host}:{port}{ws}; {info}"
         if server is not None and wsp:
             info += f"; web: http://{host}:{wsp}/"
+            if remote is not None:
+                info += f"; MCP: http://{host}:{wsp}/mcp"
+            # the reference prints its addresses; they stay on the terminal above the UI's
+            print(f"am dbg: web http://{host}:{wsp}/", flush=True)
+            if remote is not None:
+                print(f"am dbg: MCP http://{host}:{wsp}/mcp", flush=True)
     session = Session(
         collector,
         filters=Filters(set(filters_on)),
@@ -310,6 +329,8 @@ def _ui(
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
     )  # fmt: skip
+    if remote is not None:
+        remote.app = app
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
     app.run()

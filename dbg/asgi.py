@@ -1,0 +1,207 @@
+"""One HTTP/1.1 request answered by an ASGI application, driven by trio through ``h11``.
+
+Why this exists: the debugger's web port (:mod:`dbg.web`) parses requests with
+``websockets``' sans-I/O parser, which reads request heads only (it is made for WebSocket
+handshakes and refuses a body). The MCP endpoint takes JSON-RPC in POST bodies and answers
+with JSON or a stream of Server-Sent Events, and the MCP SDK serves that as an ASGI
+application. ``h11`` is the sans-I/O HTTP/1.1 parser that the Python ASGI servers
+(hypercorn, uvicorn) build on; here it reads a request's head (:func:`read_head`, so that the
+web port can route on the path), then its body, and frames the app's answer. One request per
+connection, answered with ``Connection: close``, as the rest of the port does.
+
+Why not an ASGI server for the whole port (hypercorn has a trio worker): the port's other
+paths (the index, the files of ``--dir`` sent with ``sendfile``, the telemetry and viewer
+WebSockets) are written against the relay's connection driver, and stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import h11
+import trio
+
+__all__ = ["AsgiApp", "Head", "read_head", "respond", "serve_asgi"]
+
+#: An ASGI 3 application.
+AsgiApp = Callable[
+    [
+        MutableMapping[str, Any],
+        Callable[[], Awaitable[MutableMapping[str, Any]]],
+        Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ],
+    Awaitable[None],
+]
+
+READ_SIZE = 1 << 16
+
+
+@dataclass
+class Head:
+    """What :func:`read_head` read: the parser, the request (None: not a request ``h11``
+    takes, or the peer left) and every byte read so far (for another parser to go on)."""
+
+    conn: h11.Connection
+    request: h11.Request | None
+    raw: bytes
+
+    @property
+    def path(self) -> str:
+        """The request's decoded URL path ("" without a request)."""
+        if self.request is None:
+            return ""
+        return unquote(urlsplit(self.request.target.decode("latin-1")).path)
+
+
+async def _receive(stream: trio.abc.ReceiveStream) -> bytes:
+    try:
+        return bytes(await stream.receive_some(READ_SIZE))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return b""  # reset by the peer: gone, as with a close
+
+
+async def read_head(stream: trio.abc.ReceiveStream) -> Head:
+    """Read until a whole request head is in (the caller bounds the time)."""
+    conn = h11.Connection(h11.SERVER)
+    raw = bytearray()
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            return Head(conn, None, bytes(raw))
+        if isinstance(event, h11.Request):
+            return Head(conn, event, bytes(raw))
+        if event is not h11.NEED_DATA:  # the peer closed before a whole head
+            return Head(conn, None, bytes(raw))
+        data = await _receive(stream)
+        raw += data
+        conn.receive_data(data)  # b"": end of stream
+
+
+async def respond(
+    stream: trio.abc.Stream, head: Head, status: int, text: str, *, headers: list | None = None
+) -> None:
+    """A plain-text answer to the request of ``head`` (no app involved: a refusal)."""
+    body = (text + "\n").encode()
+    fields = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        *(headers or []),
+    ]
+    try:
+        await stream.send_all(head.conn.send(h11.Response(status_code=status, headers=fields)))
+        await stream.send_all(head.conn.send(h11.Data(data=body)) or b"")
+        await stream.send_all(head.conn.send(h11.EndOfMessage()) or b"")
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def serve_asgi(
+    stream: trio.SocketStream,
+    head: Head,
+    app: AsgiApp,
+    *,
+    extra_headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+) -> None:
+    """Let ``app`` answer the request of ``head`` on ``stream``; returns when the answer is
+    out or the peer has gone (``http.disconnect`` tells the app so: an SSE stream ends).
+    ``extra_headers`` go into the answer unless the app set them."""
+    assert head.request is not None
+    conn, request = head.conn, head.request
+    parts = urlsplit(request.target.decode("latin-1"))
+    sock = stream.socket
+    try:
+        client = tuple(sock.getpeername()[:2])
+        server = tuple(sock.getsockname()[:2])
+    except OSError:
+        client = server = None  # type: ignore[assignment]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.http_version.decode(),
+        "method": request.method.decode(),
+        "scheme": "http",
+        "path": unquote(parts.path),
+        "raw_path": parts.path.encode("latin-1"),
+        "query_string": parts.query.encode("latin-1"),
+        "root_path": "",
+        "headers": [(bytes(k), bytes(v)) for k, v in request.headers],
+        "client": client,
+        "server": server,
+        "state": {},
+    }
+    gone = trio.Event()
+    state = {"body_done": False, "started": False, "finished": False}
+
+    async with trio.open_nursery() as nursery:
+
+        async def watch_close() -> None:
+            # after the body nothing more is read but the end of the stream: the client left
+            while await _receive(stream):
+                pass
+            gone.set()
+
+        async def receive() -> dict[str, Any]:
+            while not state["body_done"]:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError:
+                    break
+                if event is h11.NEED_DATA:
+                    data = await _receive(stream)
+                    conn.receive_data(data)
+                    continue
+                if isinstance(event, h11.Data):
+                    return {"type": "http.request", "body": bytes(event.data), "more_body": True}
+                if isinstance(event, h11.EndOfMessage):
+                    state["body_done"] = True
+                    nursery.start_soon(watch_close)
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                break  # the peer closed mid-body
+            if not state["body_done"]:
+                gone.set()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def write(data: bytes | None) -> None:
+            if data and not gone.is_set():
+                try:
+                    await stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    gone.set()  # the app hears it from receive(); what it sends is dropped
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            kind = message["type"]
+            if kind == "http.response.start" and not state["started"]:
+                state["started"] = True
+                fields = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+                names = {k.lower() for k, _ in fields}
+                fields += [(k, v) for k, v in extra_headers if k.lower() not in names]
+                fields.append((b"connection", b"close"))
+                await write(conn.send(h11.Response(status_code=message["status"], headers=fields)))
+            elif kind == "http.response.body" and state["started"] and not state["finished"]:
+                body = message.get("body", b"")
+                if body:
+                    await write(conn.send(h11.Data(data=body)))
+                if not message.get("more_body", False):
+                    state["finished"] = True
+                    await write(conn.send(h11.EndOfMessage()))
+            else:
+                raise RuntimeError(f"ASGI message {kind!r} out of order")
+
+        try:
+            await app(scope, receive, send)
+        finally:
+            if not state["started"]:
+                await respond(stream, head, 500, "internal error: no answer")
+            nursery.cancel_scope.cancel()
+    with trio.CancelScope(shield=True):
+        try:
+            await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await stream.aclose()
