@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -37,6 +38,13 @@ AsgiApp = Callable[
 ]
 
 READ_SIZE = 1 << 16
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 @dataclass
@@ -93,7 +101,8 @@ async def respond(
         *(headers or []),
     ]
     try:
-        await stream.send_all(head.conn.send(h11.Response(status_code=status, headers=fields)))
+        response = h11.Response(status_code=status, headers=fields, reason=_reason(status))
+        await stream.send_all(head.conn.send(response))
         await stream.send_all(head.conn.send(h11.Data(data=body)) or b"")
         await stream.send_all(head.conn.send(h11.EndOfMessage()) or b"")
     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -182,7 +191,9 @@ async def serve_asgi(
                 names = {k.lower() for k, _ in fields}
                 fields += [(k, v) for k, v in extra_headers if k.lower() not in names]
                 fields.append((b"connection", b"close"))
-                await write(conn.send(h11.Response(status_code=message["status"], headers=fields)))
+                status = message["status"]
+                response = h11.Response(status_code=status, headers=fields, reason=_reason(status))
+                await write(conn.send(response))
             elif kind == "http.response.body" and state["started"] and not state["finished"]:
                 body = message.get("body", b"")
                 if body:
