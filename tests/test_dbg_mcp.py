@@ -195,7 +195,7 @@ async def test_endpoint_refuses_other_hosts_and_origins_and_keeps_the_other_path
                 return _request(port, head, body)
 
             status, text = await trio.to_thread.run_sync(post, f"Host: evil.example:{port}")
-            assert (status, text) == (403, b"host not allowed: open the debugger by its own address\n")
+            assert status == 403 and text.startswith(b"host not allowed: ")
             own = f"Host: 127.0.0.1:{port}"
             status, text = await trio.to_thread.run_sync(post, own, "Origin: http://evil.example")
             assert (status, text) == (403, b"origin not allowed: http://evil.example\n")
