@@ -166,6 +166,12 @@ class DbgMcp:
     def __init__(self, ui_timeout: float = UI_TIMEOUT) -> None:
         self.app: DebuggerApp | None = None
         self.ui_timeout = ui_timeout
+        self._manager: StreamableHTTPSessionManager | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Serve sessions while entered. The SDK's objects are made here, in the run that
+        serves them: anyio's locks take the async library of the thread that makes them."""
         server: Server[Any] = Server(
             "am-dbg",
             version=_version(),
@@ -174,12 +180,13 @@ class DbgMcp:
             on_call_tool=self._call_tool,
         )
         # Host and Origin are checked by the web server for every path (dbg.web)
-        self.manager = StreamableHTTPSessionManager(server)
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        async with self.manager.run():
-            yield
+        manager = StreamableHTTPSessionManager(server)
+        async with manager.run():
+            self._manager = manager
+            try:
+                yield
+            finally:
+                self._manager = None
 
     async def __call__(
         self,
@@ -187,7 +194,9 @@ class DbgMcp:
         receive: Callable[..., Any],
         send: Callable[..., Any],
     ) -> None:
-        await self.manager.handle_request(scope, receive, send)
+        if self._manager is None:
+            raise RuntimeError("DbgMcp is served only while running() is entered")
+        await self._manager.handle_request(scope, receive, send)
 
     # ----- the protocol's handlers
 

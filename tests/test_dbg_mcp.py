@@ -4,6 +4,7 @@ guards in-process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -224,3 +225,42 @@ async def test_endpoint_refuses_other_hosts_and_origins_and_keeps_the_other_path
                     lambda c: "web-bar" in c.machines and len(c.machines["web-bar"].txs) == 1
                 )
             nursery.cancel_scope.cancel()
+
+
+def test_headless_app_screen_over_mcp(tmp_path: Path):
+    """Without a terminal (Textual's headless mode, as under its test pilot) TextScreen is the
+    compositor's screen, and the tools reach the app from the web server's trio thread."""
+    asyncio.run(_headless_app(tmp_path))
+
+
+async def _headless_app(tmp_path: Path) -> None:
+    from dbg.dump import read_dump
+    from dbg.mcp import DbgMcp
+    from dbg.ui.app import DebuggerApp
+    from dbg.ui.live import LiveServer, LockedCollector
+    from dbg.ui.session import Session
+    from dbg.web import WebServer
+
+    collector = LockedCollector()
+    collector.load(read_dump(GO_DUMP))
+    remote = DbgMcp()
+    server = WebServer(collector, tmp_path, "127.0.0.1", 0, diagrams=False, mcp=remote)
+    live = LiveServer(collector, "127.0.0.1", 0, None)
+    live.services.append(server.serve)
+    app = DebuggerApp(Session(collector, tail=True), out_dir=tmp_path, live=live)
+    remote.app = app
+    async with app.run_test(size=(120, 30)) as pilot:
+        async with asyncio.timeout(60):
+            while server.bound is None:
+                await pilot.pause(0.05)
+            async with Client(f"http://127.0.0.1:{server.bound}/mcp") as client:
+                err, steps = await _call(client, "GoToMachAddr", url="mach://sim-p11")
+                assert not err and steps.startswith("# mach://sim-p11/")
+                assert app.session.mach == "sim-p11"
+                at = app.session.index
+                err, _ = await _call(client, "PressKey", key="home")
+                assert not err and app.session.index == 0 != at
+                err, screen = await _call(client, "TextScreen")
+                lines = screen.splitlines()
+                assert len(lines) == 30 and max(len(line) for line in lines) <= 120
+                assert str(app.session.addr()) in lines[0] and "Transition 1 /" in screen
