@@ -139,6 +139,12 @@ def dbg(
         "AI agents: TextScreen, TextLog, TextLogReader, TextClients, TextHelp, NetworkGraph, "
         "TransitionSteps, GoToMachAddr(url), PressKey(key).",
     ),
+    ui_headless: bool = typer.Option(
+        False,
+        "--ui-headless",
+        help="Run the UI without a terminal (off-screen, 160x50) until Ctrl-C / SIGTERM: "
+        "for remote control over MCP (TextScreen shows its screen) and the web viewer.",
+    ),
     view_tail: bool = typer.Option(
         True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
     ),
@@ -226,6 +232,7 @@ def dbg(
             {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web, mcp=ui_mcp,
+            offscreen=ui_headless,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -246,6 +253,8 @@ def dbg(
     )
 
 
+#: the terminal size --ui-headless draws for
+OFFSCREEN = (160, 50)
 _VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
 _THEMES = ("dark", "light")
 
@@ -270,6 +279,7 @@ def _ui(
     graph_text: bool = False,
     web: bool = True,
     mcp: bool = True,
+    offscreen: bool = False,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
@@ -328,12 +338,13 @@ def _ui(
         session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
+        quit_on_signals=offscreen,
     )  # fmt: skip
     if remote is not None:
         remote.app = app
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
-    app.run()
+    app.run(headless=offscreen, size=OFFSCREEN if offscreen else None)
     if live is not None and live.error is not None:
         say("dbg", f"the collector stopped: {live.error}")
     typer.echo(f"Clients: {len(collector.machines)}")

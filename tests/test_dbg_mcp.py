@@ -264,3 +264,49 @@ async def _headless_app(tmp_path: Path) -> None:
                 lines = screen.splitlines()
                 assert len(lines) == 30 and max(len(line) for line in lines) <= 120
                 assert str(app.session.addr()) in lines[0] and "Transition 1 /" in screen
+
+
+async def _scenario_18(url: str) -> None:
+    with trio.fail_after(60):
+        async with Client(url) as client:
+            err, log = await _call(client, "GoToMachAddr", url="mach://sim-p3")
+            err, log = await _call(client, "TextLog")
+            tx = re.findall(r"^## ([0-9a-f]+) t\d+", log, re.M)[2]
+            err, steps = await _call(client, "GoToMachAddr", url=f"mach://sim-p3/{tx}")
+            assert not err and steps.startswith(f"# mach://sim-p3/{tx}\n")
+            err, screen = await _call(client, "TextScreen")
+            assert not err and f"mach://sim-p3/{tx}" in screen.splitlines()[0]
+            assert "Transition 3 /" in screen and len(screen.splitlines()) == 50
+
+
+def test_ui_headless_runs_off_screen_for_mcp_and_quits_on_sigterm(tmp_path: Path):
+    """--ui-headless: no terminal at all (stdout is a pipe); the screen is drawn off-screen
+    (160x50) for TextScreen; SIGTERM quits as Ctrl+Q does."""
+    import signal
+    import subprocess
+
+    port = _free_pair()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "dbg", "--ui-headless", "-i", str(GO_DUMP),
+         "mach://sim-p11", "-l", f"127.0.0.1:{port}", "-d", str(tmp_path)],
+        env=_env(), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not (lines and lines[-1].startswith("am dbg: MCP ")):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line)
+        url = lines[-1].split()[-1]
+        assert url == f"http://127.0.0.1:{port + 1}/mcp"
+        trio.run(_scenario_18, url)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Clients: 107" in out and "Transitions: 7605" in out
