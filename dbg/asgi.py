@@ -16,7 +16,7 @@ WebSockets) are written against the relay's connection driver, and stay as they 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -114,105 +114,124 @@ async def serve_asgi(
     head: Head,
     app: AsgiApp,
     *,
-    extra_headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
-    """Let ``app`` answer the request of ``head`` on ``stream``; returns when the answer is
-    out or the peer has gone (``http.disconnect`` tells the app so: an SSE stream ends).
-    ``extra_headers`` go into the answer unless the app set them."""
-    assert head.request is not None
-    conn, request = head.conn, head.request
-    parts = urlsplit(request.target.decode("latin-1"))
-    sock = stream.socket
+    """Let ``app`` answer the request of ``head`` on ``stream``, then close the stream.
+    Returns when the answer is out or the peer has gone (``http.disconnect`` tells the app
+    so: an SSE stream ends). ``extra_headers`` go into the answer unless the app set them."""
     try:
-        client = tuple(sock.getpeername()[:2])
-        server = tuple(sock.getsockname()[:2])
-    except OSError:
-        client = server = None  # type: ignore[assignment]
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": request.http_version.decode(),
-        "method": request.method.decode(),
-        "scheme": "http",
-        "path": unquote(parts.path),
-        "raw_path": parts.path.encode("latin-1"),
-        "query_string": parts.query.encode("latin-1"),
-        "root_path": "",
-        "headers": [(bytes(k), bytes(v)) for k, v in request.headers],
-        "client": client,
-        "server": server,
-        "state": {},
-    }
-    gone = trio.Event()
-    state = {"body_done": False, "started": False, "finished": False}
-
-    async with trio.open_nursery() as nursery:
-
-        async def watch_close() -> None:
-            # after the body nothing more is read but the end of the stream: the client left
-            while await _receive(stream):
+        async with trio.open_nursery() as nursery:
+            exchange = _Exchange(stream, head, nursery, extra_headers)
+            try:
+                await app(exchange.scope(), exchange.receive, exchange.send)
+            finally:
+                if not exchange.started:
+                    await respond(stream, head, 500, "internal error: no answer")
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            try:
+                await stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-            gone.set()
+            await stream.aclose()
 
-        async def receive() -> dict[str, Any]:
-            while not state["body_done"]:
-                try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError:
-                    break
-                if event is h11.NEED_DATA:
-                    data = await _receive(stream)
-                    conn.receive_data(data)
-                    continue
-                if isinstance(event, h11.Data):
-                    return {"type": "http.request", "body": bytes(event.data), "more_body": True}
-                if isinstance(event, h11.EndOfMessage):
-                    state["body_done"] = True
-                    nursery.start_soon(watch_close)
-                    return {"type": "http.request", "body": b"", "more_body": False}
-                break  # the peer closed mid-body
-            if not state["body_done"]:
-                gone.set()
-            await gone.wait()
-            return {"type": "http.disconnect"}
 
-        async def write(data: bytes | None) -> None:
-            if data and not gone.is_set():
-                try:
-                    await stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    gone.set()  # the app hears it from receive(); what it sends is dropped
+class _Exchange:
+    """One request and its answer, as ASGI's ``receive`` and ``send``."""
 
-        async def send(message: MutableMapping[str, Any]) -> None:
-            kind = message["type"]
-            if kind == "http.response.start" and not state["started"]:
-                state["started"] = True
-                fields = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-                names = {k.lower() for k, _ in fields}
-                fields += [(k, v) for k, v in extra_headers if k.lower() not in names]
-                fields.append((b"connection", b"close"))
-                status = message["status"]
-                response = h11.Response(status_code=status, headers=fields, reason=_reason(status))
-                await write(conn.send(response))
-            elif kind == "http.response.body" and state["started"] and not state["finished"]:
-                body = message.get("body", b"")
-                if body:
-                    await write(conn.send(h11.Data(data=body)))
-                if not message.get("more_body", False):
-                    state["finished"] = True
-                    await write(conn.send(h11.EndOfMessage()))
-            else:
-                raise RuntimeError(f"ASGI message {kind!r} out of order")
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        head: Head,
+        nursery: trio.Nursery,
+        extra_headers: Sequence[tuple[bytes, bytes]],
+    ) -> None:
+        assert head.request is not None
+        self.stream, self.head, self.request = stream, head, head.request
+        self.conn, self.nursery, self.extra_headers = head.conn, nursery, extra_headers
+        self.gone = trio.Event()  # the peer closed (or the socket broke)
+        self.body_done = self.started = self.finished = False
 
+    def scope(self) -> dict[str, Any]:
+        request = self.request
+        parts = urlsplit(request.target.decode("latin-1"))
+        sock = self.stream.socket
+        client: tuple | None = None
+        server: tuple | None = None
         try:
-            await app(scope, receive, send)
-        finally:
-            if not state["started"]:
-                await respond(stream, head, 500, "internal error: no answer")
-            nursery.cancel_scope.cancel()
-    with trio.CancelScope(shield=True):
-        try:
-            await stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            client, server = tuple(sock.getpeername()[:2]), tuple(sock.getsockname()[:2])
+        except OSError:
             pass
-        await stream.aclose()
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": request.http_version.decode(),
+            "method": request.method.decode(),
+            "scheme": "http",
+            "path": unquote(parts.path),
+            "raw_path": parts.path.encode("latin-1"),
+            "query_string": parts.query.encode("latin-1"),
+            "root_path": "",
+            "headers": [(bytes(k), bytes(v)) for k, v in request.headers],
+            "client": client,
+            "server": server,
+            "state": {},
+        }
+
+    async def _watch_close(self) -> None:
+        # after the body only the end of the stream is read: the client left
+        while await _receive(self.stream):
+            pass
+        self.gone.set()
+
+    async def receive(self) -> dict[str, Any]:
+        conn = self.conn
+        while not self.body_done:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                break
+            if event is h11.NEED_DATA:
+                conn.receive_data(await _receive(self.stream))
+            elif isinstance(event, h11.Data):
+                return {"type": "http.request", "body": bytes(event.data), "more_body": True}
+            elif isinstance(event, h11.EndOfMessage):
+                self.body_done = True
+                self.nursery.start_soon(self._watch_close)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            else:
+                break  # the peer closed mid-body
+        if not self.body_done:
+            self.gone.set()
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _write(self, event: h11.Event) -> None:
+        data = self.conn.send(event)
+        if data and not self.gone.is_set():
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.gone.set()  # the app hears it from receive(); what it sends is dropped
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and not self.started:
+            self.started = True
+            fields = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+            names = {k.lower() for k, _ in fields}
+            fields += [(k, v) for k, v in self.extra_headers if k.lower() not in names]
+            fields.append((b"connection", b"close"))
+            status = message["status"]
+            await self._write(
+                h11.Response(status_code=status, headers=fields, reason=_reason(status))
+            )
+        elif kind == "http.response.body" and self.started and not self.finished:
+            if body := message.get("body", b""):
+                await self._write(h11.Data(data=body))
+            if not message.get("more_body", False):
+                self.finished = True
+                await self._write(h11.EndOfMessage())
+        else:
+            raise RuntimeError(f"ASGI message {kind!r} out of order")

@@ -20,22 +20,24 @@ at most one string argument need no signature introspection.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
-from mcp import types
-from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from dbg.ui import remote
 from dbg.ui.address import AddrError
 
 if TYPE_CHECKING:
+    from mcp import types
+    from mcp.server.context import ServerRequestContext
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
     from dbg.ui.app import DebuggerApp
 
 __all__ = ["TOOLS", "DbgMcp"]
@@ -57,16 +59,30 @@ class ToolFailure(Exception):
     """A tool could not do its job; the message (one line) goes to the client."""
 
 
-def _tool(name: str, description: str, arg: tuple[str, str] | None = None) -> types.Tool:
-    schema: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
-    if arg is not None:
-        schema["properties"][arg[0]] = {"type": "string", "description": arg[1]}
-        schema["required"] = [arg[0]]
-    return types.Tool(name=name, description=description, input_schema=schema)
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its name, what it returns (for the agent), its string argument if any."""
+
+    name: str
+    description: str
+    arg: tuple[str, str] | None = None  # (name, description)
+
+    @property
+    def required(self) -> list[str]:
+        return [] if self.arg is None else [self.arg[0]]
+
+    def tool(self) -> types.Tool:
+        from mcp import types
+
+        schema: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+        if self.arg is not None:
+            schema["properties"][self.arg[0]] = {"type": "string", "description": self.arg[1]}
+            schema["required"] = self.required
+        return types.Tool(name=self.name, description=self.description, input_schema=schema)
 
 
 TOOLS = (
-    _tool(
+    ToolSpec(
         "TextScreen",
         "The debugger's terminal screen as plain text, row by row as the terminal shows it: "
         "the address bar (mach://MACHINE/TX), the machine list, the selected machine's schema "
@@ -74,43 +90,43 @@ TOOLS = (
         "timelines ('Transition N / M'), the toolbar and the status bar. Call it after "
         "GoToMachAddr or PressKey to see what they did.",
     ),
-    _tool(
+    ToolSpec(
         "TextLog",
         "The selected machine's log as the log pane filters it: a '## TX_ID tTIME_SUM' heading "
         "per transition ('(current)' marks the cursor's), then that transition's log lines "
         "(+State / -State changes, handlers, errors). Can be long: the whole history.",
     ),
-    _tool(
+    ToolSpec(
         "TextLogReader",
         "What the log reader pane extracts from the current transition, a line per entry: Tx "
         "(id, mutation type, called states), Source (the machine and transition that caused "
         "it, or auto/local), Caused (transitions it caused elsewhere), Pipe-in/Pipe-out, "
         "Handlers run, Args, Queue, Time, Trace.",
     ),
-    _tool(
+    ToolSpec(
         "TextClients",
         "Every machine the debugger knows, one per line in the machine list's order (children "
         "indented under their parent): id, connected or disconnected, transition count, "
         "parent and tags. The ids are what GoToMachAddr takes.",
     ),
-    _tool(
+    ToolSpec(
         "TextHelp",
         "The help screen as text: every key and what it does (the names PressKey takes), the "
         "legend of the markers and colours, and the debugger's addresses.",
     ),
-    _tool(
+    ToolSpec(
         "NetworkGraph",
         "The network of machines at the cursor's time as XML (graph.xml): <machine id time> "
         "elements nested under their parents, each with its <state tick active auto multi> "
         "children and their relations, pipes and RPC links between machines.",
     ),
-    _tool(
+    ToolSpec(
         "TransitionSteps",
         "The current transition (tx.md): its address mach://MACHINE/TX, RFC3339 time, "
         "'[mutation type] called states', then a '- step' line per resolution step (states "
         "requested, added or removed by relations, handlers run, cancellation).",
     ),
-    _tool(
+    ToolSpec(
         "GoToMachAddr",
         "Move the cursor as the address bar does, and return the transition now current "
         "(as TransitionSteps). An unknown machine or transition is an error naming it.",
@@ -121,7 +137,7 @@ TOOLS = (
             "mach://ID?t=N picks by machine time sum",
         ),
     ),
-    _tool(
+    ToolSpec(
         "PressKey",
         "Press one key in the debugger as from its terminal, and wait until the screen shows "
         "its effect; returns the address and the focused pane (TextScreen shows the rest). "
@@ -149,6 +165,8 @@ _UI_TOOLS: dict[str, Callable[..., Any]] = {
 
 
 def _text(text: str, *, error: bool = False) -> types.CallToolResult:
+    from mcp import types
+
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=error)
 
 
@@ -171,7 +189,13 @@ class DbgMcp:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Serve sessions while entered. The SDK's objects are made here, in the run that
-        serves them: anyio's locks take the async library of the thread that makes them."""
+        serves them: anyio's locks take the async library of the thread that makes them. The
+        SDK is imported here too, in a worker thread: it takes about 2 s, which neither the UI
+        nor the collector should wait for."""
+        await trio.to_thread.run_sync(importlib.import_module, "mcp.server.lowlevel")
+        from mcp.server.lowlevel import Server
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
         server: Server[Any] = Server(
             "am-dbg",
             version=_version(),
@@ -203,7 +227,9 @@ class DbgMcp:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=list(TOOLS))
+        from mcp import types
+
+        return types.ListToolsResult(tools=[t.tool() for t in TOOLS])
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -212,7 +238,7 @@ class DbgMcp:
         if tool is None:
             return _text(f"unknown tool {params.name!r}; tools: {', '.join(_BY_NAME)}", error=True)
         args = dict(params.arguments or {})
-        wanted = tool.input_schema.get("required", [])
+        wanted = tool.required
         extra = set(args) - set(wanted)
         for name in wanted:
             if not isinstance(args.get(name), str):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-from contextlib import AsyncExitStack
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +53,8 @@ log = logging.getLogger("dbg.web")
 
 VIEWER_TYPES = ("mach", "graph")
 MCP_PATH = "/mcp"
+#: seconds a request to /mcp waits for the endpoint to start (see WebServer._serve_mcp)
+MCP_START_TIMEOUT = 30.0
 HOST_REFUSED = "host not allowed: open the debugger by its own address"
 #: Largest WebSocket message taken on /dbg.ws (a telemetry frame is at most 16 MiB).
 MAX_MESSAGE = 17 << 20
@@ -88,6 +89,8 @@ class WebServer:
         self._own_hosts: frozenset[str] | None = None  # None: bound to every interface
         self._token: trio.lowlevel.TrioToken | None = None
         self._viewers: dict[str, set[_Viewer]] = {t: set() for t in VIEWER_TYPES}
+        self._mcp_ready = trio.Event()
+        self._mcp_state = "the MCP endpoint is starting"  # "" once it serves
 
     @property
     def url(self) -> str:
@@ -106,12 +109,24 @@ class WebServer:
         if self.host not in ("", "0.0.0.0", "::"):
             origins = own_origins([self.host], self.bound)
             self._own_hosts = frozenset(o.removeprefix("http://") for o in origins)
-        async with AsyncExitStack() as stack:
+        async with trio.open_nursery() as nursery:
             if self.mcp is not None:
-                await stack.enter_async_context(self.mcp.running())
-            nursery = await stack.enter_async_context(trio.open_nursery())
+                nursery.start_soon(self._serve_mcp, self.mcp)
             nursery.start_soon(trio.serve_listeners, self._connection, listeners)
             task_status.started(self.bound)
+
+    async def _serve_mcp(self, mcp: DbgMcp) -> None:
+        """Run the MCP sessions beside the port, without holding up its start (the SDK loads
+        for a while); a failure is one log line and a 503 on /mcp, the port goes on."""
+        try:
+            async with mcp.running():
+                self._mcp_state = ""
+                self._mcp_ready.set()
+                await trio.sleep_forever()
+        except Exception as err:
+            log.exception("dbg: the MCP endpoint failed")
+            self._mcp_state = f"the MCP endpoint failed: {err}"
+            self._mcp_ready.set()
 
     def refresh(self, types: set[str]) -> None:
         """Tell the open viewers of ``types`` to reload (thread-safe)."""
@@ -163,19 +178,26 @@ class WebServer:
         for name, value in head.request.headers:
             fields.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
         hosts, origins = fields.get("host", []), fields.get("origin", [])
+        refusal: tuple[int, str] | None = None
         if not self._host_allowed(hosts):
-            await respond(stream, head, 403, HOST_REFUSED)
+            refusal = (403, HOST_REFUSED)
         elif origins and (len(hosts) != 1 or origins != [f"http://{hosts[0].strip().lower()}"]):
             # a page of another site (the MCP client itself sends no Origin)
-            await respond(stream, head, 403, f"origin not allowed: {origins[0]}")
+            refusal = (403, f"origin not allowed: {origins[0]}")
         else:
-            try:
-                await serve_asgi(stream, head, mcp, extra_headers=[(b"cache-control", b"no-cache")])
-            except Exception:  # one request's failure must not take the server down
-                log.exception("dbg: an MCP request failed")
+            with trio.move_on_after(MCP_START_TIMEOUT):
+                await self._mcp_ready.wait()
+            if self._mcp_state:
+                refusal = (503, self._mcp_state)
+        if refusal is not None:
+            await respond(stream, head, *refusal)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
             return
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        try:
+            await serve_asgi(stream, head, mcp, extra_headers=[(b"cache-control", b"no-cache")])
+        except Exception:  # one request's failure must not take the server down
+            log.exception("dbg: an MCP request failed")
 
     async def _http(self, conn: Connection, request: Request, path: str) -> None:
         if path == "/":
