@@ -130,7 +130,7 @@ def dbg(
         True,
         "--ui-web/--no-ui-web",
         help="With the UI: HTTP on the WebSocket port (listen port + 1): an index of --dir, "
-        "/viewer/mach and /viewer/graph (live diagrams), the files of --dir.",
+        "/viewer/mach and /viewer/graph (live diagrams), /mcp (--ui-mcp), the files of --dir.",
     ),
     ui_mcp: bool = typer.Option(
         True,
