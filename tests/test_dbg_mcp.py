@@ -215,6 +215,8 @@ async def test_endpoint_refuses_other_hosts_and_origins_and_keeps_the_other_path
             assert status == 200 and f"http://127.0.0.1:{port}/mcp".encode() in page
             get = f"GET /tx.md HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
             assert await trio.to_thread.run_sync(_request, port, get) == (200, b"# mach://x\n")
+            status, text = await trio.to_thread.run_sync(_request, port, "NOT HTTP\r\n\r\n")
+            assert status == 400 and text.startswith(b"bad HTTP request: ")
             box = Outbox()
             m = Machine({"A": State()}, id="web-bar", logger=lambda *_: None)
             DbgTracer(box).attach(m)
