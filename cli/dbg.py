@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import astuple
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -323,10 +324,13 @@ def _ui(
             info += f"; web: http://{host}:{wsp}/"
             if remote is not None:
                 info += f"; MCP: http://{host}:{wsp}/mcp"
-            # the reference prints its addresses; they stay on the terminal above the UI's
-            print(f"am dbg: web http://{host}:{wsp}/", flush=True)
-            if remote is not None:
-                print(f"am dbg: MCP http://{host}:{wsp}/mcp", flush=True)
+        if server is not None:
+            # the reference prints its addresses: above the terminal UI's screen, before it
+            # opens; off-screen, once the port listens (an agent may connect at once)
+            if offscreen:
+                live.services.append(partial(_announce, server))
+            elif wsp:
+                print(_addresses(server.mcp is not None, host, wsp), flush=True)
     session = Session(
         collector,
         filters=Filters(set(filters_on)),
@@ -351,6 +355,20 @@ def _ui(
     typer.echo(f"Transitions: {sum(len(r) for r in collector.machines.values())}")
     if live is not None and live.error is not None:
         raise typer.Exit(1)
+
+
+def _addresses(mcp: bool, host: str, port: int) -> str:
+    out = f"am dbg: web http://{host}:{port}/"
+    return out + (f"\nam dbg: MCP http://{host}:{port}/mcp" if mcp else "")
+
+
+async def _announce(server, *, task_status) -> None:
+    """A service started after the web server: prints its bound addresses and ends. Straight
+    to the process's stdout (the running app redirects ``sys.stdout``)."""
+    assert server.bound is not None
+    print(_addresses(server.mcp is not None, server.host, server.bound), flush=True,
+          file=sys.__stdout__)  # fmt: skip
+    task_status.started()
 
 
 async def _headless(
