@@ -55,6 +55,8 @@ VIEWER_TYPES = ("mach", "graph")
 MCP_PATH = "/mcp"
 #: seconds a request to /mcp waits for the endpoint to start (see WebServer._serve_mcp)
 MCP_START_TIMEOUT = 30.0
+#: seconds after the port is up before the MCP endpoint loads, unless asked for sooner
+MCP_LOAD_DELAY = 3.0
 HOST_REFUSED = "host not allowed: open the debugger by its own address"
 #: Largest WebSocket message taken on /dbg.ws (a telemetry frame is at most 16 MiB).
 MAX_MESSAGE = 17 << 20
@@ -89,6 +91,7 @@ class WebServer:
         self._own_hosts: frozenset[str] | None = None  # None: bound to every interface
         self._token: trio.lowlevel.TrioToken | None = None
         self._viewers: dict[str, set[_Viewer]] = {t: set() for t in VIEWER_TYPES}
+        self._mcp_wanted = trio.Event()  # a request came to /mcp
         self._mcp_ready = trio.Event()
         self._mcp_state = "the MCP endpoint is starting"  # "" once it serves
 
@@ -116,8 +119,12 @@ class WebServer:
             task_status.started(self.bound)
 
     async def _serve_mcp(self, mcp: DbgMcp) -> None:
-        """Run the MCP sessions beside the port, without holding up its start (the SDK loads
-        for a while); a failure is one log line and a 503 on /mcp, the port goes on."""
+        """Run the MCP sessions beside the port, without holding up its start: the SDK's
+        imports take ~2 s of CPU, so they wait for :data:`MCP_LOAD_DELAY` (the UI's first
+        screen) unless a client asks sooner. A failure is one log line and a 503 on /mcp, the
+        port goes on."""
+        with trio.move_on_after(MCP_LOAD_DELAY):
+            await self._mcp_wanted.wait()
         try:
             async with mcp.running():
                 self._mcp_state = ""
@@ -185,6 +192,7 @@ class WebServer:
             # a page of another site (the MCP client itself sends no Origin)
             refusal = (403, f"origin not allowed: {origins[0]}")
         else:
+            self._mcp_wanted.set()
             with trio.move_on_after(MCP_START_TIMEOUT):
                 await self._mcp_ready.wait()
             if self._mcp_state:
