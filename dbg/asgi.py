@@ -38,6 +38,8 @@ AsgiApp = Callable[
 ]
 
 READ_SIZE = 1 << 16
+#: seconds a request body may pause between reads
+BODY_TIMEOUT = 10.0
 
 
 def _reason(status: int) -> bytes:
@@ -193,7 +195,10 @@ class _Exchange:
             except h11.RemoteProtocolError:
                 break
             if event is h11.NEED_DATA:
-                conn.receive_data(await _receive(self.stream))
+                data = b""  # a client that stops sending its body counts as gone
+                with trio.move_on_after(BODY_TIMEOUT):
+                    data = await _receive(self.stream)
+                conn.receive_data(data)
             elif isinstance(event, h11.Data):
                 return {"type": "http.request", "body": bytes(event.data), "more_body": True}
             elif isinstance(event, h11.EndOfMessage):

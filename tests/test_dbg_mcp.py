@@ -170,7 +170,9 @@ def _request(port: int, head: str, body: bytes = b"") -> tuple[int, bytes]:
 
 
 @pytest.mark.trio
-async def test_endpoint_refuses_other_hosts_and_origins_and_keeps_the_other_paths(tmp_path):
+async def test_endpoint_refuses_other_hosts_and_origins_and_keeps_the_other_paths(
+    tmp_path, monkeypatch
+):
     import trio_websocket
 
     from dbg.collector import Collector
@@ -203,6 +205,20 @@ async def test_endpoint_refuses_other_hosts_and_origins_and_keeps_the_other_path
             # the server's own page may call it (same origin)
             status, _ = await trio.to_thread.run_sync(post, own, f"Origin: http://127.0.0.1:{port}")
             assert status != 403
+
+            # a body that stops half-way: the connection ends, the server goes on
+            monkeypatch.setattr("dbg.asgi.BODY_TIMEOUT", 0.3)
+            stalled = await trio.open_tcp_stream("127.0.0.1", port)
+            await stalled.send_all(
+                f"POST /mcp HTTP/1.1\r\n{own}\r\nContent-Type: application/json\r\n"
+                "Accept: application/json, text/event-stream\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:10]
+            )
+            with trio.fail_after(10):
+                while await stalled.receive_some():
+                    pass
+            await stalled.aclose()
 
             # without a UI: a tool error, not a failure
             async with Client(f"http://127.0.0.1:{port}/mcp") as client:
