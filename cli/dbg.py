@@ -138,7 +138,7 @@ def dbg(
         "--ui-mcp/--no-ui-mcp",
         help="With --ui-web: an MCP endpoint (Streamable HTTP) at http://HOST:PORT+1/mcp, for "
         "AI agents: TextScreen, TextLog, TextLogReader, TextClients, TextHelp, NetworkGraph, "
-        "TransitionSteps, GoToMachAddr(url), PressKey(key).",
+        "TransitionSteps, GoToMachAddr(url), PressKey(key), ToggleTool(tool).",
     ),
     ui_headless: bool = typer.Option(
         False,

@@ -2,8 +2,9 @@
 
 An AI agent, or any Model Context Protocol client, reads what the debugger shows and drives
 it with the tools of the reference (C.3): ``TextScreen``, ``TextLog``, ``TextLogReader``,
-``TextClients``, ``TextHelp``, ``NetworkGraph``, ``TransitionSteps``, ``GoToMachAddr`` and
-``PressKey``.
+``TextClients``, ``TextHelp``, ``NetworkGraph``, ``TransitionSteps``, ``GoToMachAddr``,
+``PressKey`` and ``ToggleTool`` (the filters and the view's switches; the reference's flips
+its own debugger machine's states, which this debugger has none of).
 
 The protocol is the official SDK's (PyPI ``mcp``): its low-level ``Server`` lists and calls
 the tools, its ``StreamableHTTPSessionManager`` does sessions, JSON-RPC and the Streamable HTTP
@@ -14,7 +15,7 @@ DELETE ending a session) as an ASGI application, which :mod:`dbg.web` serves thr
 through :meth:`textual.app.App.call_from_thread` (:mod:`dbg.ui.remote` holds their UI half).
 
 Why the low-level ``Server`` and not ``MCPServer``: ``MCPServer`` configures the root logger
-with a handler writing to stderr, which would draw over the terminal UI; and nine tools with
+with a handler writing to stderr, which would draw over the terminal UI; and ten tools with
 at most one string argument need no signature introspection.
 """
 
@@ -51,7 +52,8 @@ INSTRUCTIONS = (
     "am dbg, the asyncmachine debugger: every machine's transitions, stepped through in a "
     "terminal UI. TextClients lists the machines; GoToMachAddr('mach://ID/TX') moves the "
     "cursor; TransitionSteps, TextLogReader and TextLog tell what the current transition did; "
-    "TextScreen shows the whole screen; PressKey drives it like a keyboard (TextHelp lists keys)."
+    "TextScreen shows the whole screen; PressKey drives it like a keyboard (TextHelp lists keys); "
+    "ToggleTool flips filters and views."
 )
 
 
@@ -138,6 +140,20 @@ TOOLS = (
         ),
     ),
     ToolSpec(
+        "ToggleTool",
+        "Flip one of the debugger's toggles, as its key or toolbar button does, and return "
+        "its new state ('NAME on' or 'NAME off').",
+        (
+            "tool",
+            "a filter that hides transitions from navigation, counts and the log: canceled, "
+            "queued, auto, empty, health (Healthcheck/Heartbeat only), checks (Can* dry "
+            "runs), disconn (disconnected machines), rpc (aRPC and relay machines), group "
+            "(outside the selected schema group); or tail (follow new transitions), play "
+            "(2 transitions/s), rain (the rain view), reader (the log reader pane), expand "
+            "(every relation in the schema tree)",
+        ),
+    ),
+    ToolSpec(
         "PressKey",
         "Press one key in the debugger as from its terminal, and wait until the screen shows "
         "its effect; returns the address and the focused pane (TextScreen shows the rest). "
@@ -161,6 +177,7 @@ _UI_TOOLS: dict[str, Callable[..., Any]] = {
     "TransitionSteps": remote.transition,
     "GoToMachAddr": remote.go_to,
     "PressKey": remote.press,
+    "ToggleTool": remote.toggle,
 }
 
 
@@ -247,7 +264,7 @@ class DbgMcp:
             return _text(f"{tool.name} takes no {', '.join(sorted(extra))}", error=True)
         try:
             return _text(await self._run(tool.name, *(args[n] for n in wanted)))
-        except (ToolFailure, AddrError, remote.UnknownKey) as err:
+        except (ToolFailure, AddrError, remote.Refused) as err:
             return _text(str(err), error=True)
         except Exception as err:  # a bug: the client hears of it, the server keeps serving
             log.exception("dbg: MCP tool %s failed", tool.name)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GO_DUMP = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 TOOLS = {
     "TextScreen", "TextLog", "TextLogReader", "TextClients", "TextHelp", "NetworkGraph",
-    "TransitionSteps", "GoToMachAddr", "PressKey",
+    "TransitionSteps", "GoToMachAddr", "PressKey", "ToggleTool",
 }  # fmt: skip
 
 
@@ -47,9 +47,9 @@ def _free_pair() -> int:
             continue
 
 
-async def _call(client: Client, tool: str, **args: str) -> tuple[bool, str]:
-    """(is_error, text) of one tool call."""
-    result = await client.call_tool(tool, args)
+async def _call(client: Client, name: str, /, **args: str) -> tuple[bool, str]:
+    """(is_error, text) of one call of the tool ``name``."""
+    result = await client.call_tool(name, args)
     text = "".join(c.text for c in result.content if c.type == "text")
     return bool(result.is_error), text
 
@@ -114,6 +114,20 @@ async def _drive(url: str) -> None:
             assert not err and "Ctrl+Q" in text and "MCP: http://127.0.0.1:" in text
             err, text = await _call(client, "NetworkGraph")
             assert not err and text.startswith("<graph>") and 'id="sim-p2"' in text
+
+            # ToggleTool: the filters and switches, as their keys (tail moves to the end)
+            err, text = await _call(client, "ToggleTool", tool="tail")
+            assert (err, text) == (False, "tail on\n")
+            err, text = await _call(client, "ToggleTool", tool="tail")
+            assert (err, text) == (False, "tail off\n")
+            err, text = await _call(client, "ToggleTool", tool="canceled")
+            assert (err, text) == (False, "canceled on\n")
+            err, screen = await _call(client, "TextScreen")
+            assert "1:[x]canceled" in screen
+            err, text = await _call(client, "ToggleTool", tool="canceled")
+            assert (err, text) == (False, "canceled off\n")
+            err, text = await _call(client, "ToggleTool", tool="nope")
+            assert err and text.startswith("unknown toggle 'nope'; toggles: canceled, ")
 
 
 def test_real_command_is_driven_over_mcp(tmp_path: Path):

@@ -24,15 +24,18 @@ from dbg.model import MachineDump
 
 from .address import MachAddr
 from .diagrams import snapshot
+from .filters import FILTERS
 from .help import help_text
 from .log_pane import LogReader
 from .outputs import clients_text, log_text, tx_text
+from .schema_tree import SchemaTree
 
 if TYPE_CHECKING:
     from .app import DebuggerApp
 
 __all__ = [
-    "UnknownKey",
+    "TOGGLES",
+    "Refused",
     "clients",
     "go_to",
     "graph_snapshot",
@@ -42,6 +45,7 @@ __all__ = [
     "press",
     "reader",
     "screen_text",
+    "toggle",
     "transition",
 ]
 
@@ -54,8 +58,9 @@ EXTRA_KEYS = frozenset(
 _CHARS = {"enter": "\r", "tab": "\t", "escape": "\x1b", "backspace": "\x7f", "space": " "}
 
 
-class UnknownKey(ValueError):
-    """A key the debugger does not take; the message lists what it takes."""
+class Refused(ValueError):
+    """A key or toggle the debugger does not take now; the message (one line) says why and
+    lists what it takes."""
 
 
 async def _refreshed(target: Widget | DebuggerApp) -> None:
@@ -141,7 +146,7 @@ def key_names(app: DebuggerApp) -> set[str]:
 def _key_event(app: DebuggerApp, key: str) -> events.Key:
     if len(key) == 1:
         if not key.isprintable():
-            raise UnknownKey(f"unknown key {key!r}: a control character; name it (enter, tab)")
+            raise Refused(f"unknown key {key!r}: a control character; name it (enter, tab)")
         name = key
         if not key.isalnum():  # Textual names punctuation: "?" is question_mark
             name = unicodedata.name(key).lower().replace("-", "_").replace(" ", "_")
@@ -149,7 +154,7 @@ def _key_event(app: DebuggerApp, key: str) -> events.Key:
     name = key.strip().lower()
     known = key_names(app)
     if name not in known:
-        raise UnknownKey(
+        raise Refused(
             f"unknown key {key!r}; keys: {', '.join(sorted(known))}, or one printable character"
         )
     char = _CHARS.get(name)
@@ -163,7 +168,7 @@ def _key_event(app: DebuggerApp, key: str) -> events.Key:
 
 async def press(app: DebuggerApp, key: str) -> str:
     """Press ``key`` as a terminal would send it and wait until the screen shows its effect;
-    raises :class:`UnknownKey` for a key the debugger does not take. Returns where the cursor
+    raises :class:`Refused` for a key the debugger does not take. Returns where the cursor
     is and which pane has the focus."""
     event = _key_event(app, key)
     app.post_message(event)
@@ -175,3 +180,41 @@ async def press(app: DebuggerApp, key: str) -> str:
     focus = app.focused.id if app.focused is not None else None
     where = app.session.addr()
     return f"pressed {event.key}; address: {where or '-'}; focus: {focus or '-'}\n"
+
+
+#: the toggles ToggleTool flips: name -> the app's action (its key's or toolbar button's)
+TOGGLES = {
+    **{name: f"filter('{name}')" for name in FILTERS},
+    "tail": "tail",
+    "play": "play",
+    "rain": "rain",
+    "reader": "reader",
+    "expand": "relations",
+}
+
+
+def _is_on(app: DebuggerApp, name: str) -> bool:
+    s = app.session
+    if name in FILTERS:
+        return name in s.filters.on
+    return {
+        "tail": lambda: s.tail,
+        "play": lambda: s.playing,
+        "rain": lambda: "rain" in app.view,
+        "reader": lambda: app.show_reader,
+        "expand": lambda: app.query_one(SchemaTree).show_relations,
+    }[name]()
+
+
+async def toggle(app: DebuggerApp, name: str) -> str:
+    """Flip the toggle ``name`` (:data:`TOGGLES`) as its key does; returns its new state.
+    Raises :class:`Refused` for a name that is not a toggle."""
+    action = TOGGLES.get(name.strip().lower())
+    if action is None:
+        raise Refused(f"unknown toggle {name!r}; toggles: {', '.join(TOGGLES)}")
+    name = name.strip().lower()
+    if len(app.screen_stack) > 1:
+        raise Refused(f"a dialog is open: close it first (PressKey escape) to flip {name}")
+    await app.run_action(action)
+    await _refreshed(app)
+    return f"{name} {'on' if _is_on(app, name) else 'off'}\n"
