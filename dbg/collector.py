@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import math
 import os
 import sys
 import time
@@ -300,6 +301,10 @@ class MachineRecord:
         self._pending.take(limit, self._txs, self.schema.tx_id_prefix, self._bad)
         return self._txs
 
+    def dump(self) -> MachineDump:
+        """This machine for a dump: its schema, a copy of its history, when it went."""
+        return MachineDump(self.schema, list(self.txs), gone_ns=self.gone_ns)
+
     def latest_clocks(self) -> list[int]:
         """Clocks after the newest transition without parsing the pending ones ([] when
         none): summaries such as the UI's machine list stay cheap while data streams in."""
@@ -377,10 +382,12 @@ class Collector:
     def connect(self) -> str:
         return f"conn-{next(self._conn_ids)}"
 
-    def disconnect(self, conn_id: str) -> None:
-        """Mark the machines of ``conn_id`` disconnected and gone now (their history
-        stays)."""
-        now = time.time_ns()
+    def disconnect(self, conn_id: str, *, gone: bool = True) -> None:
+        """Mark the machines of ``conn_id`` disconnected (their history stays) and, when the
+        producer ended the connection (``gone``), gone now. A connection that ends because
+        the debugger stops says nothing about the machines: they stay not gone, so the
+        dump written on exit keeps their pipes."""
+        now = time.time_ns() if gone else 0
         for rec in self.machines.values():
             if rec.conn_id == conn_id and rec.connected:
                 rec.connected, rec.gone_ns = False, now
@@ -506,7 +513,7 @@ class Collector:
             return
         gone = list(machines.values())
         if self.on_clean is not None:
-            self.on_clean([MachineDump(r.schema, list(r.txs)) for r in gone])
+            self.on_clean([r.dump() for r in gone])
         machines.clear()
         self.cleaned += len(gone)
         log.info("dbg: a new connection, all machines disconnected: dropped %d", len(gone))
@@ -585,14 +592,14 @@ class Collector:
 
     def dumps(self) -> list[MachineDump]:
         """Every machine with its history, ready for :func:`dbg.dump.write_dump`."""
-        return [MachineDump(rec.schema, list(rec.txs)) for rec in self.machines.values()]
+        return [rec.dump() for rec in self.machines.values()]
 
     def rotate(self) -> list[MachineDump]:
         """Every machine's schema with the transitions since the last rotation, which are
         then dropped from memory (schemas stay, so each rotated dump loads on its own)."""
         out = []
         for rec in self.machines.values():
-            out.append(MachineDump(rec.schema, rec.txs))
+            out.append(MachineDump(rec.schema, rec.txs, gone_ns=rec.gone_ns))
             rec.txs = []
         self.buffered = 0
         return out
@@ -604,6 +611,7 @@ class Collector:
             rec = MachineRecord(d.schema, "import", connected=False, imported=True)
             if isinstance(d, MachineDump):
                 rec.txs = list(d.txs)
+                rec.gone_ns = d.gone_ns
             else:
                 rec._pending.add(Items(list(d.raw), _no_prefix(d.parse), d.clocks))
             self.machines[d.schema.id] = rec
@@ -646,6 +654,15 @@ def _feed(collector: Collector, session: _Session, data: bytes) -> bool:
     return True
 
 
+def end_session(collector: Collector, conn_id: str) -> None:
+    """A producer's connection ended (call it from the connection task's ``finally``): its
+    machines are gone, unless the end is the debugger's own (its task cancelled, it stops)."""
+    import trio
+
+    stopping = trio.current_effective_deadline() == -math.inf
+    collector.disconnect(conn_id, gone=not stopping)
+
+
 async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
     import trio
 
@@ -662,7 +679,7 @@ async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
     except trio.BrokenResourceError:
         pass
     finally:
-        collector.disconnect(session.conn_id)
+        end_session(collector, session.conn_id)
 
 
 async def _ws_client(collector: Collector, request: Any) -> None:
@@ -688,7 +705,7 @@ async def _ws_client(collector: Collector, request: Any) -> None:
     except trio_websocket.ConnectionClosed:
         pass
     finally:
-        collector.disconnect(session.conn_id)
+        end_session(collector, session.conn_id)
 
 
 async def serve_collector(

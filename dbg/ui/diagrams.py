@@ -162,10 +162,17 @@ def write_diagrams(
 
 
 def snapshot(session: Session) -> list[MachineDump]:
-    """Every machine's history cut at the cursor's time (the current one at the cursor)."""
+    """Every machine's history cut at the cursor's time (the current one at the cursor).
+
+    A machine whose telemetry connection ended by then is gone, and so are the pipes to and
+    from it (:attr:`MachineDump.gone_ns`), as in the log reader (:mod:`.pipes`): the current
+    machine's newest transition stands for now, so every machine gone by now counts there.
+    """
     ts = session.now_ts
+    cur = session.current
+    newest = cur is not None and session.index == len(cur.infos) - 1 and not cur.pending
     dumps = []
-    for mach_id in list(session.collector.machines):
+    for mach_id, rec in list(session.collector.machines.items()):
         h = session.hist(mach_id)
         if h is None:
             continue
@@ -173,7 +180,8 @@ def snapshot(session: Session) -> list[MachineDump]:
             end = session.index + 1
         else:
             end = (h.at_time(ts) + 1) if ts else len(h.infos)
-        dumps.append(MachineDump(h.record.schema, [f.tx for f in h.infos[:end]]))
+        gone = rec.gone_ns if rec.gone_ns and (newest or rec.gone_ns <= ts * 1e9) else 0
+        dumps.append(MachineDump(h.record.schema, [f.tx for f in h.infos[:end]], gone_ns=gone))
     return dumps
 
 
@@ -206,7 +214,9 @@ class DiagramOutputs(BackgroundWriter):
             return
         s = self.session
         h = s.current
-        key = (s.mach, s.index, len(h.infos) if h else 0, len(s.collector.machines))
+        recs = list(s.collector.machines.values())
+        gone = sum(1 for r in recs if r.gone_ns)  # a machine vanished: its pipes end
+        key = (s.mach, s.index, len(h.infos) if h else 0, len(recs), gone)
         if key == self._key and not self.error:
             return
         self._key = key

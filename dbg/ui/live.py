@@ -75,9 +75,9 @@ class LockedCollector(Collector):
         with self._turn():
             super().ingest(conn_id, kind, message)
 
-    def disconnect(self, conn_id: str) -> None:
+    def disconnect(self, conn_id: str, *, gone: bool = True) -> None:
         with self._turn():
-            super().disconnect(conn_id)
+            super().disconnect(conn_id, gone=gone)
 
 
 def check_free(host: str, port: int) -> None:
