@@ -75,7 +75,13 @@ def preset_bird(opts: RenderOptions | None = None) -> RenderOptions:
 
 
 def preset_map(opts: RenderOptions | None = None) -> RenderOptions:
-    """A topology map: every machine as a box nested in its parent, RPC links, no states."""
+    """A topology map: every machine as a box nested in its parent, RPC links, no states.
+
+    Laid out by ELK, unlike the reference (dagre): with machine names as large as they are
+    (font 50), dagre let a nested machine rise over its container's top, covering the name
+    of its parent (a tab's box under its own handler machine); ELK reserves the label's
+    room in every container.
+    """
     o = replace(opts) if opts else baseline()
     o.nest_submachines = True
     o.states = False
@@ -86,7 +92,7 @@ def preset_map(opts: RenderOptions | None = None) -> RenderOptions:
     o.tags = False
     o.depth = 0
     o.relations = False
-    o.elk = False
+    o.elk = True
     return o
 
 
