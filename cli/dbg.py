@@ -123,6 +123,21 @@ def dbg(
         "its active states, and the network graph, in --dir (am-vis-mach.svg, "
         "am-vis-graph.svg, diagrams/); 0 = off.",
     ),
+    output_diag_group: str = typer.Option(
+        "hide",
+        "--output-diag-group",
+        help="With a schema group selected (Ctrl+G), the machine diagram shows only its "
+        "states: hide (the same layout, the others hidden), skip (a layout of the group "
+        "alone) or off.",
+    ),
+    output_diag_tx: str = typer.Option(
+        "relations",
+        "--output-diag-tx",
+        help="The machine diagram dims what the cursor's transition did not involve; lit: "
+        "called (states), mutated (added or removed), touched (named by any step), "
+        "relations (touched, and the relation edges its steps went through: AM_LOG_FULL), "
+        "or off.",
+    ),
     output_graph: bool = typer.Option(
         False, "--output-graph", help="Keep --dir/graph.md and graph.xml (the network)."
     ),
@@ -177,6 +192,10 @@ def dbg(
             fail("dbg", str(err), 2)
     if view not in _VIEWS:
         fail("dbg", f"unknown --view {view!r} (one of {', '.join(_VIEWS)})", 2)
+    if output_diag_group not in _DIAG_GROUP:
+        fail("dbg", f"unknown --output-diag-group {output_diag_group!r} (hide, skip or off)", 2)
+    if output_diag_tx not in _DIAG_TX:
+        fail("dbg", f"unknown --output-diag-tx {output_diag_tx!r} ({', '.join(_DIAG_TX)})", 2)
     if view_theme not in _THEMES:
         fail("dbg", f"unknown --view-theme {view_theme!r} (dark or light)", 2)
     if fwd_data:
@@ -218,6 +237,7 @@ def dbg(
             {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
+            diag=(output_diag_group, output_diag_tx),
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -240,6 +260,9 @@ def dbg(
 
 _VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
 _THEMES = ("dark", "light")
+# the choices of dbg.ui.diagrams (GROUP_MODES, TX_MODES), here so `am dbg --help` stays fast
+_DIAG_GROUP = ("hide", "skip", "off")
+_DIAG_TX = ("called", "mutated", "touched", "relations", "off")
 
 
 def _ui(
@@ -261,6 +284,7 @@ def _ui(
     diagrams: int = 0,
     graph_text: bool = False,
     web: bool = True,
+    diag: tuple[str, str] = ("hide", "relations"),
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
     process memory past which the oldest half of every machine's history is dropped)."""
@@ -309,6 +333,7 @@ def _ui(
         session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
+        diag_group=diag[0], diag_tx=diag[1],
     )  # fmt: skip
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)

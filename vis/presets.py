@@ -18,6 +18,9 @@ class RenderOptions:
 
     machs: list[str] = field(default_factory=list)
     skip_machs: list[str] = field(default_factory=list)
+    #: only these states, when given (the debugger's ``--output-diag-group skip``: a layout
+    #: of the selected group's states alone)
+    allowlist: list[str] = field(default_factory=list)
     # graph hops from the requested machines to draw fully; -1 = all machines
     distance: int = -1
     # parent-child levels below the requested machines to draw fully

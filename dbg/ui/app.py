@@ -134,6 +134,8 @@ class DebuggerApp(App[None]):
         diagrams: int = 0,
         on_diagrams: Callable[[set[str]], None] | None = None,
         graph_text: bool = False,
+        diag_group: str = "hide",
+        diag_tx: str = "relations",
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -160,7 +162,15 @@ class DebuggerApp(App[None]):
         self.outputs = TextOutputs(session, out_dir, set(outputs)) if outputs else None
         #: --output-diagrams, --output-graph: kept by a worker thread (see dbg.ui.diagrams)
         self.diagrams = (
-            DiagramOutputs(session, out_dir, diagrams, on_diagrams, text=graph_text)
+            DiagramOutputs(
+                session,
+                out_dir,
+                diagrams,
+                on_diagrams,
+                text=graph_text,
+                group_mode=diag_group,
+                tx_mode=diag_tx,
+            )
             if diagrams or graph_text
             else None
         )
