@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import signal
 import sys
 from dataclasses import astuple
@@ -70,9 +71,17 @@ def dbg(
     max_mem: int = typer.Option(
         0,
         "--max-mem",
-        help="Memory limit in MB (0 = none): over it, every machine's oldest history is "
-        "dropped first (checked every second and every 16k transitions).",
+        help="Memory limit in MB (0 = none): over it, log lines above level 2 older than "
+        "--log-ops-ttl go first, then every machine's oldest history (checked every second "
+        "and every 16k transitions).",
         min=0,
+    ),
+    log_ops_ttl: str = typer.Option(
+        "1h",
+        "--log-ops-ttl",
+        help="With --max-mem: how old log lines above level 2 (ops, debug, trace) get "
+        "before they may go, e.g. 1h, 30m, 90s, 1h30m (0 = keep them: cut the history "
+        "instead).",
     ),
     fwd_data: list[str] = typer.Option(
         [],
@@ -192,6 +201,10 @@ def dbg(
             fail("dbg", str(err), 2)
     if view not in _VIEWS:
         fail("dbg", f"unknown --view {view!r} (one of {', '.join(_VIEWS)})", 2)
+    try:
+        log_ttl = parse_duration(log_ops_ttl)
+    except ValueError as err:
+        fail("dbg", f"bad --log-ops-ttl: {err}", 2)
     if output_diag_group not in _DIAG_GROUP:
         fail("dbg", f"unknown --output-diag-group {output_diag_group!r} (hide, skip or off)", 2)
     if output_diag_tx not in _DIAG_TX:
@@ -234,7 +247,7 @@ def dbg(
         _ui(
             imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
             select_connected, view, view_tail and open_addr is None,
-            {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
+            {k for k, on in flags.items() if on}, filter_log_level, (max_mem << 20, log_ttl),
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
             diag=(output_diag_group, output_diag_tx),
@@ -252,7 +265,7 @@ def dbg(
         "--listen-addr or --ws-port",
         _headless,
         *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
-        max_mem << 20,
+        (max_mem << 20, log_ttl),
         clean_on_connect,
         fwd_data,
     )
@@ -275,7 +288,7 @@ def _ui(
     tail: bool,
     filters_on: set[str],
     log_level: int,
-    max_mem: int = 0,
+    memory: tuple[int, float] = (0, 0.0),
     *,
     clean_on_connect: bool = True,
     theme: str = "dark",
@@ -286,16 +299,21 @@ def _ui(
     web: bool = True,
     diag: tuple[str, str] = ("hide", "relations"),
 ) -> None:
-    """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
-    process memory past which the oldest half of every machine's history is dropped)."""
+    """Run the terminal UI until Ctrl+Q, then print what it received (`memory`: bytes of
+    process memory past which old ops log lines, then the oldest half of every machine's
+    history, are dropped, and the seconds after which such a line is old)."""
     from dbg.forward import Forwarder
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
     from dbg.ui.live import LiveServer, LockedCollector, check_free
     from dbg.ui.session import Session
 
+    max_mem, log_ttl = memory
     collector = LockedCollector(
-        max_mem=max_mem or None, clean_on_connect=clean_on_connect, freeze_history=True
+        max_mem=max_mem or None,
+        clean_on_connect=clean_on_connect,
+        freeze_history=True,
+        log_ttl=log_ttl or None,
     )
     collector.load(imported)
     live, info, server = None, f"dir: {out_dir}", None
@@ -318,6 +336,10 @@ def _ui(
         if fwd:
             collector.tap = Forwarder(fwd)
             live.services.append(collector.tap.run)
+        if max_mem:
+            from dbg.collector import watch_memory
+
+            live.services.append(lambda task_status: watch_memory(collector, task_status))
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
         info = f"telemetry: {host}:{port}{ws}; {info}"
         if server is not None and wsp:
@@ -354,7 +376,7 @@ async def _headless(
     interval: float,
     imported: list,
     rotation: tuple[int, float],
-    max_mem: int = 0,
+    memory: tuple[int, float] = (0, 0.0),
     clean_on_connect: bool = True,
     fwd: list[str] | None = None,
 ) -> None:
@@ -375,11 +397,13 @@ async def _headless(
         print(f"am dbg: wrote {written} (all machines disconnected, a new one connected)",
               file=sys.stderr, flush=True)  # fmt: skip
 
+    max_mem, log_ttl = memory
     collector = Collector(
         max_mem=max_mem or None,
         clean_on_connect=clean_on_connect,
         on_clean=save_cleaned,
         freeze_history=True,
+        log_ttl=log_ttl or None,
     )
     collector.load(imported)
     target = out_dir / DUMP_NAME
@@ -428,13 +452,9 @@ async def _headless(
 
                 nursery.start_soon(periodic)
             if max_mem:
+                from dbg.collector import watch_memory
 
-                async def watch_memory() -> None:
-                    while True:
-                        await trio.sleep(1)
-                        collector.check_memory()
-
-                nursery.start_soon(watch_memory)
+                nursery.start_soon(watch_memory, collector)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()
@@ -443,10 +463,31 @@ async def _headless(
         f"am dbg: wrote {written or 'nothing new'} ({len(collector.machines)} machines, "
         f"{collector.total_txs} transitions received, {collector.rejected} rejected, "
         f"{collector.trimmed} dropped by --max-mem"
+        + (f" with {collector.logs_dropped} old log lines" if collector.logs_dropped else "")
         + (f", {collector.tap.dropped} not forwarded)" if collector.tap else ")"),
         file=sys.stderr,
         flush=True,
     )
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)(h|ms|m|s)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration as Go writes one (``1h``, ``30m``, ``1h30m``, ``90s``,
+    ``500ms``) or a plain number of seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"{text!r} is not a duration such as 1h, 30m, 90s") from None
+        unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        seconds = sum(float(n) * unit[u] for n, u in parts)
+    if seconds < 0 or seconds != seconds:
+        raise ValueError(f"{text!r}: a duration is 0 or more")
+    return seconds
 
 
 def _rotated_name(out_dir: Path) -> Path:

@@ -75,6 +75,10 @@ class LockedCollector(Collector):
         with self._turn():
             super().ingest(conn_id, kind, message)
 
+    def check_memory(self) -> int:
+        with self._turn():
+            return super().check_memory()
+
     def disconnect(self, conn_id: str, *, gone: bool = True) -> None:
         with self._turn():
             super().disconnect(conn_id, gone=gone)
