@@ -123,6 +123,13 @@ def dbg(
     output_log: bool = typer.Option(
         False, "--output-log", help="Keep --dir/log.md equal to the selected machine's log."
     ),
+    output_call_log: bool = typer.Option(
+        False,
+        "--output-call-log",
+        help="Keep --dir/call-log/<machine>/ (init.py, 0.py, then <t>.py every 5000 calls): "
+        "the handlers every machine executed, written as Python calls (negotiation as the "
+        "if, final handlers its body; the reference writes Go). Needs AM_LOG=3.",
+    ),
     output_diagrams: int = typer.Option(
         0,
         "--output-diagrams",
@@ -250,7 +257,7 @@ def dbg(
             {k for k, on in flags.items() if on}, filter_log_level, (max_mem << 20, log_ttl),
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
-            diag=(output_diag_group, output_diag_tx),
+            diag=(output_diag_group, output_diag_tx), call_log=output_call_log,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -298,6 +305,7 @@ def _ui(
     graph_text: bool = False,
     web: bool = True,
     diag: tuple[str, str] = ("hide", "relations"),
+    call_log: bool = False,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`memory`: bytes of
     process memory past which old ops log lines, then the oldest half of every machine's
@@ -355,7 +363,7 @@ def _ui(
         session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
-        diag_group=diag[0], diag_tx=diag[1],
+        diag_group=diag[0], diag_tx=diag[1], call_log=call_log,
     )  # fmt: skip
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)

@@ -21,6 +21,7 @@ from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
+from .call_log import CallLogOutputs
 from .diagrams import DEBOUNCE as DIAGRAMS_DEBOUNCE
 from .diagrams import DiagramOutputs
 from .dialogs import ExportScreen, PromptScreen
@@ -136,6 +137,7 @@ class DebuggerApp(App[None]):
         graph_text: bool = False,
         diag_group: str = "hide",
         diag_tx: str = "relations",
+        call_log: bool = False,
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -160,6 +162,8 @@ class DebuggerApp(App[None]):
         self._unsub: Callable[[], None] | None = None
         self.paints = 0  # for tests and benchmarks: frames painted
         self.outputs = TextOutputs(session, out_dir, set(outputs)) if outputs else None
+        #: --output-call-log: every machine's executed handlers (see dbg.ui.call_log)
+        self.call_log = CallLogOutputs(session, out_dir) if call_log else None
         #: --output-diagrams, --output-graph: kept by a worker thread (see dbg.ui.diagrams)
         self.diagrams = (
             DiagramOutputs(
@@ -209,6 +213,8 @@ class DebuggerApp(App[None]):
         self.set_interval(PLAY_INTERVAL, self._play)
         if self.outputs is not None:
             self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.outputs.tick(self.status))
+        if self.call_log is not None:
+            self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.call_log.tick(self.status))
         if self.diagrams is not None:
             self.set_interval(DIAGRAMS_DEBOUNCE, lambda: self.diagrams.tick(self.status))
         self.theme = THEMES[self.view_theme]
@@ -332,6 +338,8 @@ class DebuggerApp(App[None]):
         self.paints += 1
         if self.outputs is not None:
             self.outputs.changed()
+        if self.call_log is not None:
+            self.call_log.changed()
         if self.diagrams is not None:
             self.diagrams.changed()
         if self._key_at:  # a key's effect: the collector waits until it is on screen
