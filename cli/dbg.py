@@ -20,6 +20,13 @@ from machines.addr import parse_hostport
 DUMP_NAME = "am-dbg-dump.cbor.br"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cli.main import _print_version as print_version
+
+        print_version(value)
+
+
 def dbg(
     mach_url: str | None = typer.Argument(
         None, help="Open there: mach://ID/TX/STEP (TX and STEP optional; a bare id works too)."
@@ -110,6 +117,25 @@ def dbg(
         "matrix or matrix-rain (Alt+M cycles).",
     ),
     view_theme: str = typer.Option("dark", "--view-theme", help="Colours: dark or light."),
+    view_reader: bool = typer.Option(
+        True,
+        "--view-reader/--no-view-reader",
+        "-r",
+        help="Show the log reader under the log (Alt+O toggles it).",
+    ),
+    view_narrow: bool = typer.Option(
+        False,
+        "--view-narrow",
+        help="The narrow layout at any width: no machine list (as under 100 columns), for "
+        "tiled dashboards.",
+    ),
+    version_: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
     output_tx: bool = typer.Option(
         False,
         "--output-tx",
@@ -258,6 +284,7 @@ def dbg(
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
             diag=(output_diag_group, output_diag_tx), call_log=output_call_log,
+            reader=view_reader, narrow=view_narrow,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -306,6 +333,8 @@ def _ui(
     web: bool = True,
     diag: tuple[str, str] = ("hide", "relations"),
     call_log: bool = False,
+    reader: bool = True,
+    narrow: bool = False,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`memory`: bytes of
     process memory past which old ops log lines, then the oldest half of every machine's
@@ -363,7 +392,7 @@ def _ui(
         session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
-        diag_group=diag[0], diag_tx=diag[1], call_log=call_log,
+        diag_group=diag[0], diag_tx=diag[1], call_log=call_log, reader=reader, narrow=narrow,
     )  # fmt: skip
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)

@@ -138,6 +138,8 @@ class DebuggerApp(App[None]):
         diag_group: str = "hide",
         diag_tx: str = "relations",
         call_log: bool = False,
+        reader: bool = True,
+        narrow: bool = False,
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -146,7 +148,9 @@ class DebuggerApp(App[None]):
         self.out_dir = out_dir
         self.live = live
         self.view = view
-        self.show_reader = True
+        self.show_reader = reader
+        #: the narrow layout (no machine list) at any width, not only under NARROW_WIDTH
+        self.narrow = narrow
         self.info = info
         self._pending = open_addr
         self._dirty = True
@@ -271,7 +275,7 @@ class DebuggerApp(App[None]):
         self.call_after_refresh(self.paint)
 
     def _layout_classes(self, width: int, height: int) -> None:
-        self.screen.set_class(width < NARROW_WIDTH, "narrow")
+        self.screen.set_class(self.narrow or width < NARROW_WIDTH, "narrow")
         self.screen.set_class(height < 30, "short")
 
     def _apply_view(self) -> None:
