@@ -13,6 +13,11 @@ the colours of the active states, through a CSS block added to the cached SVG. A
 text outputs, the app only marks the diagrams stale; a timer takes a snapshot at most every
 :data:`DEBOUNCE` seconds and a worker thread renders and writes. ``d2`` missing or failing is
 one status line and the UI keeps going.
+
+The same CSS block carries ``--output-diag-tx`` (what the cursor's transition did not involve
+is dimmed) and ``--output-diag-group hide`` (the states outside the selected schema group
+are hidden); ``--output-diag-group skip`` is a layout of its own, of the group's states alone
+(:func:`diag_filters`, :func:`filter_css`).
 """
 
 from __future__ import annotations
@@ -135,7 +140,7 @@ def filter_css(mach: str, nodes: dict[str, str], f: DiagFilters, skipped: bool) 
                     for x, y in ends:
                         lit_edges.append(f'{m}[class~="{cls}"][class~="F_{_css_name(x)}"]'
                                          f'[class~="T_{_css_name(y)}"]')  # fmt: skip
-        else:  # no relation steps asked for: the edges between two lit states stay lit
+        else:  # no relation steps (another mode, or none recorded): edges between lit states
             lit_names = sorted(s for s in f.lit if s in nodes)
             for x in lit_names:
                 for y in lit_names:
