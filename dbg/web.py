@@ -42,7 +42,7 @@ from relay.static import serve_static
 from relay.wsstream import WebSocketStream
 
 from .asgi import Head, read_head, respond, serve_asgi
-from .collector import Collector, _feed, _Session
+from .collector import Collector, _feed, _Session, end_session
 
 if TYPE_CHECKING:
     from .mcp import DbgMcp
@@ -254,7 +254,7 @@ class WebServer:
         except trio.BrokenResourceError as err:  # e.g. a text message: closed with 1003
             log.warning("dbg: closing %s: %s", session.conn_id, err)
         finally:
-            self.collector.disconnect(session.conn_id)
+            end_session(self.collector, session.conn_id)
 
     def _index(self) -> str:
         items = []
