@@ -10,6 +10,14 @@ call well under 100 ms, so an agent's loop is bound by the agent, not by the deb
 
 Run: ``python benchmarks/bench_dbg_mcp.py`` (medians of N calls each; the machine's load
 average is printed, the figures move with it).
+
+Figures (2 shared cores, load average 4.0-4.9, median of three runs of 200 calls each): GET /
+7.0 ms; TextClients 14.9 ms; TransitionSteps 9.0 ms; TextScreen 19.2 ms; GoToMachAddr 44.2 ms
+(a repaint of every pane); PressKey 57.8 ms (three hops through the UI's message queues and a
+refresh). The SDK itself loads in ~2 s of CPU: the web port starts it 3 s after it is up (or
+at the first /mcp request), which kept the Go fixture's first screen of ``am dbg`` with live
+servers at 1.32 s against 1.30 s with ``--no-ui-mcp`` (medians of 7, load 2.7; loading it
+at once had made it 1.82 s against 1.58 s at load 3.7).
 """
 
 from __future__ import annotations
