@@ -8,8 +8,8 @@ loop cost. ``TextScreen`` renders the 160x50 screen, ``GoToMachAddr`` moves the 
 waits for nothing; ``PressKey`` waits until the screen shows the key's effect. Goal: a tool
 call well under 100 ms, so an agent's loop is bound by the agent, not by the debugger.
 
-Run: ``python benchmarks/bench_dbg_mcp.py`` (medians of N calls each; the machine's load
-average is printed, the figures move with it).
+Run: ``python benchmarks/bench_dbg_mcp.py`` (medians of N calls each, then of the first screen
+with and without MCP; the machine's load average is printed, the figures move with it).
 
 Figures (2 shared cores, load average 4.0-4.9, median of three runs of 200 calls each): GET /
 7.0 ms; TextClients 14.9 ms; TransitionSteps 9.0 ms; TextScreen 19.2 ms; GoToMachAddr 44.2 ms
@@ -38,6 +38,7 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 N = 200
+REPEATS = 5
 
 
 def _free_pair() -> int:
@@ -85,9 +86,37 @@ async def _measure(url: str) -> dict[str, float]:
     return out
 
 
+def first_screen(tmp: str, flag: str) -> float:
+    """Seconds from start to the Go fixture's first screen of ``am dbg`` with live servers,
+    in a terminal (a pty)."""
+    import pexpect
+
+    port = _free_pair()
+    t0 = time.monotonic()
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "cli.main", "dbg", "-i", str(FIXTURE), "-l", f"127.0.0.1:{port}", flag, "-d", tmp],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT), dimensions=(50, 200),
+        encoding="utf-8", codec_errors="replace", timeout=120,
+    )  # fmt: skip
+    child.expect("Machines:107")
+    took = time.monotonic() - t0
+    child.send("\x11")  # Ctrl+Q
+    child.expect(pexpect.EOF)
+    child.close()
+    return took
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         _bench(tmp)
+        runs: dict[str, list[float]] = {"--ui-mcp": [], "--no-ui-mcp": []}
+        for _ in range(REPEATS):  # alternating: both see the same load
+            for flag, took in runs.items():
+                took.append(first_screen(tmp, flag))
+    on, off = (statistics.median(r) for r in runs.values())
+    print(f"Go fixture -> first screen, live servers: --ui-mcp {on:.2f} s, --no-ui-mcp "
+          f"(peer) {off:.2f} s  ratio {on / off:.2f}  (medians of {REPEATS})")  # fmt: skip
 
 
 def _bench(tmp: str) -> None:
