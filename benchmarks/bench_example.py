@@ -38,21 +38,20 @@ Where the prod cold start goes (the page's marks, ms since navigation; headless 
 
 Outside the page: a fresh context is a new window, and Chromium boots its own UI for it (the
 omnibox popup's WebUI renderer, about 1 s of CPU) while the page loads; the figures include it.
-``prod tab`` opens the page in a new tab of a window kept open instead (HTTP cache off, its own
-renderer, so nothing compiled is reused), as a user opening the link in a running browser:
-about 0.4 s less on this machine, all of it that window's boot.
+(A new tab of a context kept open is no fair cold start: the page's DevTools session turns the
+HTTP cache off, but the snapshot's worker is not covered by it.)
 
 What is left is Pyodide's own boot, which the page cannot shorten: a CPU profile of a prod
 cold start (DevTools' sampling profiler, load average ~5) has the main thread ~0.8 s in
 native work (the wasm's streaming compile, its functions compiled lazily on first call),
 ~0.25 s in Emscripten's dynamic linking of the instantiated module (``receiveInstance``:
 ``loadDylibs``, ``updateGOT``, ``addFunction``), ~0.2 s restoring the snapshot
-(``restoreSnapshot``, ``finalizeBootstrap``), and ~0.5 s idle waiting on the compile's worker
-threads and the bytes; this project's Python after the restore takes ~0.1 s, the tunnels
-and handshakes ~0.1-0.15 s. Tried without gain (alternating A/B runs, 9 each): compiling the
-wasm from the page as soon as the manifest names it (``compileStreaming``, handed to
-Pyodide's ``instantiateWasm``), and calling Python through proxies instead of source strings
-(no use of CPython's compiler after the restore).
+(``restoreSnapshot``, ``finalizeBootstrap``), and ~0.5 s idle, waiting on the compile's
+worker threads and the bytes; this project's Python after the restore takes ~0.1 s, the
+tunnels and handshakes ~0.1-0.15 s. Tried without gain (alternating A/B runs, 9 each, load
+average ~5): compiling the wasm from the page as soon as the manifest names it
+(``compileStreaming``, handed to Pyodide's ``instantiateWasm``), and calling Python through
+proxies instead of source strings (no use of CPython's compiler after the restore).
 
 Both builds must exist (``task build`` and ``task build-prod``). Every peer and Chromium share
 the machine with the server: on a loaded machine the figures are upper bounds.
@@ -137,14 +136,9 @@ def env_for(**kw: object) -> dict[str, str]:
 # --- 1. cold start ---------------------------------------------------------------------------
 
 
-def cold_start(browser, url: str, window=None) -> tuple[float, int, dict]:
-    """Seconds from navigation to Ready + connected, bytes received over HTTP, page marks.
-
-    In a fresh context (a new window: nothing shared), or with `window` (a context kept
-    open) in a new tab of it: the HTTP cache is off either way, and a new tab gets a renderer
-    of its own, so nothing compiled is reused (the wasm mark stays where a window has it).
-    """
-    ctx = window if window is not None else browser.new_context()
+def cold_start(browser, url: str) -> tuple[float, int, dict]:
+    """Seconds from navigation to Ready + connected, bytes received over HTTP, page marks."""
+    ctx = browser.new_context()
     page = ctx.new_page()
     cdp = ctx.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -160,30 +154,22 @@ def cold_start(browser, url: str, window=None) -> tuple[float, int, dict]:
     marks = page.evaluate("window.amExample && window.amExample.marks") or {}
     # the page's session sees no worker's requests: the page counts the snapshot's bodies
     got[0] += page.evaluate("window.amExample && window.amExample.workerBytes") or 0
-    if window is not None:
-        page.close()
-    else:
-        ctx.close()
+    ctx.close()
     return took, got[0], marks
 
 
 def bench_page(runs: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    results: dict[str, list[tuple[float, int, dict]]] = {"dev": [], "prod": [], "prod tab": []}
+    results: dict[str, list[tuple[float, int, dict]]] = {"dev": [], "prod": []}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for kind in ("dev", "prod"):
             srv = Server(Path(tmp), env_for(), "--page", kind)
             try:
                 cold_start(browser, srv.url)  # warm the OS file cache once, not measured
-                window = browser.new_context() if kind == "prod" else None
                 for _ in range(runs):
                     results[kind].append(cold_start(browser, srv.url))
-                    if window is not None:  # alternating: both see the same load
-                        results["prod tab"].append(cold_start(browser, srv.url, window))
-                if window is not None:
-                    window.close()
             finally:
                 srv.stop()
         browser.close()
@@ -193,12 +179,10 @@ def bench_page(runs: int) -> None:
         med[kind] = statistics.median(times)
         mb = statistics.median(r[1] for r in rs) / 1e6
         marks = rs[len(rs) // 2][2]
-        print(f"cold start {kind:8}: median {med[kind]:.2f} s (min {times[0]:.2f}, "
+        print(f"cold start {kind:4}: median {med[kind]:.2f} s (min {times[0]:.2f}, "
               f"max {times[-1]:.2f}, {runs} runs), {mb:.2f} MB over HTTP; "
               f"marks (ms) {marks}")  # fmt: skip
-    print(f"cold start prod/dev: {med['prod'] / med['dev']:.2f}x (goal <= 0.5x, prod <= 1.5 s); "
-          f"a new tab of a running browser instead of a new window: "
-          f"{med['prod tab'] - med['prod']:+.2f} s")  # fmt: skip
+    print(f"cold start prod/dev: {med['prod'] / med['dev']:.2f}x (goal <= 0.5x, prod <= 1.5 s)")
 
 
 # --- 2. fan-out ------------------------------------------------------------------------------
