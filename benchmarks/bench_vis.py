@@ -86,8 +86,8 @@ def main() -> None:
         row(f"d2 binary -> SVG (elk), {label}", t_svg, f"{len(svg) / 1e3:.0f} kB")
         print(f"  ratio d2 layout / our D2 generation: {t_svg / max(t_d2, 1e-9):.0f}x")
     src = render_d2(graph, topo)
-    t_map, _ = timed(lambda: render_svg(src, elk=False), max(1, n // 2))
-    row("d2 binary -> SVG (dagre), --map", t_map)
+    t_map, _ = timed(lambda: render_svg(src, elk=topo.elk), max(1, n // 2))
+    row("d2 binary -> SVG (elk), --map", t_map)
 
     print("end to end (am vis render-dump, new process)")
     with tempfile.TemporaryDirectory() as tmp:

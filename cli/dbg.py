@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import signal
 import sys
 from dataclasses import astuple
@@ -17,6 +18,13 @@ from cli.listen import run_listening
 from machines.addr import parse_hostport
 
 DUMP_NAME = "am-dbg-dump.cbor.br"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from cli.main import _print_version as print_version
+
+        print_version(value)
 
 
 def dbg(
@@ -70,9 +78,17 @@ def dbg(
     max_mem: int = typer.Option(
         0,
         "--max-mem",
-        help="Memory limit in MB (0 = none): over it, every machine's oldest history is "
-        "dropped first (checked every second and every 16k transitions).",
+        help="Memory limit in MB (0 = none): over it, log lines above level 2 older than "
+        "--log-ops-ttl go first, then every machine's oldest history (checked every second "
+        "and every 16k transitions).",
         min=0,
+    ),
+    log_ops_ttl: str = typer.Option(
+        "1h",
+        "--log-ops-ttl",
+        help="With --max-mem: how old log lines above level 2 (ops, debug, trace) get "
+        "before they may go, e.g. 1h, 30m, 90s, 1h30m (0 = keep them: cut the history "
+        "instead).",
     ),
     fwd_data: list[str] = typer.Option(
         [],
@@ -101,6 +117,25 @@ def dbg(
         "matrix or matrix-rain (Alt+M cycles).",
     ),
     view_theme: str = typer.Option("dark", "--view-theme", help="Colours: dark or light."),
+    view_reader: bool = typer.Option(
+        True,
+        "--view-reader/--no-view-reader",
+        "-r",
+        help="Show the log reader under the log (Alt+O toggles it).",
+    ),
+    view_narrow: bool = typer.Option(
+        False,
+        "--view-narrow",
+        help="The narrow layout at any width: no machine list (as under 100 columns), for "
+        "tiled dashboards.",
+    ),
+    version_: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
     output_tx: bool = typer.Option(
         False,
         "--output-tx",
@@ -114,6 +149,13 @@ def dbg(
     output_log: bool = typer.Option(
         False, "--output-log", help="Keep --dir/log.md equal to the selected machine's log."
     ),
+    output_call_log: bool = typer.Option(
+        False,
+        "--output-call-log",
+        help="Keep --dir/call-log/<machine>/ (init.py, 0.py, then <t>.py every 5000 calls): "
+        "the handlers every machine executed, written as Python calls (negotiation as the "
+        "if, final handlers its body; the reference writes Go). Needs AM_LOG=3.",
+    ),
     output_diagrams: int = typer.Option(
         0,
         "--output-diagrams",
@@ -122,6 +164,21 @@ def dbg(
         help="Keep the current machine's diagram (1 simple, 2 detailed; 3 draws as 2) with "
         "its active states, and the network graph, in --dir (am-vis-mach.svg, "
         "am-vis-graph.svg, diagrams/); 0 = off.",
+    ),
+    output_diag_group: str = typer.Option(
+        "hide",
+        "--output-diag-group",
+        help="With a schema group selected (Ctrl+G), the machine diagram shows only its "
+        "states: hide (the same layout, the others hidden), skip (a layout of the group "
+        "alone) or off.",
+    ),
+    output_diag_tx: str = typer.Option(
+        "relations",
+        "--output-diag-tx",
+        help="The machine diagram dims what the cursor's transition did not involve; lit: "
+        "called (states), mutated (added or removed), touched (named by any step), "
+        "relations (touched, and the relation edges its steps went through: AM_LOG_FULL), "
+        "or off.",
     ),
     output_graph: bool = typer.Option(
         False, "--output-graph", help="Keep --dir/graph.md and graph.xml (the network)."
@@ -177,6 +234,14 @@ def dbg(
             fail("dbg", str(err), 2)
     if view not in _VIEWS:
         fail("dbg", f"unknown --view {view!r} (one of {', '.join(_VIEWS)})", 2)
+    try:
+        log_ttl = parse_duration(log_ops_ttl)
+    except ValueError as err:
+        fail("dbg", f"bad --log-ops-ttl: {err}", 2)
+    if output_diag_group not in _DIAG_GROUP:
+        fail("dbg", f"unknown --output-diag-group {output_diag_group!r} (hide, skip or off)", 2)
+    if output_diag_tx not in _DIAG_TX:
+        fail("dbg", f"unknown --output-diag-tx {output_diag_tx!r} ({', '.join(_DIAG_TX)})", 2)
     if view_theme not in _THEMES:
         fail("dbg", f"unknown --view-theme {view_theme!r} (dark or light)", 2)
     if fwd_data:
@@ -215,9 +280,11 @@ def dbg(
         _ui(
             imported, None if listen is None else (*listen, wsp), out_dir, open_addr,
             select_connected, view, view_tail and open_addr is None,
-            {k for k, on in flags.items() if on}, filter_log_level, max_mem << 20,
+            {k for k, on in flags.items() if on}, filter_log_level, (max_mem << 20, log_ttl),
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
+            diag=(output_diag_group, output_diag_tx), call_log=output_call_log,
+            reader=view_reader, narrow=view_narrow,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -232,7 +299,7 @@ def dbg(
         "--listen-addr or --ws-port",
         _headless,
         *(host, port, wsp, out_dir, dump_interval, imported, (rotate_txs, rotate_secs)),
-        max_mem << 20,
+        (max_mem << 20, log_ttl),
         clean_on_connect,
         fwd_data,
     )
@@ -240,6 +307,9 @@ def dbg(
 
 _VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
 _THEMES = ("dark", "light")
+# the choices of dbg.ui.diagrams (GROUP_MODES, TX_MODES), here so `am dbg --help` stays fast
+_DIAG_GROUP = ("hide", "skip", "off")
+_DIAG_TX = ("called", "mutated", "touched", "relations", "off")
 
 
 def _ui(
@@ -252,7 +322,7 @@ def _ui(
     tail: bool,
     filters_on: set[str],
     log_level: int,
-    max_mem: int = 0,
+    memory: tuple[int, float] = (0, 0.0),
     *,
     clean_on_connect: bool = True,
     theme: str = "dark",
@@ -261,17 +331,26 @@ def _ui(
     diagrams: int = 0,
     graph_text: bool = False,
     web: bool = True,
+    diag: tuple[str, str] = ("hide", "relations"),
+    call_log: bool = False,
+    reader: bool = True,
+    narrow: bool = False,
 ) -> None:
-    """Run the terminal UI until Ctrl+Q, then print what it received (`max_mem`: bytes of
-    process memory past which the oldest half of every machine's history is dropped)."""
+    """Run the terminal UI until Ctrl+Q, then print what it received (`memory`: bytes of
+    process memory past which old ops log lines, then the oldest half of every machine's
+    history, are dropped, and the seconds after which such a line is old)."""
     from dbg.forward import Forwarder
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
     from dbg.ui.live import LiveServer, LockedCollector, check_free
     from dbg.ui.session import Session
 
+    max_mem, log_ttl = memory
     collector = LockedCollector(
-        max_mem=max_mem or None, clean_on_connect=clean_on_connect, freeze_history=True
+        max_mem=max_mem or None,
+        clean_on_connect=clean_on_connect,
+        freeze_history=True,
+        log_ttl=log_ttl or None,
     )
     collector.load(imported)
     live, info, server = None, f"dir: {out_dir}", None
@@ -294,6 +373,10 @@ def _ui(
         if fwd:
             collector.tap = Forwarder(fwd)
             live.services.append(collector.tap.run)
+        if max_mem:
+            from dbg.collector import watch_memory
+
+            live.services.append(lambda task_status: watch_memory(collector, task_status))
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
         info = f"telemetry: {host}:{port}{ws}; {info}"
         if server is not None and wsp:
@@ -309,6 +392,7 @@ def _ui(
         session, out_dir=out_dir, live=live, view=view, open_addr=open_addr, info=info,
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
+        diag_group=diag[0], diag_tx=diag[1], call_log=call_log, reader=reader, narrow=narrow,
     )  # fmt: skip
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
@@ -329,7 +413,7 @@ async def _headless(
     interval: float,
     imported: list,
     rotation: tuple[int, float],
-    max_mem: int = 0,
+    memory: tuple[int, float] = (0, 0.0),
     clean_on_connect: bool = True,
     fwd: list[str] | None = None,
 ) -> None:
@@ -350,11 +434,13 @@ async def _headless(
         print(f"am dbg: wrote {written} (all machines disconnected, a new one connected)",
               file=sys.stderr, flush=True)  # fmt: skip
 
+    max_mem, log_ttl = memory
     collector = Collector(
         max_mem=max_mem or None,
         clean_on_connect=clean_on_connect,
         on_clean=save_cleaned,
         freeze_history=True,
+        log_ttl=log_ttl or None,
     )
     collector.load(imported)
     target = out_dir / DUMP_NAME
@@ -403,13 +489,9 @@ async def _headless(
 
                 nursery.start_soon(periodic)
             if max_mem:
+                from dbg.collector import watch_memory
 
-                async def watch_memory() -> None:
-                    while True:
-                        await trio.sleep(1)
-                        collector.check_memory()
-
-                nursery.start_soon(watch_memory)
+                nursery.start_soon(watch_memory, collector)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()
@@ -418,10 +500,31 @@ async def _headless(
         f"am dbg: wrote {written or 'nothing new'} ({len(collector.machines)} machines, "
         f"{collector.total_txs} transitions received, {collector.rejected} rejected, "
         f"{collector.trimmed} dropped by --max-mem"
+        + (f" with {collector.logs_dropped} old log lines" if collector.logs_dropped else "")
         + (f", {collector.tap.dropped} not forwarded)" if collector.tap else ")"),
         file=sys.stderr,
         flush=True,
     )
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)(h|ms|m|s)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration as Go writes one (``1h``, ``30m``, ``1h30m``, ``90s``,
+    ``500ms``) or a plain number of seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"{text!r} is not a duration such as 1h, 30m, 90s") from None
+        unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        seconds = sum(float(n) * unit[u] for n, u in parts)
+    if seconds < 0 or seconds != seconds:
+        raise ValueError(f"{text!r}: a duration is 0 or more")
+    return seconds
 
 
 def _rotated_name(out_dir: Path) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import math
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from machines.telemetry import TX_FIELDS, FrameDecoder, TxpGroup, expand_txp
 from machines.tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED
 from machines.transition import tx_id
 
-from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time
+from .model import DbgMsgStruct, DbgMsgTx, MachineDump, ns_to_time, time_to_ns
 from .pending import Items, Pending, Rows, extras_into
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ _CLOCKS = TX_FIELDS.index("clocks")
 MAX_MACHINES = 5000
 #: Transitions ingested between two memory checks (reading RSS is a system call).
 CHECK_EVERY = 16_384
+#: log lines at or below this level stay when old ones go (``--log-ops-ttl``): changes and
+#: external mutations; above it: ops (pipes, links, handlers), debug, trace
+_KEEP_LEVEL = 2
+#: about what a log line costs besides its text (its object, its string's header)
+_LINE_COST = 100
 #: Transitions ingested between two ``gc.freeze()`` calls (see Collector.ingest).
 FREEZE_EVERY = 2048
 #: Bad messages logged per connection; later ones are only counted.
@@ -240,6 +246,8 @@ class MachineRecord:
     #: an imported history (``--import-data``): read whole, see :meth:`read`
     imported: bool = False
     _txs: list[DbgMsgTx] = field(default_factory=list)
+    #: transitions (counted from the first ever received) whose old log lines were dropped
+    _logs_done: int = 0
     _pending: Pending = field(default_factory=Pending)
 
     def add_rows(self, group: TxpGroup, arrived: int) -> None:
@@ -252,7 +260,7 @@ class MachineRecord:
         def parse(arr: list[Any], prefix: str) -> DbgMsgTx:
             return tx_from_array(arr, prefix, arrived)
 
-        self._pending.add(Items(arrays, parse, _raw_clocks))
+        self._pending.add(Items(arrays, parse, _raw_clocks, arrived))
 
     def _bad(self, err: Exception) -> None:
         if not self.bad:
@@ -272,6 +280,7 @@ class MachineRecord:
     def txs(self, txs: list[DbgMsgTx]) -> None:
         self._txs = txs
         self._pending.clear()
+        self._logs_done = self.dropped
 
     def __len__(self) -> int:
         return len(self._txs) + self._pending.n
@@ -299,6 +308,34 @@ class MachineRecord:
             return self.txs
         self._pending.take(limit, self._txs, self.schema.tx_id_prefix, self._bad)
         return self._txs
+
+    def drop_old_logs(self, before_ns: int) -> tuple[int, int]:
+        """See :meth:`Collector.drop_old_logs`; each transition is looked at once (a mark
+        moves past the ones done)."""
+        lines = freed = 0
+        txs = self._txs
+        k = max(0, self._logs_done - self.dropped)
+        while k < len(txs):
+            tx = txs[k]
+            if tx.time is not None and time_to_ns(tx.time) >= before_ns:
+                break  # and so are the ones after it
+            for key in ("log_entries", "pre_log_entries"):
+                entries = getattr(tx, key)
+                if entries and any(e.level > _KEEP_LEVEL for e in entries):
+                    for e in entries:
+                        if e.level > _KEEP_LEVEL:
+                            lines, freed = lines + 1, freed + len(e.text) + _LINE_COST
+                    setattr(tx, key, [e for e in entries if e.level <= _KEEP_LEVEL])
+            k += 1
+        self._logs_done = self.dropped + k
+        if k == len(txs):  # every parsed one is old: so may pending ones be
+            n, b = self._pending.drop_old_logs(before_ns, _KEEP_LEVEL, _LINE_COST)
+            lines, freed = lines + n, freed + b
+        return lines, freed
+
+    def dump(self) -> MachineDump:
+        """This machine for a dump: its schema, a copy of its history, when it went."""
+        return MachineDump(self.schema, list(self.txs), gone_ns=self.gone_ns)
 
     def latest_clocks(self) -> list[int]:
         """Clocks after the newest transition without parsing the pending ones ([] when
@@ -335,6 +372,7 @@ class Collector:
         clean_on_connect: bool = False,
         on_clean: Callable[[list[MachineDump]], None] | None = None,
         freeze_history: bool = False,
+        log_ttl: float | None = None,
     ) -> None:
         self.machines: dict[str, MachineRecord] = {}
         #: ``gc.freeze()`` the process every FREEZE_EVERY transitions (see :meth:`ingest`): for
@@ -355,8 +393,12 @@ class Collector:
         self.max_machines = max_machines
         self.trimmed = 0  # transitions dropped by check_memory, all machines
         self.evicted = 0  # machines dropped above max_machines
+        #: seconds after which log lines above level 2 (the ops, debug and trace lines) may
+        #: go when over ``max_mem``: the first thing given up (``--log-ops-ttl``)
+        self.log_ttl = log_ttl
+        self.logs_dropped = 0  # log lines dropped by that, all machines
         self._budget: int | None = None  # transitions kept at most, once max_mem was hit
-        self._rss_at_cut = 0
+        self._rss_at_cut = 0  # the process's memory after the last cut (0: none yet)
         self._since_check = 0
         self._since_freeze = 0
         self._conn_ids = itertools.count(1)
@@ -377,10 +419,12 @@ class Collector:
     def connect(self) -> str:
         return f"conn-{next(self._conn_ids)}"
 
-    def disconnect(self, conn_id: str) -> None:
-        """Mark the machines of ``conn_id`` disconnected and gone now (their history
-        stays)."""
-        now = time.time_ns()
+    def disconnect(self, conn_id: str, *, gone: bool = True) -> None:
+        """Mark the machines of ``conn_id`` disconnected (their history stays) and, when the
+        producer ended the connection (``gone``), gone now. A connection that ends because
+        the debugger stops says nothing about the machines: they stay not gone, so the
+        dump written on exit keeps their pipes."""
+        now = time.time_ns() if gone else 0
         for rec in self.machines.values():
             if rec.conn_id == conn_id and rec.connected:
                 rec.connected, rec.gone_ns = False, now
@@ -506,7 +550,7 @@ class Collector:
             return
         gone = list(machines.values())
         if self.on_clean is not None:
-            self.on_clean([MachineDump(r.schema, list(r.txs)) for r in gone])
+            self.on_clean([r.dump() for r in gone])
         machines.clear()
         self.cleaned += len(gone)
         log.info("dbg: a new connection, all machines disconnected: dropped %d", len(gone))
@@ -528,20 +572,38 @@ class Collector:
         )
 
     def check_memory(self) -> int:
-        """With ``max_mem``: when the process is over it, drop every machine's oldest half;
-        returns how many transitions were dropped (counted in ``MachineRecord.dropped`` and
-        :attr:`trimmed`).
+        """With ``max_mem``: when the process is over it, first drop the log lines above
+        level 2 older than ``log_ttl`` (:meth:`drop_old_logs`), then, unless that freed
+        enough, every machine's oldest half; returns how many transitions were dropped
+        (counted in ``MachineRecord.dropped`` and :attr:`trimmed`).
 
         Freed memory is reused by Python but rarely returned to the system, so RSS cannot say
-        whether a cut was enough. The first cut therefore sets a budget (the transitions kept
-        then); later the budget is held by count, and halved again only if RSS still grows.
+        whether a cut was enough. The log lines' own size says what dropping them freed; the
+        first cut of the history sets a budget (the transitions kept then); later the budget
+        is held by count, and the history halved again only if RSS still grows.
         """
         self._since_check = 0
         if not self.max_mem:
             return 0
         rss = rss_bytes()
         kept = sum(len(r) for r in self.machines.values())
-        over = rss > self.max_mem and (self._budget is None or rss > self._rss_at_cut)
+        over = rss > self.max_mem and rss > self._rss_at_cut
+        if over and self.log_ttl is not None:
+            lines, freed = self.drop_old_logs(time.time_ns() - int(self.log_ttl * 1e9))
+            if lines:
+                log.warning(
+                    "dbg: memory %d MB, --max-mem %d MB: dropped %d log lines above level 2 "
+                    "older than %.0f s (about %d MB)",
+                    rss >> 20,
+                    self.max_mem >> 20,
+                    lines,
+                    self.log_ttl,
+                    freed >> 20,
+                )
+                self._changed()
+            if freed >= rss - self.max_mem:  # enough: the history stays until RSS grows on
+                self._rss_at_cut = rss + self.max_mem // 20
+                return 0
         if over:
             self._budget = kept // 2
             self._rss_at_cut = rss + self.max_mem // 20  # noise of the allocator
@@ -565,6 +627,19 @@ class Collector:
             self._changed()
         return dropped
 
+    def drop_old_logs(self, before_ns: int) -> tuple[int, int]:
+        """Drop the log lines above level 2 of every transition received (or, imported,
+        made) before ``before_ns``; returns (lines dropped, about how many bytes that freed).
+        Lines at levels 0-2 (changes, external mutations) stay: the log reader and the
+        diagrams read pipes and links from ops lines, so those go first only under memory
+        pressure, and only the old ones."""
+        lines = freed = 0
+        for rec in self.machines.values():
+            n, b = rec.drop_old_logs(before_ns)
+            lines, freed = lines + n, freed + b
+        self.logs_dropped += lines
+        return lines, freed
+
     async def wait_until(self, predicate: Callable[[Collector], bool]) -> None:
         """Sleep (under trio) until ``predicate(self)`` holds after some change."""
         import trio  # here: a UI reading a dump never needs trio (it costs ~0.15 s to import)
@@ -585,14 +660,14 @@ class Collector:
 
     def dumps(self) -> list[MachineDump]:
         """Every machine with its history, ready for :func:`dbg.dump.write_dump`."""
-        return [MachineDump(rec.schema, list(rec.txs)) for rec in self.machines.values()]
+        return [rec.dump() for rec in self.machines.values()]
 
     def rotate(self) -> list[MachineDump]:
         """Every machine's schema with the transitions since the last rotation, which are
         then dropped from memory (schemas stay, so each rotated dump loads on its own)."""
         out = []
         for rec in self.machines.values():
-            out.append(MachineDump(rec.schema, rec.txs))
+            out.append(MachineDump(rec.schema, rec.txs, gone_ns=rec.gone_ns))
             rec.txs = []
         self.buffered = 0
         return out
@@ -604,6 +679,7 @@ class Collector:
             rec = MachineRecord(d.schema, "import", connected=False, imported=True)
             if isinstance(d, MachineDump):
                 rec.txs = list(d.txs)
+                rec.gone_ns = d.gone_ns
             else:
                 rec._pending.add(Items(list(d.raw), _no_prefix(d.parse), d.clocks))
             self.machines[d.schema.id] = rec
@@ -646,6 +722,26 @@ def _feed(collector: Collector, session: _Session, data: bytes) -> bool:
     return True
 
 
+async def watch_memory(collector: Collector, task_status: Any = None) -> None:
+    """Check ``--max-mem`` every second, besides every :data:`CHECK_EVERY` transitions: old
+    log lines age past ``--log-ops-ttl`` while nothing arrives too."""
+    import trio
+
+    (task_status or trio.TASK_STATUS_IGNORED).started()
+    while True:
+        await trio.sleep(1)
+        collector.check_memory()
+
+
+def end_session(collector: Collector, conn_id: str) -> None:
+    """A producer's connection ended (call it from the connection task's ``finally``): its
+    machines are gone, unless the end is the debugger's own (its task cancelled, it stops)."""
+    import trio
+
+    stopping = trio.current_effective_deadline() == -math.inf
+    collector.disconnect(conn_id, gone=not stopping)
+
+
 async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
     import trio
 
@@ -662,7 +758,7 @@ async def _tcp_client(collector: Collector, stream: trio.SocketStream) -> None:
     except trio.BrokenResourceError:
         pass
     finally:
-        collector.disconnect(session.conn_id)
+        end_session(collector, session.conn_id)
 
 
 async def _ws_client(collector: Collector, request: Any) -> None:
@@ -688,7 +784,7 @@ async def _ws_client(collector: Collector, request: Any) -> None:
     except trio_websocket.ConnectionClosed:
         pass
     finally:
-        collector.disconnect(session.conn_id)
+        end_session(collector, session.conn_id)
 
 
 async def serve_collector(

@@ -490,7 +490,7 @@ def _encode(machines: Iterable[dict[str, Any]]) -> bytes:
 
 def _checked_dict(m: MachineDump) -> dict[str, Any]:
     """The slow path of encode_dump: each transition encoded on its own, failures skipped."""
-    out = type(m)(m.schema, [], m.version).to_dict()  # a failure here is not a record's
+    out = type(m)(m.schema, [], m.version, m.gone_ns).to_dict()  # a failure here is not a record's
     txs, skipped = [], 0
     for tx in m.txs:
         try:
@@ -510,14 +510,17 @@ def single_frame(machines: Iterable[MachineDump], at: datetime) -> list[MachineD
     """A cross-machine snapshot ("Single Frame" export): per machine only its first
     transition at or after the human time ``at``; a machine whose history ended before
     ``at`` keeps its last transition (its state then), one without transitions stays empty.
-    Times are compared in UTC; a transition without a time counts as before everything."""
+    Times are compared in UTC; a transition without a time counts as before everything. A
+    machine gone by ``at`` stays gone."""
     at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    at_ns = time_to_ns(at)
     out = []
     for m in machines:
         pick = next((tx for tx in m.txs if tx.time is not None and _utc(tx.time) >= at), None)
         if pick is None and m.txs:
             pick = m.txs[-1]
-        out.append(MachineDump(m.schema, [pick] if pick is not None else [], m.version))
+        gone = m.gone_ns if m.gone_ns and m.gone_ns <= at_ns else 0
+        out.append(MachineDump(m.schema, [pick] if pick is not None else [], m.version, gone))
     return out
 
 

@@ -49,7 +49,9 @@ What the diagram renderer reads (the contract for producers)
   the target machine; the n-th ``pipe-out`` and the n-th ``pipe-in`` of the same machine pair
   and mutation type form one edge ``source.State -> target.State``. Without ``:add`` /
   ``:remove`` (``[pipe-out] <State> to <machId>``) a pipe counts as an add pipe.
-  ``[pipe:gc] <machId>`` removes every pipe to and from that machine.
+  ``[pipe:gc] <machId>`` removes every pipe to and from that machine, and so does the end of
+  a machine's telemetry connection (:attr:`MachineDump.gone_ns`): a process killed or a tab
+  closed logs no ``[pipe:gc]``.
 - **order**: transitions of all machines are replayed by ``DbgMsgTx.time`` (a transition
   without a time keeps its machine's previous one), so cross-machine log lines such as
   ``[pipe:gc]`` take effect after the lines they undo.
@@ -463,12 +465,15 @@ _TX_KINDS = {
 class MachineDump:
     """One machine of a dump: its schema message and its transitions, oldest first.
 
-    ``version`` is the version of the tool that wrote it ("" when unknown).
+    ``version`` is the version of the tool that wrote it ("" when unknown). ``gone_ns`` is
+    when its telemetry connection ended while the debugger listened (ns since the Unix epoch;
+    0 = still connected, or unknown): the machine vanished then, and so did its pipes.
     """
 
     schema: DbgMsgStruct
     txs: list[DbgMsgTx] = field(default_factory=list)
     version: str = ""
+    gone_ns: int = 0
 
     @property
     def id(self) -> str:
@@ -490,6 +495,8 @@ class MachineDump:
         out["txs"] = [tx.to_dict() for tx in self.txs]
         if self.version:
             out["version"] = self.version
+        if self.gone_ns:
+            out["gone_ns"] = self.gone_ns
         return out
 
     @classmethod
@@ -502,4 +509,5 @@ class MachineDump:
             schema=schema,
             txs=[DbgMsgTx.from_dict(t, f"{where}.txs[{i}]") for i, t in enumerate(txs)],
             version=_get(d, "version", str, "", where),
+            gone_ns=_get(d, "gone_ns", int, 0, where),
         )

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from machines.telemetry import TX_FIELDS
 from machines.tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED
 from machines.transition import tx_id
 
@@ -62,13 +63,28 @@ def extras_into(tx: DbgMsgTx, logs: Any, pre: Any, args: Any, src: Any, steps: A
 class Rows:
     """Checked rows of one ``txp`` group, ``first`` of them already read or dropped."""
 
-    __slots__ = ("arrived", "called", "cols", "extras", "first", "mid", "rows", "stop")
+    __slots__ = ("arrived", "called", "cols", "extras", "first", "logs_done", "mid", "rows",
+                 "stop")  # fmt: skip
 
     def __init__(self, group: Any, arrived: int) -> None:
         self.mid, self.cols, self.rows, self.called, self.extras = group
         self.arrived = arrived
         self.first = 0
         self.stop = len(self.rows) // self.cols
+        self.logs_done = False  # its old log lines were dropped (see Pending.drop_old_logs)
+
+    def drop_logs(self, keep_level: int, line_cost: int) -> tuple[int, int]:
+        """Drop the log lines above ``keep_level`` of the rows not read yet."""
+        lines = freed = 0
+        extras = self.extras
+        for row in [r for r in extras if r >= self.first] if extras else ():
+            logs, pre, *rest = extras[row]
+            n, b, logs = _keep(logs, keep_level, line_cost)
+            n2, b2, pre = _keep(pre, keep_level, line_cost)
+            if n or n2:
+                extras[row] = (logs, pre, *rest)
+                lines, freed = lines + n + n2, freed + b + b2
+        return lines, freed
 
     def __len__(self) -> int:
         return self.stop - self.first
@@ -119,16 +135,31 @@ class Items:
     """Transitions one item each, with how to parse one (given the id prefix) and to read
     its clocks."""
 
-    __slots__ = ("clocks", "first", "items", "parse")
+    __slots__ = ("arrived", "clocks", "first", "items", "logs_done", "parse")
 
     def __init__(
         self,
         items: list[Any],
         parse: Callable[[Any, str], DbgMsgTx],
         clocks: Callable[[Any], list[int]],
+        arrived: int = 0,
     ) -> None:
         self.items, self.parse, self.clocks = items, parse, clocks
+        #: when live transition arrays (TX_FIELDS order) arrived; 0: other items (imported)
+        self.arrived = arrived
         self.first = 0
+        self.logs_done = False
+
+    def drop_logs(self, keep_level: int, line_cost: int) -> tuple[int, int]:
+        """Drop the log lines above ``keep_level`` of live arrays not read yet."""
+        lines = freed = 0
+        if not self.arrived:
+            return 0, 0
+        for arr in self.items[self.first :]:
+            for i in (_LOGS, _PRE):
+                n, b, arr[i] = _keep(arr[i], keep_level, line_cost)
+                lines, freed = lines + n, freed + b
+        return lines, freed
 
     def __len__(self) -> int:
         return len(self.items) - self.first
@@ -148,6 +179,18 @@ class Items:
 
 
 Block = Rows | Items
+_LOGS, _PRE = TX_FIELDS.index("log_entries"), TX_FIELDS.index("pre_log_entries")
+
+
+def _keep(logs: Any, keep_level: int, line_cost: int) -> tuple[int, int, Any]:
+    """(lines dropped, bytes about, the ``[level, text]`` pairs kept) of checked log lines."""
+    if not logs:
+        return 0, 0, logs
+    keep = [e for e in logs if e[0] <= keep_level]
+    if len(keep) == len(logs):
+        return 0, 0, logs
+    freed = sum(len(e[1]) + line_cost for e in logs if e[0] > keep_level)
+    return len(logs) - len(keep), freed, keep
 
 
 class Pending:
@@ -173,6 +216,20 @@ class Pending:
 
     def last_clocks(self) -> list[int]:
         return self.blocks[-1].last_clocks() if self.blocks else []
+
+    def drop_old_logs(self, before_ns: int, keep_level: int, line_cost: int) -> tuple[int, int]:
+        """Drop the log lines above ``keep_level`` of the blocks that arrived before
+        ``before_ns`` (each block once: the newer ones are left for a later call)."""
+        lines = freed = 0
+        for b in self.blocks:
+            if b.arrived >= before_ns:
+                break  # blocks arrive in order
+            if b.logs_done or not b.arrived:
+                continue
+            n, f = b.drop_logs(keep_level, line_cost)
+            b.logs_done = True
+            lines, freed = lines + n, freed + f
+        return lines, freed
 
     def drop(self, n: int) -> None:
         """Forget the ``n`` oldest transitions."""

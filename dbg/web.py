@@ -35,7 +35,7 @@ from relay.security import own_origins
 from relay.static import serve_static
 from relay.wsstream import WebSocketStream
 
-from .collector import Collector, _feed, _Session
+from .collector import Collector, _feed, _Session, end_session
 
 __all__ = ["VIEWER_TYPES", "WebServer"]
 
@@ -165,7 +165,7 @@ class WebServer:
         except trio.BrokenResourceError as err:  # e.g. a text message: closed with 1003
             log.warning("dbg: closing %s: %s", session.conn_id, err)
         finally:
-            self.collector.disconnect(session.conn_id)
+            end_session(self.collector, session.conn_id)
 
     def _index(self) -> str:
         items = []

@@ -102,7 +102,7 @@ class D2Renderer:
 
     def should_render_state(self, mach_id: str, state: str) -> bool:
         o = self.o
-        if mach_id not in self._full:
+        if mach_id not in self._full or (o.allowlist and state not in o.allowlist):
             return False
         special = (
             (o.start and state == "Start")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dbg.model import DbgMsgTx, LogEntry, MachineDump, MutationType
+from dbg.model import DbgMsgTx, LogEntry, MachineDump, MutationType, ns_to_time
 
 __all__ = ["Graph", "Pipe", "is_inherited", "INHERITED_SETS"]
 
@@ -192,21 +192,32 @@ class Graph:
 
         Order matters for links that span machines (a ``[pipe:gc]`` must come after the pipes
         it removes). A transition without a time keeps its machine's previous one, so each
-        machine's own order is never changed (the sort is stable).
+        machine's own order is never changed (the sort is stable). A machine that vanished
+        (:attr:`MachineDump.gone_ns`) ends its pipes then, as a ``[pipe:gc]`` would: a killed
+        process or a closed tab logs none.
         """
-        events: list[tuple[datetime, int, MachineDump, DbgMsgTx]] = []
+        events: list[tuple[datetime, int, MachineDump, DbgMsgTx | None]] = []
         for m in self.machines.values():
             at = _NO_TIME
             for tx in m.txs:
                 if tx.time is not None:
                     at = max(at, _aware(tx.time))
                 events.append((at, len(events), m, tx))
+            if m.gone_ns:
+                events.append((max(at, ns_to_time(m.gone_ns)), len(events), m, None))
         events.sort(key=lambda e: (e[0], e[1]))
         prev: dict[str, list[int]] = {}
-        for _, _, m, tx in events:
-            self._replay(m, tx, prev.get(m.id, []))
-            if tx.clocks:
-                prev[m.id] = tx.clocks
+        for _, _, m, event in events:
+            if event is None:
+                self._end_pipes(m.id)
+                continue
+            self._replay(m, event, prev.get(m.id, []))
+            if event.clocks:
+                prev[m.id] = event.clocks
+
+    def _end_pipes(self, gone: str) -> None:
+        for key in [k for k in self.pipes if gone in k]:
+            del self.pipes[key]
 
     def _replay(self, m: MachineDump, tx: DbgMsgTx, prev: list[int]) -> None:
         index = m.schema.states_index
@@ -250,9 +261,7 @@ class Graph:
             return
         gc = _PIPE_GC_RE.match(text)
         if gc:
-            gone = gc.group(1)
-            for key in [k for k in self.pipes if gone in k]:
-                del self.pipes[key]
+            self._end_pipes(gc.group(1))
             return
         match = _PIPE_RE.match(text)
         if not match:

@@ -18,6 +18,9 @@ class RenderOptions:
 
     machs: list[str] = field(default_factory=list)
     skip_machs: list[str] = field(default_factory=list)
+    #: only these states, when given (the debugger's ``--output-diag-group skip``: a layout
+    #: of the selected group's states alone)
+    allowlist: list[str] = field(default_factory=list)
     # graph hops from the requested machines to draw fully; -1 = all machines
     distance: int = -1
     # parent-child levels below the requested machines to draw fully
@@ -75,7 +78,13 @@ def preset_bird(opts: RenderOptions | None = None) -> RenderOptions:
 
 
 def preset_map(opts: RenderOptions | None = None) -> RenderOptions:
-    """A topology map: every machine as a box nested in its parent, RPC links, no states."""
+    """A topology map: every machine as a box nested in its parent, RPC links, no states.
+
+    Laid out by ELK, unlike the reference (dagre): with machine names as large as they are
+    (font 50), dagre let a nested machine rise over its container's top, covering the name
+    of its parent (a tab's box under its own handler machine); ELK reserves the label's
+    room in every container.
+    """
     o = replace(opts) if opts else baseline()
     o.nest_submachines = True
     o.states = False
@@ -86,7 +95,7 @@ def preset_map(opts: RenderOptions | None = None) -> RenderOptions:
     o.tags = False
     o.depth = 0
     o.relations = False
-    o.elk = False
+    o.elk = True
     return o
 
 

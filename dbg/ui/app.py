@@ -21,6 +21,7 @@ from textual.css.query import NoMatches
 
 from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
+from .call_log import CallLogOutputs
 from .diagrams import DEBOUNCE as DIAGRAMS_DEBOUNCE
 from .diagrams import DiagramOutputs
 from .dialogs import ExportScreen, PromptScreen
@@ -134,6 +135,11 @@ class DebuggerApp(App[None]):
         diagrams: int = 0,
         on_diagrams: Callable[[set[str]], None] | None = None,
         graph_text: bool = False,
+        diag_group: str = "hide",
+        diag_tx: str = "relations",
+        call_log: bool = False,
+        reader: bool = True,
+        narrow: bool = False,
     ) -> None:
         super().__init__()
         if view not in VIEWS:
@@ -142,7 +148,9 @@ class DebuggerApp(App[None]):
         self.out_dir = out_dir
         self.live = live
         self.view = view
-        self.show_reader = True
+        self.show_reader = reader
+        #: the narrow layout (no machine list) at any width, not only under NARROW_WIDTH
+        self.narrow = narrow
         self.info = info
         self._pending = open_addr
         self._dirty = True
@@ -158,9 +166,19 @@ class DebuggerApp(App[None]):
         self._unsub: Callable[[], None] | None = None
         self.paints = 0  # for tests and benchmarks: frames painted
         self.outputs = TextOutputs(session, out_dir, set(outputs)) if outputs else None
+        #: --output-call-log: every machine's executed handlers (see dbg.ui.call_log)
+        self.call_log = CallLogOutputs(session, out_dir) if call_log else None
         #: --output-diagrams, --output-graph: kept by a worker thread (see dbg.ui.diagrams)
         self.diagrams = (
-            DiagramOutputs(session, out_dir, diagrams, on_diagrams, text=graph_text)
+            DiagramOutputs(
+                session,
+                out_dir,
+                diagrams,
+                on_diagrams,
+                text=graph_text,
+                group_mode=diag_group,
+                tx_mode=diag_tx,
+            )
             if diagrams or graph_text
             else None
         )
@@ -199,6 +217,8 @@ class DebuggerApp(App[None]):
         self.set_interval(PLAY_INTERVAL, self._play)
         if self.outputs is not None:
             self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.outputs.tick(self.status))
+        if self.call_log is not None:
+            self.set_interval(OUTPUTS_DEBOUNCE, lambda: self.call_log.tick(self.status))
         if self.diagrams is not None:
             self.set_interval(DIAGRAMS_DEBOUNCE, lambda: self.diagrams.tick(self.status))
         self.theme = THEMES[self.view_theme]
@@ -255,7 +275,7 @@ class DebuggerApp(App[None]):
         self.call_after_refresh(self.paint)
 
     def _layout_classes(self, width: int, height: int) -> None:
-        self.screen.set_class(width < NARROW_WIDTH, "narrow")
+        self.screen.set_class(self.narrow or width < NARROW_WIDTH, "narrow")
         self.screen.set_class(height < 30, "short")
 
     def _apply_view(self) -> None:
@@ -322,6 +342,8 @@ class DebuggerApp(App[None]):
         self.paints += 1
         if self.outputs is not None:
             self.outputs.changed()
+        if self.call_log is not None:
+            self.call_log.changed()
         if self.diagrams is not None:
             self.diagrams.changed()
         if self._key_at:  # a key's effect: the collector waits until it is on screen

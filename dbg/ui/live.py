@@ -75,9 +75,13 @@ class LockedCollector(Collector):
         with self._turn():
             super().ingest(conn_id, kind, message)
 
-    def disconnect(self, conn_id: str) -> None:
+    def check_memory(self) -> int:
         with self._turn():
-            super().disconnect(conn_id)
+            return super().check_memory()
+
+    def disconnect(self, conn_id: str, *, gone: bool = True) -> None:
+        with self._turn():
+            super().disconnect(conn_id, gone=gone)
 
 
 def check_free(host: str, port: int) -> None:

@@ -580,7 +580,7 @@ class Session:
             records = list(self.collector.machines.values())
             txs = [list(r.txs) for r in records]
         dumps = [
-            MachineDump(r.schema, t)
+            MachineDump(r.schema, t, gone_ns=r.gone_ns)
             for r, t in zip(records, txs, strict=True)
             if not self.filters.hides_machine(r.connected, r.schema.tags)
         ]
