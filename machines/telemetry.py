@@ -316,11 +316,15 @@ class Lane:
         self.chunk = outbox.chunk
         self.open = True  # until the outbox closes it
 
-    def add_called(self, called: tuple[str, ...]) -> int:
-        """The index of a called-state list not in the table yet (the machine's thread)."""
-        if len(self.called) >= CALLED_MAX:
-            self.seal(rotate=True)
-        i = self.called[called] = len(self.called)
+    def index(self, called: tuple[str, ...]) -> int:
+        """The index of a called-state list in the table, added if new (the machine's thread;
+        the machine keeps it on the transition's plan, ``Plan.lane_ci``, with the table it is
+        valid for: a new table after :data:`CALLED_MAX` lists makes it look again)."""
+        i = self.called.get(called)
+        if i is None:
+            if len(self.called) >= CALLED_MAX:
+                self.seal(rotate=True)
+            i = self.called[called] = len(self.called)
         return i
 
     def seal(self, *, rotate: bool = False) -> None:
@@ -334,10 +338,7 @@ class Lane:
 
     def record(self, rec: tuple) -> None:
         """Append a transition record (:data:`RECORD_FIELDS`) as the machine appends a row."""
-        called = rec[5]
-        ci = self.called.get(called)
-        if ci is None:
-            ci = self.add_called(called)
+        ci = self.index(rec[5])
         while True:
             try:
                 row: bytes | tuple = self.pack(rec[1], rec[3], rec[4], ci, *rec[6:10], *rec[2])

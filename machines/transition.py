@@ -95,9 +95,7 @@ class Transition:
         "states_before",
         "accepted",
         "completed",
-        "_log_entries",
-        "_pre_log_entries",
-        "_steps",
+        "_rare",
         "queue_len",
         "cancelled_by",
     )
@@ -119,46 +117,54 @@ class Transition:
         self.states_before: tuple[str, ...] = states_before
         self.accepted = False
         self.completed = False
-        # created on first use: most transitions log nothing and record no steps, and three
-        # lists per transition were a measurable share of a mutation (and of the GC's work)
-        self._log_entries: list[tuple[int, str]] | None = None
-        self._pre_log_entries: list[tuple[int, str]] | None = None
-        self._steps: list[Step] | None = None
+        # [log entries, pre-log entries, steps], each list created on first use: most
+        # transitions log nothing and record no steps (three lists per transition were a
+        # measurable share of a mutation, and of the GC's work), and one slot tells the
+        # debugger's row at once that there is nothing more to send
+        self._rare: list[Any] | None = None
         self.queue_len = 0
         self.cancelled_by = ""
+
+    def _rare_field(self, i: int) -> list[Any]:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = [None, None, None]
+        field = rare[i]
+        if field is None:
+            field = rare[i] = []
+        return field
+
+    def _set_rare(self, i: int, value: list[Any]) -> None:
+        if self._rare is None:
+            self._rare = [None, None, None]
+        self._rare[i] = value
 
     @property
     def log_entries(self) -> list[tuple[int, str]]:
         """``(level, text)`` logged during the transition."""
-        if self._log_entries is None:
-            self._log_entries = []
-        return self._log_entries
+        return self._rare_field(0)
 
     @log_entries.setter
     def log_entries(self, value: list[tuple[int, str]]) -> None:
-        self._log_entries = value
+        self._set_rare(0, value)
 
     @property
     def pre_log_entries(self) -> list[tuple[int, str]]:
         """``(level, text)`` logged between the previous transition and this one."""
-        if self._pre_log_entries is None:
-            self._pre_log_entries = []
-        return self._pre_log_entries
+        return self._rare_field(1)
 
     @pre_log_entries.setter
     def pre_log_entries(self, value: list[tuple[int, str]]) -> None:
-        self._pre_log_entries = value
+        self._set_rare(1, value)
 
     @property
     def steps(self) -> list[Step]:
         """Debugging steps (recorded with :attr:`Machine.log_steps`)."""
-        if self._steps is None:
-            self._steps = []
-        return self._steps
+        return self._rare_field(2)
 
     @steps.setter
     def steps(self, value: list[Step]) -> None:
-        self._steps = value
+        self._set_rare(2, value)
 
     @property
     def targets(self) -> list[str]:
