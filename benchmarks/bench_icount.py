@@ -10,8 +10,9 @@ relations + handlers, ``c`` 100 states random, ``ta`` / ``tb`` the same as ``a``
 ``transitions``; ``rpc`` an aRPC mutation round trip (client, server and the served machine in
 one process, as in bench_rpc.py) and ``echo`` its floor, a trio TCP echo of the same 13 bytes,
 both with both connections open; ``sansio`` the part of ``rpc`` done without trio or sockets;
-``rels-off`` / ``rels-on`` and ``flat-off`` / ``flat-on`` bench_telemetry.py's workloads with
-telemetry off / on (the machine's side: rows packed into a debugger's outbox, no socket).
+``rels-off`` / ``rels-on``, ``ops-off`` / ``ops-on`` (relations at log level 3) and
+``flat-off`` / ``flat-on`` bench_telemetry.py's workloads with telemetry off / on (the
+machine's side: rows packed into a debugger's outbox, no socket).
 Needs ``valgrind`` on the PATH (about a minute per workload).
 """
 
@@ -104,8 +105,10 @@ sys.path.insert(0, {here!r})
 import bench_telemetry as bt
 from machines import Machine, telemetry
 key, n, timed = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-rels = key.startswith("rels")
-m = Machine(bt.RELS if rels else bt.FLAT, handlers=bt.Handlers() if rels else None)
+rels = not key.startswith("flat")
+level = 3 if key.startswith("ops") else 0  # "ops": relations at log level 3 (logger discards)
+m = Machine(bt.RELS if rels else bt.FLAT, handlers=bt.Handlers() if rels else None,
+            log_level=level, logger=lambda *_: None)
 outbox = telemetry.Outbox()
 if key.endswith("-on"):
     telemetry.DbgTracer(outbox).attach(m)
@@ -125,7 +128,7 @@ run(4000)
 if timed:
     run(n)
 """
-TELEMETRY_KEYS = ("rels-off", "rels-on", "flat-off", "flat-on")
+TELEMETRY_KEYS = ("rels-off", "rels-on", "ops-off", "ops-on", "flat-off", "flat-on")
 #: round trips are ~50x the instructions of a core transition
 DEFAULT_N = {"rpc": 2000, "echo": 2000, "sansio": 5000}
 DRIVERS = {
@@ -152,7 +155,8 @@ def main(
     workloads: Annotated[
         list[str] | None,
         typer.Argument(
-            help="keys: a b c ta tb rpc echo sansio rels-off rels-on flat-off flat-on "
+            help="keys: a b c ta tb rpc echo sansio rels-off rels-on ops-off ops-on flat-off "
+            "flat-on "
             "(default: a b tb)"
         ),
     ] = None,

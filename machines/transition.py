@@ -125,46 +125,57 @@ class Transition:
         self.queue_len = 0
         self.cancelled_by = ""
 
-    def _rare_field(self, i: int) -> list[Any]:
-        rare = self._rare
-        if rare is None:
-            rare = self._rare = [None, None, None]
-        field = rare[i]
-        if field is None:
-            field = rare[i] = []
-        return field
-
-    def _set_rare(self, i: int, value: list[Any]) -> None:
-        if self._rare is None:
-            self._rare = [None, None, None]
-        self._rare[i] = value
+    # the three fields below live in one slot, ``_rare`` ([log entries, pre-log entries,
+    # steps], each created on first use), written out in each accessor: a shared helper was a
+    # second Python call per log line
 
     @property
     def log_entries(self) -> list[tuple[int, str]]:
         """``(level, text)`` logged during the transition."""
-        return self._rare_field(0)
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = [None, None, None]
+        if rare[0] is None:
+            rare[0] = []
+        return rare[0]
 
     @log_entries.setter
     def log_entries(self, value: list[tuple[int, str]]) -> None:
-        self._set_rare(0, value)
+        if self._rare is None:
+            self._rare = [None, None, None]
+        self._rare[0] = value
 
     @property
     def pre_log_entries(self) -> list[tuple[int, str]]:
         """``(level, text)`` logged between the previous transition and this one."""
-        return self._rare_field(1)
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = [None, None, None]
+        if rare[1] is None:
+            rare[1] = []
+        return rare[1]
 
     @pre_log_entries.setter
     def pre_log_entries(self, value: list[tuple[int, str]]) -> None:
-        self._set_rare(1, value)
+        if self._rare is None:
+            self._rare = [None, None, None]
+        self._rare[1] = value
 
     @property
     def steps(self) -> list[Step]:
         """Debugging steps (recorded with :attr:`Machine.log_steps`)."""
-        return self._rare_field(2)
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = [None, None, None]
+        if rare[2] is None:
+            rare[2] = []
+        return rare[2]
 
     @steps.setter
     def steps(self, value: list[Step]) -> None:
-        self._set_rare(2, value)
+        if self._rare is None:
+            self._rare = [None, None, None]
+        self._rare[2] = value
 
     @property
     def targets(self) -> list[str]:
