@@ -54,8 +54,8 @@ __all__ = ["Machine", "HandlerTimeoutError"]
 ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET, MutationType.EVAL
 EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
 _PLAN_CACHE_MAX = 32768
-#: a transition's rare fields (log entries, pre-log entries, steps) when it has none
-_NO_RARE: list[Any] = [None, None, None]
+#: a transition's rare fields (log levels and texts, pre-log entries, steps) when it has none
+_NO_RARE: list[Any] = [None, None, None, None]
 _OPS, _CHANGES, _EVERYTHING = int(LogLevel.OPS), int(LogLevel.CHANGES), int(LogLevel.EVERYTHING)
 
 log = logging.getLogger("machines")
@@ -513,8 +513,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                                     lane.failed(err)
                                 else:
                                     if source is not None or (args and lane.args):
-                                        a = args if lane.args else None
-                                        row = (row, (None, None, a, source, None))
+                                        row = (row, (None, args if lane.args else None, source))
                                     rows.append(row)
                                     if len(rows) >= lane.chunk:
                                         lane.seal()
@@ -772,9 +771,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             else:
                 rare = tx._rare
                 if rare is not None or mut.source is not None or (lane.args and mut.args):
-                    a = mut.args if lane.args else None
-                    log_entries, pre_log, steps = rare or _NO_RARE
-                    row = (row, (log_entries, pre_log, a, mut.source, steps))
+                    row = (row, (rare, mut.args if lane.args else None, mut.source))
                 rows.append(row)
                 if len(rows) >= lane.chunk:
                     lane.seal()
@@ -783,10 +780,11 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             # Python call per transition was a fifth of what telemetry costs the machine
             flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
             args = mut.args if self._sink_args else None
-            log_entries, pre_log, steps = tx._rare or _NO_RARE
+            levels, texts, pre_log, steps = tx._rare or _NO_RARE
+            log_entries = list(zip(levels, texts, strict=True)) if levels else None
             self._sink((self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type,
                         mut.called, flags, tx.queue_len, mut.queue_tick, mut.token,
-                        log_entries or None, pre_log or None, args, mut.source,
+                        log_entries, pre_log or None, args, mut.source,
                         steps or None))  # fmt: skip
         if self._subs.pending and tx.accepted and not mut.check:
             changed = [

@@ -38,7 +38,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from itertools import accumulate, chain
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import framing
@@ -254,14 +254,16 @@ class Outbox:
         rows: list[Any] = []
         extras: dict[int, list[Any]] = {}
         heads: list[int] = []
-        entries: list[tuple] = []
+        levels: list[int] = []
+        texts: list[str] = []
         add_row = rows.append
         for item in batch:
             if type(item) is bytes:
                 add_row(item)
                 continue
-            row, (log_entries, pre, args, src, steps) = item  # type: ignore[misc]
+            row, (rare, args, src) = item  # type: ignore[misc]
             n = len(rows)
+            lv, txt, pre, steps = rare or _NO_RARE
             if args or src is not None or steps:
                 try:
                     extras[n] = _extra(args, src, steps)
@@ -269,19 +271,23 @@ class Outbox:
                     self.unpackable(err)
                     continue
             add_row(row)
-            if log_entries:
+            if lv:  # taken as they are: one batch's levels and texts are packed in C
+                heads += (n, len(lv), len(pre) if pre else 0)
+                levels += lv
+                texts += txt
                 if pre:
-                    heads += (n, len(log_entries), len(pre))
-                    entries += log_entries
-                    entries += pre
-                else:
-                    heads += (n, len(log_entries), 0)
-                    entries += log_entries  # taken apart per batch, in C (see _pack_logs)
+                    levels += [e[0] for e in pre]
+                    texts += [e[1] for e in pre]
             elif pre:
                 heads += (n, 0, len(pre))
-                entries += pre
-        logs = _pack_logs(heads, entries) if heads else None
+                levels += [e[0] for e in pre]
+                texts += [e[1] for e in pre]
+        logs = _pack_logs(heads, levels, texts) if heads else None
         return [lane.mid, 8 + lane.width, lane.code, b"".join(rows), called, extras, logs]
+
+
+#: a row's rare fields (log levels and texts, pre-log entries, steps) when it has none
+_NO_RARE: list[Any] = [None, None, None, None]
 
 
 class Lane:
@@ -293,7 +299,8 @@ class Lane:
     machine about twice the whole row does). The called-state lists are indexed through
     :attr:`called`, a table sent with every group (restarted once it holds :data:`CALLED_MAX`
     lists). A row with rare fields (log entries, a source, args, steps) is appended as
-    ``(row, (log, pre_log, args, source, steps))``.
+    ``(row, (rare, args, source))``, ``rare`` being the transition's ``[levels, texts,
+    pre-log entries, steps]`` (``Transition._rare``) or None.
     """
 
     __slots__ = (
@@ -344,8 +351,11 @@ class Lane:
                 break
             except struct.error:
                 self.widen()
-        if rec[10] or rec[11] or rec[12] or rec[13] is not None or rec[14]:
-            row = (row, rec[10:15])
+        log, pre, args, src, steps = rec[10:15]
+        if log or pre or args or src is not None or steps:
+            levels = [e[0] for e in log] if log else None
+            texts = [e[1] for e in log] if log else None
+            row = (row, ([levels, texts, pre, steps], args, src))
         rows = self.rows
         rows.append(row)
         if len(rows) >= self.chunk:
@@ -387,26 +397,24 @@ _EXTRA = ("log_entries", "pre_log_entries", "args", "source", "steps")
 _LITTLE = sys.byteorder == "little"
 
 
-def _pack_logs(heads: list[int], entries: list[tuple]) -> list[Any]:
+def _pack_logs(heads: list[int], levels: list[int], texts: list[str]) -> list[Any]:
     """A group's ``logs``: ``[heads, levels, lengths, text]``; see :func:`_with_logs`.
 
-    C loops over the batch: the entries flattened once and sliced into levels and texts, the
-    levels a byte each, and the texts joined by newlines, so that no lengths are needed
-    unless a text holds a newline itself (``count`` tells, in one pass). Taking the pairs apart
-    with ``itemgetter`` and packing every length was ~0.3 us an entry, more than the rest of
-    a logged row's way to the debugger."""
-    flat = list(chain.from_iterable(entries))
-    texts = flat[1::2]
+    C loops over the batch: the levels a byte each, and the texts joined by newlines, so that
+    no lengths are needed unless a text holds a newline itself (``count`` tells, in one pass).
+    Levels and texts come as two lists from the machine (``Transition._rare``): taking
+    ``(level, text)`` pairs apart per batch and packing every length was ~0.3 us an entry,
+    more than the rest of a logged row's way to the debugger."""
     text = "\n".join(texts)
     lengths = None
     if text.count("\n") != len(texts) - 1:  # a text holds a newline: cut by lengths instead
         text = "".join(texts)
         lengths = _int32s(list(map(len, texts)))
     try:
-        levels = bytes(flat[0::2])
+        packed = bytes(levels)
     except (TypeError, ValueError):  # not a LogLevel: kept in range rather than raised
-        levels = bytes([min(max(int(lv), 0), 255) for lv in flat[0::2]])
-    return [_int32s(heads), levels, lengths, text]
+        packed = bytes([min(max(int(lv), 0), 255) for lv in levels])
+    return [_int32s(heads), packed, lengths, text]
 
 
 def _int32s(values: list[int]) -> bytes:

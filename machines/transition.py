@@ -125,57 +125,56 @@ class Transition:
         self.queue_len = 0
         self.cancelled_by = ""
 
-    # the three fields below live in one slot, ``_rare`` ([log entries, pre-log entries,
-    # steps], each created on first use), written out in each accessor: a shared helper was a
-    # second Python call per log line
+    # log entries, pre-log entries and steps live in one slot, ``_rare``: ``[levels, texts,
+    # pre-log entries, steps]``, each list created on first use. The log's levels and texts are
+    # two lists (Machine._log appends to them directly): the debugger's rows take them as they
+    # are, where pairs had to be taken apart again per batch, and most transitions log nothing
+    # (the debugger's row tests one value for all four)
+
+    def _rare_slots(self) -> list[Any]:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = [None, None, None, None]
+        return rare
 
     @property
     def log_entries(self) -> list[tuple[int, str]]:
-        """``(level, text)`` logged during the transition."""
+        """``(level, text)`` logged during the transition (a copy: the machine logs through
+        :meth:`Machine.log`)."""
         rare = self._rare
-        if rare is None:
-            rare = self._rare = [None, None, None]
-        if rare[0] is None:
-            rare[0] = []
-        return rare[0]
+        if rare is None or rare[0] is None:
+            return []
+        return list(zip(rare[0], rare[1], strict=True))
 
     @log_entries.setter
     def log_entries(self, value: list[tuple[int, str]]) -> None:
-        if self._rare is None:
-            self._rare = [None, None, None]
-        self._rare[0] = value
+        rare = self._rare_slots()
+        rare[0] = [lv for lv, _ in value]
+        rare[1] = [text for _, text in value]
 
     @property
     def pre_log_entries(self) -> list[tuple[int, str]]:
         """``(level, text)`` logged between the previous transition and this one."""
-        rare = self._rare
-        if rare is None:
-            rare = self._rare = [None, None, None]
-        if rare[1] is None:
-            rare[1] = []
-        return rare[1]
-
-    @pre_log_entries.setter
-    def pre_log_entries(self, value: list[tuple[int, str]]) -> None:
-        if self._rare is None:
-            self._rare = [None, None, None]
-        self._rare[1] = value
-
-    @property
-    def steps(self) -> list[Step]:
-        """Debugging steps (recorded with :attr:`Machine.log_steps`)."""
-        rare = self._rare
-        if rare is None:
-            rare = self._rare = [None, None, None]
+        rare = self._rare_slots()
         if rare[2] is None:
             rare[2] = []
         return rare[2]
 
+    @pre_log_entries.setter
+    def pre_log_entries(self, value: list[tuple[int, str]]) -> None:
+        self._rare_slots()[2] = value
+
+    @property
+    def steps(self) -> list[Step]:
+        """Debugging steps (recorded with :attr:`Machine.log_steps`)."""
+        rare = self._rare_slots()
+        if rare[3] is None:
+            rare[3] = []
+        return rare[3]
+
     @steps.setter
     def steps(self, value: list[Step]) -> None:
-        if self._rare is None:
-            self._rare = [None, None, None]
-        self._rare[2] = value
+        self._rare_slots()[3] = value
 
     @property
     def targets(self) -> list[str]:
