@@ -513,7 +513,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                                     lane.failed(err)
                                 else:
                                     if source is not None or (args and lane.args):
-                                        row = (row, (None, args if lane.args else None, source))
+                                        row = (row, None, args if lane.args else None, source)
                                     rows.append(row)
                                     if len(rows) >= lane.chunk:
                                         lane.seal()
@@ -771,7 +771,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             else:
                 rare = tx._rare
                 if rare is not None or mut.source is not None or (lane.args and mut.args):
-                    row = (row, (rare, mut.args if lane.args else None, mut.source))
+                    row = (row, rare, mut.args if lane.args else None, mut.source)
                 rows.append(row)
                 if len(rows) >= lane.chunk:
                     lane.seal()

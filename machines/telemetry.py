@@ -240,13 +240,13 @@ class Outbox:
             self._failed = True
             log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
 
-    def _group(self, lane: Lane, batch: list[bytes | tuple]) -> list[Any]:
+    def _group(self, lane: Lane, batch: list[Any]) -> list[Any]:
         """The batch's ``txp`` group. Sealing may run on a machine's thread, so a row whose
         rare fields cannot be packed (a mutation arg whose ``str()`` raises) is dropped and
         counted, never raised into the machine (or the sender)."""
         called = [list(c) for c in lane.called]
         try:
-            data = b"".join(batch)  # type: ignore[arg-type]  # the usual: no rare fields
+            data = b"".join(batch)  # the usual: no rare fields
         except TypeError:
             pass
         else:
@@ -261,7 +261,7 @@ class Outbox:
             if type(item) is bytes:
                 add_row(item)
                 continue
-            row, (rare, args, src) = item  # type: ignore[misc]
+            row, rare, args, src = item  # (row, rare, args, source)
             n = len(rows)
             lv, txt, pre, steps = rare or _NO_RARE
             if args or src is not None or steps:
@@ -299,7 +299,7 @@ class Lane:
     machine about twice the whole row does). The called-state lists are indexed through
     :attr:`called`, a table sent with every group (restarted once it holds :data:`CALLED_MAX`
     lists). A row with rare fields (log entries, a source, args, steps) is appended as
-    ``(row, (rare, args, source))``, ``rare`` being the transition's ``[levels, texts,
+    ``(row, rare, args, source)``, ``rare`` being the transition's ``[levels, texts,
     pre-log entries, steps]`` (``Transition._rare``) or None.
     """
 
@@ -355,7 +355,7 @@ class Lane:
         if log or pre or args or src is not None or steps:
             levels = [e[0] for e in log] if log else None
             texts = [e[1] for e in log] if log else None
-            row = (row, ([levels, texts, pre, steps], args, src))
+            row = (row, [levels, texts, pre, steps], args, src)
         rows = self.rows
         rows.append(row)
         if len(rows) >= self.chunk:
