@@ -38,6 +38,20 @@ Where the prod cold start goes (the page's marks, ms since navigation; headless 
 
 Outside the page: a fresh context is a new window, and Chromium boots its own UI for it (the
 omnibox popup's WebUI renderer, about 1 s of CPU) while the page loads; the figures include it.
+(A new tab of a context kept open is no fair cold start: the page's DevTools session turns the
+HTTP cache off, but the snapshot's worker is not covered by it.)
+
+What is left is Pyodide's own boot, which the page cannot shorten: a CPU profile of a prod
+cold start (DevTools' sampling profiler, load average ~5) has the main thread ~0.8 s in
+native work (the wasm's streaming compile, its functions compiled lazily on first call),
+~0.25 s in Emscripten's dynamic linking of the instantiated module (``receiveInstance``:
+``loadDylibs``, ``updateGOT``, ``addFunction``), ~0.2 s restoring the snapshot
+(``restoreSnapshot``, ``finalizeBootstrap``), and ~0.5 s idle, waiting on the compile's
+worker threads and the bytes; this project's Python after the restore takes ~0.1 s, the
+tunnels and handshakes ~0.1-0.15 s. Tried without gain (alternating A/B runs, 9 each, load
+average ~5): compiling the wasm from the page as soon as the manifest names it
+(``compileStreaming``, handed to Pyodide's ``instantiateWasm``), and calling Python through
+proxies instead of source strings (no use of CPython's compiler after the restore).
 
 Both builds must exist (``task build`` and ``task build-prod``). Every peer and Chromium share
 the machine with the server: on a loaded machine the figures are upper bounds.

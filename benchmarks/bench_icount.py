@@ -9,7 +9,10 @@ is pinned so dictionary layouts (and so the counts) repeat. Keys: ``a`` flat tog
 relations + handlers, ``c`` 100 states random, ``ta`` / ``tb`` the same as ``a`` / ``b`` in
 ``transitions``; ``rpc`` an aRPC mutation round trip (client, server and the served machine in
 one process, as in bench_rpc.py) and ``echo`` its floor, a trio TCP echo of the same 13 bytes,
-both with both connections open; ``sansio`` the part of ``rpc`` done without trio or sockets.
+both with both connections open; ``sansio`` the part of ``rpc`` done without trio or sockets;
+``rels-off`` / ``rels-on``, ``ops-off`` / ``ops-on`` (relations at log level 3) and
+``flat-off`` / ``flat-on`` bench_telemetry.py's workloads with telemetry off / on (the
+machine's side: rows packed into a debugger's outbox, no socket).
 Needs ``valgrind`` on the PATH (about a minute per workload).
 """
 
@@ -93,9 +96,47 @@ if timed:
     for i in range(n):
         round_trip(i)
 """
+#: bench_telemetry.py's workloads, telemetry off or on: with it on, the machine packs its rows
+#: into the lane of a debugger's outbox, taken every 2,000 mutations as a sender would (no
+#: socket: what telemetry costs the machine's own thread)
+TELEMETRY_DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+import bench_telemetry as bt
+from machines import Machine, telemetry
+key, n, timed = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+rels = not key.startswith("flat")
+level = 3 if key.startswith("ops") else 0  # "ops": relations at log level 3 (logger discards)
+m = Machine(bt.RELS if rels else bt.FLAT, handlers=bt.Handlers() if rels else None,
+            log_level=level, logger=lambda *_: None)
+outbox = telemetry.Outbox()
+if key.endswith("-on"):
+    telemetry.DbgTracer(outbox).attach(m)
+if rels:
+    m.add(["Start", "Ready"])
+a, b = ("Busy", "Done") if rels else ("A", "B")
+
+def run(k):
+    for i in range(k // 2):
+        m.add(a)
+        m.add(b)
+        if i % 1000 == 999:
+            outbox.take()
+    outbox.take()
+
+run(4000)
+if timed:
+    run(n)
+"""
+TELEMETRY_KEYS = ("rels-off", "rels-on", "ops-off", "ops-on", "flat-off", "flat-on")
 #: round trips are ~50x the instructions of a core transition
 DEFAULT_N = {"rpc": 2000, "echo": 2000, "sansio": 5000}
-DRIVERS = {"rpc": RTT_DRIVER, "echo": RTT_DRIVER, "sansio": SANSIO_DRIVER}
+DRIVERS = {
+    "rpc": RTT_DRIVER,
+    "echo": RTT_DRIVER,
+    "sansio": SANSIO_DRIVER,
+    **dict.fromkeys(TELEMETRY_KEYS, TELEMETRY_DRIVER),
+}
 
 
 def _instructions(key: str, n: int, timed: bool) -> int:
@@ -113,7 +154,11 @@ def _instructions(key: str, n: int, timed: bool) -> int:
 def main(
     workloads: Annotated[
         list[str] | None,
-        typer.Argument(help="keys: a b c ta tb rpc echo sansio (default: a b tb)"),
+        typer.Argument(
+            help="keys: a b c ta tb rpc echo sansio rels-off rels-on ops-off ops-on flat-off "
+            "flat-on "
+            "(default: a b tb)"
+        ),
     ] = None,
     n: int | None = typer.Option(
         None, help="timed operations (default 20,000; rpc, echo 2,000; sansio 5,000)"

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -75,12 +76,15 @@ def start(
     from machines.example.server import StartError, find_exception
 
     try:
-        trio.run(_main, cfg, build, bars, out_dir if dbg else None)
+        stopping = trio.run(_main, cfg, build, bars, out_dir if dbg else None)
     except BaseException as exc:
         found = find_exception(exc, StartError)
         if found is None:
             raise
         fail("start", str(found))
+    # every task has ended (servers closed, sockets and address files gone, the dump written):
+    # say so, so whoever pressed Ctrl-C knows the ports are free again
+    _out(f"stopped ({time.monotonic() - stopping:.1f} s)")
 
 
 def debug_env(env: Mapping[str, str], dbg: bool) -> dict[str, str]:
@@ -126,7 +130,8 @@ def _build(page: str) -> str:
     return kind
 
 
-async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:
+async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> float:
+    """Run until a stop signal; the monotonic time it came (to say how long stopping took)."""
     import trio
 
     from machines.example.browser import BrowserBar
@@ -151,11 +156,13 @@ async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> None:
                     _out(f"started {bars} headless peers")
                 async for _ in signals:
                     break
+                stopping = time.monotonic()
                 _out("stopping...")
                 inner.cancel_scope.cancel()
             if collector is not None and dump_dir is not None:
                 await _write_dump(collector, dump_dir)
             nursery.cancel_scope.cancel()
+    return stopping
 
 
 def _out(line: str) -> None:

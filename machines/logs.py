@@ -61,7 +61,16 @@ class Logging:
             return
         tx = self.transition
         if tx is not None:
-            tx.log_entries.append((level, text))
+            # Transition.log_entries as levels and texts, without a property call per line
+            # (see Transition._rare)
+            rare = tx._rare
+            if rare is None:
+                tx._rare = [[level], [text], None, None]
+            elif rare[0] is None:
+                rare[0], rare[1] = [level], [text]
+            else:
+                rare[0].append(level)
+                rare[1].append(text)
         elif not self._pre_log or self._pre_log[-1][1] != text:
             self._pre_log.append((level, text))
             del self._pre_log[:-100]

@@ -54,6 +54,8 @@ __all__ = ["Machine", "HandlerTimeoutError"]
 ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET, MutationType.EVAL
 EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
 _PLAN_CACHE_MAX = 32768
+#: a transition's rare fields (log levels and texts, pre-log entries, steps) when it has none
+_NO_RARE: list[Any] = [None, None, None, None]
 _OPS, _CHANGES, _EVERYTHING = int(LogLevel.OPS), int(LogLevel.CHANGES), int(LogLevel.EVERYTHING)
 
 log = logging.getLogger("machines")
@@ -492,9 +494,12 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                             num = next_tx_num()
                             lane = self._lane
                             if lane is not None:
-                                ci = lane.called.get(called)
-                                if ci is None:
-                                    ci = lane.add_called(called)
+                                lc = plan.lane_ci
+                                if lc is not None and lc[0] is lane.called:
+                                    ci = lc[1]
+                                else:
+                                    ci = lane.index(called)
+                                    plan.lane_ci = (lane.called, ci)
                                 rows = lane.rows
                                 try:
                                     while True:
@@ -508,8 +513,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
                                     lane.failed(err)
                                 else:
                                     if source is not None or (args and lane.args):
-                                        a = args if lane.args else None
-                                        row = (row, (None, None, a, source, None))
+                                        row = (row, None, args if lane.args else None, source)
                                     rows.append(row)
                                     if len(rows) >= lane.chunk:
                                         lane.seal()
@@ -743,10 +747,12 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             # the transition as the debugger's row (see telemetry.Lane), packed here rather
             # than in a method: one C call, where a record, a method call and packing a batch
             # of records cost twice the machine's whole share of telemetry
-            called = mut.called
-            ci = lane.called.get(called)
-            if ci is None:
-                ci = lane.add_called(called)
+            lc = plan.lane_ci  # the called states' index, cached on the plan (Plan.lane_ci)
+            if lc is not None and lc[0] is lane.called:
+                ci = lc[1]
+            else:
+                ci = lane.index(mut.called)
+                plan.lane_ci = (lane.called, ci)
             flags: int = tx.accepted
             if mut.auto or mut.check:  # rare: two tests where the general form took fourteen
                 flags |= (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
@@ -763,15 +769,9 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             except Exception as err:  # a bug, not input: never the machine's
                 lane.failed(err)
             else:
-                if (
-                    tx._log_entries
-                    or tx._pre_log_entries
-                    or mut.source is not None
-                    or tx._steps
-                    or (lane.args and mut.args)
-                ):
-                    a = mut.args if lane.args else None
-                    row = (row, (tx._log_entries, tx._pre_log_entries, a, mut.source, tx._steps))
+                rare = tx._rare
+                if rare is not None or mut.source is not None or (lane.args and mut.args):
+                    row = (row, rare, mut.args if lane.args else None, mut.source)
                 rows.append(row)
                 if len(rows) >= lane.chunk:
                     lane.seal()
@@ -780,10 +780,12 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             # Python call per transition was a fifth of what telemetry costs the machine
             flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
             args = mut.args if self._sink_args else None
+            levels, texts, pre_log, steps = tx._rare or _NO_RARE
+            log_entries = list(zip(levels, texts, strict=True)) if levels else None
             self._sink((self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type,
                         mut.called, flags, tx.queue_len, mut.queue_tick, mut.token,
-                        tx._log_entries or None, tx._pre_log_entries or None, args, mut.source,
-                        tx._steps or None))  # fmt: skip
+                        log_entries, pre_log or None, args, mut.source,
+                        steps or None))  # fmt: skip
         if self._subs.pending and tx.accepted and not mut.check:
             changed = [
                 n

@@ -37,7 +37,7 @@ def pipe_add(src: Machine, dst: Machine, src_state: str, dst_state: str | None =
     def handler(e: Any) -> None:
         dst.add(_names(target), e.args, source=e)
 
-    return _bind(src, dst, {f"{src_state}State": handler}, f"pipe-add-{src_state}")
+    return _bind(src, dst, {f"{src_state}State": (handler, target)}, f"pipe-add-{src_state}")
 
 
 def pipe_remove(src: Machine, dst: Machine, src_state: str, dst_state: str | None = None) -> str:
@@ -48,7 +48,7 @@ def pipe_remove(src: Machine, dst: Machine, src_state: str, dst_state: str | Non
     def handler(e: Any) -> None:
         dst.remove(target, e.args, source=e)
 
-    return _bind(src, dst, {f"{src_state}End": handler}, f"pipe-remove-{src_state}")
+    return _bind(src, dst, {f"{src_state}End": (handler, target)}, f"pipe-remove-{src_state}")
 
 
 def bind(
@@ -73,10 +73,10 @@ def bind_many(
         raise ValueError("bind_many: states and target lists differ in length")
     dst._check_known((*active, *inactive))
     src._check_known(tuple(states))
-    handlers: dict[str, Any] = {}
+    handlers: dict[str, tuple[Any, str]] = {}
     for s, on, off in zip(states, active, inactive, strict=True):
-        handlers[f"{s}State"] = lambda e, on=on: dst.add(on, e.args, source=e)
-        handlers[f"{s}End"] = lambda e, off=off: dst.remove(off, e.args, source=e)
+        handlers[f"{s}State"] = (lambda e, on=on: dst.add(on, e.args, source=e)), on
+        handlers[f"{s}End"] = (lambda e, off=off: dst.remove(off, e.args, source=e)), off
     return _bind(src, dst, handlers, "pipe-bind-" + "-".join(states))
 
 
@@ -87,7 +87,7 @@ def bind_err(src: Machine, dst: Machine, target_err: str = EXCEPTION) -> str:
         err = src.err or RuntimeError(f"error in {src.id}")
         dst.add_err_state(target_err, err, source=e)
 
-    return _bind(src, dst, {"ExceptionState": handler}, "pipe-err")
+    return _bind(src, dst, {"ExceptionState": (handler, target_err)}, "pipe-err")
 
 
 def bind_any(src: Machine, dst: Machine) -> str:
@@ -101,7 +101,7 @@ def bind_any(src: Machine, dst: Machine) -> str:
         if not dst.is_active(targets) or len(dst.active_states) != len(targets):
             dst.set(targets, e.args, source=e)
 
-    return _bind(src, dst, {"AnyState": handler}, "pipe-any")
+    return _bind(src, dst, {"AnyState": (handler, "Any")}, "pipe-any")
 
 
 def sync(
@@ -118,14 +118,18 @@ def sync(
     return len(add) + len(rm)
 
 
-def _bind(src: Machine, dst: Machine, handlers: dict[str, Any], name: str) -> str:
-    gid = src.handlers_bind(_PipeHandlers(handlers), id=f"{name}-to-{dst.id}")
-    # the debugger draws pipe edges from these lines (see dbg/model.py)
-    for name in handlers:
-        kind = "add" if name.endswith("State") else "remove"
-        state = name.removesuffix("State").removesuffix("End")
+def _bind(src: Machine, dst: Machine, handlers: dict[str, tuple[Any, str]], name: str) -> str:
+    """Bind ``handlers`` (a handler name on ``src`` -> its function and the state of ``dst`` it
+    mutates) as one group, and log the pipe's ends for the debugger."""
+    fns = {handler: fn for handler, (fn, _) in handlers.items()}
+    gid = src.handlers_bind(_PipeHandlers(fns), id=f"{name}-to-{dst.id}")
+    # the debugger draws pipe edges from these lines (see dbg/model.py): the source's state on
+    # the source, the target's state on the target
+    for handler, (_, target) in handlers.items():
+        kind = "add" if handler.endswith("State") else "remove"
+        state = handler.removesuffix("State").removesuffix("End")
         src.log_graph(f"[pipe-out:{kind}] {state} to {dst.id}")
-        dst.log_graph(f"[pipe-in:{kind}] {state} from {src.id}")
+        dst.log_graph(f"[pipe-in:{kind}] {target} from {src.id}")
 
     # A pipe goes with either machine (the reference's pipe gc): the one left says so with
     # ``[pipe:gc] <gone>``, which ends the pipe in the debugger's reader and diagrams;

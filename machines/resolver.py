@@ -35,6 +35,7 @@ class Plan:
         "bound",
         "steps",
         "bumps",
+        "lane_ci",
     )
 
     def __init__(
@@ -58,6 +59,9 @@ class Plan:
         self.finals: tuple[int, list, list] | None = None  # final calls for a handlers version
         self.bound: tuple[int, list] | None = None  # negotiation calls for a handlers version
         self.bumps: tuple[tuple[int, int], ...] | None = None  # tick deltas (Machine._bumps)
+        #: (the debugger lane's table of called-state lists, this plan's index in it): a plan
+        #: is keyed by its called states, so its row needs no lookup of them (see Lane.index)
+        self.lane_ci: tuple[dict, int] | None = None
 
 
 class Resolver:

@@ -39,7 +39,6 @@ import time
 from array import array
 from collections import deque
 from itertools import accumulate
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import framing
@@ -241,13 +240,13 @@ class Outbox:
             self._failed = True
             log.warning("telemetry: dropped transitions that cannot be packed: %r", err)
 
-    def _group(self, lane: Lane, batch: list[bytes | tuple]) -> list[Any]:
+    def _group(self, lane: Lane, batch: list[Any]) -> list[Any]:
         """The batch's ``txp`` group. Sealing may run on a machine's thread, so a row whose
         rare fields cannot be packed (a mutation arg whose ``str()`` raises) is dropped and
         counted, never raised into the machine (or the sender)."""
         called = [list(c) for c in lane.called]
         try:
-            data = b"".join(batch)  # type: ignore[arg-type]  # the usual: no rare fields
+            data = b"".join(batch)  # the usual: no rare fields
         except TypeError:
             pass
         else:
@@ -255,14 +254,16 @@ class Outbox:
         rows: list[Any] = []
         extras: dict[int, list[Any]] = {}
         heads: list[int] = []
-        entries: list[tuple] = []
+        levels: list[int] = []
+        texts: list[str] = []
         add_row = rows.append
         for item in batch:
             if type(item) is bytes:
                 add_row(item)
                 continue
-            row, (log_entries, pre, args, src, steps) = item  # type: ignore[misc]
+            row, rare, args, src = item  # (row, rare, args, source)
             n = len(rows)
+            lv, txt, pre, steps = rare or _NO_RARE
             if args or src is not None or steps:
                 try:
                     extras[n] = _extra(args, src, steps)
@@ -270,19 +271,23 @@ class Outbox:
                     self.unpackable(err)
                     continue
             add_row(row)
-            if log_entries:
+            if lv:  # taken as they are: one batch's levels and texts are packed in C
+                heads += (n, len(lv), len(pre) if pre else 0)
+                levels += lv
+                texts += txt
                 if pre:
-                    heads += (n, len(log_entries), len(pre))
-                    entries += log_entries
-                    entries += pre
-                else:
-                    heads += (n, len(log_entries), 0)
-                    entries += log_entries  # taken apart per batch, in C (see _pack_logs)
+                    levels += [e[0] for e in pre]
+                    texts += [e[1] for e in pre]
             elif pre:
                 heads += (n, 0, len(pre))
-                entries += pre
-        logs = _pack_logs(heads, entries) if heads else None
+                levels += [e[0] for e in pre]
+                texts += [e[1] for e in pre]
+        logs = _pack_logs(heads, levels, texts) if heads else None
         return [lane.mid, 8 + lane.width, lane.code, b"".join(rows), called, extras, logs]
+
+
+#: a row's rare fields (log levels and texts, pre-log entries, steps) when it has none
+_NO_RARE: list[Any] = [None, None, None, None]
 
 
 class Lane:
@@ -294,7 +299,8 @@ class Lane:
     machine about twice the whole row does). The called-state lists are indexed through
     :attr:`called`, a table sent with every group (restarted once it holds :data:`CALLED_MAX`
     lists). A row with rare fields (log entries, a source, args, steps) is appended as
-    ``(row, (log, pre_log, args, source, steps))``.
+    ``(row, rare, args, source)``, ``rare`` being the transition's ``[levels, texts,
+    pre-log entries, steps]`` (``Transition._rare``) or None.
     """
 
     __slots__ = (
@@ -316,11 +322,15 @@ class Lane:
         self.chunk = outbox.chunk
         self.open = True  # until the outbox closes it
 
-    def add_called(self, called: tuple[str, ...]) -> int:
-        """The index of a called-state list not in the table yet (the machine's thread)."""
-        if len(self.called) >= CALLED_MAX:
-            self.seal(rotate=True)
-        i = self.called[called] = len(self.called)
+    def index(self, called: tuple[str, ...]) -> int:
+        """The index of a called-state list in the table, added if new (the machine's thread;
+        the machine keeps it on the transition's plan, ``Plan.lane_ci``, with the table it is
+        valid for: a new table after :data:`CALLED_MAX` lists makes it look again)."""
+        i = self.called.get(called)
+        if i is None:
+            if len(self.called) >= CALLED_MAX:
+                self.seal(rotate=True)
+            i = self.called[called] = len(self.called)
         return i
 
     def seal(self, *, rotate: bool = False) -> None:
@@ -334,18 +344,18 @@ class Lane:
 
     def record(self, rec: tuple) -> None:
         """Append a transition record (:data:`RECORD_FIELDS`) as the machine appends a row."""
-        called = rec[5]
-        ci = self.called.get(called)
-        if ci is None:
-            ci = self.add_called(called)
+        ci = self.index(rec[5])
         while True:
             try:
                 row: bytes | tuple = self.pack(rec[1], rec[3], rec[4], ci, *rec[6:10], *rec[2])
                 break
             except struct.error:
                 self.widen()
-        if rec[10] or rec[11] or rec[12] or rec[13] is not None or rec[14]:
-            row = (row, rec[10:15])
+        log, pre, args, src, steps = rec[10:15]
+        if log or pre or args or src is not None or steps:
+            levels = [e[0] for e in log] if log else None
+            texts = [e[1] for e in log] if log else None
+            row = (row, [levels, texts, pre, steps], args, src)
         rows = self.rows
         rows.append(row)
         if len(rows) >= self.chunk:
@@ -387,15 +397,24 @@ _EXTRA = ("log_entries", "pre_log_entries", "args", "source", "steps")
 _LITTLE = sys.byteorder == "little"
 
 
-def _pack_logs(heads: list[int], entries: list[tuple]) -> list[Any]:
-    """A group's ``logs``: ``[heads, levels, lengths, text]``; see :func:`_with_logs`."""
-    texts = list(map(itemgetter(1), entries))
-    return [
-        _int32s(heads),
-        _int32s(list(map(itemgetter(0), entries))),
-        _int32s(list(map(len, texts))),
-        "".join(texts),
-    ]
+def _pack_logs(heads: list[int], levels: list[int], texts: list[str]) -> list[Any]:
+    """A group's ``logs``: ``[heads, levels, lengths, text]``; see :func:`_with_logs`.
+
+    C loops over the batch: the levels a byte each, and the texts joined by newlines, so that
+    no lengths are needed unless a text holds a newline itself (``count`` tells, in one pass).
+    Levels and texts come as two lists from the machine (``Transition._rare``): taking
+    ``(level, text)`` pairs apart per batch and packing every length was ~0.3 us an entry,
+    more than the rest of a logged row's way to the debugger."""
+    text = "\n".join(texts)
+    lengths = None
+    if text.count("\n") != len(texts) - 1:  # a text holds a newline: cut by lengths instead
+        text = "".join(texts)
+        lengths = _int32s(list(map(len, texts)))
+    try:
+        packed = bytes(levels)
+    except (TypeError, ValueError):  # not a LogLevel: kept in range rather than raised
+        packed = bytes([min(max(int(lv), 0), 255) for lv in levels])
+    return [_int32s(heads), packed, lengths, text]
 
 
 def _int32s(values: list[int]) -> bytes:
@@ -471,30 +490,38 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
     """``extras`` with the log entries of a group's ``logs`` (see :class:`Lane`) in place.
 
     ``logs`` is ``[heads, levels, lengths, text]``: ``heads`` holds, per row that has entries,
-    its row number and how many log and pre-log entries it has; ``levels`` and ``lengths`` the
-    level and the text's length of every entry, in order; the texts, in the same order, are one
-    string (int32 arrays, little-endian). Four values for a whole batch: as one ``[level,
-    text]`` array each, the entries cost cbor2 more than everything else in the frame, and
-    taking each row's entries apart on the machine's thread cost more than its transition."""
+    its row number and how many log and pre-log entries it has (int32s); ``levels`` the level
+    of every entry, in order, a byte each; the texts, in the same order, are one string,
+    joined by newlines when ``lengths`` is null, else cut by ``lengths`` (int32s: a text held a
+    newline). Four values for a whole batch: as one ``[level, text]`` array each, the entries
+    cost cbor2 more than everything else in the frame, and taking each row's entries apart on
+    the machine's thread cost more than its transition."""
     if not (
         isinstance(logs, list)
         and len(logs) == 4
-        and all(isinstance(b, bytes) and len(b) % 4 == 0 for b in logs[:3])
+        and isinstance(logs[0], bytes)
+        and len(logs[0]) % 12 == 0
+        and isinstance(logs[1], bytes)
+        and (logs[2] is None or (isinstance(logs[2], bytes) and len(logs[2]) % 4 == 0))
         and isinstance(logs[3], str)
     ):
         raise FrameError("telemetry txp: logs are [heads, levels, lengths, text]")
-    heads, levels, lengths = (_int32_array(b) for b in logs[:3])
-    text = logs[3]
-    if not (
-        len(heads) % 3 == 0
-        and len(levels) == len(lengths)
-        and (not lengths or min(lengths) >= 0)
-        and sum(lengths) == len(text)
-    ):
-        raise FrameError("telemetry txp: the logs' columns do not add up")
+    heads, levels, text = _int32_array(logs[0]), logs[1], logs[3]
+    if logs[2] is None:
+        texts: Any = text.split("\n") if levels else []
+        if len(texts) != len(levels):
+            raise FrameError("telemetry txp: the logs' columns do not add up")
+    else:
+        lengths = _int32_array(logs[2])
+        if not (
+            len(levels) == len(lengths)
+            and (not lengths or min(lengths) >= 0)
+            and sum(lengths) == len(text)
+        ):
+            raise FrameError("telemetry txp: the logs' columns do not add up")
+        offsets = list(accumulate(lengths, initial=0))
+        texts = map(text.__getitem__, map(slice, offsets, offsets[1:]))
     # every entry as a [level, text] pair, in C loops (the collector's side of the batch)
-    offsets = list(accumulate(lengths, initial=0))
-    texts = map(text.__getitem__, map(slice, offsets, offsets[1:]))
     entries = list(map(list, zip(levels, texts, strict=True)))
     out = dict(extras)
     at = 0  # in entries

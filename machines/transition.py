@@ -95,9 +95,7 @@ class Transition:
         "states_before",
         "accepted",
         "completed",
-        "_log_entries",
-        "_pre_log_entries",
-        "_steps",
+        "_rare",
         "queue_len",
         "cancelled_by",
     )
@@ -119,46 +117,64 @@ class Transition:
         self.states_before: tuple[str, ...] = states_before
         self.accepted = False
         self.completed = False
-        # created on first use: most transitions log nothing and record no steps, and three
-        # lists per transition were a measurable share of a mutation (and of the GC's work)
-        self._log_entries: list[tuple[int, str]] | None = None
-        self._pre_log_entries: list[tuple[int, str]] | None = None
-        self._steps: list[Step] | None = None
+        # [log entries, pre-log entries, steps], each list created on first use: most
+        # transitions log nothing and record no steps (three lists per transition were a
+        # measurable share of a mutation, and of the GC's work), and one slot tells the
+        # debugger's row at once that there is nothing more to send
+        self._rare: list[Any] | None = None
         self.queue_len = 0
         self.cancelled_by = ""
 
+    # log entries, pre-log entries and steps live in one slot, ``_rare``: ``[levels, texts,
+    # pre-log entries, steps]``, each list created on first use. The log's levels and texts are
+    # two lists (Machine._log appends to them directly): the debugger's rows take them as they
+    # are, where pairs had to be taken apart again per batch, and most transitions log nothing
+    # (the debugger's row tests one value for all four)
+
+    def _rare_slots(self) -> list[Any]:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = [None, None, None, None]
+        return rare
+
     @property
     def log_entries(self) -> list[tuple[int, str]]:
-        """``(level, text)`` logged during the transition."""
-        if self._log_entries is None:
-            self._log_entries = []
-        return self._log_entries
+        """``(level, text)`` logged during the transition (a copy: the machine logs through
+        :meth:`Machine.log`)."""
+        rare = self._rare
+        if rare is None or rare[0] is None:
+            return []
+        return list(zip(rare[0], rare[1], strict=True))
 
     @log_entries.setter
     def log_entries(self, value: list[tuple[int, str]]) -> None:
-        self._log_entries = value
+        rare = self._rare_slots()
+        rare[0] = [lv for lv, _ in value]
+        rare[1] = [text for _, text in value]
 
     @property
     def pre_log_entries(self) -> list[tuple[int, str]]:
         """``(level, text)`` logged between the previous transition and this one."""
-        if self._pre_log_entries is None:
-            self._pre_log_entries = []
-        return self._pre_log_entries
+        rare = self._rare_slots()
+        if rare[2] is None:
+            rare[2] = []
+        return rare[2]
 
     @pre_log_entries.setter
     def pre_log_entries(self, value: list[tuple[int, str]]) -> None:
-        self._pre_log_entries = value
+        self._rare_slots()[2] = value
 
     @property
     def steps(self) -> list[Step]:
         """Debugging steps (recorded with :attr:`Machine.log_steps`)."""
-        if self._steps is None:
-            self._steps = []
-        return self._steps
+        rare = self._rare_slots()
+        if rare[3] is None:
+            rare[3] = []
+        return rare[3]
 
     @steps.setter
     def steps(self, value: list[Step]) -> None:
-        self._steps = value
+        self._rare_slots()[3] = value
 
     @property
     def targets(self) -> list[str]:

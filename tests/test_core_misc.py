@@ -247,3 +247,33 @@ def test_on_change_for_cancelled_transitions_too():
     assert seen == [False, True, True]
     m.can_add("A")  # checks are not reported
     assert len(seen) == 3
+
+
+def test_pipe_lines_name_each_ends_own_state():
+    """``[pipe-out]`` names the source's state, ``[pipe-in]`` the target's (the debugger draws
+    the pipe's edge between the two, spec tools.md)."""
+    from machines.pipes import bind, pipe_add, pipe_remove
+
+    lines: dict[str, list[str]] = {"src": [], "dst": []}
+    src = Machine(norels(), id="src", log_level=3, logger=lambda lv, t: lines["src"].append(t))
+    dst = Machine(
+        {"Foo": State(), "Bar": State(), "On": State(), "Off": State()},
+        id="dst",
+        log_level=3,
+        logger=lambda lv, t: lines["dst"].append(t),
+    )
+    pipe_add(src, dst, "A", "Foo")
+    pipe_remove(src, dst, "B", "Bar")
+    bind(src, dst, "C", "On", "Off")
+    assert lines["src"] == [
+        "[pipe-out:add] A to dst",
+        "[pipe-out:remove] B to dst",
+        "[pipe-out:add] C to dst",
+        "[pipe-out:remove] C to dst",
+    ]
+    assert lines["dst"] == [
+        "[pipe-in:add] Foo from src",
+        "[pipe-in:remove] Bar from src",
+        "[pipe-in:add] On from src",
+        "[pipe-in:remove] Off from src",
+    ]

@@ -523,8 +523,8 @@ def test_tags_bar_and_pipes_in_the_reader():
         )
         await pilot.click("#reader", offset=(3, row + 1))
         assert s.mach == "pp-b"
-        # the producer names the source state on both ends (machines/pipes.py)
-        assert "Pipe-in Foo <- mach://pp-a (add)" in text(app, "#reader")
+        # each end names its own state: pp-b's is Go (machines/pipes.py, as the reference)
+        assert "Pipe-in Go <- mach://pp-a (add)" in text(app, "#reader")
         assert text(app, "#tags").strip() == "no tags"
 
     run(body, c, session={"tail": False})

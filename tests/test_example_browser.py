@@ -40,9 +40,11 @@ class AmStart:
 
     def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
         full = {**os.environ, "PYTHONPATH": str(REPO), **env}
+        # a session of its own: whatever it starts keeps its session id, even once orphaned
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "start", *args],
             cwd=cwd, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
         )  # fmt: skip
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -80,6 +82,22 @@ class AmStart:
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(10)
         return rc, time.monotonic() - t
+
+
+def session_processes(sid: int) -> list[str]:
+    """The processes still in session `sid` (``pid command``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses
+        comm_end = text.rindex(")")
+        fields = text[comm_end + 2 :].split()
+        if int(fields[3]) == sid:
+            found.append(f"{text.split()[0]} {text[text.index('(') + 1 : comm_end]}")
+    return found
 
 
 def free_port() -> int:
@@ -276,6 +294,43 @@ def test_a_closed_stdout_still_stops_cleanly_and_writes_the_dump(tmp_path: Path)
     assert proc.returncode == 0, err
     assert (tmp_path / "out" / "am-dbg-dump.cbor.br").exists(), err
     assert "Traceback" not in err, err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc here")
+def test_ctrl_c_ends_with_a_final_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Ctrl-C on a full ``am start`` (headless peers, the debugger's collector): after
+    ``stopping...`` a last line says everything stopped; by then no process of its session is
+    left, its ports are closed, the address files are gone and the dump is written."""
+    port = free_port_pair()
+    srv = AmStart(tmp_path, base_env(AM_DBG_ADDR=f"127.0.0.1:{port}"), "--bars", "2", "--dbg",
+                  "--dir", "out")  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while sum("aRPC connected" in x for x in srv.lines) < 2:
+            assert time.monotonic() < deadline, srv.lines
+            time.sleep(0.1)
+        relay_port = int(srv.url.rsplit(":", 1)[1])
+        sid = srv.proc.pid
+        assert session_processes(sid), "the session is not visible in /proc"
+        took = time.monotonic()
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(STOP_BOUND * 2) == 0, srv.lines
+        took = time.monotonic() - took
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    srv.wait_line(r"^stopped")  # the reader thread has every line
+    stopping = srv.lines.index("stopping...")
+    assert re.fullmatch(r"stopped \(\d+\.\d s\)", srv.lines[-1]), srv.lines[stopping:]
+    assert "debugger: wrote" in srv.lines[-2], srv.lines[stopping:]
+    assert took < STOP_BOUND, f"stopping took {took:.2f}s"
+    assert session_processes(sid) == []
+    for p in (relay_port, port, port + 1):
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", p))
+    assert not list((tmp_path / "tmp").glob("*.addr"))
+    assert (tmp_path / "out" / "am-dbg-dump.cbor.br").exists()
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")

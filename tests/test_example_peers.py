@@ -100,6 +100,22 @@ async def test_hellos_and_boredom_reach_every_peer(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
+async def test_a_tab_joining_a_bored_server_says_so_before_its_start(tmp_path: Path) -> None:
+    """The reference's init order: the handler machine is set to server-foo's states (its
+    BoredState runs) before Start is added on bar (spec wasm-example.md section 2, steps 7
+    and 8), so a tab that joins a bored server-foo shows ``foo is bored...`` first."""
+    lines: list[str] = []
+    cfg = config(tmp_path, foo_hello_interval=1000, foo_bored_after=0.2)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server, cfg, None, lines.append)
+            await server.foo.when("Bored")  # no tab yet: no hello can end it
+            _, ui = await start_peer(nursery, server.url, cfg)
+            assert list(ui.lines)[:2] == ["foo is bored...", "[bar] StartState"]
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
 async def test_garbage_on_either_tunnel_closes_only_that_connection(tmp_path: Path) -> None:
     from trio_websocket import ConnectionClosed, open_websocket_url
 

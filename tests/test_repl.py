@@ -155,10 +155,13 @@ def test_one_shot_list_shows_every_machine_and_a_dead_address(
 def test_one_shot_add_with_args_reaches_the_machine(
     targets: dict[str, Target], addr_dir: Path
 ) -> None:
+    # Canceled is the machine's answer, not the REPL's error: printed as at the prompt, and
+    # exit 3, so a script can tell it from both success and a command that could not run
     out = repl("--dir", str(addr_dir), "--", "add", "foo", "Msg")
-    assert (out.returncode, out.stdout) == (
-        0,
+    assert (out.returncode, out.stdout, out.stderr) == (
+        3,
         "=> Canceled (by MsgEnter); try --arg Msg.Msg --val VALUE\n",
+        "",
     )
     out = repl("--dir", str(addr_dir), "--", "add", "foo", "Msg", "--arg", "Msg.Msg", "--val", "hi")
     assert (out.returncode, out.stdout) == (0, "=> Executed\n")
@@ -200,6 +203,38 @@ def test_one_shot_errors_exit_1_with_one_err_line(
     out = repl("--dir", str(addr_dir / "nope"), "--", "add", "foo", "Msg")
     assert out.returncode == 2 and "no such directory" in out.stderr, out.stderr
     assert len(out.stderr.splitlines()) == 1
+
+
+def test_exit_codes_of_canceled_group_script_and_piped_lines(
+    targets: dict[str, Target], addr_dir: Path
+) -> None:
+    """Every way a command runs ends with the same codes: 0 done, 1 error, 3 Canceled."""
+    out = repl("--dir", str(addr_dir), "--", "group-add", "Msg")
+    assert out.returncode == 3, out
+    assert out.stdout.splitlines()[0] == "=> Executed: 0, Queued: 0, Canceled: 2"
+    out = repl("--dir", str(addr_dir), "--", "group-add", "Msg", "--arg", "Msg.Msg", "--val", "x")
+    assert (out.returncode, out.stdout) == (0, "=> Executed: 2, Queued: 0, Canceled: 0\n")
+    # a script goes on after a Canceled line (it is no error) and ends Canceled
+    script = addr_dir.parent / "cmds.txt"
+    script.write_text("add foo Msg\nmach foo\n")
+    out = repl("--dir", str(addr_dir), "--", "script", str(script))
+    assert out.returncode == 3, out
+    assert out.stdout.splitlines()[-1] == "=> (Start:1 Ready:1)"
+    # piped lines: an error outranks a Canceled
+    out = repl("--dir", str(addr_dir), input="add foo Msg\nmach foo\n")
+    assert out.returncode == 3, out
+    out = repl("--dir", str(addr_dir), input="add foo Msg\nadd foo Nope\n")
+    assert out.returncode == 1, out
+    for query in (["list"], ["status"], ["inspect", "foo", "Msg"], ["time", "foo"], ["help"]):
+        out = repl("--dir", str(addr_dir), "--", *query)
+        assert out.returncode == 0, (query, out)
+    # the codes are documented where a user looks
+    help_text = subprocess.run(
+        [*AM, "repl", "--help"], env={**ENV, "COLUMNS": "200"}, capture_output=True, text=True,
+        timeout=TIMEOUT,
+    ).stdout  # fmt: skip
+    assert "3 the machine canceled the mutation" in help_text
+    assert "130 interrupted by Ctrl-C" in help_text
 
 
 def test_file_option_reads_one_address(targets: dict[str, Target], addr_dir: Path) -> None:
@@ -250,6 +285,17 @@ def test_watch_prints_changes_until_ctrl_c(targets: dict[str, Target], addr_dir:
         assert watching.lines[-1] == "=> stopped watching foo"
     finally:
         watching.stop()
+    # a wait interrupted before its answer is no success: 130, as a shell reports Ctrl-C
+    foo.expect(r"^connected repl-")  # the watch's connection, printed before
+    waiting = Proc([*AM, "repl", "--dir", str(addr_dir), "--", "when", "foo", "Bored"])
+    try:
+        foo.expect(r"^connected repl-")
+        time.sleep(0.5)  # the command is running (no line says so)
+        waiting.proc.send_signal(signal.SIGINT)
+        assert waiting.wait() == 130
+        assert waiting.lines == ["err> when: interrupted"]
+    finally:
+        waiting.stop()
 
 
 def test_piped_lines_and_a_malformed_addr_file(targets: dict[str, Target], addr_dir: Path) -> None:

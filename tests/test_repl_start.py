@@ -139,3 +139,48 @@ def test_two_repls_reach_a_tab_at_once(browser, tmp_path: Path) -> None:  # noqa
         if first is not None:
             first.stop()
         srv.stop()
+
+
+def test_a_slow_dom_does_not_cancel_a_message(browser, tmp_path: Path) -> None:  # noqa: F811
+    """The tab's MsgState shows the message, and a handler has 0.1 s (the reference's handler
+    timeout). On a starved CPU the DOM append and its scroll (a forced layout) took longer and
+    the REPL got ``Canceled (by MsgState ...)``: the display must not decide a message's fate.
+    The DOM is made slow twice: by the CPU (DevTools' throttling, as a slow phone) and by a
+    scroll that takes 0.3 s whatever the machine."""
+    srv = AmStart(tmp_path, base_env(), "--page", "dev")
+    addr_dir = tmp_path / "tmp"
+    try:
+        page = open_tab(browser, srv.url)
+        tab = [f for f in wait_files(addr_dir, 2) if f.name.startswith("repl-browser-bar-")]
+        bar = tab[0].stem.removeprefix("repl-")
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Emulation.setCPUThrottlingRate", {"rate": 20})
+        try:
+            for n in range(3):
+                out = repl("--dir", str(addr_dir), "--call-timeout", "20", "--", "add", bar,
+                           "Msg", "--arg", "Msg.Msg", "--val", f"throttled {n}")  # fmt: skip
+                assert (out.returncode, out.stdout) == (0, "=> Executed\n"), out
+            wait_li(page, f"[{repl_source_id()}] throttled 2", timeout=60_000)
+        finally:
+            cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+        page.evaluate("""() => {
+            const scroll = Element.prototype.scrollIntoView;
+            Element.prototype.scrollIntoView = function (...args) {
+                const until = performance.now() + 300;
+                while (performance.now() < until) {}
+                return scroll.apply(this, args);
+            };
+        }""")
+        out = repl("--dir", str(addr_dir), "--", "add", bar, "Msg", "--arg", "Msg.Msg", "--val",
+                   "slow scroll")  # fmt: skip
+        assert (out.returncode, out.stdout) == (0, "=> Executed\n"), out
+        wait_li(page, f"[{repl_source_id()}] slow scroll")
+        # nothing timed out on the way: no handler overran, no Exception
+        timeouts = page.evaluate("""() => JSON.parse(amExample.py.runPython(
+            "import json; from machines.example import web_io; " +
+            "json.dumps([str(e) for e in web_io._app.bar.err_internal])"))""")
+        assert timeouts == [], timeouts
+        out = repl("--dir", str(addr_dir), "--", "mach", bar)
+        assert out.returncode == 0 and "Exception" not in out.stdout, out
+    finally:
+        srv.stop()

@@ -140,10 +140,18 @@ def test_a_machines_rows_equal_the_records_a_sink_packs(full: bool):
     assert any(x[TX_FIELDS.index("args")] == {"n": "7"} for x in a) == full
 
 
-def test_the_called_table_restarts_and_rows_still_decode(monkeypatch):
+class _AState:
+    def AState(self, e):
+        pass
+
+
+@pytest.mark.parametrize("handlers", [None, _AState()], ids=["fast-path", "full-path"])
+def test_the_called_table_restarts_and_rows_still_decode(monkeypatch, handlers):
+    """A plan keeps its row's index in the table (Plan.lane_ci): after the table restarts, a
+    plan seen before must look its called states up again, on either path."""
     monkeypatch.setattr(telemetry, "CALLED_MAX", 3)
     box = Outbox(chunk=1000)
-    m = Machine(SCHEMA, id="called")
+    m = Machine(SCHEMA, id="called", handlers=handlers)
     telemetry.DbgTracer(box).attach(m)
     rng = random.Random(3)
     want = []

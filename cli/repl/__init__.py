@@ -1,7 +1,7 @@
 """`am repl`: one shell into every machine exposed for it, in servers and in browser tabs.
 
     am repl --dir tmp                        # every tmp/*.addr, watched: tabs come and go
-    am repl 127.0.0.1:14010 -- list          # one command, then exit 0 / 1
+    am repl 127.0.0.1:14010 -- list          # one command, then exit (0 done, 1 error, 3 canceled)
     am repl -f tmp/server-foo-repl.addr      # the address in a file
 
 Layout: `discovery` (addresses and ``.addr`` files), `peers` (one aRPC client per address),
@@ -82,7 +82,13 @@ def repl(
     """An interactive shell into machines exposed for the REPL; after `--`, one command.
 
     Type `help` at the prompt for the commands (list, mach, add, remove, when, watch, ...).
-    A one-shot command (`am repl --dir tmp -- list`) exits 0 on success, 1 on an error.
+
+    Exit codes of a one-shot command (`am repl --dir tmp -- add server-foo Msg`) and of piped
+    input: 0 done (Executed, Queued, a query answered; `watch` ended by Ctrl-C); 1 an error
+    (an `err>` line: unknown machine, state or argument, disconnected, timed out); 2 bad
+    options of `am repl` itself; 3 the machine canceled the mutation (`=> Canceled (why)`; for
+    group-add/-remove, at least one machine did); 130 interrupted by Ctrl-C. Piped lines: 1 if
+    any line failed, else 3 if any was canceled.
     """
     from .discovery import read_addr_file
     from .output import Output
@@ -127,4 +133,4 @@ def repl(
             code = run_interactive(make_session, history.expanduser())
     except KeyboardInterrupt:  # Ctrl-C with no command running (e.g. while connecting)
         code = 130
-    raise typer.Exit(code)
+    raise typer.Exit(int(code))

@@ -20,7 +20,7 @@ from machines.rpc.errors import RemoteError, RpcError
 from machines.rpc.netmach import NetMach
 
 from .peers import NO_ANSWER, Peer
-from .session import CommandError, Session
+from .session import CommandError, Outcome, Session
 
 #: every command by name, in the order `help` lists them
 COMMANDS: dict[str, click.Command] = {}
@@ -184,13 +184,17 @@ def _result_name(result: Any) -> str:
     return {0: "Executed", 1: "Canceled"}.get(value, "Queued")
 
 
-def _outcome(peer: Peer, result: Any, states: list[str], args: dict[str, str] | None) -> str:
+def _outcome(
+    s: Session, peer: Peer, result: Any, states: list[str], args: dict[str, str] | None
+) -> str:
     """``Executed``, ``Queued``, or ``Canceled`` with why (when the endpoint said) and the
     arguments of the called states that were not given (a handler that refuses a message
-    without its text is the usual reason)."""
+    without its text is the usual reason). A Canceled answer makes the command end Canceled
+    (a one-shot exits 3)."""
     name = _result_name(result)
     if name != "Canceled":
         return name
+    s.canceled()
     if peer.cancel_reason:
         name += f" ({peer.cancel_reason})"
     missing = [
@@ -250,7 +254,8 @@ async def add(s: Session, mach: str, states: tuple[str, ...], arg, val) -> None:
     not given (Tab completes --arg names).
     """
     peer, args = s.peer(mach), _args(arg, val)
-    s.out.result(_outcome(peer, await _mutate(peer, "add", list(states), args), list(states), args))
+    result = await _mutate(peer, "add", list(states), args)
+    s.out.result(_outcome(s, peer, result, list(states), args))
 
 
 @command("remove", "mach", "remove-state")
@@ -261,7 +266,7 @@ async def remove(s: Session, mach: str, states: tuple[str, ...], arg, val) -> No
     """Remove STATES from machine MACH, with --arg NAME --val VALUE."""
     peer, args = s.peer(mach), _args(arg, val)
     result = await _mutate(peer, "remove", list(states), args)
-    s.out.result(_outcome(peer, result, list(states), args))
+    s.out.result(_outcome(s, peer, result, list(states), args))
 
 
 async def _group(s: Session, kind: str, states: list[str], args, filters) -> None:
@@ -281,7 +286,7 @@ async def _group(s: Session, kind: str, states: list[str], args, filters) -> Non
             return
         counts[_result_name(result)] += 1
         if _result_name(result) == "Canceled":
-            outcome = _outcome(peer, result, states, args)
+            outcome = _outcome(s, peer, result, states, args)
             why[outcome] = why.get(outcome, 0) + 1
 
     async with trio.open_nursery() as nursery:
@@ -502,7 +507,10 @@ async def connect(s: Session) -> None:
 @command("script", "file")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 async def script(s: Session, file: Path) -> None:
-    """Run the commands in FILE, one a line (# comments), stopping at the first error."""
+    """Run the commands in FILE, one a line (# comments), stopping at the first error.
+
+    A Canceled answer does not stop it; the script then ends Canceled (a one-shot exits 3).
+    """
     if s.script_depth >= 8:
         raise CommandError(f"script {file}: nested too deep")
     try:
@@ -514,7 +522,7 @@ async def script(s: Session, file: Path) -> None:
         for lineno, line in enumerate(lines, start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            if not await s.execute(line):
+            if await s.run(line) in (Outcome.ERROR, Outcome.INTERRUPTED):
                 raise CommandError(f"script {file}:{lineno}: stopped at this error")
             if s.exit_requested:
                 return

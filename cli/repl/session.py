@@ -6,6 +6,7 @@ The session is trio code; the interactive shell (shell.py) and the one-shot mode
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import os
@@ -19,6 +20,20 @@ import trio
 from .discovery import POLL_INTERVAL, Change, DirWatcher, check_addr
 from .output import Output
 from .peers import NO_ANSWER, Peer, Peers
+
+
+class Outcome(enum.IntEnum):
+    """How a command ended; its value is the exit code of a one-shot ``am repl -- COMMAND``.
+
+    A Canceled mutation is an answer, not an error (nothing was wrong with the command: the
+    machine refused it), so it has a code of its own: a script can tell "the machine said no"
+    from "the command could not run".
+    """
+
+    DONE = 0  # answered: Executed, Queued, a query's result
+    ERROR = 1  # an ``err>`` line: unknown machine/state/argument, disconnected, timeout
+    CANCELED = 3  # the machine canceled the mutation (for group-*: at least one did)
+    INTERRUPTED = 130  # Ctrl-C stopped it (as a shell reports SIGINT)
 
 
 class CommandError(Exception):
@@ -54,6 +69,7 @@ class Session:
         self.id = repl_id()
         self.exit_requested = False
         self.script_depth = 0
+        self._canceled = False  # the running command got a Canceled answer (see `canceled`)
         self._peers: Peers | None = None
         self._watcher: DirWatcher | None = None
         self._interrupt_targets: list[trio.CancelScope] = []
@@ -164,29 +180,42 @@ class Session:
     # --- running commands ----------------------------------------------------------------------
 
     async def execute(self, line: str) -> bool:
-        """Run one command line; False if it printed an error."""
+        """Run one command line; False if it printed an error (or was interrupted)."""
+        return await self.run(line) in (Outcome.DONE, Outcome.CANCELED)
+
+    async def run(self, line: str) -> Outcome:
+        """Run one command line and say how it ended (a `script` ends as its worst line)."""
         from .commands import run_command
 
         try:
             words = shlex.split(line, comments=True)
         except ValueError as err:
             self.out.error(f"cannot parse the line: {err}")
-            return False
+            return Outcome.ERROR
         if not words:
-            return True
-        with self.interruptible() as scope:
-            try:
-                await run_command(self, words)
-            except CommandError as err:
-                self.out.error(str(err))
-                return False
-            except Exception as err:  # a bug or an unforeseen failure: say so, keep serving
-                self.out.error(f"{words[0]}: {type(err).__name__}: {err}")
-                return False
-        if scope.cancelled_caught:
-            self.out.error(f"{words[0]}: interrupted")
-            return False
-        return True
+            return Outcome.DONE
+        # a nested run (a script's line) reports its Canceled up to the script's own run
+        outer, self._canceled = self._canceled, False
+        try:
+            with self.interruptible() as scope:
+                try:
+                    await run_command(self, words)
+                except CommandError as err:
+                    self.out.error(str(err))
+                    return Outcome.ERROR
+                except Exception as err:  # a bug or an unforeseen failure: say so, keep serving
+                    self.out.error(f"{words[0]}: {type(err).__name__}: {err}")
+                    return Outcome.ERROR
+            if scope.cancelled_caught:
+                self.out.error(f"{words[0]}: interrupted")
+                return Outcome.INTERRUPTED
+            return Outcome.CANCELED if self._canceled else Outcome.DONE
+        finally:
+            self._canceled = outer or self._canceled
+
+    def canceled(self) -> None:
+        """The running command printed a Canceled answer: it ends as `Outcome.CANCELED`."""
+        self._canceled = True
 
     @contextmanager
     def interruptible(self) -> Iterator[trio.CancelScope]:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import trio
 
 from .output import Output, PromptOutput
-from .session import Session
+from .session import Outcome, Session
 
 T = TypeVar("T")
 
@@ -31,7 +31,8 @@ PROMPT = "am> "
 
 
 def run_once(make_session: Callable[[Output], Session], line: str, req_all: bool = False) -> int:
-    """Connect, run one command line, exit: 0 if it succeeded, 1 if it printed an error.
+    """Connect, run one command line, exit with how it ended (`Outcome`: 0 done, 1 an error,
+    3 Canceled, 130 interrupted).
 
     With `req_all`, fail before running it unless every machine connected.
     """
@@ -48,19 +49,20 @@ def run_once(make_session: Callable[[Output], Session], line: str, req_all: bool
                 return 1
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_interrupt_on_sigint, session)
-                ok = await session.execute(line)
+                outcome = await session.run(line)
                 nursery.cancel_scope.cancel()
-        return 0 if ok else 1
+        return int(outcome)
 
     return trio.run(main)
 
 
 def run_lines(make_session: Callable[[Output], Session], stream: Any) -> int:
-    """Run each line read from `stream` (not a terminal) in turn; 1 if any failed."""
+    """Run each line read from `stream` (not a terminal) in turn; 1 if any failed (an error or
+    interrupted), else 3 if any was Canceled, else 0."""
     out = Output()
 
     async def main() -> int:
-        failed = False
+        failed = canceled = False
         session = make_session(out)
         async with session.running():
             await session.peers.settle(session.connect_timeout)
@@ -70,12 +72,13 @@ def run_lines(make_session: Callable[[Output], Session], stream: Any) -> int:
                 while line := await trio.to_thread.run_sync(
                     stream.readline, abandon_on_cancel=True
                 ):
-                    if not await session.execute(line):
-                        failed = True
+                    outcome = await session.run(line)
+                    failed |= outcome in (Outcome.ERROR, Outcome.INTERRUPTED)
+                    canceled |= outcome is Outcome.CANCELED
                     if session.exit_requested:
                         break
                 nursery.cancel_scope.cancel()
-        return 1 if failed else 0
+        return Outcome.ERROR if failed else Outcome.CANCELED if canceled else Outcome.DONE
 
     return trio.run(main)
 

@@ -76,9 +76,14 @@ class TrioHost:
                 try:
                     yield TrioSocket(ws, nursery)
                 finally:
-                    nursery.cancel_scope.cancel()
-                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    # the close handshake ends when the reader (in `nursery`) reads the peer's
+                    # reply: so close before cancelling it. When this task is being cancelled
+                    # (the process stops), so is the reader, and waiting for a reply nobody
+                    # can read would only wait out the bound: then just send the close frame
+                    stopping = trio.current_effective_deadline() == -math.inf
+                    with trio.CancelScope(shield=True), trio.move_on_after(0.1 if stopping else 1):
                         await ws.aclose()
+                    nursery.cancel_scope.cancel()
         if ws is None:
             raise ConnectionError(f"cannot open {path}: {error}")
 

@@ -119,6 +119,12 @@ class DomUI:
         self.list = doc.getElementById("list")
         self.input = doc.getElementById("input")
         self._submit: Any = None
+        #: DOM work queued by handlers (lines, enabling the input) for the next flush, and the
+        #: one persistent callback that flushes
+        self._lines: list[str] = []
+        self._enable_input = False
+        self._flush_scheduled = False
+        self._flush_proxy = create_proxy(self._flush)
         self._pending = False
         self._status = ""
         self._last: tuple[Machine, Any] | None = None
@@ -129,10 +135,39 @@ class DomUI:
             el.textContent = text
 
     def append(self, line: str) -> None:
-        li = self.doc.createElement("li")
-        li.textContent = line
-        self.list.appendChild(li)
-        li.scrollIntoView()
+        """Queue `line`; it is drawn right after the running task (a handler, mostly).
+
+        Handlers call this (MsgState, BoredState), and a handler has the machine's handler
+        timeout (0.1 s, as the reference): an append and a scroll (which forces a layout) on
+        a starved CPU took longer, and the message was Canceled by its own display. Queued, the
+        handler's cost is a list append, whatever the DOM costs. A timer, not an animation
+        frame, flushes: a hidden tab gets no frames, but its lines must still arrive.
+        """
+        self._lines.append(line)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            js.setTimeout(self._flush_proxy, 0)
+
+    def _flush(self, *_: Any) -> None:
+        self._flush_scheduled = False
+        if self._enable_input:
+            self._enable_input = False
+            self.input.disabled = False
+            self.input.focus()
+        lines, self._lines = self._lines, []
+        if not lines:
+            return
+        batch = self.doc.createDocumentFragment()
+        for line in lines:
+            li = self.doc.createElement("li")
+            li.textContent = line
+            batch.appendChild(li)
+        last = batch.lastChild
+        self.list.appendChild(batch)
+        last.scrollIntoView()  # one layout per batch, not per line
 
     def status(self, status: str, session: str) -> None:
         self._text("session", session)
@@ -178,8 +213,9 @@ class DomUI:
 
         self._submit = create_proxy(keydown)
         self.input.addEventListener("keydown", self._submit)
-        self.input.disabled = False
-        self.input.focus()
+        # StartState calls this: focusing forces a layout, so it waits for the flush as lines do
+        self._enable_input = True
+        self._schedule()
 
 
 def use_site_zip(path: str) -> None:
