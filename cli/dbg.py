@@ -9,6 +9,7 @@ import signal
 import sys
 from dataclasses import astuple
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -187,7 +188,20 @@ def dbg(
         True,
         "--ui-web/--no-ui-web",
         help="With the UI: HTTP on the WebSocket port (listen port + 1): an index of --dir, "
-        "/viewer/mach and /viewer/graph (live diagrams), the files of --dir.",
+        "/viewer/mach and /viewer/graph (live diagrams), /mcp (--ui-mcp), the files of --dir.",
+    ),
+    ui_mcp: bool = typer.Option(
+        True,
+        "--ui-mcp/--no-ui-mcp",
+        help="With --ui-web: an MCP endpoint (Streamable HTTP) at http://HOST:PORT+1/mcp, for "
+        "AI agents: TextScreen, TextLog, TextLogReader, TextClients, TextHelp, NetworkGraph, "
+        "TransitionSteps, GoToMachAddr(url), PressKey(key), ToggleTool(tool).",
+    ),
+    ui_headless: bool = typer.Option(
+        False,
+        "--ui-headless",
+        help="Run the UI without a terminal (off-screen, 160x50) until Ctrl-C / SIGTERM: "
+        "for remote control over MCP (TextScreen shows its screen) and the web viewer.",
     ),
     view_tail: bool = typer.Option(
         True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
@@ -221,6 +235,7 @@ def dbg(
 
     Machines report to --listen-addr (TCP) and ws://HOST:PORT+1/dbg.ws (browsers);
     --import-data loads a dump. With --headless: collect only, and write a dump on exit.
+    AI agents drive the UI over MCP at http://HOST:PORT+1/mcp (--ui-mcp).
     """
     from dbg.dump import DumpError, read_dump, read_dump_lazy
 
@@ -282,9 +297,10 @@ def dbg(
             select_connected, view, view_tail and open_addr is None,
             {k for k, on in flags.items() if on}, filter_log_level, (max_mem << 20, log_ttl),
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
-            diagrams=output_diagrams, graph_text=output_graph, web=ui_web,
+            diagrams=output_diagrams, graph_text=output_graph, web=ui_web, mcp=ui_mcp,
             diag=(output_diag_group, output_diag_tx), call_log=output_call_log,
             reader=view_reader, narrow=view_narrow,
+            offscreen=ui_headless,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -305,6 +321,8 @@ def dbg(
     )
 
 
+#: the terminal size --ui-headless draws for
+OFFSCREEN = (160, 50)
 _VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
 _THEMES = ("dark", "light")
 # the choices of dbg.ui.diagrams (GROUP_MODES, TX_MODES), here so `am dbg --help` stays fast
@@ -335,6 +353,8 @@ def _ui(
     call_log: bool = False,
     reader: bool = True,
     narrow: bool = False,
+    mcp: bool = True,
+    offscreen: bool = False,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`memory`: bytes of
     process memory past which old ops log lines, then the oldest half of every machine's
@@ -353,7 +373,7 @@ def _ui(
         log_ttl=log_ttl or None,
     )
     collector.load(imported)
-    live, info, server = None, f"dir: {out_dir}", None
+    live, info, server, remote = None, f"dir: {out_dir}", None, None
     if listen is not None:
         host, port, wsp = listen
         for p, what in ((port, "--listen-addr"), (wsp, "--ws-port (WebSocket and HTTP)")):
@@ -366,7 +386,11 @@ def _ui(
         if web and wsp is not None:
             from dbg.web import WebServer
 
-            server = WebServer(collector, out_dir, host, wsp, diagrams=bool(diagrams))
+            if mcp:
+                from dbg.mcp import DbgMcp
+
+                remote = DbgMcp()
+            server = WebServer(collector, out_dir, host, wsp, diagrams=bool(diagrams), mcp=remote)
         live = LiveServer(collector, host, port, None if server else wsp)
         if server is not None:
             live.services.append(server.serve)
@@ -381,6 +405,15 @@ def _ui(
         info = f"telemetry: {host}:{port}{ws}; {info}"
         if server is not None and wsp:
             info += f"; web: http://{host}:{wsp}/"
+            if remote is not None:
+                info += f"; MCP: http://{host}:{wsp}/mcp"
+        if server is not None:
+            # the reference prints its addresses: above the terminal UI's screen, before it
+            # opens; off-screen, once the port listens (an agent may connect at once)
+            if offscreen:
+                live.services.append(partial(_announce, server))
+            elif wsp:
+                print(_addresses(server.mcp is not None, host, wsp), flush=True)
     session = Session(
         collector,
         filters=Filters(set(filters_on)),
@@ -393,16 +426,33 @@ def _ui(
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
         diag_group=diag[0], diag_tx=diag[1], call_log=call_log, reader=reader, narrow=narrow,
+        quit_on_signals=offscreen,
     )  # fmt: skip
+    if remote is not None:
+        remote.app = app
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
-    app.run()
+    app.run(headless=offscreen, size=OFFSCREEN if offscreen else None)
     if live is not None and live.error is not None:
         say("dbg", f"the collector stopped: {live.error}")
     typer.echo(f"Clients: {len(collector.machines)}")
     typer.echo(f"Transitions: {sum(len(r) for r in collector.machines.values())}")
     if live is not None and live.error is not None:
         raise typer.Exit(1)
+
+
+def _addresses(mcp: bool, host: str, port: int) -> str:
+    out = f"am dbg: web http://{host}:{port}/"
+    return out + (f"\nam dbg: MCP http://{host}:{port}/mcp" if mcp else "")
+
+
+async def _announce(server, *, task_status) -> None:
+    """A service started after the web server: prints its bound addresses and ends. Straight
+    to the process's stdout (the running app redirects ``sys.stdout``)."""
+    assert server.bound is not None
+    print(_addresses(server.mcp is not None, server.host, server.bound), flush=True,
+          file=sys.__stdout__)  # fmt: skip
+    task_status.started()
 
 
 async def _headless(

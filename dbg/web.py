@@ -5,15 +5,20 @@
   symlink in ``--dir``, kept current by ``--output-diagrams``) and reloading it when
   ``/viewer/<type>.ws`` sends ``{"Event": "refresh"}``;
 - ``/dbg.ws``: telemetry from browser machines (the same frames as on the TCP port);
+- ``/mcp`` (``--ui-mcp``): the MCP endpoint (:mod:`dbg.mcp`);
 - any other path: the file of that name in ``--dir``.
 
 Every answer is ``no-cache``: the files change under the same names as the cursor moves. The
 port serves the files of ``--dir``, so, unlike the reference, it is not CORS-open (the viewer
 is same-origin) and a request whose ``Host`` is not one of the server's own names is refused
 (403): another web page, even through DNS rebinding, cannot read ``--dir``. Bound to every
-interface (``0.0.0.0``), the server cannot list its names and takes any Host. HTTP and WebSocket
-parsing are the relay's (``websockets``' sans-I/O protocol driven by
-trio, :mod:`relay.connection`); this module only routes.
+interface (``0.0.0.0``), the server cannot list its names and takes any Host. ``/mcp`` also
+refuses a request whose ``Origin`` is not the server's own (the MCP specification asks
+servers to check it: a browser sends it with every cross-site request). HTTP and WebSocket
+parsing are the relay's (``websockets``' sans-I/O protocol driven by trio,
+:mod:`relay.connection`); with ``/mcp`` on, each request's head is read with ``h11`` first
+(``websockets`` reads no request bodies; MCP posts JSON-RPC), and a ``/mcp`` request goes on
+there (:mod:`dbg.asgi`), any other to the relay's driver with the bytes read so far.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import logging
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import trio
@@ -30,18 +36,28 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request, Response
 
-from relay.connection import Connection, is_upgrade, serve_one
+from relay.connection import REQUEST_TIMEOUT, Connection, is_upgrade, serve_one
 from relay.security import own_origins
 from relay.static import serve_static
 from relay.wsstream import WebSocketStream
 
+from .asgi import Head, read_head, respond, serve_asgi
 from .collector import Collector, _feed, _Session, end_session
+
+if TYPE_CHECKING:
+    from .mcp import DbgMcp
 
 __all__ = ["VIEWER_TYPES", "WebServer"]
 
 log = logging.getLogger("dbg.web")
 
 VIEWER_TYPES = ("mach", "graph")
+MCP_PATH = "/mcp"
+#: seconds a request to /mcp waits for the endpoint to start (see WebServer._serve_mcp)
+MCP_START_TIMEOUT = 30.0
+#: seconds after the port is up before the MCP endpoint loads, unless asked for sooner
+MCP_LOAD_DELAY = 3.0
+HOST_REFUSED = "host not allowed: open the debugger by its own address"
 #: Largest WebSocket message taken on /dbg.ws (a telemetry frame is at most 16 MiB).
 MAX_MESSAGE = 17 << 20
 
@@ -60,19 +76,34 @@ class WebServer:
     any thread (the diagrams' worker) once :meth:`serve` has started."""
 
     def __init__(
-        self, collector: Collector, out_dir: Path, host: str, port: int, *, diagrams: bool
+        self,
+        collector: Collector,
+        out_dir: Path,
+        host: str,
+        port: int,
+        *,
+        diagrams: bool,
+        mcp: DbgMcp | None = None,
     ) -> None:
-        self.collector, self.out_dir = collector, out_dir
+        self.collector, self.out_dir, self.mcp = collector, out_dir, mcp
         self.host, self.port, self.diagrams = host, port, diagrams
         self.bound: int | None = None
         self._own_hosts: frozenset[str] | None = None  # None: bound to every interface
         self._token: trio.lowlevel.TrioToken | None = None
         self._viewers: dict[str, set[_Viewer]] = {t: set() for t in VIEWER_TYPES}
+        self._mcp_wanted = trio.Event()  # a request came to /mcp
+        self._mcp_ready = trio.Event()
+        self._mcp_state = "the MCP endpoint is starting"  # "" once it serves
 
     @property
     def url(self) -> str:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.bound}/"
+
+    @property
+    def mcp_url(self) -> str | None:
+        """The MCP endpoint's address (None with ``--no-ui-mcp``)."""
+        return None if self.mcp is None else self.url.rstrip("/") + MCP_PATH
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -82,8 +113,27 @@ class WebServer:
             origins = own_origins([self.host], self.bound)
             self._own_hosts = frozenset(o.removeprefix("http://") for o in origins)
         async with trio.open_nursery() as nursery:
+            if self.mcp is not None:
+                nursery.start_soon(self._serve_mcp, self.mcp)
             nursery.start_soon(trio.serve_listeners, self._connection, listeners)
             task_status.started(self.bound)
+
+    async def _serve_mcp(self, mcp: DbgMcp) -> None:
+        """Run the MCP sessions beside the port, without holding up its start: the SDK's
+        imports take ~2 s of CPU, so they wait for :data:`MCP_LOAD_DELAY` (the UI's first
+        screen) unless a client asks sooner. A failure is one log line and a 503 on /mcp, the
+        port goes on."""
+        with trio.move_on_after(MCP_LOAD_DELAY):
+            await self._mcp_wanted.wait()
+        try:
+            async with mcp.running():
+                self._mcp_state = ""
+                self._mcp_ready.set()
+                await trio.sleep_forever()
+        except Exception as err:
+            log.exception("dbg: the MCP endpoint failed")
+            self._mcp_state = f"the MCP endpoint failed: {err}"
+            self._mcp_ready.set()
 
     def refresh(self, types: set[str]) -> None:
         """Tell the open viewers of ``types`` to reload (thread-safe)."""
@@ -102,21 +152,60 @@ class WebServer:
     # ----- one connection
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        await serve_one(_NoCacheConnection(stream, MAX_MESSAGE), self._route, log)
+        conn = _NoCacheConnection(stream, MAX_MESSAGE)
+        if self.mcp is not None:
+            head = None
+            with trio.move_on_after(REQUEST_TIMEOUT):
+                head = await read_head(stream)
+            if head is None:  # no whole request head in time
+                await conn.finish()
+                return
+            if head.path == MCP_PATH:
+                await self._mcp(stream, head, self.mcp)
+                return
+            conn.protocol.receive_data(head.raw)  # the relay's parser reads it again
+        await serve_one(conn, self._route, log)
 
     async def _route(self, conn: Connection, request: Request, path: str) -> None:
-        if not self._host_allowed(request):
-            await conn.reject(403, "host not allowed: open the debugger by its own address")
+        if not self._host_allowed(request.headers.get_all("Host")):
+            await conn.reject(403, HOST_REFUSED)
         elif is_upgrade(request):
             await self._websocket(conn, request, path)
         else:
             await self._http(conn, request, path)
 
-    def _host_allowed(self, request: Request) -> bool:
+    def _host_allowed(self, hosts: list[str]) -> bool:
         if self._own_hosts is None:
             return True
-        hosts = request.headers.get_all("Host")
         return len(hosts) == 1 and hosts[0].strip().lower() in self._own_hosts
+
+    async def _mcp(self, stream: trio.SocketStream, head: Head, mcp: DbgMcp) -> None:
+        assert head.request is not None
+        fields: dict[str, list[str]] = {}
+        for name, value in head.request.headers:
+            fields.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+        hosts, origins = fields.get("host", []), fields.get("origin", [])
+        refusal: tuple[int, str] | None = None
+        if not self._host_allowed(hosts):
+            refusal = (403, HOST_REFUSED)
+        elif origins and (len(hosts) != 1 or origins != [f"http://{hosts[0].strip().lower()}"]):
+            # a page of another site (the MCP client itself sends no Origin)
+            refusal = (403, f"origin not allowed: {origins[0]}")
+        else:
+            self._mcp_wanted.set()
+            with trio.move_on_after(MCP_START_TIMEOUT):
+                await self._mcp_ready.wait()
+            if self._mcp_state:
+                refusal = (503, self._mcp_state)
+        if refusal is not None:
+            await respond(stream, head, *refusal)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        try:
+            await serve_asgi(stream, head, mcp, extra_headers=[(b"cache-control", b"no-cache")])
+        except Exception:  # one request's failure must not take the server down
+            log.exception("dbg: an MCP request failed")
 
     async def _http(self, conn: Connection, request: Request, path: str) -> None:
         if path == "/":
@@ -173,6 +262,9 @@ class WebServer:
             items += [f'<li><a href="/viewer/{t}">{t} diagram</a></li>' for t in VIEWER_TYPES]
         ws = f"ws://{self.url.split('://', 1)[1]}dbg.ws"
         items.append(f"<li>telemetry from browsers: <code>{html.escape(ws)}</code></li>")
+        if self.mcp_url is not None:
+            url = html.escape(self.mcp_url)
+            items.append(f"<li>MCP (Streamable HTTP, for AI agents): <code>{url}</code></li>")
         return _page("am dbg", "<ul>" + "".join(items) + "</ul>" + self._listing(self.out_dir))
 
     def _listing(self, folder: Path) -> str:

@@ -8,6 +8,8 @@ per transition.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -140,8 +142,11 @@ class DebuggerApp(App[None]):
         call_log: bool = False,
         reader: bool = True,
         narrow: bool = False,
+        quit_on_signals: bool = False,
     ) -> None:
         super().__init__()
+        #: SIGINT and SIGTERM quit as Ctrl+Q does (off-screen, no key can)
+        self.quit_on_signals = quit_on_signals
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}; one of {', '.join(VIEWS)}")
         self.session = session
@@ -207,6 +212,10 @@ class DebuggerApp(App[None]):
         yield StatusBar(id="status")
 
     def on_mount(self) -> None:
+        if self.quit_on_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.call_later, self.action_quit)
         self._unsub = self.session.collector.subscribe(self._changed)
         if self.live is not None:
             self.live.start(on_ready=lambda bound: self._changed())

@@ -8,7 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-__all__ = ["KEYS", "HelpScreen"]
+__all__ = ["KEYS", "HelpScreen", "help_text"]
 
 KEYS = (
     ("←/→", "previous/next transition (steps when the steps timeline is focused)"),
@@ -51,6 +51,20 @@ LEGEND = (
 )
 
 
+def help_text(info: str) -> Text:
+    """The help: keys, legend, then ``info`` (addresses); ``.plain`` for a text-only reader."""
+    t = Text()
+    t.append("Keys\n", style="bold")
+    for k, what in KEYS:
+        t.append(f"  {k:<18}", style="cyan")
+        t.append(what + "\n")
+    t.append("\nLegend\n", style="bold")
+    for line in LEGEND:
+        t.append("  " + line + "\n")
+    t.append("\n" + info + "\n", style="grey70")
+    return t
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [("escape,question_mark,q", "dismiss", "close")]
     DEFAULT_CSS = """
@@ -64,14 +78,5 @@ class HelpScreen(ModalScreen[None]):
         self.info = info
 
     def compose(self) -> ComposeResult:
-        t = Text()
-        t.append("Keys\n", style="bold")
-        for k, what in KEYS:
-            t.append(f"  {k:<18}", style="cyan")
-            t.append(what + "\n")
-        t.append("\nLegend\n", style="bold")
-        for line in LEGEND:
-            t.append("  " + line + "\n")
-        t.append("\n" + self.info + "\n", style="grey70")
         with VerticalScroll():
-            yield Static(t)
+            yield Static(help_text(self.info))
