@@ -27,6 +27,7 @@ import gc
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 from machines.telemetry import TX_FIELDS
@@ -35,7 +36,7 @@ from machines.transition import tx_id
 
 from .model import DbgMsgTx, LogEntry, Step, ns_to_time
 
-__all__ = ["Items", "Pending", "Rows", "extras_into"]
+__all__ = ["Items", "Pending", "Rows", "extras_into", "log_entries"]
 
 _NO_EXTRAS = (None, None, None, None, None)
 #: transitions read at once from which automatic garbage collection pauses (see Pending.take)
@@ -60,14 +61,27 @@ def extras_into(tx: DbgMsgTx, logs: Any, pre: Any, args: Any, src: Any, steps: A
         tx.source_machine_id, tx.source_tx_id, tx.source_mach_time = src
 
 
+def log_entries(levels: bytes, texts: list[str]) -> list[LogEntry]:
+    """A :class:`LogEntry` per level and text, in C loops: ``LogEntry(level, text)`` runs its
+    ``__init__`` in Python, a frame per entry, which at log level 3 (4-5 entries a
+    transition) cost about as much as the rest of reading a transition."""
+    entries = list(map(_new, repeat(LogEntry, len(texts))))
+    deque(map(setattr, entries, repeat("level"), levels), 0)
+    deque(map(setattr, entries, repeat("text"), texts), 0)
+    return entries
+
+
+_new = object.__new__
+
+
 class Rows:
     """Checked rows of one ``txp`` group, ``first`` of them already read or dropped."""
 
-    __slots__ = ("arrived", "called", "cols", "extras", "first", "logs_done", "mid", "rows",
-                 "stop")  # fmt: skip
+    __slots__ = ("arrived", "called", "cols", "extras", "first", "logs", "logs_done", "mid",
+                 "rows", "stop")  # fmt: skip
 
     def __init__(self, group: Any, arrived: int) -> None:
-        self.mid, self.cols, self.rows, self.called, self.extras = group
+        self.mid, self.cols, self.rows, self.called, self.extras, self.logs = group
         self.arrived = arrived
         self.first = 0
         self.stop = len(self.rows) // self.cols
@@ -76,6 +90,8 @@ class Rows:
     def drop_logs(self, keep_level: int, line_cost: int) -> tuple[int, int]:
         """Drop the log lines above ``keep_level`` of the rows not read yet."""
         lines = freed = 0
+        if self.logs is not None:
+            lines, freed = self.logs.drop_above(keep_level, self.first, line_cost)
         extras = self.extras
         for row in [r for r in extras if r >= self.first] if extras else ():
             logs, pre, *rest = extras[row]
@@ -105,6 +121,14 @@ class Rows:
         # one C-level conversion of the block's rows, then list slices
         vals = self.rows[first * cols : (first + n) * cols].tolist()
         append = out.append
+        logs, at = self.logs, -1  # at: the next row (of those taken) with log entries
+        if logs is not None and logs.rows:
+            # the entries of the rows taken, built at once; a row's are a slice of them
+            heads, starts = logs.rows, logs.starts()
+            h = logs.find(first)
+            base, end = starts[h], starts[logs.find(first + n)]
+            entries = log_entries(logs.levels[base:end], logs.texts()[base:end])
+            at = heads[h] if h < len(heads) else -1
         for k in range(n):
             i = k * cols
             num, qt, mtype, ci, flags, qlen, mqt, token = vals[i : i + 8]
@@ -128,6 +152,14 @@ class Rows:
                 ex = extras.get(first + k, _NO_EXTRAS)
                 if ex is not _NO_EXTRAS:
                     extras_into(tx, *ex)
+            if first + k == at:  # its log entries: one object each, built as it is read
+                a, m, e = logs.span(h)
+                if m > a:
+                    tx.log_entries = entries[a - base : m - base]
+                if e > m:
+                    tx.pre_log_entries = entries[m - base : e - base]
+                h += 1
+                at = heads[h] if h < len(heads) else -1
             append(tx)
 
 
