@@ -27,7 +27,6 @@ import gc
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from itertools import repeat
 from typing import Any
 
 from machines.telemetry import TX_FIELDS
@@ -36,7 +35,7 @@ from machines.transition import tx_id
 
 from .model import DbgMsgTx, LogEntry, Step, ns_to_time
 
-__all__ = ["Items", "Pending", "Rows", "extras_into", "log_entries"]
+__all__ = ["Items", "Pending", "Rows", "extras_into"]
 
 _NO_EXTRAS = (None, None, None, None, None)
 #: transitions read at once from which automatic garbage collection pauses (see Pending.take)
@@ -59,19 +58,6 @@ def extras_into(tx: DbgMsgTx, logs: Any, pre: Any, args: Any, src: Any, steps: A
         tx.args = {str(k): str(v) for k, v in args.items()}
     if src is not None:
         tx.source_machine_id, tx.source_tx_id, tx.source_mach_time = src
-
-
-def log_entries(levels: bytes, texts: list[str]) -> list[LogEntry]:
-    """A :class:`LogEntry` per level and text, in C loops: ``LogEntry(level, text)`` runs its
-    ``__init__`` in Python, a frame per entry, which at log level 3 (4-5 entries a
-    transition) cost about as much as the rest of reading a transition."""
-    entries = list(map(_new, repeat(LogEntry, len(texts))))
-    deque(map(setattr, entries, repeat("level"), levels), 0)
-    deque(map(setattr, entries, repeat("text"), texts), 0)
-    return entries
-
-
-_new = object.__new__
 
 
 class Rows:
@@ -124,10 +110,10 @@ class Rows:
         logs, at = self.logs, -1  # at: the next row (of those taken) with log entries
         if logs is not None and logs.rows:
             # the entries of the rows taken, built at once; a row's are a slice of them
-            heads, starts = logs.rows, logs.starts()
+            heads, n_log, n_pre, starts = logs.rows, logs.n_log, logs.n_pre, logs.starts()
             h = logs.find(first)
             base, end = starts[h], starts[logs.find(first + n)]
-            entries = log_entries(logs.levels[base:end], logs.texts()[base:end])
+            entries = list(map(LogEntry, logs.levels[base:end], logs.texts()[base:end]))
             at = heads[h] if h < len(heads) else -1
         for k in range(n):
             i = k * cols
@@ -153,11 +139,12 @@ class Rows:
                 if ex is not _NO_EXTRAS:
                     extras_into(tx, *ex)
             if first + k == at:  # its log entries: one object each, built as it is read
-                a, m, e = logs.span(h)
+                a = starts[h] - base
+                m = a + n_log[h]
                 if m > a:
-                    tx.log_entries = entries[a - base : m - base]
-                if e > m:
-                    tx.pre_log_entries = entries[m - base : e - base]
+                    tx.log_entries = entries[a:m]
+                if n_pre[h]:
+                    tx.pre_log_entries = entries[m : m + n_pre[h]]
                 h += 1
                 at = heads[h] if h < len(heads) else -1
             append(tx)
