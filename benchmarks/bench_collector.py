@@ -43,6 +43,41 @@ headless / in process / then read all:
 
 The headless figure counts clock ticks (10 ms), hence its steps of 0.05 us at 200k
 transitions.
+
+Log level 3 (what ``am start --dbg`` and ``AM_DBG_ADDR`` use: 4-5 log lines a transition).
+Where the time went, counted with valgrind (``python benchmarks/bench_icount.py col-ops
+col-ops-read col-rels col-rels-read --n 20000``: instructions per transition, ingest alone /
+ingest then read all) and split with cProfile: the decoder cut the group's joined texts
+apart and built a ``[level, text]`` list per entry and a 5-item extras array per row
+(``_with_logs``: 0.52 of 1.15 s profiled), then the collector checked every entry again
+(``_all_log_entries`` and its generators: 0.29 s); CBOR decoding and framing were 0.05 s.
+Now ``check_txp`` checks the group's logs per column (C loops: row numbers in range and
+increasing, counts that add up, newline count or lengths against the text) and keeps them as
+they came (``machines.telemetry.TxpLogs``: the levels' bytes, the joined text, three int32s
+per logged row); a block's texts are cut apart on its first read and entry objects built
+only for the rows read, a slice each of one list per read. What is left at read is one
+``LogEntry`` per entry (its ``__init__`` runs in Python; building them with C-level
+``setattr`` loops counted more instructions, not fewer) beside the ``DbgMsgTx`` itself
+(~14k instructions of the ~27k a read transition costs).
+
+    instructions per transition   col-ops  col-ops-read  col-rels  col-rels-read
+    before                         31,062        71,382       112         26,313
+    after                           3,143        43,839       107         26,501
+
+Measured (``python benchmarks/bench_collector.py --repeats 3 --txs 60000``, the code before
+with ``--code-path``; 2 shared cores, load average 5.6, other engineers' tests and valgrind
+running), us per transition, headless / in process / then read all:
+
+    relations + handlers   before 0.33 / 0.27 / 6.04    after 0.50 / 0.29 / 6.68
+    flat toggle            before 0.33 / 0.22 / 6.21    after 0.33 / 0.23 / 6.48
+    relations, log ops     before 7.33 / 5.53 / 9.57    after 0.83 / 0.80 / 9.69
+
+(the workloads without logs run the same code as before: their differences are the load's)
+
+Kept until read, the packed logs take less memory too: ``python
+benchmarks/bench_collector_mem.py --txs 100000`` (logged transitions, none read) went from
+35.7 to 11.8 MB of RSS per 100k transitions kept, its ingest from 272k to 1.88M transitions
+a second (its parse for a dump 102k and 93k a second, within the load's noise).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ one process, as in bench_rpc.py) and ``echo`` its floor, a trio TCP echo of the 
 both with both connections open; ``sansio`` the part of ``rpc`` done without trio or sockets;
 ``rels-off`` / ``rels-on``, ``ops-off`` / ``ops-on`` (relations at log level 3) and
 ``flat-off`` / ``flat-on`` bench_telemetry.py's workloads with telemetry off / on (the
-machine's side: rows packed into a debugger's outbox, no socket).
+machine's side: rows packed into a debugger's outbox, no socket); ``col-ops``, ``col-rels``
+the debugger's side of the same (bench_collector.py's frames ingested by a collector, no
+socket), ``col-ops-read`` / ``col-rels-read`` ingested and then every transition read.
 Needs ``valgrind`` on the PATH (about a minute per workload).
 """
 
@@ -129,6 +131,33 @@ if timed:
     run(n)
 """
 TELEMETRY_KEYS = ("rels-off", "rels-on", "ops-off", "ops-on", "flat-off", "flat-on")
+#: the debugger's side: bench_collector.py's frames (recorded before counting starts, in both
+#: runs) fed to a collector as its TCP path does (``_feed``), then, for ``-read``, every
+#: transition read as a dump or a UI showing all does; a warm-up batch goes to another
+#: collector first
+COLLECTOR_DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+from bench_collector import frames
+from dbg.collector import Collector, _Session, _feed
+key, n, timed = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+workload = key.split("-")[1]  # col-ops, col-rels, col-flat (and their -read)
+
+def ingest(data, read):
+    c = Collector(freeze_history=True)
+    s = _Session(c, "bench")
+    for i in range(0, len(data), 65536):
+        _feed(c, s, data[i : i + 65536])
+    assert s.bad == 0 and c.rejected == 0
+    if read:
+        assert sum(len(d.txs) for d in c.dumps()) == c.total_txs
+
+warm, data = frames(workload, 2000), frames(workload, n)
+ingest(warm, True)
+if timed:
+    ingest(data, key.endswith("-read"))
+"""
+COLLECTOR_KEYS = ("col-ops", "col-ops-read", "col-rels", "col-rels-read")
 #: round trips are ~50x the instructions of a core transition
 DEFAULT_N = {"rpc": 2000, "echo": 2000, "sansio": 5000}
 DRIVERS = {
@@ -136,6 +165,7 @@ DRIVERS = {
     "echo": RTT_DRIVER,
     "sansio": SANSIO_DRIVER,
     **dict.fromkeys(TELEMETRY_KEYS, TELEMETRY_DRIVER),
+    **dict.fromkeys(COLLECTOR_KEYS, COLLECTOR_DRIVER),
 }
 
 
@@ -156,8 +186,7 @@ def main(
         list[str] | None,
         typer.Argument(
             help="keys: a b c ta tb rpc echo sansio rels-off rels-on ops-off ops-on flat-off "
-            "flat-on "
-            "(default: a b tb)"
+            "flat-on col-ops col-ops-read col-rels col-rels-read (default: a b tb)"
         ),
     ] = None,
     n: int | None = typer.Option(

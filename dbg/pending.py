@@ -63,11 +63,11 @@ def extras_into(tx: DbgMsgTx, logs: Any, pre: Any, args: Any, src: Any, steps: A
 class Rows:
     """Checked rows of one ``txp`` group, ``first`` of them already read or dropped."""
 
-    __slots__ = ("arrived", "called", "cols", "extras", "first", "logs_done", "mid", "rows",
-                 "stop")  # fmt: skip
+    __slots__ = ("arrived", "called", "cols", "extras", "first", "logs", "logs_done", "mid",
+                 "rows", "stop")  # fmt: skip
 
     def __init__(self, group: Any, arrived: int) -> None:
-        self.mid, self.cols, self.rows, self.called, self.extras = group
+        self.mid, self.cols, self.rows, self.called, self.extras, self.logs = group
         self.arrived = arrived
         self.first = 0
         self.stop = len(self.rows) // self.cols
@@ -76,6 +76,8 @@ class Rows:
     def drop_logs(self, keep_level: int, line_cost: int) -> tuple[int, int]:
         """Drop the log lines above ``keep_level`` of the rows not read yet."""
         lines = freed = 0
+        if self.logs is not None:
+            lines, freed = self.logs.drop_above(keep_level, self.first, line_cost)
         extras = self.extras
         for row in [r for r in extras if r >= self.first] if extras else ():
             logs, pre, *rest = extras[row]
@@ -105,6 +107,14 @@ class Rows:
         # one C-level conversion of the block's rows, then list slices
         vals = self.rows[first * cols : (first + n) * cols].tolist()
         append = out.append
+        logs, at = self.logs, -1  # at: the next row (of those taken) with log entries
+        if logs is not None and logs.rows:
+            # the entries of the rows taken, built at once; a row's are a slice of them
+            heads, n_log, n_pre, starts = logs.rows, logs.n_log, logs.n_pre, logs.starts()
+            h = logs.find(first)
+            base, end = starts[h], starts[logs.find(first + n)]
+            entries = list(map(LogEntry, logs.levels[base:end], logs.texts()[base:end]))
+            at = heads[h] if h < len(heads) else -1
         for k in range(n):
             i = k * cols
             num, qt, mtype, ci, flags, qlen, mqt, token = vals[i : i + 8]
@@ -128,6 +138,15 @@ class Rows:
                 ex = extras.get(first + k, _NO_EXTRAS)
                 if ex is not _NO_EXTRAS:
                     extras_into(tx, *ex)
+            if first + k == at:  # its log entries: one object each, built as it is read
+                a = starts[h] - base
+                m = a + n_log[h]
+                if m > a:
+                    tx.log_entries = entries[a:m]
+                if n_pre[h]:
+                    tx.pre_log_entries = entries[m : m + n_pre[h]]
+                h += 1
+                at = heads[h] if h < len(heads) else -1
             append(tx)
 
 

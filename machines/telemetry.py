@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import socket
 import struct
 import sys
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from collections import deque
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -439,13 +441,15 @@ class TxpGroup(NamedTuple):
     """One machine's transitions of a ``txp`` message, checked by :func:`check_txp`:
     ``rows`` holds ``len(rows) // cols`` rows (see :class:`Lane`), every row's
     called-states index is in range, every ``extras`` value is an array of 5 items (what
-    those hold is the reader's to check)."""
+    those hold is the reader's to check), ``logs`` the entries of the group's rows as they
+    came (a row listed there has its entries there, not in ``extras``)."""
 
     machine_id: str
     cols: int
     rows: array
     called: list[Any]
     extras: dict[Any, Any]
+    logs: TxpLogs | None = None
 
 
 def check_txp(groups: list[Any]) -> list[TxpGroup]:
@@ -477,25 +481,31 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
         idxs = rows[3::cols]  # the called-states column
         if idxs and not (0 <= min(idxs) and max(idxs) < len(called)):
             raise FrameError("telemetry txp: a called-states index is out of range")
-        ex = extras.values()  # one C loop each: at log level ops most rows have extras
+        ex = extras.values()  # one C loop each
         if not ({*map(type, ex)} <= {list} and {*map(len, ex)} <= {len(_EXTRA)}):
             raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
+        packed = None
         if logs is not None:
-            extras = _with_logs(extras, logs, len(rows) // cols)
-        out.append(TxpGroup(mid, cols, rows, called, extras))
+            packed = _with_logs(logs, len(rows) // cols)
+            if extras and not extras.keys().isdisjoint(packed.rows):
+                # a row listed in the logs has its entries there (where the sender puts them)
+                listed = set(packed.rows)
+                extras = {r: [None, None, *x[2:]] if r in listed else x for r, x in extras.items()}
+        out.append(TxpGroup(mid, cols, rows, called, extras, packed))
     return out
 
 
-def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
-    """``extras`` with the log entries of a group's ``logs`` (see :class:`Lane`) in place.
+def _with_logs(logs: Any, nrows: int) -> TxpLogs:
+    """A group's ``logs`` (see :class:`Lane`), checked, as they came: :class:`TxpLogs`.
 
-    ``logs`` is ``[heads, levels, lengths, text]``: ``heads`` holds, per row that has entries,
-    its row number and how many log and pre-log entries it has (int32s); ``levels`` the level
-    of every entry, in order, a byte each; the texts, in the same order, are one string,
-    joined by newlines when ``lengths`` is null, else cut by ``lengths`` (int32s: a text held a
-    newline). Four values for a whole batch: as one ``[level, text]`` array each, the entries
-    cost cbor2 more than everything else in the frame, and taking each row's entries apart on
-    the machine's thread cost more than its transition."""
+    ``logs`` is ``[heads, levels, lengths, text]``: ``heads`` holds, per row that has entries
+    (in increasing order), its row number and how many log and pre-log entries it has
+    (int32s); ``levels`` the level of every entry, in order, a byte each; the texts, in the
+    same order, are one string, joined by newlines when ``lengths`` is null, else cut by
+    ``lengths`` (int32s: a text held a newline). Four values for a whole batch: as one
+    ``[level, text]`` array each, the entries cost cbor2 more than everything else in the
+    frame, and taking each row's entries apart on the machine's thread cost more than its
+    transition. Checked in C loops over the columns, not per entry."""
     if not (
         isinstance(logs, list)
         and len(logs) == 4
@@ -507,9 +517,25 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
     ):
         raise FrameError("telemetry txp: logs are [heads, levels, lengths, text]")
     heads, levels, text = _int32_array(logs[0]), logs[1], logs[3]
+    rows, n_log, n_pre = heads[0::3], heads[1::3], heads[2::3]
+    if rows and not (
+        0 <= min(rows)
+        and max(rows) < nrows
+        and min(n_log) >= 0
+        and min(n_pre) >= 0
+        and all(map(operator.lt, rows, rows[1:]))
+    ):
+        raise FrameError("telemetry txp: a row's logs are out of range (or out of order)")
+    claimed = sum(n_log) + sum(n_pre)
+    if claimed != len(levels):
+        raise FrameError(
+            "telemetry txp: the logs have entries no row claims"
+            if claimed < len(levels)
+            else "telemetry txp: a row's logs are out of range"
+        )
+    lengths = None
     if logs[2] is None:
-        texts: Any = text.split("\n") if levels else []
-        if len(texts) != len(levels):
+        if text.count("\n") != len(levels) - 1 and (levels or text):
             raise FrameError("telemetry txp: the logs' columns do not add up")
     else:
         lengths = _int32_array(logs[2])
@@ -519,27 +545,100 @@ def _with_logs(extras: dict[Any, Any], logs: Any, nrows: int) -> dict[Any, Any]:
             and sum(lengths) == len(text)
         ):
             raise FrameError("telemetry txp: the logs' columns do not add up")
-        offsets = list(accumulate(lengths, initial=0))
-        texts = map(text.__getitem__, map(slice, offsets, offsets[1:]))
-    # every entry as a [level, text] pair, in C loops (the collector's side of the batch)
-    entries = list(map(list, zip(levels, texts, strict=True)))
-    out = dict(extras)
-    at = 0  # in entries
-    for i in range(0, len(heads), 3):
-        row, n_log, n_pre = heads[i : i + 3]
-        end = at + n_log + n_pre
-        if not (0 <= row < nrows and n_log >= 0 and n_pre >= 0 and end <= len(entries)):
-            raise FrameError("telemetry txp: a row's logs are out of range")
-        ex = out.get(row)
-        if ex is None:
-            ex = [None] * len(_EXTRA)
-        elif not (isinstance(ex, list) and len(ex) == len(_EXTRA)):
-            raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
-        out[row] = [entries[at : at + n_log] or None, entries[at + n_log : end] or None, *ex[2:]]
-        at = end
-    if at != len(entries):
-        raise FrameError("telemetry txp: the logs have entries no row claims")
-    return out
+    return TxpLogs(rows, n_log, n_pre, levels, text, lengths)
+
+
+class TxpLogs:
+    """A checked group's log entries as they came (see :func:`_with_logs`): per row that
+    has any (``rows``, increasing), how many log (``n_log``) and pre-log (``n_pre``)
+    entries; every entry's level (``levels``, a byte each) and text, in order.
+
+    Why not an entry object (or a ``[level, text]`` array) each at once: at log level 3 a
+    transition carries 3-5 entries, and building them (and checking them one by one) cost the
+    debugger ~10x everything else it does to ingest a transition, most of which are never
+    read one by one. The texts are cut apart on the first read of any (:meth:`texts`), entry
+    objects built only for the transitions read (``dbg.pending.Rows.take``), and a joined
+    text is smaller than its lines as strings too."""
+
+    __slots__ = ("_lengths", "_starts", "_text", "_texts", "levels", "n_log", "n_pre", "rows")
+
+    def __init__(
+        self, rows: array, n_log: array, n_pre: array, levels: bytes, text: str,
+        lengths: array | None,
+    ) -> None:  # fmt: skip
+        self.rows, self.n_log, self.n_pre, self.levels = rows, n_log, n_pre, levels
+        self._text, self._lengths = text, lengths
+        self._texts: list[str] | None = None
+        self._starts: list[int] | None = None
+
+    def texts(self) -> list[str]:
+        """Every entry's text, in order (cut apart once; the joined text is then let go)."""
+        texts = self._texts
+        if texts is None:
+            text, lengths = self._text, self._lengths
+            if lengths is None:
+                texts = text.split("\n") if self.levels else []
+            else:
+                offsets = list(accumulate(lengths, initial=0))
+                texts = list(map(text.__getitem__, map(slice, offsets, offsets[1:])))
+            self._texts, self._text, self._lengths = texts, "", None
+        return texts
+
+    def starts(self) -> list[int]:
+        """Where each row's entries start in :attr:`levels` (and :meth:`texts`)."""
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = list(
+                accumulate(map(operator.add, self.n_log, self.n_pre), initial=0)
+            )
+        return starts
+
+    def find(self, row: int) -> int:
+        """The index (in :attr:`rows`) of the first row at or after ``row``."""
+        return bisect_left(self.rows, row)
+
+    def span(self, i: int) -> tuple[int, int, int]:
+        """Where the ``i``-th row's log entries start, its pre-log entries start and end."""
+        a = self.starts()[i]
+        m = a + self.n_log[i]
+        return a, m, m + self.n_pre[i]
+
+    def pairs(self) -> dict[int, list[Any]]:
+        """Row -> ``[log entries, pre-log entries]`` as ``[level, text]`` arrays (None when
+        none): the ``txs`` array form (:func:`expand_txp`)."""
+        texts, levels, out = self.texts(), self.levels, {}
+        for i, row in enumerate(self.rows):
+            a, m, e = self.span(i)
+            out[row] = [
+                [[lv, t] for lv, t in zip(levels[a:m], texts[a:m], strict=True)] or None,
+                [[lv, t] for lv, t in zip(levels[m:e], texts[m:e], strict=True)] or None,
+            ]
+        return out
+
+    def drop_above(self, keep_level: int, first: int, line_cost: int) -> tuple[int, int]:
+        """Drop the entries above ``keep_level`` of rows ``first`` and after; returns (lines
+        dropped, about how many bytes that freed). Rare (memory pressure): a loop per entry."""
+        texts, levels = self.texts(), self.levels
+        h = self.find(first)
+        starts = self.starts()
+        lines = freed = 0
+        keep_lv, keep_tx = bytearray(levels[: starts[h]]), texts[: starts[h]]
+        n_log, n_pre = self.n_log, self.n_pre
+        for i in range(h, len(self.rows)):
+            a, m, e = self.span(i)
+            for part, lo, hi in ((n_log, a, m), (n_pre, m, e)):
+                kept = 0
+                for k in range(lo, hi):
+                    if levels[k] <= keep_level:
+                        keep_lv.append(levels[k])
+                        keep_tx.append(texts[k])
+                        kept += 1
+                    else:
+                        lines, freed = lines + 1, freed + len(texts[k]) + line_cost
+                part[i] = kept
+        if lines:
+            self.levels, self._texts, self._starts = bytes(keep_lv), keep_tx, None
+        return lines, freed
 
 
 def _int32_array(data: bytes) -> array:
@@ -552,14 +651,20 @@ def _int32_array(data: bytes) -> array:
 
 def expand_txp(group: TxpGroup) -> list[list[Any]]:
     """A checked group's transitions as ``txs`` arrays (:data:`TX_FIELDS` order)."""
-    mid, cols, rows, called, extras = group
-    none = (None,) * len(_EXTRA)
+    mid, cols, rows, called, extras, logs = group
+    if logs is not None and logs.rows:
+        extras = dict(extras)
+        for row, pair in logs.pairs().items():
+            extras[row] = [*pair, *extras.get(row, _NO_EXTRA)[2:]]
     return [
         [mid, f"q{num}" if flags & FLAG_QUEUED else num, rows[i + 8 : i + cols].tolist(), qt,
-         mtype, called[ci], flags, qlen, mqt, token, *extras.get(n, none)]
+         mtype, called[ci], flags, qlen, mqt, token, *extras.get(n, _NO_EXTRA)]
         for n, i in enumerate(range(0, len(rows), cols))
         for num, qt, mtype, ci, flags, qlen, mqt, token in (rows[i : i + 8],)
     ]  # fmt: skip
+
+
+_NO_EXTRA = (None,) * len(_EXTRA)
 
 
 def tx_message(arr: list[Any], id_prefix: str = "") -> dict[str, Any]:
