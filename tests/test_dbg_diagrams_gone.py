@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -160,11 +161,25 @@ sys.stdin.read()
 """
 
 
+def _await_dump(out_dir: Path, ready: Callable[[dict], object], timeout: float = 60) -> None:
+    """Until the headless debugger's periodic dump (``--dump-interval``) satisfies ``ready``
+    (machine id -> its dump)."""
+    path = out_dir / "am-dbg-dump.cbor.br"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file():
+            machs = {m.id: m for m in read_dump(path)}
+            if ready(machs):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the dump did not get there in {timeout} s")
+
+
 def test_headless_dump_and_am_vis_after_a_producer_was_killed(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "AM_LOG": "3"}
     dbg = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "dbg", "--headless", "-l", "127.0.0.1:0",
-         "--ws-port", "0", "-d", str(tmp_path)],
+         "--ws-port", "0", "-d", str(tmp_path), "--dump-interval", "0.1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     procs = []
@@ -183,10 +198,12 @@ def test_headless_dump_and_am_vis_after_a_producer_was_killed(tmp_path: Path) ->
             )
             procs.append(p)
             assert p.stdout is not None and p.stdout.readline() == "ready\n"
-        time.sleep(1.0)  # the producers' outboxes send within a fraction of a second
+        # the periodic dump shows what the collector holds: await it rather than a guess of
+        # how long a loaded machine takes to send, read and notice a closed connection
+        _await_dump(tmp_path, lambda ms: len(ms) == 4 and all(m.txs for m in ms.values()))
         procs[0].kill()
         procs[0].wait(10)
-        time.sleep(0.5)  # the collector sees the end of the connection
+        _await_dump(tmp_path, lambda ms: ms["killed-a"].gone_ns and ms["killed-b"].gone_ns)
         dbg.send_signal(signal.SIGINT)
         _, err = dbg.communicate(timeout=30)
         assert dbg.returncode == 0, err
