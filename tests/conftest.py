@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -206,3 +207,17 @@ def cbor2_wheel() -> Path:
     if not wheel.is_file():
         pytest.fail(f"{wheel} is missing: run `task setup` (it downloads the browser's wheels)")
     return wheel
+
+
+def free_port_pair() -> int:
+    """A loopback port P with P + 1 free too (the debugger's listen port and its web port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_dbg_pipes_gone import _box, _ingest
-from test_dbg_ui import SCHEMA, Recorder, _mach
+from test_dbg_pipes_gone import _box, _recorded_pipe
+from test_dbg_ui import _mach
 from test_vis import parse_d2, pipe_dump, render
 
 from dbg.collector import Collector, serve_collector
@@ -25,7 +25,6 @@ from dbg.dump import read_dump, single_frame, write_dump
 from dbg.model import time_to_ns
 from dbg.ui.diagrams import snapshot, write_diagrams
 from dbg.ui.session import Session
-from machines.pipes import pipe_add
 from vis.graph import Graph
 
 pytestmark = pytest.mark.timeout(90)
@@ -74,23 +73,6 @@ def test_dumps_keep_when_a_machine_went(tmp_path: Path) -> None:
     assert [m.gone_ns for m in c.dumps()] == [0, _gone_at(5)]
 
 
-def _recorded_pipe() -> tuple[Collector, str]:
-    """live-s (conn-1) pipes Foo into live-g (its own connection, returned)."""
-    rec = Recorder()
-    c = rec.collector
-    s = rec.attach(_mach("live-s"), full=False)
-    g = _mach("live-g", {"Go": SCHEMA["Start"]})
-    conn2 = c.connect()
-    gbox = _box(g)
-    s.add("Start")
-    pipe_add(s, g, "Foo", "Go")
-    s.add("Ready")  # carries the pipe line
-    s.add("Bar")
-    rec.flush()
-    _ingest(c, conn2, gbox)
-    return c, conn2
-
-
 def _pipes_in_snapshot(sess: Session) -> dict:
     return Graph.from_dump(snapshot(sess)).pipes
 
@@ -101,7 +83,8 @@ def _mach_d2(out: dict):
 
 
 def test_output_diagrams_end_the_pipes_of_a_machine_gone(tmp_path: Path) -> None:
-    c, conn2 = _recorded_pipe()
+    rec, _, conn2 = _recorded_pipe()
+    c = rec.collector
     sess = Session(c, tail=False)
     sess.goto("mach://live-s")
     sess.last()

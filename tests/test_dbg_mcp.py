@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from conftest import free_port_pair
 from mcp import Client
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,20 +32,6 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("AM_DBG_ADDR", None)
     return env
-
-
-def _free_pair() -> int:
-    """A port P with P + 1 free too (the listen port and the web port)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
 
 
 async def _call(client: Client, name: str, /, **args: str) -> tuple[bool, str]:
@@ -135,7 +122,7 @@ def test_real_command_is_driven_over_mcp(tmp_path: Path):
     cursor with GoToMachAddr and PressKey, reads the screen, gets one-line errors."""
     import pexpect
 
-    port = _free_pair()
+    port = free_port_pair()
     child = pexpect.spawn(
         sys.executable,
         ["-m", "cli.main", "dbg", "-i", str(GO_DUMP), "mach://sim-p11", "-l",
@@ -317,7 +304,7 @@ def test_ui_headless_runs_off_screen_for_mcp_and_quits_on_sigterm(tmp_path: Path
     import signal
     import subprocess
 
-    port = _free_pair()
+    port = free_port_pair()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "dbg", "--ui-headless", "-i", str(GO_DUMP),
          "mach://sim-p11", "-l", f"127.0.0.1:{port}", "-d", str(tmp_path)],

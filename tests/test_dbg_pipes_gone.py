@@ -17,7 +17,7 @@ from test_dbg_ui import SCHEMA, Recorder, _mach, run, text
 
 from dbg.collector import Collector
 from dbg.ui.live import LiveServer, LockedCollector
-from machines import telemetry
+from machines import Machine, telemetry
 from machines.pipes import pipe_add
 from machines.telemetry import FrameDecoder, Outbox
 
@@ -121,10 +121,10 @@ def _ingest(c: Collector, conn: str, box: Outbox) -> None:
         c.ingest(conn, kind, msg)
 
 
-def test_a_live_machine_pipe_to_a_gone_peer_ends_from_the_disconnect_on():
-    """The peer reported over another connection, which ended: the survivor's reader shows
-    the pipe at its transitions before the end, not at its newest nor at later ones."""
-    rec = Recorder()  # conn-1: the survivor
+def _recorded_pipe() -> tuple[Recorder, Machine, str]:
+    """live-s (the recorder's conn-1, returned with it) pipes Foo into live-g (its own
+    connection, returned)."""
+    rec = Recorder()
     c = rec.collector
     s = rec.attach(_mach("live-s"), full=False)
     g = _mach("live-g", {"Go": SCHEMA["Start"]})
@@ -136,6 +136,14 @@ def test_a_live_machine_pipe_to_a_gone_peer_ends_from_the_disconnect_on():
     s.add("Bar")
     rec.flush()
     _ingest(c, conn2, gbox)
+    return rec, s, conn2
+
+
+def test_a_live_machine_pipe_to_a_gone_peer_ends_from_the_disconnect_on():
+    """The peer reported over another connection, which ended: the survivor's reader shows
+    the pipe at its transitions before the end, not at its newest nor at later ones."""
+    rec, s, conn2 = _recorded_pipe()
+    c = rec.collector
 
     async def body(app, pilot):
         sess = app.session

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from conftest import free_port_pair
 
 from dbg.collector import Collector, serve_collector
 from dbg.forward import Forwarder
@@ -47,18 +48,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _free_pair() -> int:
-    """A port P with P + 1 free too (the listen port and the web port)."""
-    while True:
-        port = _free_port()
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
 
 
 # ----- --fwd-data
@@ -335,7 +324,7 @@ async def test_web_serves_index_files_viewer_and_telemetry_on_one_port(tmp_path)
 
 
 def test_web_port_taken_fails_before_the_ui(tmp_path: Path):
-    port = _free_pair()
+    port = free_port_pair()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port + 1))
         s.listen()
@@ -369,7 +358,7 @@ def test_real_command_serves_the_viewer_that_refreshes_when_the_cursor_moves(tmp
                     if now != svg:
                         return got
 
-    port = _free_pair()
+    port = free_port_pair()
     child = pexpect.spawn(
         sys.executable,
         ["-m", "cli.main", "dbg", "-i", str(GO_DUMP), "mach://sim-p11", "-l",
