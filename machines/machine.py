@@ -40,6 +40,7 @@ from .schema import (
 from .snapshot import Snapshots
 from .tracer import FLAG_AUTO, FLAG_CHECK, HOOKS, HOT_HOOKS, Tracer, env_attach, overridden
 from .transition import (
+    NO_RARE,
     Event,
     Step,
     StepType,
@@ -54,8 +55,6 @@ __all__ = ["Machine", "HandlerTimeoutError"]
 ADD, REMOVE, SET, EVAL = MutationType.ADD, MutationType.REMOVE, MutationType.SET, MutationType.EVAL
 EXECUTED, CANCELED = Result.EXECUTED, Result.CANCELED
 _PLAN_CACHE_MAX = 32768
-#: a transition's rare fields (log levels and texts, pre-log entries, steps) when it has none
-_NO_RARE: list[Any] = [None, None, None, None]
 _OPS, _CHANGES, _EVERYTHING = int(LogLevel.OPS), int(LogLevel.CHANGES), int(LogLevel.EVERYTHING)
 
 log = logging.getLogger("machines")
@@ -780,7 +779,7 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             # Python call per transition was a fifth of what telemetry costs the machine
             flags = tx.accepted | (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
             args = mut.args if self._sink_args else None
-            levels, texts, pre_log, steps = tx._rare or _NO_RARE
+            levels, texts, pre_log, steps = tx._rare or NO_RARE
             log_entries = list(zip(levels, texts, strict=True)) if levels else None
             self._sink((self.id, tx.num, tuple(tx.time_after), self.queue_tick, mut.type,
                         mut.called, flags, tx.queue_len, mut.queue_tick, mut.token,

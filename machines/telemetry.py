@@ -47,7 +47,7 @@ from . import framing
 from .addr import parse_hostport
 from .options import Options
 from .tracer import FLAG_ACCEPTED, FLAG_AUTO, FLAG_CHECK, FLAG_QUEUED, Tracer
-from .transition import ID_PREFIX, tx_id
+from .transition import ID_PREFIX, NO_RARE, tx_id
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -265,7 +265,7 @@ class Outbox:
                 continue
             row, rare, args, src = item  # (row, rare, args, source)
             n = len(rows)
-            lv, txt, pre, steps = rare or _NO_RARE
+            lv, txt, pre, steps = rare or NO_RARE
             if args or src is not None or steps:
                 try:
                     extras[n] = _extra(args, src, steps)
@@ -286,10 +286,6 @@ class Outbox:
                 texts += [e[1] for e in pre]
         logs = _pack_logs(heads, levels, texts) if heads else None
         return [lane.mid, 8 + lane.width, lane.code, b"".join(rows), called, extras, logs]
-
-
-#: a row's rare fields (log levels and texts, pre-log entries, steps) when it has none
-_NO_RARE: list[Any] = [None, None, None, None]
 
 
 class Lane:

@@ -82,6 +82,11 @@ def tx_id(prefix: str, num: int) -> str:
     return f"{prefix}{num & 0xFFFFFFFF:08x}"
 
 
+#: :attr:`Transition._rare` of a transition that has none: no log levels, texts, pre-log
+#: entries or steps (read-only, for unpacking)
+NO_RARE: tuple[Any, Any, Any, Any] = (None, None, None, None)
+
+
 class Transition:
     """One mutation being applied: who called what, what was resolved, what happened."""
 
