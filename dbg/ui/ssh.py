@@ -174,7 +174,6 @@ class SshDriver(Driver):
         try:
             messages = list(parser.feed(self._decode(data)))
         except Exception:  # a sequence the parser cannot read: drop it, keep the session
-            self._parser = None
             from textual._xterm_parser import XTermParser
 
             self._parser = XTermParser(self._debug)
