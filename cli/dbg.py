@@ -429,6 +429,8 @@ def _ui(
             info += f"; web: http://{host}:{wsp}/"
             if remote is not None:
                 info += f"; MCP: http://{host}:{wsp}/mcp"
+        if sshp:
+            info += f"; SSH: {host} port {sshp}"
         if server is not None:
             # the reference prints its addresses: above the terminal UI's screen, before it
             # opens; off-screen, once the port listens (an agent may connect at once)

@@ -68,11 +68,14 @@ class Term(asyncssh.SSHClientSession):
 
     async def until(self, ok: Callable[[Term], bool], timeout: float = 30) -> None:
         """Wait until ``ok(self)``; fail with the screen if the session ends first."""
-        async with asyncio.timeout(timeout):
-            while not ok(self):
-                assert not self.closed.is_set(), f"session closed; screen:\n{self.text}"
-                self.changed.clear()
-                await self.changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while not ok(self):
+                    assert not self.closed.is_set(), f"session closed; screen:\n{self.text}"
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"not seen in {timeout} s; screen:\n{self.text}") from None
 
 
 async def _open(
@@ -109,6 +112,11 @@ async def _scenario(port: int, proc: subprocess.Popen) -> None:
     # keys work: Home goes to the first transition
     chan_a.write(HOME)
     await a.until(lambda t: "Transition 1 / 9" in t.text)
+    # the help; a lone Escape (a key once no sequence follows it) closes it
+    chan_a.write(b"?")
+    await a.until(lambda t: "quit (over SSH: end the session" in t.text)
+    chan_a.write(b"\x1b")
+    await a.until(lambda t: "over SSH" not in t.text and "Transition 1 / 9" in t.text)
 
     # one session at a time: a second is refused, the first keeps the UI
     text, status = await _refused(port)
