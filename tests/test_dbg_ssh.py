@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -141,6 +142,13 @@ async def _scenario(port: int, proc: subprocess.Popen) -> None:
 
     # bad input (not UTF-8, a broken mouse report) is dropped; the session goes on
     chan_a.write(b"\xff\xfe\x1b[<999;x;yM\x1b[")
+    chan_a.write(b"\x1b[F")  # End
+    await a.until(lambda t: "Transition 9 / 9" in t.text)
+
+    # the mouse too (SGR reports): a click halfway along the transitions' timeline seeks there
+    row = next(i for i, line in enumerate(a.screen.display) if line.startswith("Transition 9"))
+    chan_a.write(f"\x1b[<0;45;{row + 1}M\x1b[<0;45;{row + 1}m".encode())
+    await a.until(lambda t: re.search(r"Transition [2-8] / 9", t.text) is not None)
     chan_a.write(b"\x1b[F")  # End
     await a.until(lambda t: "Transition 9 / 9" in t.text)
 
