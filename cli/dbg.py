@@ -203,6 +203,14 @@ def dbg(
         help="Run the UI without a terminal (off-screen, 160x50) until Ctrl-C / SIGTERM: "
         "for remote control over MCP (TextScreen shows its screen) and the web viewer.",
     ),
+    ui_ssh: bool = typer.Option(
+        False,
+        "--ui-ssh/--no-ui-ssh",
+        help="Serve the UI over SSH on the listen port + 2 (prints the ssh command): it runs "
+        "off-screen (as --ui-headless) until a client with a terminal connects, one at a "
+        "time; Ctrl+Q ends that session, not the debugger (Ctrl-C / SIGTERM here does). Any "
+        "client gets in without a password: it listens only on --listen-addr's host.",
+    ),
     view_tail: bool = typer.Option(
         True, "--view-tail/--no-view-tail", help="Follow new transitions (off with MACH_URL)."
     ),
@@ -235,7 +243,8 @@ def dbg(
 
     Machines report to --listen-addr (TCP) and ws://HOST:PORT+1/dbg.ws (browsers);
     --import-data loads a dump. With --headless: collect only, and write a dump on exit.
-    AI agents drive the UI over MCP at http://HOST:PORT+1/mcp (--ui-mcp).
+    AI agents drive the UI over MCP at http://HOST:PORT+1/mcp (--ui-mcp); people, over
+    SSH at HOST -p PORT+2 (--ui-ssh).
     """
     from dbg.dump import DumpError, read_dump, read_dump_lazy
 
@@ -286,6 +295,8 @@ def dbg(
     wsp = None
     if listen is not None and not (ws_port == -1 and listen[1] == 0):
         wsp = listen[1] + 1 if ws_port == -1 else ws_port
+    if ui_ssh and not headless and listen is None:
+        fail("dbg", "--ui-ssh needs --listen-addr: SSH listens on its port + 2", 2)
     if not headless:
         flags = {
             "canceled": filter_canceled, "queued": filter_queued, "auto": filter_auto,
@@ -300,7 +311,7 @@ def dbg(
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web, mcp=ui_mcp,
             diag=(output_diag_group, output_diag_tx), call_log=output_call_log,
             reader=view_reader, narrow=view_narrow,
-            offscreen=ui_headless,
+            offscreen=ui_headless or ui_ssh, ssh=ui_ssh,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
         )  # fmt: skip
@@ -355,10 +366,12 @@ def _ui(
     narrow: bool = False,
     mcp: bool = True,
     offscreen: bool = False,
+    ssh: bool = False,
 ) -> None:
     """Run the terminal UI until Ctrl+Q, then print what it received (`memory`: bytes of
     process memory past which old ops log lines, then the oldest half of every machine's
-    history, are dropped, and the seconds after which such a line is old)."""
+    history, are dropped, and the seconds after which such a line is old). ``ssh``: serve
+    it over SSH on the listen port + 2 (``offscreen`` until a session attaches)."""
     from dbg.forward import Forwarder
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
@@ -373,10 +386,12 @@ def _ui(
         log_ttl=log_ttl or None,
     )
     collector.load(imported)
-    live, info, server, remote = None, f"dir: {out_dir}", None, None
+    live, info, server, remote, ssh_ui = None, f"dir: {out_dir}", None, None, None
     if listen is not None:
         host, port, wsp = listen
-        for p, what in ((port, "--listen-addr"), (wsp, "--ws-port (WebSocket and HTTP)")):
+        sshp = (port + 2 if port else 0) if ssh else None
+        for p, what in ((port, "--listen-addr"), (wsp, "--ws-port (WebSocket and HTTP)"),
+                        (sshp, "--listen-addr: SSH listens on its port + 2")):  # fmt: skip
             try:
                 if p:
                     check_free(host, p)
@@ -401,12 +416,21 @@ def _ui(
             from dbg.collector import watch_memory
 
             live.services.append(lambda task_status: watch_memory(collector, task_status))
+        if sshp is not None:
+            from dbg.ui.ssh import SshUi, ssh_command
+
+            def announce_ssh(bound: int) -> None:  # to the process's stdout, as _announce
+                print(f"am dbg: SSH {ssh_command(host, bound)}", flush=True, file=sys.__stdout__)
+
+            ssh_ui = SshUi(host, sshp, on_listening=announce_ssh)
         ws = f", ws://{host}:{wsp}/dbg.ws" if wsp else ""
         info = f"telemetry: {host}:{port}{ws}; {info}"
         if server is not None and wsp:
             info += f"; web: http://{host}:{wsp}/"
             if remote is not None:
                 info += f"; MCP: http://{host}:{wsp}/mcp"
+        if sshp:
+            info += f"; SSH: {host} port {sshp}"
         if server is not None:
             # the reference prints its addresses: above the terminal UI's screen, before it
             # opens; off-screen, once the port listens (an agent may connect at once)
@@ -432,7 +456,15 @@ def _ui(
         remote.app = app
     if isinstance(collector.tap, Forwarder):
         collector.tap.notify = lambda line: app.call_from_thread(app.status, line)
-    app.run(headless=offscreen, size=OFFSCREEN if offscreen else None)
+    if ssh_ui is not None:
+        import asyncio
+
+        try:
+            asyncio.run(ssh_ui.run(app, OFFSCREEN))
+        except OSError as err:  # the port was taken after the check above
+            fail("dbg", f"cannot listen on {ssh_ui.host}:{ssh_ui.port}: {err.strerror or err}")
+    else:
+        app.run(headless=offscreen, size=OFFSCREEN if offscreen else None)
     if live is not None and live.error is not None:
         say("dbg", f"the collector stopped: {live.error}")
     typer.echo(f"Clients: {len(collector.machines)}")

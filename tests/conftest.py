@@ -211,13 +211,20 @@ def cbor2_wheel() -> Path:
 
 def free_port_pair() -> int:
     """A loopback port P with P + 1 free too (the debugger's listen port and its web port)."""
+    return free_port_run(2)
+
+
+def free_port_run(count: int) -> int:
+    """A loopback port P with P + 1 ... P + count - 1 free too (``am dbg --ui-ssh`` listens
+    on P, P + 1 and P + 2)."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
+            for n in range(1, count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + n))
             return port
         except OSError:
             continue

@@ -36,7 +36,7 @@ KEYS = (
     ("Alt+D", "remove the selected machine"),
     ("Tab / Shift+Tab", "focus next/previous pane; Esc: back to the list"),
     ("?", "this help"),
-    ("Ctrl+Q", "quit"),
+    ("Ctrl+Q", "quit (over SSH: end the session, the debugger runs on)"),
 )
 
 LEGEND = (
