@@ -9,6 +9,7 @@ outcomes are observable behaviour that users and tests depend on.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from .mutation import LogLevel, MutationType
 from .schema import Relation, State
@@ -36,6 +37,7 @@ class Plan:
         "steps",
         "bumps",
         "lane_ci",
+        "lane_lb",
     )
 
     def __init__(
@@ -62,6 +64,9 @@ class Plan:
         #: (the debugger lane's table of called-state lists, this plan's index in it): a plan
         #: is keyed by its called states, so its row needs no lookup of them (see Lane.index)
         self.lane_ci: tuple[dict, int] | None = None
+        #: (the lane's table of log blocks, levels, texts, the row's flag bits) of this plan's
+        #: log lines the last time it ran, or False once they varied (see Lane.block)
+        self.lane_lb: tuple | Literal[False] | None = None
 
 
 class Resolver:

@@ -40,8 +40,8 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import deque
-from itertools import accumulate
-from typing import TYPE_CHECKING, Any, NamedTuple
+from itertools import accumulate, chain, repeat
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import framing
 from .addr import parse_hostport
@@ -252,7 +252,8 @@ class Outbox:
         except TypeError:
             pass
         else:
-            return [lane.mid, 8 + lane.width, lane.code, data, called, {}, None]
+            return _with_used_blocks([lane.mid, 8 + lane.width, lane.code, data, called, {},
+                                      None], lane)  # fmt: skip
         rows: list[Any] = []
         extras: dict[int, list[Any]] = {}
         heads: list[int] = []
@@ -285,7 +286,8 @@ class Outbox:
                 levels += [e[0] for e in pre]
                 texts += [e[1] for e in pre]
         logs = _pack_logs(heads, levels, texts) if heads else None
-        return [lane.mid, 8 + lane.width, lane.code, b"".join(rows), called, extras, logs]
+        return _with_used_blocks([lane.mid, 8 + lane.width, lane.code, b"".join(rows), called,
+                                  extras, logs], lane)  # fmt: skip
 
 
 class Lane:
@@ -302,7 +304,8 @@ class Lane:
     """
 
     __slots__ = (
-        "outbox", "mid", "width", "args", "code", "pack", "called", "rows", "chunk", "open",
+        "outbox", "mid", "width", "args", "code", "pack", "called", "blocks", "rows", "chunk",
+        "open",
     )  # fmt: skip
 
     def __init__(self, outbox: Outbox, mid: str, width: int, *, args: bool = False) -> None:
@@ -316,6 +319,9 @@ class Lane:
         self.code = "i"
         self.pack = struct.Struct(f"<{8 + width}i").pack
         self.called: dict[tuple[str, ...], int] = {}
+        #: log blocks: a plan's usual log lines, packed once as (levels, newline-joined
+        #: texts); a row names its block in the high bits of its flags (see :meth:`block`)
+        self.blocks: list[tuple[bytes, str]] = []
         self.rows: list[bytes | tuple] = []
         self.chunk = outbox.chunk
         self.open = True  # until the outbox closes it
@@ -331,13 +337,39 @@ class Lane:
             i = self.called[called] = len(self.called)
         return i
 
-    def seal(self, *, rotate: bool = False) -> None:
-        """Make the pending rows a ready frame (every :attr:`chunk` rows, by the machine)."""
+    def block(self, levels: list[int], texts: list[str], prev: Any) -> tuple | Literal[False]:
+        """A transition's log lines as a new log block, for its plan (``Plan.lane_lb``):
+        ``(table, levels, texts, flag bits)``, the bits naming the block in a row's flags;
+        False when its lines cannot be one (a text holds a newline) or the plan's lines vary
+        (``prev``, its block in this table, did not match them): its rows carry their lines.
+
+        Why blocks: at log level 3 a transition's 4-6 lines are the same as the last time
+        its plan ran (the mutation, its relations, handlers and states), and carrying them
+        row by row (kept as lists, then taken apart per batch) cost the machine more than
+        its row; a block costs two list comparisons."""
+        if prev is not None and prev[0] is self.blocks:
+            return False
+        text = "\n".join(texts)
+        if text.count("\n") != len(texts) - 1 or not 0 <= min(levels) <= max(levels) < 256:
+            return False
+        if len(self.blocks) >= BLOCKS_MAX:
+            self.seal(new_blocks=True)
+        blocks = self.blocks
+        blocks.append((bytes(levels), text))
+        return (blocks, levels[:], texts[:], len(blocks) << FLAG_BITS)
+
+    def seal(self, *, rotate: bool = False, new_blocks: bool = False) -> None:
+        """Make the pending rows a ready frame (every :attr:`chunk` rows, by the machine);
+        then start the table of called-state lists (``rotate``) or of log blocks afresh.
+        One table at a time: the row being made holds an index into the other."""
         outbox = self.outbox
         with outbox._lock:
             outbox._seal([self])
-            if rotate:  # on the machine's thread, which alone adds to the table
+            # on the machine's thread, which alone adds to the tables
+            if rotate:
                 self.called = {}
+            if new_blocks:
+                self.blocks = []
             outbox._bound()
 
     def record(self, rec: tuple) -> None:
@@ -378,6 +410,12 @@ class Lane:
 #: distinct called-state lists a lane's table holds before it starts afresh (the table goes
 #: with every group)
 CALLED_MAX = 256
+#: log blocks a lane's table holds before it starts afresh (a group takes the blocks its rows
+#: name)
+BLOCKS_MAX = 256
+#: a row's flags (:data:`machines.tracer.FLAG_ACCEPTED` ...) take the low bits; the row's log
+#: block (its index + 1, 0 for none) the bits from here up
+FLAG_BITS = 8
 
 
 # A transition travels as a positional array (smaller and much cheaper to encode than a map):
@@ -413,6 +451,19 @@ def _pack_logs(heads: list[int], levels: list[int], texts: list[str]) -> list[An
     except (TypeError, ValueError):  # not a LogLevel: kept in range rather than raised
         packed = bytes([min(max(int(lv), 0), 255) for lv in levels])
     return [_int32s(heads), packed, lengths, text]
+
+
+def _with_used_blocks(group: list[Any], lane: Lane) -> list[Any]:
+    """``group`` with, as its eighth item, the log blocks its rows name (by number, see
+    :meth:`Lane.block`), if they name any."""
+    blocks = lane.blocks
+    if blocks:
+        flags = _ints(group[3], lane.code)[4 :: 8 + lane.width]
+        used = {f >> FLAG_BITS for f in set(flags)}
+        used.discard(0)
+        if used:
+            group.append({b: list(blocks[b - 1]) for b in used})
+    return group
 
 
 def _int32s(values: list[int]) -> bytes:
@@ -453,11 +504,13 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
     The checks are per group and column (C loops), not per transition."""
     out = []
     for g in groups:
-        if not (isinstance(g, list) and len(g) == 7):
+        if not (isinstance(g, list) and 7 <= len(g) <= 8):
             raise FrameError(
-                "telemetry txp: a group is [id, columns, code, rows, called, extras, logs]"
+                "telemetry txp: a group is [id, columns, code, rows, called, extras, logs"
+                "(, blocks)]"
             )
-        mid, cols, code, data, called, extras, logs = g
+        mid, cols, code, data, called, extras, logs = g[:7]
+        blocks = g[7] if len(g) == 8 else None
         if not (
             isinstance(mid, str)
             and type(cols) is int
@@ -466,29 +519,85 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
             and isinstance(data, bytes)
             and isinstance(called, list)
             and isinstance(extras, dict)
+            and (blocks is None or isinstance(blocks, dict))
         ):
             raise FrameError("telemetry txp: a group has fields of the wrong type")
-        rows = array(code)
-        if len(data) % (rows.itemsize * cols):
+        if len(data) % (array(code).itemsize * cols):
             raise FrameError("telemetry txp: rows are not a whole number of transitions")
-        rows.frombytes(data)
-        if not _LITTLE:
-            rows.byteswap()
+        rows = _ints(data, code)
         idxs = rows[3::cols]  # the called-states column
         if idxs and not (0 <= min(idxs) and max(idxs) < len(called)):
             raise FrameError("telemetry txp: a called-states index is out of range")
         ex = extras.values()  # one C loop each
         if not ({*map(type, ex)} <= {list} and {*map(len, ex)} <= {len(_EXTRA)}):
             raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
+        nrows = len(rows) // cols
+        flags = rows[4::cols]
+        if flags and not 0 <= min(flags) <= max(flags) < 1 << FLAG_BITS:
+            logs = _with_blocks(rows, cols, flags, blocks or {}, logs)
         packed = None
         if logs is not None:
-            packed = _with_logs(logs, len(rows) // cols)
+            packed = _with_logs(logs, nrows)
             if extras and not extras.keys().isdisjoint(packed.rows):
                 # a row listed in the logs has its entries there (where the sender puts them)
                 listed = set(packed.rows)
                 extras = {r: [None, None, *x[2:]] if r in listed else x for r, x in extras.items()}
         out.append(TxpGroup(mid, cols, rows, called, extras, packed))
     return out
+
+
+def _with_blocks(
+    rows: array, cols: int, flags: array, blocks: dict[Any, Any], logs: Any
+) -> list[Any]:
+    """The group's ``logs`` with the lines of the log blocks its rows name (in their flags'
+    high bits, see :meth:`Lane.block`) in them, the rows' flags left as flags: what the
+    readers of a group take. Once per group; per row only a C loop, unless rows with lines
+    of their own (``logs``) are in the group too (rare: a merge in row order)."""
+    if min(flags) < 0:
+        raise FrameError("telemetry txp: a row's flags are negative")
+    if not (
+        {*map(type, blocks)} <= {int}
+        and {*map(type, blocks.values())} <= {list}
+        and all(
+            len(b) == 2
+            and isinstance(b[0], bytes)
+            and isinstance(b[1], str)
+            and len(b[0]) == b[1].count("\n") + 1
+            for b in blocks.values()
+        )
+    ):
+        raise FrameError("telemetry txp: log blocks are {number: [levels, text]}")
+    named = [f >> FLAG_BITS for f in flags]
+    if not {*named} <= {0, *blocks}:
+        raise FrameError("telemetry txp: a row names a log block the group does not hold")
+    mask = (1 << FLAG_BITS) - 1
+    rows[4::cols] = array(rows.typecode, [f & mask for f in flags])
+    at = [i for i, b in enumerate(named) if b]
+    lv = [blocks[named[i]][0] for i in at]
+    tx = [blocks[named[i]][1] for i in at]
+    if logs is None:  # the usual: every row's lines are in blocks
+        heads = list(chain.from_iterable(zip(at, map(len, lv), repeat(0))))
+        return [_int32s(heads), b"".join(lv), None, "\n".join(tx)]
+    own = _with_logs(logs, len(rows) // cols)
+    if not {*own.rows}.isdisjoint(at):
+        raise FrameError("telemetry txp: a row has lines of its own and a log block")
+    texts, starts = own.texts(), own.starts()
+    entries = {r: (own.n_log[i], own.n_pre[i], starts[i], starts[i + 1])
+               for i, r in enumerate(own.rows)}  # fmt: skip
+    heads, levels, lines = [], [], []
+    blocked = dict(zip(at, zip(lv, tx, strict=True), strict=True))
+    for r in sorted([*at, *entries]):
+        b = blocked.get(r)
+        if b is not None:
+            heads += (r, len(b[0]), 0)
+            levels += b[0]
+            lines += b[1].split("\n")
+        else:
+            n_log, n_pre, a, e = entries[r]
+            heads += (r, n_log, n_pre)
+            levels += own.levels[a:e]
+            lines += texts[a:e]
+    return _pack_logs(heads, levels, lines)
 
 
 def _with_logs(logs: Any, nrows: int) -> TxpLogs:
@@ -638,7 +747,12 @@ class TxpLogs:
 
 
 def _int32_array(data: bytes) -> array:
-    ints = array("i")
+    return _ints(data, "i")
+
+
+def _ints(data: bytes, code: str) -> array:
+    """Little-endian integers (``code``: ``i`` or ``q``) as an array."""
+    ints = array(code)
     ints.frombytes(data)
     if not _LITTLE:
         ints.byteswap()

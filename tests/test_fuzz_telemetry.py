@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pytest
 import trio
@@ -193,14 +194,39 @@ def txp_group(draw) -> list:
         st.integers(0, top).map(lambda v: -1 if v % 16 == 15 else v),  # id: rarely negative
         *[st.integers(-(top + 1), top)] * 2,
         st.integers(0, 2),  # called index: sometimes out of range
-        *[st.integers(-(top + 1), top)] * (4 + width),
+        st.one_of(  # flags: mostly flags, sometimes naming a log block (maybe not sent)
+            st.integers(0, 15),
+            st.integers(1, 3).map(lambda b: b << 8 | 1),
+            st.integers(-(top + 1), top),
+        ),
+        *[st.integers(-(top + 1), top)] * (3 + width),
     )
     rows = [v for r in draw(st.lists(row, min_size=n, max_size=n)) for v in r]
     ex = draw(st.dictionaries(st.integers(-1, n), st.one_of(extras, mutated(extras)), max_size=3))
     mid = draw(st.sampled_from(["m1", "m1", "m2"]))
     from array import array
 
-    return [mid, 8 + width, code, array(code, rows).tobytes(), called, ex, draw(txp_logs(n))]
+    group = [mid, 8 + width, code, array(code, rows).tobytes(), called, ex, draw(txp_logs(n))]
+    return group + draw(st.sampled_from([[], [None], [draw(txp_blocks())]]))
+
+
+@st.composite
+def txp_blocks(draw) -> Any:
+    """A group's log blocks (see ``Lane.block``): {number: [levels, text]}, well formed or
+    not."""
+    line = st.text(max_size=4).filter(lambda t: "\n" not in t)
+    block = st.lists(st.tuples(st.integers(0, 5), line), min_size=1, max_size=3).map(
+        lambda es: [bytes(lv for lv, _ in es), "\n".join(t for _, t in es)]
+    )
+    hostile = st.one_of(
+        st.lists(st.integers(0, 3), max_size=3), st.tuples(st.binary(max_size=2), st.text())
+    )
+    return draw(
+        st.one_of(
+            st.dictionaries(st.integers(1, 3), block, max_size=3),
+            st.dictionaries(st.integers(-1, 3), st.one_of(block, hostile), max_size=2),
+        )
+    )
 
 
 @st.composite

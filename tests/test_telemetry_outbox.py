@@ -236,3 +236,63 @@ def test_full_logging_keeps_queued_records_in_the_lane_in_order():
     assert all(isinstance(n, int) for n in ids[1::2])
     queued = [a for a in frames[0][1] if a[TX_FIELDS.index("flags")] & 8]
     assert [a[TX_FIELDS.index("args")] for a in queued][:2] == [{"i": "0"}, {"i": "1"}]
+
+
+class _Chatty:
+    """Handlers whose lines are the same every time (A) or never (C: a counter)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def AState(self, e):
+        pass
+
+    def CState(self, e):
+        self.n += 1
+        e.machine.log(f"C number {self.n}")
+
+
+@pytest.mark.parametrize("blocks_max", [2, 256])
+def test_log_lines_travel_as_blocks_and_decode_as_logged(monkeypatch, blocks_max: int):
+    """At log level 3 a plan's usual lines go once, as a log block its rows name (Lane.block);
+    lines that vary, pre-log lines, sources and args go with their rows as before. Both
+    tables restarting mid-run (a row holds an index into each) must not mix them up: the
+    decoded transitions equal what a record sink packs, line by line."""
+    monkeypatch.setattr(telemetry, "CALLED_MAX", 3)
+    monkeypatch.setattr(telemetry, "BLOCKS_MAX", blocks_max)
+    lane_box, sink_box = Outbox(chunk=64), Outbox()
+    m = Machine(SCHEMA, id="blocks", handlers=_Chatty(), log_level=3, logger=lambda *_: None)
+    telemetry.DbgTracer(lane_box).attach(m)
+    telemetry.DbgTracer(sink_box).attach(m)
+    rng = random.Random(7)
+    own = 0  # rows that carried their own lines
+    taken = []
+    for i in range(800):
+        states = rng.sample(list(SCHEMA), rng.randint(1, 2))
+        if i % 50 == 0:
+            m.log("between transitions")  # a pre-log line: the next row carries it
+        m.add(states, source=MutSource("other", "tx", i) if i % 97 == 0 else None)
+        assert m._lane is not None
+        own += isinstance(m._lane.rows[-1], tuple) if m._lane.rows else 0
+        if i % 100 == 99:
+            taken.append(lane_box.take())
+    a, b = _arrays(b"".join(taken) + lane_box.take()), _arrays(sink_box.take())
+    logs = TX_FIELDS.index("log_entries")
+    assert len(a) == len(b) == 800 and a == b
+    assert all(x[logs] for x in a) and any("C number" in str(x[logs]) for x in a)
+    assert own < 400  # most rows named a block
+
+
+def test_a_row_naming_a_block_decodes_only_with_the_block():
+    m = Machine(SCHEMA, id="one", log_level=3, logger=lambda *_: None)
+    box = Outbox()
+    telemetry.DbgTracer(box).attach(m)
+    m.add("A")
+    m.add("B")
+    m.add("A")  # the plan of the first add again: its block
+    assert m._lane is not None
+    group = box._group(m._lane, list(m._lane.rows))
+    assert len(group) == 8 and group[7]  # the blocks the rows name
+    del group[7]
+    with pytest.raises(telemetry.FrameError, match="names a log block"):
+        telemetry.check_txp([group])

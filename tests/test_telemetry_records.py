@@ -94,6 +94,11 @@ def _ints32(*values: int) -> bytes:
     return struct.pack(f"<{len(values)}i", *values)
 
 
+def _flags(flags: int) -> bytes:
+    """One row of a 1-state machine with these flags."""
+    return _ints32(0, 0, 0, 0, flags, 0, 0, 0, 0)
+
+
 def _logs(heads: tuple, levels: list, lengths: list, text: str) -> list:
     return [_ints32(*heads), _ints32(*levels), _ints32(*lengths), text]
 
@@ -122,6 +127,36 @@ def _logs(heads: tuple, levels: list, lengths: list, text: str) -> list:
 def test_malformed_packed_frames_are_rejected(body):
     with pytest.raises(FrameError, match="txp"):
         FrameDecoder().feed(encode_frame("txp", body))
+
+
+_LINE = [b"\x03\x03", "a\nb"]  # a log block of two lines
+
+
+@pytest.mark.parametrize(
+    ("flags", "blocks", "logs", "why"),
+    [
+        (1 << 8, None, None, "names a log block the group does not hold"),
+        (1 << 8, {2: _LINE}, None, "names a log block the group does not hold"),
+        (-1, None, None, "flags are negative"),
+        (1 << 8, {1: [b"\x03", "a\nb"]}, None, "log blocks are"),  # lines and levels differ
+        (1 << 8, {1: ["a", b"\x03"]}, None, "log blocks are"),
+        (1 << 8, [_LINE], None, "wrong type"),
+        (1 << 8, {1: _LINE}, [_ints32(0, 1, 0), b"\x03", None, "c"], "lines of its own and a"),
+    ],
+)
+def test_rows_naming_log_blocks_are_checked(flags, blocks, logs, why):
+    body = [["m", 9, "i", _flags(flags), [["A"]], {}, logs, blocks]]
+    with pytest.raises(FrameError, match=why):
+        FrameDecoder().feed(encode_frame("txp", body))
+
+
+def test_rows_naming_log_blocks_merge_with_rows_that_carry_lines():
+    rows = _flags(1 << 8 | 1) + _flags(1) + _flags(1 << 8 | 1)
+    logs = [_ints32(1, 1, 0), b"\x02", None, "own"]
+    body = [["m", 9, "i", rows, [["A"]], {}, logs, {1: _LINE}]]
+    ((_, txs),) = FrameDecoder().feed(encode_frame("txp", body))
+    got = [(tx[6], tx[10]) for tx in txs]
+    assert got == [(1, [[3, "a"], [3, "b"]]), (1, [[2, "own"]]), (1, [[3, "a"], [3, "b"]])]
 
 
 def test_a_machine_alone_neither_imports_telemetry_nor_connects():
