@@ -182,7 +182,10 @@ TOOLS = (
     ToolSpec(
         "PressKey",
         "Press one key in the debugger as from its terminal, and wait until the screen shows "
-        "its effect; returns the address and the focused pane (TextScreen shows the rest). "
+        "its effect; returns the address, 'transition N / M' (the cursor among the "
+        "transitions shown; right at N = M stays, as at the keyboard) and the focused pane "
+        "(TextScreen shows the rest). Left/right move the transition cursor whichever pane "
+        "has the focus, except the steps timeline (steps) and the toolbar (its buttons). "
         "Unknown keys are an error listing the keys taken.",
         (
             "key",

@@ -298,6 +298,17 @@ async def _headless_app(tmp_path: Path) -> None:
                 at = app.session.index
                 err, _ = await _call(client, "PressKey", key="home")
                 assert not err and app.session.index == 0 != at
+                # → with the machine list focused moves the transition cursor, as the
+                # reference's key does (only the steps timeline and the toolbar take it)
+                assert app.focused is not None and app.focused.id == "list"
+                n = app.session.counts()[1]
+                err, pressed = await _call(client, "PressKey", key="right")
+                assert not err and app.session.index == 1, pressed
+                assert f"; transition 2 / {n}; focus: list" in pressed
+                err, _ = await _call(client, "PressKey", key="end")
+                err, pressed = await _call(client, "PressKey", key="right")  # the last: stays
+                assert f"; transition {n} / {n}; focus: list" in pressed, pressed
+                err, _ = await _call(client, "PressKey", key="home")
                 err, screen = await _call(client, "TextScreen")
                 lines = screen.splitlines()
                 assert len(lines) == 30 and max(len(line) for line in lines) <= 120
