@@ -583,6 +583,7 @@ async def _headless(
         f"{collector.total_txs} transitions received, {collector.rejected} rejected, "
         f"{collector.trimmed} dropped by --max-mem"
         + (f" with {collector.logs_dropped} old log lines" if collector.logs_dropped else "")
+        + (f", {collector.removed} small machines removed" if collector.removed else "")
         + (f", {collector.tap.dropped} not forwarded)" if collector.tap else ")"),
         file=sys.stderr,
         flush=True,

@@ -48,6 +48,9 @@ _CLOCKS = TX_FIELDS.index("clocks")
 #: Machines kept at most; a new one above that evicts one (see Collector._evict).
 MAX_MACHINES = 5000
 #: Transitions ingested between two memory checks (reading RSS is a system call).
+#: A disconnected machine left with fewer transitions than this after a cut of the history
+#: (``--max-mem``) is removed, as the reference removes clients below 300 transitions.
+SMALL_HISTORY = 300
 CHECK_EVERY = 16_384
 #: log lines at or below this level stay when old ones go (``--log-ops-ttl``): changes and
 #: external mutations; above it: ops (pipes, links, handlers), debug, trace
@@ -393,6 +396,7 @@ class Collector:
         self.max_machines = max_machines
         self.trimmed = 0  # transitions dropped by check_memory, all machines
         self.evicted = 0  # machines dropped above max_machines
+        self.removed = 0  # machines dropped by check_memory (SMALL_HISTORY)
         #: seconds after which log lines above level 2 (the ops, debug and trace lines) may
         #: go when over ``max_mem``: the first thing given up (``--log-ops-ttl``)
         self.log_ttl = log_ttl
@@ -575,7 +579,9 @@ class Collector:
         """With ``max_mem``: when the process is over it, first drop the log lines above
         level 2 older than ``log_ttl`` (:meth:`drop_old_logs`), then, unless that freed
         enough, every machine's oldest half; returns how many transitions were dropped
-        (counted in ``MachineRecord.dropped`` and :attr:`trimmed`).
+        (counted in ``MachineRecord.dropped`` and :attr:`trimmed`). After a cut, the
+        disconnected machines left with fewer than :data:`SMALL_HISTORY` transitions go
+        (counted in :attr:`removed`).
 
         Freed memory is reused by Python but rarely returned to the system, so RSS cannot say
         whether a cut was enough. The log lines' own size says what dropping them freed; the
@@ -613,6 +619,7 @@ class Collector:
         for rec in self.machines.values():
             dropped += rec.drop_oldest((len(rec) + 1) // 2)
         self.trimmed += dropped
+        self._remove_small()
         if dropped:
             # the first cut of a budget is news; keeping to it afterwards is routine
             log.log(
@@ -626,6 +633,32 @@ class Collector:
             )
             self._changed()
         return dropped
+
+    def _remove_small(self) -> None:
+        """After a cut of the history: remove the disconnected machines left with fewer than
+        :data:`SMALL_HISTORY` transitions (imported ones included), as the reference does.
+
+        Why disconnected only (the reference removes connected ones too): a removed machine
+        is unknown, so every later transition of a live one would be ignored until its
+        producer reconnects; it would vanish for good while still reporting, and a live
+        machine with so short a history costs little memory anyway."""
+        small = [
+            mid
+            for mid, rec in self.machines.items()
+            if not rec.connected and len(rec) < SMALL_HISTORY
+        ]
+        for mid in small:
+            del self.machines[mid]
+        if small:
+            self.removed += len(small)
+            log.warning(
+                "dbg: --max-mem: removed %d disconnected machine(s) left with fewer than %d "
+                "transitions, e.g. %s",
+                len(small),
+                SMALL_HISTORY,
+                brief(small[0]),
+            )
+            self._changed()
 
     def drop_old_logs(self, before_ns: int) -> tuple[int, int]:
         """Drop the log lines above level 2 of every transition received (or, imported,

@@ -16,7 +16,8 @@ through :meth:`textual.app.App.call_from_thread` (:mod:`dbg.ui.remote` holds the
 
 Why the low-level ``Server`` and not ``MCPServer``: ``MCPServer`` configures the root logger
 with a handler writing to stderr, which would draw over the terminal UI; and ten tools with
-at most one string argument need no signature introspection.
+at most one string argument (and TextLog's two optional integers) need no signature
+introspection.
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ if TYPE_CHECKING:
 
     from dbg.ui.app import DebuggerApp
 
-__all__ = ["TOOLS", "DbgMcp"]
+__all__ = ["TOOLS", "DbgMcp", "log_window"]
 
 log = logging.getLogger("dbg.mcp")
 
 #: seconds a tool waits for the UI's loop before it gives up (the UI is stuck or closing)
 UI_TIMEOUT = 10.0
+#: TextLog's lines by default, and at most: a whole log can be megabytes, more than an
+#: agent's context holds; it pages with ``offset``
+LOG_LINES = 200
+LOG_LINES_MAX = 5000
 
 INSTRUCTIONS = (
     "am dbg, the asyncmachine debugger: every machine's transitions, stepped through in a "
@@ -63,11 +68,14 @@ class ToolFailure(Exception):
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """One tool: its name, what it returns (for the agent), its string argument if any."""
+    """One tool: its name, what it returns (for the agent), its string argument if any, its
+    optional integer arguments."""
 
     name: str
     description: str
     arg: tuple[str, str] | None = None  # (name, description)
+    #: optional integer arguments: (name, description, least value)
+    options: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def required(self) -> list[str]:
@@ -80,7 +88,17 @@ class ToolSpec:
         if self.arg is not None:
             schema["properties"][self.arg[0]] = {"type": "string", "description": self.arg[1]}
             schema["required"] = self.required
+        for name, desc, least in self.options:
+            schema["properties"][name] = {"type": "integer", "minimum": least, "description": desc}
         return types.Tool(name=self.name, description=self.description, input_schema=schema)
+
+    def check_options(self, args: dict[str, Any]) -> str:
+        """What is wrong with the optional arguments given ("" when nothing)."""
+        for name, _, least in self.options:
+            v = args.get(name)
+            if v is not None and (type(v) is not int or v < least):
+                return f"{self.name}: {name!r} is an integer of at least {least}, not {v!r}"
+        return ""
 
 
 TOOLS = (
@@ -96,7 +114,15 @@ TOOLS = (
         "TextLog",
         "The selected machine's log as the log pane filters it: a '## TX_ID tTIME_SUM' heading "
         "per transition ('(current)' marks the cursor's), then that transition's log lines "
-        "(+State / -State changes, handlers, errors). Can be long: the whole history.",
+        "(+State / -State changes, handlers, errors). The whole history can be huge: by "
+        f"default only its last {LOG_LINES} lines; a first line in brackets says when it was "
+        "cut, how many lines there are and on which line the current transition is. "
+        "'lines' asks for more or fewer, 'offset' skips the newest ones (page back with "
+        "offset += lines).",
+        options=(
+            ("lines", f"how many lines (default {LOG_LINES}, at most {LOG_LINES_MAX})", 1),
+            ("offset", "how many of the newest lines to skip (default 0: end at the last)", 0),
+        ),
     ),
     ToolSpec(
         "TextLogReader",
@@ -156,7 +182,10 @@ TOOLS = (
     ToolSpec(
         "PressKey",
         "Press one key in the debugger as from its terminal, and wait until the screen shows "
-        "its effect; returns the address and the focused pane (TextScreen shows the rest). "
+        "its effect; returns the address, 'transition N / M' (the cursor among the "
+        "transitions shown; right at N = M stays, as at the keyboard) and the focused pane "
+        "(TextScreen shows the rest). Left/right move the transition cursor whichever pane "
+        "has the focus, except the steps timeline (steps) and the toolbar (its buttons). "
         "Unknown keys are an error listing the keys taken.",
         (
             "key",
@@ -256,27 +285,32 @@ class DbgMcp:
             return _text(f"unknown tool {params.name!r}; tools: {', '.join(_BY_NAME)}", error=True)
         args = dict(params.arguments or {})
         wanted = tool.required
-        extra = set(args) - set(wanted)
+        extra = set(args) - set(wanted) - {name for name, _, _ in tool.options}
         for name in wanted:
             if not isinstance(args.get(name), str):
                 return _text(f"{tool.name} needs {name!r}, a string", error=True)
         if extra:
             return _text(f"{tool.name} takes no {', '.join(sorted(extra))}", error=True)
+        if problem := tool.check_options(args):
+            return _text(problem, error=True)
+        options = {name: args[name] for name, _, _ in tool.options if args.get(name) is not None}
         try:
-            return _text(await self._run(tool.name, *(args[n] for n in wanted)))
+            return _text(await self._run(tool.name, *(args[n] for n in wanted), **options))
         except (ToolFailure, AddrError, remote.Refused) as err:
             return _text(str(err), error=True)
         except Exception as err:  # a bug: the client hears of it, the server keeps serving
             log.exception("dbg: MCP tool %s failed", tool.name)
             return _text(f"{tool.name} failed: {type(err).__name__}: {err}", error=True)
 
-    async def _run(self, name: str, *args: str) -> str:
+    async def _run(self, name: str, *args: str, **options: int) -> str:
         if name == "NetworkGraph":
             dumps = await self._ui(remote.graph_snapshot)
             return await trio.to_thread.run_sync(_graph_xml, dumps)
         if name == "TextLog":
             render = await self._ui(remote.log)
-            return await trio.to_thread.run_sync(render)
+            text = await trio.to_thread.run_sync(render)
+            lines = min(options.get("lines", LOG_LINES), LOG_LINES_MAX)
+            return log_window(text, lines, options.get("offset", 0))
         return await self._ui(_UI_TOOLS[name], *args)
 
     async def _ui(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -291,6 +325,28 @@ class DbgMcp:
             except RuntimeError as err:  # the app stopped meanwhile
                 raise ToolFailure(f"the debugger's UI is not running ({err})") from err
         raise ToolFailure(f"the debugger's UI did not answer within {self.ui_timeout:g} s")
+
+
+def log_window(text: str, lines: int, offset: int = 0) -> str:
+    """At most ``lines`` lines of ``text`` ending ``offset`` lines before its end. When that
+    is not all of it, a first line in brackets says which lines these are, where the
+    current transition's heading is, and how to ask for the ones before or after."""
+    all_lines = text.splitlines()
+    total = len(all_lines)
+    end = max(0, total - offset)
+    start = max(0, end - lines)
+    if start == 0 and end == total:
+        return text
+    cur = next((k for k, line in enumerate(all_lines) if line.endswith(" (current)")), -1)
+    notes = [f"lines {start + 1}-{end} of {total}" if end > start else f"no lines: {total} in all"]
+    if cur >= 0:
+        first = max(0, total - cur - lines)  # the window that starts at its heading
+        notes.append(f"the current transition at line {cur + 1} (offset={first} from it on)")
+    if start:
+        notes.append(f"earlier: offset={total - start}")
+    if end < total:
+        notes.append(f"later: offset={max(0, total - end - lines)}")
+    return f"[{'; '.join(notes)}]\n" + "\n".join(all_lines[start:end]) + "\n"
 
 
 def _version() -> str:

@@ -34,7 +34,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-async def _call(client: Client, name: str, /, **args: str) -> tuple[bool, str]:
+async def _call(client: Client, name: str, /, **args: object) -> tuple[bool, str]:
     """(is_error, text) of one call of the tool ``name``."""
     result = await client.call_tool(name, args)
     text = "".join(c.text for c in result.content if c.type == "text")
@@ -55,9 +55,23 @@ async def _drive(url: str) -> None:
             # scenario 18: GoToMachAddr moves the cursor; the screen says so
             err, steps = await _call(client, "GoToMachAddr", url="mach://sim-p2")
             assert not err and steps.startswith("# mach://sim-p2/"), steps
+            # TextLog: the last 200 lines by default (sim-p2 has no more), a window on request
             err, log = await _call(client, "TextLog")
+            assert not err and log.startswith("# sim-p2 log")
+            total = len(log.splitlines())
+            err, tail = await _call(client, "TextLog", lines=50)
+            assert not err and tail.startswith(f"[lines {total - 49}-{total} of {total}; ")
+            assert "the current transition at line " in tail.splitlines()[0]
+            assert tail.splitlines()[1:] == log.splitlines()[-50:]
             tx_ids = re.findall(r"^## ([0-9a-f]+) t\d+", log, re.M)
             assert not err and len(tx_ids) > 3, log[:500]
+            err, head = await _call(client, "TextLog", lines=3, offset=total - 3)
+            assert head.splitlines()[1:] == log.splitlines()[:3]
+            assert head.splitlines()[0].startswith(f"[lines 1-3 of {total}; ")
+            err, text = await _call(client, "TextLog", lines=0)
+            assert err and text == "TextLog: 'lines' is an integer of at least 1, not 0"
+            err, text = await _call(client, "TextLog", offset="2")
+            assert err and text == "TextLog: 'offset' is an integer of at least 0, not '2'"
             first, second = tx_ids[0], tx_ids[1]
             err, steps = await _call(client, "GoToMachAddr", url=f"mach://sim-p2/{first}")
             assert not err and steps.startswith(f"# mach://sim-p2/{first}\n"), steps
@@ -273,12 +287,28 @@ async def _headless_app(tmp_path: Path) -> None:
             while server.bound is None:
                 await pilot.pause(0.05)
             async with Client(f"http://127.0.0.1:{server.bound}/mcp") as client:
+                err, _ = await _call(client, "GoToMachAddr", url="mach://sim")
+                err, log = await _call(client, "TextLog")  # sim's log is longer: cut
+                first = log.splitlines()[0]
+                assert not err and first.startswith("[lines ") and "; earlier: offset=200" in first
+                assert len(log.splitlines()) == 201 and log.endswith("\n")
                 err, steps = await _call(client, "GoToMachAddr", url="mach://sim-p11")
                 assert not err and steps.startswith("# mach://sim-p11/")
                 assert app.session.mach == "sim-p11"
                 at = app.session.index
                 err, _ = await _call(client, "PressKey", key="home")
                 assert not err and app.session.index == 0 != at
+                # → with the machine list focused moves the transition cursor, as the
+                # reference's key does (only the steps timeline and the toolbar take it)
+                assert app.focused is not None and app.focused.id == "list"
+                n = app.session.counts()[1]
+                err, pressed = await _call(client, "PressKey", key="right")
+                assert not err and app.session.index == 1, pressed
+                assert f"; transition 2 / {n}; focus: list" in pressed
+                err, _ = await _call(client, "PressKey", key="end")
+                err, pressed = await _call(client, "PressKey", key="right")  # the last: stays
+                assert f"; transition {n} / {n}; focus: list" in pressed, pressed
+                err, _ = await _call(client, "PressKey", key="home")
                 err, screen = await _call(client, "TextScreen")
                 lines = screen.splitlines()
                 assert len(lines) == 30 and max(len(line) for line in lines) <= 120
@@ -289,7 +319,7 @@ async def _scenario_18(url: str) -> None:
     with trio.fail_after(60):
         async with Client(url) as client:
             err, log = await _call(client, "GoToMachAddr", url="mach://sim-p3")
-            err, log = await _call(client, "TextLog")
+            err, log = await _call(client, "TextLog", lines=5000)
             tx = re.findall(r"^## ([0-9a-f]+) t\d+", log, re.M)[2]
             err, steps = await _call(client, "GoToMachAddr", url=f"mach://sim-p3/{tx}")
             assert not err and steps.startswith(f"# mach://sim-p3/{tx}\n")
@@ -329,3 +359,20 @@ def test_ui_headless_runs_off_screen_for_mcp_and_quits_on_sigterm(tmp_path: Path
             proc.wait()
     assert proc.returncode == 0, err
     assert "Clients: 107" in out and "Transitions: 7605" in out
+
+
+def test_log_window_cuts_and_says_where() -> None:
+    from dbg.mcp import log_window
+
+    log = "".join(f"l{i}{' (current)' if i == 3 else ''}\n" for i in range(1, 11))
+    assert log_window(log, 10) == log_window(log, 50) == log  # all of it: as it is
+    assert log_window(log, 4) == (
+        "[lines 7-10 of 10; the current transition at line 3 (offset=4 from it on); "
+        "earlier: offset=4]\nl7\nl8\nl9\nl10\n"
+    )
+    assert log_window(log, 4, 4).splitlines() == [
+        "[lines 3-6 of 10; the current transition at line 3 (offset=4 from it on); "
+        "earlier: offset=8; later: offset=0]",
+        "l3 (current)", "l4", "l5", "l6",
+    ]  # fmt: skip
+    assert log_window(log, 4, 99).startswith("[no lines: 10 in all; ")

@@ -196,6 +196,11 @@ def test_one_shot_errors_exit_1_with_one_err_line(
         1,
         "err> connected to 2 of 3 (--req-all); not: 127.0.0.1:1\n",
     )
+    # `connect` is done only when every machine connected (as --req-all: exit 1 if not)
+    out = repl("--dir", str(addr_dir), "127.0.0.1:1", "--", "connect")
+    assert (out.returncode, out.stdout) == (1, "err> connected to 2 of 3; not: 127.0.0.1:1\n")
+    out = repl("--dir", str(addr_dir), "--", "connect")
+    assert (out.returncode, out.stdout) == (0, "=> connected to 2 of 2\n")
     out = repl("--dir", str(addr_dir), "--")
     assert out.returncode == 2 and "nothing after --" in out.stderr
     out = repl("--", "list")
@@ -233,8 +238,10 @@ def test_exit_codes_of_canceled_group_script_and_piped_lines(
         [*AM, "repl", "--help"], env={**ENV, "COLUMNS": "200"}, capture_output=True, text=True,
         timeout=TIMEOUT,
     ).stdout  # fmt: skip
+    help_text = " ".join(help_text.split())  # as a reader reads it, across the wrapped lines
     assert "3 the machine canceled the mutation" in help_text
     assert "130 interrupted by Ctrl-C" in help_text
+    assert "`connect` or --req-all with not every machine connected" in help_text
 
 
 def test_file_option_reads_one_address(targets: dict[str, Target], addr_dir: Path) -> None:

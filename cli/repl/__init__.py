@@ -72,7 +72,10 @@ def repl(
     req_all: Annotated[
         bool,
         typer.Option(
-            "--req-all", "-a", help="One-shot: fail (exit 1) unless every machine connected."
+            "--req-all",
+            "-a",
+            help="One-shot: fail (exit 1) unless every machine connected, before running the "
+            "command.",
         ),
     ] = False,
     history: Annotated[
@@ -85,10 +88,11 @@ def repl(
 
     Exit codes of a one-shot command (`am repl --dir tmp -- add server-foo Msg`) and of piped
     input: 0 done (Executed, Queued, a query answered; `watch` ended by Ctrl-C); 1 an error
-    (an `err>` line: unknown machine, state or argument, disconnected, timed out); 2 bad
-    options of `am repl` itself; 3 the machine canceled the mutation (`=> Canceled (why)`; for
-    group-add/-remove, at least one machine did); 130 interrupted by Ctrl-C. Piped lines: 1 if
-    any line failed, else 3 if any was canceled.
+    (an `err>` line: unknown machine, state or argument, disconnected, timed out; `connect`
+    or --req-all with not every machine connected); 2 bad options of `am repl` itself; 3 the
+    machine canceled the mutation (`=> Canceled (why)`; for group-add/-remove, at least one
+    machine did); 130 interrupted by Ctrl-C. Piped lines: 1 if any line failed, else 3 if any
+    was canceled.
     """
     from .discovery import read_addr_file
     from .output import Output

@@ -497,10 +497,19 @@ async def status(s: Session) -> None:
 
 @command("connect")
 async def connect(s: Session) -> None:
-    """Drop every connection and connect again (re-reading --dir)."""
+    """Drop every connection and connect again (re-reading --dir).
+
+    An error unless every machine connected (a one-shot exits 1, as with --req-all).
+    """
     n = s.reconnect()
     await s.peers.settle(s.connect_timeout)
     connected = len(s.connected())
+    if n == 0:
+        raise CommandError("connected to 0 of 0: no machine addresses (ADDR, --file, --dir)")
+    if connected < n:
+        # its job is connecting: partly done is not done, which a script tells by the code
+        missing = ", ".join(p.name for p in s.peers if not p.connected)
+        raise CommandError(f"connected to {connected} of {n}; not: {missing}")
     s.out.result(f"connected to {connected} of {n}")
 
 

@@ -169,7 +169,8 @@ def _key_event(app: DebuggerApp, key: str) -> events.Key:
 async def press(app: DebuggerApp, key: str) -> str:
     """Press ``key`` as a terminal would send it and wait until the screen shows its effect;
     raises :class:`Refused` for a key the debugger does not take. Returns where the cursor
-    is and which pane has the focus."""
+    is (its address, its place among the transitions shown) and which pane has the focus:
+    a right that did not move, at the last transition, says so."""
     event = _key_event(app, key)
     app.post_message(event)
     # the app handles the key (priority bindings), then hands it to the focused widget,
@@ -178,8 +179,13 @@ async def press(app: DebuggerApp, key: str) -> str:
     await _refreshed(app.focused or app.screen)
     await _refreshed(app)
     focus = app.focused.id if app.focused is not None else None
-    where = app.session.addr()
-    return f"pressed {event.key}; address: {where or '-'}; focus: {focus or '-'}\n"
+    s = app.session
+    n, total, _ = s.counts()
+    mode = " (tail)" if s.tail else " (playing)" if s.playing else ""
+    return (
+        f"pressed {event.key}; address: {s.addr() or '-'}; transition {n} / {total}{mode}; "
+        f"focus: {focus or '-'}\n"
+    )
 
 
 #: the toggles ToggleTool flips: name -> the app's action (its key's or toolbar button's)
