@@ -298,9 +298,15 @@ class Lane:
     (the record tuple it replaces, with its ``put`` call and the packing of a batch, cost the
     machine about twice the whole row does). The called-state lists are indexed through
     :attr:`called`, a table sent with every group (restarted once it holds :data:`CALLED_MAX`
-    lists). A row with rare fields (log entries, a source, args, steps) is appended as
-    ``(row, rare, args, source)``, ``rare`` being the transition's ``[levels, texts,
-    pre-log entries, steps]`` (``Transition._rare``) or None.
+    lists). A transition's log lines, when they are its plan's usual ones, are a log block
+    (:meth:`block`) the row names in its flags' high bits. A row with rare fields (other log
+    entries, a source, args, steps) is appended as ``(row, rare, args, source)``, ``rare``
+    being the transition's ``[levels, texts, pre-log entries, steps]``
+    (``Transition._rare``) or None.
+
+    A sealed batch is one ``txp`` group: ``[machine id, columns, code, rows, called lists,
+    extras, logs]``, plus ``{number: [levels, text]}``, the log blocks its rows name, when
+    they name any (see :func:`check_txp`).
     """
 
     __slots__ = (
