@@ -40,7 +40,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import deque
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, compress, repeat
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import framing
@@ -298,9 +298,15 @@ class Lane:
     (the record tuple it replaces, with its ``put`` call and the packing of a batch, cost the
     machine about twice the whole row does). The called-state lists are indexed through
     :attr:`called`, a table sent with every group (restarted once it holds :data:`CALLED_MAX`
-    lists). A row with rare fields (log entries, a source, args, steps) is appended as
-    ``(row, rare, args, source)``, ``rare`` being the transition's ``[levels, texts,
-    pre-log entries, steps]`` (``Transition._rare``) or None.
+    lists). A transition's log lines, when they are its plan's usual ones, are a log block
+    (:meth:`block`) the row names in its flags' high bits. A row with rare fields (other log
+    entries, a source, args, steps) is appended as ``(row, rare, args, source)``, ``rare``
+    being the transition's ``[levels, texts, pre-log entries, steps]``
+    (``Transition._rare``) or None.
+
+    A sealed batch is one ``txp`` group: ``[machine id, columns, code, rows, called lists,
+    extras, logs]``, plus ``{number: [levels, text]}``, the log blocks its rows name, when
+    they name any (see :func:`check_txp`).
     """
 
     __slots__ = (
@@ -416,6 +422,7 @@ BLOCKS_MAX = 256
 #: a row's flags (:data:`machines.tracer.FLAG_ACCEPTED` ...) take the low bits; the row's log
 #: block (its index + 1, 0 for none) the bits from here up
 FLAG_BITS = 8
+_FLAGS = (1 << FLAG_BITS) - 1
 
 
 # A transition travels as a positional array (smaller and much cheaper to encode than a map):
@@ -489,7 +496,9 @@ class TxpGroup(NamedTuple):
     ``rows`` holds ``len(rows) // cols`` rows (see :class:`Lane`), every row's
     called-states index is in range, every ``extras`` value is an array of 5 items (what
     those hold is the reader's to check), ``logs`` the entries of the group's rows as they
-    came (a row listed there has its entries there, not in ``extras``)."""
+    came (a row listed there has its entries there, not in ``extras``), those of log blocks
+    included. A row's flags may still name its log block above :data:`FLAG_BITS`: test them
+    bit by bit."""
 
     machine_id: str
     cols: int
@@ -533,11 +542,12 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
             raise FrameError(f"telemetry txp: extras are arrays of {len(_EXTRA)} items")
         nrows = len(rows) // cols
         flags = rows[4::cols]
-        if flags and not 0 <= min(flags) <= max(flags) < 1 << FLAG_BITS:
-            logs = _with_blocks(rows, cols, flags, blocks or {}, logs)
         packed = None
-        if logs is not None:
+        if flags and not 0 <= min(flags) <= max(flags) <= _FLAGS:
+            packed = _with_blocks(rows, cols, flags, blocks or {}, logs)
+        elif logs is not None:
             packed = _with_logs(logs, nrows)
+        if packed is not None:
             if extras and not extras.keys().isdisjoint(packed.rows):
                 # a row listed in the logs has its entries there (where the sender puts them)
                 listed = set(packed.rows)
@@ -548,10 +558,11 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
 
 def _with_blocks(
     rows: array, cols: int, flags: array, blocks: dict[Any, Any], logs: Any
-) -> list[Any]:
+) -> TxpLogs:
     """The group's ``logs`` with the lines of the log blocks its rows name (in their flags'
-    high bits, see :meth:`Lane.block`) in them, the rows' flags left as flags: what the
-    readers of a group take. Once per group; per row only a C loop, unless rows with lines
+    high bits, see :meth:`Lane.block`) in them: what the readers of a group take (they test
+    flags bit by bit, so the block numbers can stay; rewriting the column cost more than the
+    rest of the check). Once per group; per row only a C loop, unless rows with lines
     of their own (``logs``) are in the group too (rare: a merge in row order)."""
     if min(flags) < 0:
         raise FrameError("telemetry txp: a row's flags are negative")
@@ -567,24 +578,25 @@ def _with_blocks(
         )
     ):
         raise FrameError("telemetry txp: log blocks are {number: [levels, text]}")
-    named = [f >> FLAG_BITS for f in flags]
+    named = list(map(operator.rshift, flags, repeat(FLAG_BITS)))
     if not {*named} <= {0, *blocks}:
         raise FrameError("telemetry txp: a row names a log block the group does not hold")
-    mask = (1 << FLAG_BITS) - 1
-    rows[4::cols] = array(rows.typecode, [f & mask for f in flags])
-    at = [i for i, b in enumerate(named) if b]
-    lv = [blocks[named[i]][0] for i in at]
-    tx = [blocks[named[i]][1] for i in at]
-    if logs is None:  # the usual: every row's lines are in blocks
-        heads = list(chain.from_iterable(zip(at, map(len, lv), repeat(0))))
-        return [_int32s(heads), b"".join(lv), None, "\n".join(tx)]
+    at = list(compress(range(len(named)), named))
+    used = list(map(blocks.__getitem__, filter(None, named)))
+    lv = list(map(operator.itemgetter(0), used))
+    tx = list(map(operator.itemgetter(1), used))
+    if logs is None:  # the usual: every row's lines are in blocks (checked above)
+        return TxpLogs(array("i", at), array("i", map(len, lv)), array("i", bytes(4 * len(at))),
+                       b"".join(lv), "\n".join(tx), None)  # fmt: skip
     own = _with_logs(logs, len(rows) // cols)
     if not {*own.rows}.isdisjoint(at):
         raise FrameError("telemetry txp: a row has lines of its own and a log block")
     texts, starts = own.texts(), own.starts()
     entries = {r: (own.n_log[i], own.n_pre[i], starts[i], starts[i + 1])
                for i, r in enumerate(own.rows)}  # fmt: skip
-    heads, levels, lines = [], [], []
+    heads: list[int] = []
+    levels: list[int] = []
+    lines: list[str] = []
     blocked = dict(zip(at, zip(lv, tx, strict=True), strict=True))
     for r in sorted([*at, *entries]):
         b = blocked.get(r)
@@ -597,7 +609,7 @@ def _with_blocks(
             heads += (r, n_log, n_pre)
             levels += own.levels[a:e]
             lines += texts[a:e]
-    return _pack_logs(heads, levels, lines)
+    return _with_logs(_pack_logs(heads, levels, lines), len(rows) // cols)
 
 
 def _with_logs(logs: Any, nrows: int) -> TxpLogs:
@@ -768,7 +780,7 @@ def expand_txp(group: TxpGroup) -> list[list[Any]]:
             extras[row] = [*pair, *extras.get(row, _NO_EXTRA)[2:]]
     return [
         [mid, f"q{num}" if flags & FLAG_QUEUED else num, rows[i + 8 : i + cols].tolist(), qt,
-         mtype, called[ci], flags, qlen, mqt, token, *extras.get(n, _NO_EXTRA)]
+         mtype, called[ci], flags & _FLAGS, qlen, mqt, token, *extras.get(n, _NO_EXTRA)]
         for n, i in enumerate(range(0, len(rows), cols))
         for num, qt, mtype, ci, flags, qlen, mqt, token in (rows[i : i + 8],)
     ]  # fmt: skip
