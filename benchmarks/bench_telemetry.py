@@ -133,6 +133,25 @@ relations + handlers 0.87, 0.79, 0.83, 0.77 (CPU 0.88, 0.79, 0.83, 0.76); log op
 (CPU 0.70-0.74; was 0.59-0.72); flat 0.65, 0.59, 0.71, 0.65. By instructions the relations row
 is 0.865x, on the wall ~0.8: cachegrind's cache model counts ~155 more L1 data misses per
 transition with telemetry on, whatever the lane's chunk (64 to 512 rows).
+
+Then log level 3, by instructions (``bench_icount.py ops-off ops-on``, and a variant with
+``Outbox._group`` stubbed out): of the 12.1k telemetry added on top of 68.5k, the group's
+packing of the log took 4.75k a row (a Python loop over the rows, then joining and counting
+the lines; a version in C iterators, ``chain``/``itemgetter``/``compress``, measured no
+faster), keeping each row's lines as lists until then 1.5k more, and the garbage collector
+1k (four containers kept per row until its batch went). But a transition's 4-6 lines at this
+level are those of the last time its plan ran (the mutation, its relations, handlers and
+states). So a plan now keeps its lines as a log block (``Plan.lane_lb``, ``Lane.block``): the
+machine compares the transition's two lists with the block's (~1k) and names the block in the
+high bits of the row's flags; the row stays plain bytes, a batch is one join, and a group
+carries the blocks its rows name. Lines that vary (a handler logging a counter: after one
+miss the plan's rows carry their lines for good), pre-log lines and steps still travel with
+their rows. The decoder folds the blocks back into the group's logs (``check_txp``), so the
+debugger's readers are unchanged; its ingest costs 3.1k -> 4.0k instructions a transition
+(``col-ops``). Per transition, off / on: log ops 68.6k / 80.6k -> 68.6k / 76.3k (telemetry's
+share 12.1k -> 7.7k, 0.85x -> 0.90x by instructions); relations and flat unchanged. Measured
+under load (~2, another job running), base and this alternating, two runs each, wall ratio:
+log ops 0.65, 0.65 -> 0.77, 0.78.
 """
 
 from __future__ import annotations
