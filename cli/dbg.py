@@ -372,6 +372,7 @@ def _ui(
     process memory past which old ops log lines, then the oldest half of every machine's
     history, are dropped, and the seconds after which such a line is old). ``ssh``: serve
     it over SSH on the listen port + 2 (``offscreen`` until a session attaches)."""
+    from dbg.collector import rss_bytes
     from dbg.forward import Forwarder
     from dbg.ui.app import DebuggerApp
     from dbg.ui.filters import Filters
@@ -469,6 +470,7 @@ def _ui(
         say("dbg", f"the collector stopped: {live.error}")
     typer.echo(f"Clients: {len(collector.machines)}")
     typer.echo(f"Transitions: {sum(len(r) for r in collector.machines.values())}")
+    typer.echo(f"Memory: {rss_bytes() >> 20}mb")  # the process's, as --max-mem counts it
     if live is not None and live.error is not None:
         raise typer.Exit(1)
 

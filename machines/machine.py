@@ -756,17 +756,17 @@ class Machine(Handlers, Errors, Logging, Formatting, Waits, Evaluation, Snapshot
             if mut.auto or mut.check:  # rare: two tests where the general form took fourteen
                 flags |= (FLAG_AUTO if mut.auto else 0) | (FLAG_CHECK if mut.check else 0)
             rare = tx._rare
-            if rare is not None and rare[0] and not rare[2] and not rare[3]:
-                # only log lines: as the last time this plan ran, they go as its log block
-                # (Plan.lane_lb, Lane.block), named in the row's flags
+            if rare is not None:
+                # only log lines, those of the last time this plan ran: they go as its log
+                # block (Plan.lane_lb, Lane.block), named in the row's flags
                 lb = plan.lane_lb
-                if lb and lb[0] is lane.blocks and lb[2] == rare[1] and lb[1] == rare[0]:
-                    flags |= lb[3]
+                if lb and lb[1] == rare and lb[0] is lane.blocks:
+                    flags |= lb[2]
                     rare = None
-                elif lb is not False:
-                    lb = plan.lane_lb = lane.block(rare[0], rare[1], lb)
+                elif lb is not False and rare[0] and not rare[2] and not rare[3]:
+                    lb = plan.lane_lb = lane.block(rare, lb)
                     if lb:
-                        flags |= lb[3]
+                        flags |= lb[2]
                         rare = None
             rows = lane.rows
             try:

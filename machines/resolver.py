@@ -64,8 +64,9 @@ class Plan:
         #: (the debugger lane's table of called-state lists, this plan's index in it): a plan
         #: is keyed by its called states, so its row needs no lookup of them (see Lane.index)
         self.lane_ci: tuple[dict, int] | None = None
-        #: (the lane's table of log blocks, levels, texts, the row's flag bits) of this plan's
-        #: log lines the last time it ran, or False once they varied (see Lane.block)
+        #: (the lane's table of log blocks, the rare fields they stand for, the row's flag
+        #: bits) of this plan's log lines the last time it ran, or False once they varied
+        #: (see Lane.block)
         self.lane_lb: tuple | Literal[False] | None = None
 
 

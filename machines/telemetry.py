@@ -343,18 +343,22 @@ class Lane:
             i = self.called[called] = len(self.called)
         return i
 
-    def block(self, levels: list[int], texts: list[str], prev: Any) -> tuple | Literal[False]:
-        """A transition's log lines as a new log block, for its plan (``Plan.lane_lb``):
-        ``(table, levels, texts, flag bits)``, the bits naming the block in a row's flags;
-        False when its lines cannot be one (a text holds a newline) or the plan's lines vary
-        (``prev``, its block in this table, did not match them): its rows carry their lines.
+    def block(self, rare: list[Any], prev: Any) -> tuple | Literal[False]:
+        """The log block of a transition whose ``rare`` fields (``Transition._rare``) are
+        log lines only, for its plan (``Plan.lane_lb``): ``(table, [levels, texts, None,
+        None], flag bits)``, the bits naming the block in a row's flags; a new block unless
+        ``prev``, the plan's block in this table, has these lines. False when the lines
+        cannot be one (a text holds a newline) or the plan's lines vary (``prev`` has
+        others): then its rows carry their lines.
 
         Why blocks: at log level 3 a transition's 4-6 lines are the same as the last time
         its plan ran (the mutation, its relations, handlers and states), and carrying them
         row by row (kept as lists, then taken apart per batch) cost the machine more than
-        its row; a block costs two list comparisons."""
-        if prev is not None and prev[0] is self.blocks:
-            return False
+        its row; a block costs a list comparison."""
+        levels, texts = rare[0], rare[1]
+        if prev and prev[0] is self.blocks:
+            same = prev[1][0] == levels and prev[1][1] == texts  # (an empty pre-log, steps)
+            return prev if same else False
         text = "\n".join(texts)
         if text.count("\n") != len(texts) - 1 or not 0 <= min(levels) <= max(levels) < 256:
             return False
@@ -362,7 +366,7 @@ class Lane:
             self.seal(new_blocks=True)
         blocks = self.blocks
         blocks.append((bytes(levels), text))
-        return (blocks, levels[:], texts[:], len(blocks) << FLAG_BITS)
+        return (blocks, [levels[:], texts[:], None, None], len(blocks) << FLAG_BITS)
 
     def seal(self, *, rotate: bool = False, new_blocks: bool = False) -> None:
         """Make the pending rows a ready frame (every :attr:`chunk` rows, by the machine);

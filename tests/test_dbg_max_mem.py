@@ -85,6 +85,9 @@ def test_the_selected_machine_removed_under_a_flood() -> None:
             await wait(pilot, lambda: "small" not in collector.machines, "small removed")
             await wait(pilot, lambda: app.session.mach == "big", "big selected")
             await wait(pilot, lambda: "small" not in text(app, "#list"), "the list repainted")
+            # and says why the machine vanished
+            await wait(pilot, lambda: "gone from the store: small" in text(app, "#status"),
+                       "the status bar tells")  # fmt: skip
             assert collector.removed >= 1 and collector.trimmed > 0
             # the UI answers: a key leaves tail mode and moves the cursor back
             await wait(pilot, lambda: app.session.counts()[0] > 1, "big's transitions read")

@@ -87,6 +87,7 @@ def test_real_terminal_opens_the_imported_machine_and_quits_on_ctrl_q(tmp_path: 
         child.send("\x11")  # Ctrl+Q
         child.expect("Clients: 107")
         child.expect("Transitions: 7605")
+        child.expect(r"Memory: \d+mb")  # the reference's three exit lines
         child.expect(pexpect.EOF)
     finally:
         child.close()

@@ -318,6 +318,10 @@ class DebuggerApp(App[None]):
         if data_frame:
             self._dirty = False
             self.session.sync()
+            gone = self.session.gone()
+            if gone:
+                more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+                StatusBar.message = f"gone from the store: {', '.join(gone[:3])}{more}"
             cur = self.session.current
             if cur is not None and cur.pending:
                 # a sync reads a slice of a flood: the next frame reads on, even when no new

@@ -88,6 +88,9 @@ class Session:
         self._hists: dict[str, MachineHistory] = {}
         self._vis: tuple[tuple, list[int]] = ((), [])
         self._connected_seen: set[str] = set()
+        self._known: set[str] = set()  # the machines the last sync saw
+        #: the machines that vanished from the store since the UI last asked (:meth:`gone`)
+        self._gone: list[str] = []
         self._catch = 0  # where catch_up goes on
 
     # ----- the store
@@ -146,6 +149,8 @@ class Session:
         machines = dict(self.collector.machines)  # a snapshot: the collector thread adds
         for gone in set(self._hists) - set(machines):
             del self._hists[gone]
+        self._gone += sorted(self._known - machines.keys(), key=_human_key)
+        self._known = set(machines)
         newly = [m for m, r in machines.items() if r.connected and m not in self._connected_seen]
         self._connected_seen.update(newly)
         if self.mach not in machines:
@@ -172,6 +177,12 @@ class Session:
         elif self.pos >= 0 and self.pos < h.offset:
             self.pos = h.offset  # trimmed under the cursor: the oldest kept
         self._remember()
+
+    def gone(self) -> list[str]:
+        """The machines the store dropped since the last call (``--max-mem`` removes small
+        disconnected ones): the UI says so, rather than letting them vanish unexplained."""
+        gone, self._gone = self._gone, []
+        return gone
 
     # ----- where the cursor is
 
