@@ -5,6 +5,9 @@ The same program in Chromium is tested in test_example_browser.py."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -153,6 +156,34 @@ def test_config_from_env_file_and_environment(tmp_path: Path) -> None:
     assert cfg.page()["env"] == {"AM_DBG_ADDR": "1"}
     with pytest.raises(ValueError, match="FOO_HELLO_INTERVAL"):
         load(None, {"FOO_HELLO_INTERVAL": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("FOO_TCP_ADDR", "bogus"), ("RELAY_HTTP_ADDR", "localhost:99999"),
+     ("BAR_REPL_ADDR", "localhost"), ("AM_DBG_ADDR", "6831")],
+)  # fmt: skip
+def test_a_bad_address_is_one_line_naming_its_variable(
+    tmp_path: Path, var: str, value: str
+) -> None:
+    """Caught at load, before anything listens: `am start` says which variable, exits 2 (it
+    was a traceback from whichever listener read the address first)."""
+    from machines.example.config import load
+
+    with pytest.raises(ValueError, match=f"^{var}: bad address"):
+        load(None, {var: value})
+    assert load(None, {"AM_DBG_ADDR": "1"}).page()["env"] == {"AM_DBG_ADDR": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AM_", "RELAY_", "FOO_"))}
+    res = subprocess.run(
+        [sys.executable, "-m", "cli.main", "start"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO), var: value},
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    line = res.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, res.stderr
+    assert line.startswith(f"am start: {var}: bad address {value!r}"), line
+    assert not (tmp_path / "tmp").exists()  # nothing started, no address file
 
 
 @pytest.mark.trio
