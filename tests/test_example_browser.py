@@ -255,6 +255,33 @@ def test_hellos_and_the_page_reconnects_after_a_server_restart(browser, tmp_path
     assert rc == 0
 
 
+def test_a_long_unbroken_message_wraps_instead_of_widening_the_page(
+    browser, tmp_path: Path
+) -> None:
+    """A pasted URL or a long word is one line of the list: it wraps inside the page (it made
+    the page scroll sideways, the input and the panel a corner of it)."""
+    srv = AmStart(tmp_path, base_env(), "--page", "dev")
+    try:
+        page = open_tab(browser, srv.url)
+        page.set_viewport_size({"width": 800, "height": 600})
+        word = "x" * 400
+        page.fill("#input", word)
+        page.press("#input", "Enter")
+        wait_li(page, f"[bar] {word}")
+        widths = page.evaluate(
+            "() => [document.documentElement.scrollWidth, window.innerWidth,"
+            " Math.max(...[...document.querySelectorAll('#list li')]"
+            ".map(li => li.getBoundingClientRect().right))]"
+        )
+        page.screenshot(path=str(tmp_path / "long-message.png"))
+    finally:
+        rc, _ = srv.stop()
+    assert rc == 0
+    scroll, inner, right = widths
+    assert scroll <= inner, f"the page scrolls sideways: {scroll}px wide in a {inner}px window"
+    assert right <= inner, f"a list line ends at {right}px, past the {inner}px window"
+
+
 @pytest.mark.parametrize("var", ["FOO_TCP_ADDR", "RELAY_HTTP_ADDR", "AM_DBG_ADDR"])
 def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str) -> None:
     with socket.socket() as busy:
