@@ -421,6 +421,19 @@ def test_a_debugger_address_defaults_am_log_to_the_links_level() -> None:
     assert debug_env({"AM_DBG_ADDR": "1"}, dbg=True)["AM_DBG_ADDR"] == DEFAULT_DBG_ADDR
 
 
+def test_am_start_says_how_to_get_the_fast_page_when_it_serves_the_dev_build() -> None:
+    """A first run has only the dev build: every tab boots Pyodide for several seconds. The
+    line names the remedy, and nothing is said when the prod build is used or asked for."""
+    from cli.start import page_note
+
+    first_run = page_note("auto", prod_built=False, prod_fresh=False)
+    assert first_run is not None and "dev build" in first_run and "task build-prod" in first_run
+    assert "stale" in (page_note("auto", prod_built=True, prod_fresh=False) or "")
+    assert page_note("auto", prod_built=True, prod_fresh=True) is None
+    assert page_note("dev", prod_built=False, prod_fresh=False) is None
+    assert page_note("prod", prod_built=False, prod_fresh=False) is None
+
+
 def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path: Path) -> None:
     site = tmp_path / "web"
     site.mkdir()
