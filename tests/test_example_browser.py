@@ -259,7 +259,8 @@ def test_a_long_unbroken_message_wraps_instead_of_widening_the_page(
     browser, tmp_path: Path
 ) -> None:
     """A pasted URL or a long word is one line of the list: it wraps inside the page (it made
-    the page scroll sideways, the input and the panel a corner of it)."""
+    the page scroll sideways, the input and the panel a corner of it); on a phone's width the
+    input fits too."""
     srv = AmStart(tmp_path, base_env(), "--page", "dev")
     try:
         page = open_tab(browser, srv.url)
@@ -268,18 +269,21 @@ def test_a_long_unbroken_message_wraps_instead_of_widening_the_page(
         page.fill("#input", word)
         page.press("#input", "Enter")
         wait_li(page, f"[bar] {word}")
-        widths = page.evaluate(
-            "() => [document.documentElement.scrollWidth, window.innerWidth,"
-            " Math.max(...[...document.querySelectorAll('#list li')]"
-            ".map(li => li.getBoundingClientRect().right))]"
-        )
-        page.screenshot(path=str(tmp_path / "long-message.png"))
+        widths = []
+        for width in (800, 375):  # a laptop's window, a phone's
+            page.set_viewport_size({"width": width, "height": 600})
+            widths.append(page.evaluate(
+                "() => [document.documentElement.scrollWidth, window.innerWidth,"
+                " Math.max(...[...document.querySelectorAll('#list li, #input')]"
+                ".map(el => el.getBoundingClientRect().right))]"
+            ))  # fmt: skip
+            page.screenshot(path=str(tmp_path / f"long-message-{width}.png"))
     finally:
         rc, _ = srv.stop()
     assert rc == 0
-    scroll, inner, right = widths
-    assert scroll <= inner, f"the page scrolls sideways: {scroll}px wide in a {inner}px window"
-    assert right <= inner, f"a list line ends at {right}px, past the {inner}px window"
+    for scroll, inner, right in widths:
+        assert scroll <= inner, f"the page scrolls sideways: {scroll}px wide in a {inner}px window"
+        assert right <= inner, f"a line or the input ends at {right}px, past the {inner}px window"
 
 
 @pytest.mark.parametrize("var", ["FOO_TCP_ADDR", "RELAY_HTTP_ADDR", "AM_DBG_ADDR"])
