@@ -216,6 +216,8 @@ async def _start_collector(nursery, addr: str):
         if not isinstance(err, OSError):
             raise
         reason = "address in use" if err.errno == 98 else (err.strerror or str(err))
+        if err.errno == 98:  # most likely the debugger the user means to report to
+            reason += f"; if an `am dbg` listens there, run AM_DBG_ADDR={addr} am start, no --dbg"
         raise StartError(
             f"cannot listen on {addr} or the next port (AM_DBG_ADDR, debugger): {reason}"
         ) from None

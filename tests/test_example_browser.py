@@ -303,6 +303,8 @@ def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str)
     assert len(err) == 1, proc.stderr
     assert addr in err[0] and var in err[0]
     assert "Traceback" not in proc.stdout + proc.stderr
+    if var == "AM_DBG_ADDR":  # a running `am dbg`, most likely: how to report to it instead
+        assert f"AM_DBG_ADDR={addr} am start, no --dbg" in err[0], err[0]
 
 
 def test_a_closed_stdout_still_stops_cleanly_and_writes_the_dump(tmp_path: Path) -> None:
