@@ -255,12 +255,11 @@ def test_hellos_and_the_page_reconnects_after_a_server_restart(browser, tmp_path
     assert rc == 0
 
 
-def test_a_long_unbroken_message_wraps_instead_of_widening_the_page(
-    browser, tmp_path: Path
-) -> None:
-    """A pasted URL or a long word is one line of the list: it wraps inside the page (it made
-    the page scroll sideways, the input and the panel a corner of it); on a phone's width the
-    input fits too."""
+def test_long_lines_and_a_long_chat_keep_the_page_in_the_window(browser, tmp_path: Path) -> None:
+    """A pasted URL or a long word wraps inside the page (it made the page scroll sideways,
+    the input and the panel a corner of it), the input fits a phone's width, and a chat longer
+    than the window scrolls in the list, under the input: scrolling the page to each new line
+    took the input out of sight while one typed."""
     srv = AmStart(tmp_path, base_env(), "--page", "dev")
     try:
         page = open_tab(browser, srv.url)
@@ -278,12 +277,30 @@ def test_a_long_unbroken_message_wraps_instead_of_widening_the_page(
                 ".map(el => el.getBoundingClientRect().right))]"
             ))  # fmt: skip
             page.screenshot(path=str(tmp_path / f"long-message-{width}.png"))
+        page.set_viewport_size({"width": 800, "height": 600})
+        for i in range(40):
+            page.fill("#input", f"line {i}")
+            page.press("#input", "Enter")
+        wait_li(page, "[bar] line 39")
+        page.wait_for_timeout(300)  # the list's last scroll
+        page.keyboard.type("half typed")
+        seen = page.evaluate(
+            "() => { const box = el => el.getBoundingClientRect();"
+            " const input = box(document.getElementById('input'));"
+            " const last = box(document.querySelector('#list li:last-child'));"
+            " return [input.top, input.bottom, last.bottom, innerHeight, scrollY]; }"
+        )
+        page.screenshot(path=str(tmp_path / "long-chat.png"))
     finally:
         rc, _ = srv.stop()
     assert rc == 0
     for scroll, inner, right in widths:
         assert scroll <= inner, f"the page scrolls sideways: {scroll}px wide in a {inner}px window"
         assert right <= inner, f"a line or the input ends at {right}px, past the {inner}px window"
+    input_top, input_bottom, last_bottom, height, scroll_y = seen
+    assert 0 <= input_top and input_bottom <= height, f"the input is out of sight: {seen}"
+    assert last_bottom <= height + 1, f"the newest line is below the window: {seen}"
+    assert scroll_y == 0, f"the page itself scrolled: {seen}"
 
 
 @pytest.mark.parametrize("var", ["FOO_TCP_ADDR", "RELAY_HTTP_ADDR", "AM_DBG_ADDR"])
