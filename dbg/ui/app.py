@@ -21,6 +21,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 
+from machines.addr import format_hostport
+
 from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
 from .call_log import CallLogOutputs
@@ -159,6 +161,7 @@ class DebuggerApp(App[None]):
         self.info = info
         self._pending = open_addr
         self._dirty = True
+        self._hint_bound = False  # the empty schema pane names the bound port (see _frame)
         self._painted_at = 0.0
         self._data_at = 0.0
         self._holding = False
@@ -198,7 +201,7 @@ class DebuggerApp(App[None]):
         yield TagsBar(id="tags")
         with Horizontal(id="main"):
             yield MachineList(id="list")
-            yield SchemaTree(id="tree")
+            yield SchemaTree(id="tree", empty=self._empty_hint)
             with Vertical(id="right"):
                 yield LogPane(id="log")
                 yield LogReader(id="reader")
@@ -306,6 +309,8 @@ class DebuggerApp(App[None]):
         if self._pending is not None and self._pending.mach_id in self.session.collector.machines:
             addr, self._pending = self._pending, None
             self._goto(addr)
+        if not self._hint_bound and self.live is not None and self.live.bound:
+            self._hint_bound = self._dirty = True  # the port bound: the empty pane names it
         now = time.monotonic()
         caught_up = True
         data_frame = self._dirty and now - self._painted_at >= DATA_FRAME
@@ -425,6 +430,16 @@ class DebuggerApp(App[None]):
     def action_history_forward(self) -> None:
         self.session.forward()
         self.paint()
+
+    def _empty_hint(self) -> str:
+        """The schema pane before any machine: live, the address machines should report to (a
+        first run showed a blank screen and no clue where to point ``AM_DBG_ADDR``; browser
+        machines get theirs from it too, the WebSocket port being the next one)."""
+        live = self.live
+        if live is None:
+            return "no machine yet"
+        port = live.bound[0] if live.bound else live.port
+        return f"no machine yet: run them with AM_DBG_ADDR={format_hostport(live.host, port)}"
 
     def action_edit_address(self) -> None:
         def done(value: str | None) -> None:
