@@ -335,6 +335,17 @@ def test_open_address_and_history():
     run(body, collector, open_addr=None)
 
 
+def test_an_address_of_no_loaded_machine_says_so():
+    """``am dbg -i DUMP mach://typo`` opened another machine without a word."""
+
+    async def body(app, pilot):
+        await pilot.pause(0.1)
+        return text(app, "#status")
+
+    shown = run(body, story(), open_addr=MachAddr("nope"))
+    assert "no machine 'nope' in the imported data" in shown, shown
+
+
 # ----- C.6 7: steps
 
 

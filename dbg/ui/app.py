@@ -235,6 +235,15 @@ class DebuggerApp(App[None]):
             self.set_interval(DIAGRAMS_DEBOUNCE, lambda: self.diagrams.tick(self.status))
         self.theme = THEMES[self.view_theme]
         Pane.palette = LIGHT if self.view_theme == "light" else None
+        pending = self._pending
+        if pending is not None and pending.mach_id not in self.session.collector.machines:
+            # MACH_URL names no loaded machine: say so (it silently opened another one). Live,
+            # it may still connect, and opens then.
+            if self.live is None:
+                self._pending = None
+                self.status(f"no machine {pending.mach_id!r} in the imported data")
+            else:
+                self.status(f"mach://{pending.mach_id}: not here yet; it opens when it connects")
         self.call_after_refresh(self._frame)
 
     # ----- the UI first: ingest waits while a key or a frame is being painted
