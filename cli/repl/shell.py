@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,7 +111,7 @@ def foreground_group() -> Iterator[None]:
     In a group of its own only the REPL gets Ctrl-C; the launcher's group gets the terminal
     back on the way out. Ctrl-Z is ignored meanwhile: a stopped group the shell does not know
     about would hang the terminal. Nothing changes when we already lead the foreground group
-    (run from a shell) or there is no terminal.
+    (run from a shell), run in the background, or there is no terminal.
     """
     try:
         fd = sys.stdin.fileno()
@@ -119,18 +119,21 @@ def foreground_group() -> Iterator[None]:
     except (OSError, ValueError):  # no terminal
         yield
         return
-    if before == os.getpgrp() == os.getpid():  # a shell's job already
+    if before != os.getpgrp() or os.getpgrp() == os.getpid():
+        # a shell's job already, or in the background (``am repl &``): the terminal is not
+        # ours to take
         yield
         return
     old_ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background tcsetpgrp
     old_tstp = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
     moved = False
     try:
-        if os.getpgrp() != os.getpid():
-            os.setpgid(0, 0)
+        os.setpgid(0, 0)
         os.tcsetpgrp(fd, os.getpgrp())
         moved = True
-    except OSError:  # e.g. a session leader: it leads its group and owns the terminal
+    except OSError:  # not permitted: back in the launcher's group, which has the terminal
+        with suppress(OSError):
+            os.setpgid(0, before)
         signal.signal(signal.SIGTSTP, old_tstp)
     finally:
         signal.signal(signal.SIGTTOU, old_ttou)
