@@ -114,10 +114,11 @@ def _build(page: str) -> str:
     finally:
         sys.path.remove(str(WEB))
     prod_built = (web_build.OUT / "prod" / "manifest.json").is_file()
-    if page == "auto" and web_build.is_fresh("prod"):
+    prod_fresh = prod_built and web_build.is_fresh("prod")
+    if note := page_note(page, prod_built, prod_fresh):
+        typer.echo(note)
+    if page == "auto" and prod_fresh:
         return "prod"
-    if page == "auto" and prod_built:
-        typer.echo("am start: web/build/prod is stale (task build-prod); using the dev build")
     kind = "prod" if page == "prod" else "dev"
     if not web_build.is_fresh(kind):
         # a stale build holds an older copy of this project's Python: the page would speak an
@@ -128,6 +129,23 @@ def _build(page: str) -> str:
         if proc.returncode != 0:
             raise typer.Exit(1)
     return kind
+
+
+def page_note(page: str, prod_built: bool, prod_fresh: bool) -> str | None:
+    """What to say about the build ``--page auto`` picks, if it is not the prod one.
+
+    The dev build boots Pyodide from scratch in every tab (several seconds, more on a busy
+    machine) where the prod build restores a snapshot (about a second): a first run has only
+    the dev build, and a user waiting at "Loading Python" should know the remedy.
+    """
+    if page != "auto" or prod_fresh:
+        return None
+    if prod_built:
+        return "am start: web/build/prod is stale (task build-prod); using the dev build"
+    return (
+        "am start: the page loads the dev build (Python starts in several seconds);"
+        " `task build-prod` (once, about a minute) brings that to about 1 s"
+    )
 
 
 async def _main(cfg, build: str, bars: int, dump_dir: Path | None) -> float:
@@ -198,6 +216,8 @@ async def _start_collector(nursery, addr: str):
         if not isinstance(err, OSError):
             raise
         reason = "address in use" if err.errno == 98 else (err.strerror or str(err))
+        if err.errno == 98:  # most likely the debugger the user means to report to
+            reason += f"; if an `am dbg` listens there, run AM_DBG_ADDR={addr} am start, no --dbg"
         raise StartError(
             f"cannot listen on {addr} or the next port (AM_DBG_ADDR, debugger): {reason}"
         ) from None

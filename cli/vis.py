@@ -88,7 +88,7 @@ def render_dump(
     """Render DUMP as NAME.d2 and NAME.svg (NAME from -o, default am-vis)."""
     from dbg.dump import DumpError, read_dump
     from vis.presets import preset_bird, preset_map, preset_single
-    from vis.render import RenderError, parse_mach_id, render_files
+    from vis.render import RenderError, parse_mach_id, render_files, unknown_machine
 
     if bird and map_:
         fail("vis", "--bird and --map exclude each other")
@@ -107,6 +107,8 @@ def render_dump(
                 setattr(opts, attr, given[flag])
         # Without a machine every machine is requested (and framed as such).
         opts.machs = [mach_id] if mach_id else sorted(m.id for m in machines)
+        if mach_id is not None and mach_id not in {m.id for m in machines}:
+            raise unknown_machine(mach_id, {m.id for m in machines})  # before "please wait"
         typer.echo("Rendering... please wait")
         d2_path, svg_path = render_files(machines, opts, output)
     except (DumpError, RenderError) as e:

@@ -181,6 +181,36 @@ def test_live_producer_listed_selected_in_tail_mode_at_its_last_tx():
     assert live.error is None
 
 
+def test_live_with_no_machine_yet_says_where_machines_report():
+    """A first `am dbg` showed empty panes and no clue: the schema pane names the address
+    for AM_DBG_ADDR (the bound port, also with -l HOST:0) until a machine connects."""
+    collector = LockedCollector()
+    live = LiveServer(collector, "127.0.0.1", 0, ws_port=None)
+
+    async def body(app, pilot):
+        for _ in range(100):
+            if live.bound:
+                break
+            await asyncio.sleep(0.02)
+        port = live.bound[0]
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if f":{port}" in text(app, "#tree"):
+                break
+        assert f"no machine yet: run them with AM_DBG_ADDR=127.0.0.1:{port}" in text(app, "#tree")
+        m = _mach("hint-m1")
+        telemetry.attach(m, f"127.0.0.1:{port}")
+        m.add("Start")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if "AM_DBG_ADDR" not in text(app, "#tree"):
+                break
+        assert "Start" in text(app, "#tree")
+        await app.action_quit()
+
+    run(body, collector, live=live)
+
+
 def _frames(*frames: bytes) -> bytes:
     return b"".join(frames)
 
@@ -303,6 +333,17 @@ def test_open_address_and_history():
             s.goto("mach://nope")
 
     run(body, collector, open_addr=None)
+
+
+def test_an_address_of_no_loaded_machine_says_so():
+    """``am dbg -i DUMP mach://typo`` opened another machine without a word."""
+
+    async def body(app, pilot):
+        await pilot.pause(0.1)
+        return text(app, "#status")
+
+    shown = run(body, story(), open_addr=MachAddr("nope"))
+    assert "no machine 'nope' in the imported data" in shown, shown
 
 
 # ----- C.6 7: steps

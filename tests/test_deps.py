@@ -53,8 +53,24 @@ def test_deps_writes_markdown(tmp_path: Path) -> None:
     assert "| `machines.rpc.protocol` | asyncmachine-wasm" in text
 
 
-def test_deps_graph_renders_the_core_modules(tmp_path: Path) -> None:
+def test_deps_graph_draws_the_browser_program_as_the_reference(tmp_path: Path) -> None:
+    """By default what the page's program imports (the reference draws its program with
+    ``godepgraph -s``): our modules it reaches and its third-party packages, no stdlib, none
+    of the debugger, the relay server or the CLI (all of it was too big to read)."""
     res = _task("graph", "-o", "deps-graph.svg", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    source = (tmp_path / "deps-graph.d2").read_text()
+    nodes = {line.split(":")[0] for line in source.splitlines()[1:] if "->" not in line}
+    assert {"machines.example.browser", "machines.rpc.protocol", "cbor2", "trio"} <= nodes
+    assert "machines.rpc.core -> machines.rpc.protocol" in source
+    assert not any(n.split(".")[0] in ("dbg", "cli", "vis") for n in nodes), nodes
+    assert not {"asyncio", "json", "os"} & nodes  # the standard library is left out
+    assert "relay.config" not in nodes
+    assert "-> cbor2" in source
+
+
+def test_deps_graph_all_renders_the_core_modules(tmp_path: Path) -> None:
+    res = _task("graph", "--all", "-o", "deps-graph.svg", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     source = (tmp_path / "deps-graph.d2").read_text()
     assert "machines.machine -> machines.schema" in source

@@ -255,6 +255,54 @@ def test_hellos_and_the_page_reconnects_after_a_server_restart(browser, tmp_path
     assert rc == 0
 
 
+def test_long_lines_and_a_long_chat_keep_the_page_in_the_window(browser, tmp_path: Path) -> None:
+    """A pasted URL or a long word wraps inside the page (it made the page scroll sideways,
+    the input and the panel a corner of it), the input fits a phone's width, and a chat longer
+    than the window scrolls in the list, under the input: scrolling the page to each new line
+    took the input out of sight while one typed."""
+    srv = AmStart(tmp_path, base_env(), "--page", "dev")
+    try:
+        page = open_tab(browser, srv.url)
+        page.set_viewport_size({"width": 800, "height": 600})
+        word = "x" * 400
+        page.fill("#input", word)
+        page.press("#input", "Enter")
+        wait_li(page, f"[bar] {word}")
+        widths = []
+        for width in (800, 375):  # a laptop's window, a phone's
+            page.set_viewport_size({"width": width, "height": 600})
+            widths.append(page.evaluate(
+                "() => [document.documentElement.scrollWidth, window.innerWidth,"
+                " Math.max(...[...document.querySelectorAll('#list li, #input')]"
+                ".map(el => el.getBoundingClientRect().right))]"
+            ))  # fmt: skip
+            page.screenshot(path=str(tmp_path / f"long-message-{width}.png"))
+        page.set_viewport_size({"width": 800, "height": 600})
+        for i in range(40):
+            page.fill("#input", f"line {i}")
+            page.press("#input", "Enter")
+        wait_li(page, "[bar] line 39")
+        page.wait_for_timeout(300)  # the list's last scroll
+        page.keyboard.type("half typed")
+        seen = page.evaluate(
+            "() => { const box = el => el.getBoundingClientRect();"
+            " const input = box(document.getElementById('input'));"
+            " const last = box(document.querySelector('#list li:last-child'));"
+            " return [input.top, input.bottom, last.bottom, innerHeight, scrollY]; }"
+        )
+        page.screenshot(path=str(tmp_path / "long-chat.png"))
+    finally:
+        rc, _ = srv.stop()
+    assert rc == 0
+    for scroll, inner, right in widths:
+        assert scroll <= inner, f"the page scrolls sideways: {scroll}px wide in a {inner}px window"
+        assert right <= inner, f"a line or the input ends at {right}px, past the {inner}px window"
+    input_top, input_bottom, last_bottom, height, scroll_y = seen
+    assert 0 <= input_top and input_bottom <= height, f"the input is out of sight: {seen}"
+    assert last_bottom <= height + 1, f"the newest line is below the window: {seen}"
+    assert scroll_y == 0, f"the page itself scrolled: {seen}"
+
+
 @pytest.mark.parametrize("var", ["FOO_TCP_ADDR", "RELAY_HTTP_ADDR", "AM_DBG_ADDR"])
 def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str) -> None:
     with socket.socket() as busy:
@@ -272,6 +320,8 @@ def test_a_port_in_use_is_one_line_naming_the_variable(tmp_path: Path, var: str)
     assert len(err) == 1, proc.stderr
     assert addr in err[0] and var in err[0]
     assert "Traceback" not in proc.stdout + proc.stderr
+    if var == "AM_DBG_ADDR":  # a running `am dbg`, most likely: how to report to it instead
+        assert f"AM_DBG_ADDR={addr} am start, no --dbg" in err[0], err[0]
 
 
 def test_a_closed_stdout_still_stops_cleanly_and_writes_the_dump(tmp_path: Path) -> None:
@@ -392,6 +442,19 @@ def test_a_debugger_address_defaults_am_log_to_the_links_level() -> None:
     assert debug_env({"AM_DBG_ADDR": "h:1"}, dbg=False) == {"AM_DBG_ADDR": "h:1", "AM_LOG": "3"}
     assert debug_env({"AM_LOG": "0"}, dbg=True)["AM_LOG"] == "0"  # an explicit level stays
     assert debug_env({"AM_DBG_ADDR": "1"}, dbg=True)["AM_DBG_ADDR"] == DEFAULT_DBG_ADDR
+
+
+def test_am_start_says_how_to_get_the_fast_page_when_it_serves_the_dev_build() -> None:
+    """A first run has only the dev build: every tab boots Pyodide for several seconds. The
+    line names the remedy, and nothing is said when the prod build is used or asked for."""
+    from cli.start import page_note
+
+    first_run = page_note("auto", prod_built=False, prod_fresh=False)
+    assert first_run is not None and "dev build" in first_run and "task build-prod" in first_run
+    assert "stale" in (page_note("auto", prod_built=True, prod_fresh=False) or "")
+    assert page_note("auto", prod_built=True, prod_fresh=True) is None
+    assert page_note("dev", prod_built=False, prod_fresh=False) is None
+    assert page_note("prod", prod_built=False, prod_fresh=False) is None
 
 
 def test_a_page_opened_before_the_build_says_to_run_task_build(browser, tmp_path: Path) -> None:

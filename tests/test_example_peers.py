@@ -5,6 +5,9 @@ The same program in Chromium is tested in test_example_browser.py."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -15,7 +18,7 @@ from test_relay_static import get
 
 from machines.example.browser import BrowserBar
 from machines.example.config import Config
-from machines.example.server import run_server
+from machines.example.server import find_exception, run_server
 from machines.example.trio_io import HeadlessUI, TrioHost
 
 pytestmark = pytest.mark.timeout(60)
@@ -153,6 +156,68 @@ def test_config_from_env_file_and_environment(tmp_path: Path) -> None:
     assert cfg.page()["env"] == {"AM_DBG_ADDR": "1"}
     with pytest.raises(ValueError, match="FOO_HELLO_INTERVAL"):
         load(None, {"FOO_HELLO_INTERVAL": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("FOO_TCP_ADDR", "bogus"), ("RELAY_HTTP_ADDR", "localhost:99999"),
+     ("BAR_REPL_ADDR", "localhost"), ("AM_DBG_ADDR", "6831")],
+)  # fmt: skip
+def test_a_bad_address_is_one_line_naming_its_variable(
+    tmp_path: Path, var: str, value: str
+) -> None:
+    """Caught at load, before anything listens: `am start` says which variable, exits 2 (it
+    was a traceback from whichever listener read the address first)."""
+    from machines.example.config import load
+
+    with pytest.raises(ValueError, match=f"^{var}: bad address"):
+        load(None, {var: value})
+    assert load(None, {"AM_DBG_ADDR": "1"}).page()["env"] == {"AM_DBG_ADDR": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AM_", "RELAY_", "FOO_"))}
+    res = subprocess.run(
+        [sys.executable, "-m", "cli.main", "start"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO), var: value},
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    line = res.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, res.stderr
+    assert line.startswith(f"am start: {var}: bad address {value!r}"), line
+    assert not (tmp_path / "tmp").exists()  # nothing started, no address file
+
+
+@pytest.mark.trio
+async def test_a_previous_runs_address_files_go_once_the_server_listens(tmp_path: Path) -> None:
+    """A killed run's files are removed (``am repl --dir`` would list dead machines), but only
+    once this server listens: a second ``am start`` that fails on a busy port leaves the
+    running one's files alone (``task start`` removed them first, and the REPL found none)."""
+    import dataclasses
+
+    from machines.example.server import StartError
+
+    repl_dir = tmp_path / "tmp"
+    repl_dir.mkdir()
+    dead_tab = repl_dir / "repl-browser-bar-dead.addr"
+    dead_tab.write_text("127.0.0.1:1\n")
+    (repl_dir / "server-foo-repl.addr").write_text("127.0.0.1:1\n")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            first = await nursery.start(partial(run_server, config(tmp_path), None, print))
+            assert not dead_tab.exists()
+            own = (repl_dir / "server-foo-repl.addr").read_text().strip()
+            assert own.endswith(f":{first.repl.addr.rsplit(':', 1)[1]}"), own
+            # a tab of the running server, then a second server on the same addresses
+            tab = repl_dir / "repl-browser-bar-live.addr"
+            tab.write_text("127.0.0.1:2\n")
+            second = dataclasses.replace(
+                config(tmp_path), foo_repl_addr=first.repl.addr, relay_http_addr=first.relay.addr
+            )
+            with pytest.raises(BaseException) as failed:
+                await nursery.start(partial(run_server, second, None, print))
+            assert find_exception(failed.value, StartError) is not None, failed.value
+            assert tab.exists()
+            assert (repl_dir / "server-foo-repl.addr").read_text().strip() == own
+            nursery.cancel_scope.cancel()
 
 
 @pytest.mark.trio

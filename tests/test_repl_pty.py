@@ -132,3 +132,52 @@ def test_interactive_bad_input_keeps_the_prompt(tmp_path: Path) -> None:
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+def test_ctrl_c_under_task_repl_stops_commands_and_never_ends_task(tmp_path: Path) -> None:
+    """`task repl` (go-task in between): each Ctrl-C that stops a running command was a SIGINT
+    to task too, which gave up at the third ("Forcing shutdown") and left the REPL orphaned on
+    a terminal the shell took back. In a process group of its own, only the REPL sees it."""
+    import shutil
+
+    task = shutil.which("task")
+    if task is None:
+        pytest.fail("the go-task binary is missing: pip install go-task-bin")
+    addr_dir = tmp_path / "addrs"
+    (tmp_path / "Taskfile.yml").write_text(
+        'version: "3"\n'
+        "tasks:\n"
+        "  repl:\n"
+        "    interactive: true\n"
+        "    cmds:\n"
+        f"      - {sys.executable} -m cli.main repl --dir {addr_dir} --history {os.devnull}\n"
+    )
+    foo = Target("foo", addr_dir)
+    env = {**ENV, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    child = pexpect.spawn(
+        task, ["--silent", "--taskfile", str(tmp_path / "Taskfile.yml"), "repl"],
+        cwd=str(REPO), env=env, encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 160),
+    )  # fmt: skip
+    try:
+        child.expect_exact("+ foo (")
+        child.expect_exact(PROMPT)
+        for _ in range(4):  # task forced its way out at the third
+            child.send("watch foo\r")
+            child.expect_exact("watching foo")
+            child.sendintr()
+            child.expect_exact("stopped watching foo")
+            child.expect_exact(PROMPT)
+        child.send("status\r")
+        child.expect_exact("Total: 1")
+        child.expect_exact(PROMPT)
+        assert "Signal received" not in screen_text(child)
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+        seen = screen_text(child)
+        assert "Signal received" not in seen and "Forcing" not in seen, seen
+        assert child.exitstatus == 0, seen
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+        foo.stop()

@@ -308,6 +308,12 @@ def test_unknown_machine(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
     code, out = vis(tmp_path, "inspect-dump", str(GO_DUMP), "mach://nope")
     assert code != 0 and "machine nope not found" in out
+    # the error names what the dump holds, or the ids closest to the one asked for
+    assert "(it holds " in out and "more)" in out, out
+    code, out = vis(tmp_path, "render-dump", str(GO_DUMP), "mach://sim-p1x")
+    assert code != 0 and "(did you mean sim-p1" in out, out
+    assert "please wait" not in out  # the error comes first, not after a promise
+    assert len(out.strip().splitlines()[-1]) < 200
     assert not list(tmp_path.iterdir())
 
 

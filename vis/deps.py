@@ -2,8 +2,8 @@
 
 ``list``: what the browser program imports (the code the page runs), module by module, each with
 the distribution and version it comes from, and the pinned Pyodide: written as Markdown
-(``task deps`` → ``deps.md``). ``graph``: the import graph of the project's packages, drawn by
-``d2`` (``task deps-graph`` → ``deps-graph.svg``).
+(``task deps`` → ``deps.md``). ``graph``: the browser program's import graph (``--all``: every
+module of the project), drawn by ``d2`` (``task deps-graph`` → ``deps-graph.svg``).
 
 Imports inside functions count: grimp reads every ``import`` statement, which is what can run.
 """
@@ -105,17 +105,35 @@ def deps_markdown(entry: str = BROWSER_ENTRY, wheels: Path = WHEELS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def graph_d2(packages: tuple[str, ...] = PACKAGES) -> str:
-    """The project's module import graph in D2: modules nested in their packages (a dotted
-    module name is a D2 path), one arrow per import between project modules."""
+def graph_d2(packages: tuple[str, ...] = PACKAGES, entry: str | None = BROWSER_ENTRY) -> str:
+    """A module import graph in D2: modules nested in their packages (a dotted module name is a
+    D2 path), one arrow per import.
+
+    With ``entry`` (the default: the browser program, as the reference's ``godepgraph -s``
+    draws its program), only what ``entry`` imports, directly or not, plus the third-party
+    packages among them (the standard library left out); the whole project's 120-odd modules
+    made a drawing too big to read. ``entry=None``: every module of ``packages``, ours only.
+    """
     graph = build_graph(packages)
     ours = sorted(m for m in graph.modules if m.split(".")[0] in packages)
+    externals: list[str] = []
+    if entry is not None:
+        if entry not in graph.modules:
+            raise SystemExit(f"vis.deps: no module {entry!r} in {', '.join(packages)}")
+        keep = {entry, *graph.find_upstream_modules(entry)}
+        ours = [m for m in ours if m in keep]
+        externals = sorted(
+            m for m in keep
+            if m.split(".")[0] not in packages and m.split(".")[0] not in sys.stdlib_module_names
+        )  # fmt: skip
     lines = ["direction: right"]
     lines += [f"{m}: {m.rsplit('.', 1)[-1]}" for m in ours]
+    lines += [f"{m}: {m} {{style.stroke-dash: 3}}" for m in externals]
+    drawn = set(ours) | set(externals)
     for m in ours:
         for dep in sorted(graph.find_modules_directly_imported_by(m)):
             # an import of a package's own parent is the package's __init__: not an edge
-            if dep in ours and dep != m and not m.startswith(dep + "."):
+            if dep in drawn and dep != m and not m.startswith(dep + "."):
                 lines.append(f"{m} -> {dep}")
     return "\n".join(lines) + "\n"
 
@@ -128,11 +146,13 @@ def main(argv: list[str] | None = None) -> None:
     lst.add_argument("--entry", default=BROWSER_ENTRY, help="the browser program's module")
     grp = sub.add_parser("graph", help="render the import graph (SVG via d2)")
     grp.add_argument("-o", "--out", type=Path, default=Path("deps-graph.svg"))
+    grp.add_argument("--entry", default=BROWSER_ENTRY, help="draw what this module imports")
+    grp.add_argument("--all", action="store_true", help="every module of the project instead")
     args = parser.parse_args(argv)
     if args.command == "list":
         args.out.write_text(deps_markdown(args.entry))
     else:
-        source = graph_d2()
+        source = graph_d2(entry=None if args.all else args.entry)
         args.out.with_suffix(".d2").write_text(source)
         args.out.write_bytes(render_svg(source))
     print(f"wrote {args.out}")

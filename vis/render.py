@@ -7,6 +7,7 @@ only when everything succeeded, so a failure never leaves a partial ``.d2`` or `
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -100,6 +101,23 @@ def write_all(files: dict[Path, bytes]) -> None:
         raise
 
 
+#: how many of a dump's machine ids an unknown-machine error names
+KNOWN_SHOWN = 8
+
+
+def unknown_machine(mach_id: str, known: set[str]) -> RenderError:
+    """The one-line error for a machine the dump does not hold, naming the likeliest meant
+    ones (a tab's id changes with every page load: ``browser-bar-ab12`` of yesterday's run)."""
+    close = difflib.get_close_matches(mach_id, sorted(known), n=3, cutoff=0.5)
+    if close:
+        hint = f"did you mean {', '.join(close)}?"
+    else:
+        shown = sorted(known)[:KNOWN_SHOWN]
+        more = f" and {len(known) - len(shown)} more" if len(known) > len(shown) else ""
+        hint = f"it holds {', '.join(shown)}{more}"
+    return RenderError(f"machine {mach_id} not found in the dump file ({hint})")
+
+
 def render_files(
     machines: list[MachineDump], opts: RenderOptions, out_name: str | os.PathLike[str]
 ) -> tuple[Path, Path]:
@@ -109,7 +127,7 @@ def render_files(
     known = {m.id for m in machines}
     for mach_id in opts.machs:
         if mach_id not in known:
-            raise RenderError(f"machine {mach_id} not found in the dump file")
+            raise unknown_machine(mach_id, known)
     renderer = D2Renderer(Graph.from_dump(machines), opts)
     source = renderer.render()
     svg = render_svg(source, elk=opts.elk or renderer.needs_elk)
@@ -125,7 +143,7 @@ def inspect_files(
 ) -> tuple[Path, Path]:
     """Write ``<out_name>.md`` and ``<out_name>.xml``; returns their paths."""
     if mach_id is not None and mach_id not in {m.id for m in machines}:
-        raise RenderError(f"machine {mach_id} not found in the dump file")
+        raise unknown_machine(mach_id, {m.id for m in machines})
     g = Graph.from_dump(machines)
     base = Path(out_name)
     md_path = base.with_name(base.name + ".md")

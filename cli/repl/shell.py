@@ -8,15 +8,19 @@ there are no locks or thread hand-offs. (Trio in a second thread would make ever
 race the clients' receive tasks.) Trio drives the loop: it awaits each prompt as an asyncio task
 and runs the command itself. Ctrl-C at the prompt is a key (the terminal is raw): it clears the
 line. While a command runs the terminal is cooked, so Ctrl-C is a SIGINT, which the asyncio
-loop turns into cancelling that command (`Session.interrupt`). Ctrl-D at the prompt exits 0.
+loop turns into cancelling that command (`Session.interrupt`); the REPL runs in a process group
+of its own (`foreground_group`), so that SIGINT never reaches a launcher such as `task repl`.
+Ctrl-D at the prompt exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,7 +97,58 @@ async def _interrupt_on_sigint(session: Session) -> None:
 
 def run_interactive(make_session: Callable[[Output], Session], history: Path | None) -> int:
     """The prompt: asyncio hosts prompt_toolkit, trio runs as its guest (see the module doc)."""
-    return asyncio.run(_host(make_session, history))
+    with foreground_group():
+        return asyncio.run(_host(make_session, history))
+
+
+@contextmanager
+def foreground_group() -> Iterator[None]:
+    """Run in a process group of our own, the terminal's foreground one, as a shell's job.
+
+    A launcher in between (`task repl`) shares our process group, so every Ctrl-C that stops a
+    running command (a SIGINT then: the terminal is cooked) reached it too, and go-task forces
+    its way out at the third, leaving this REPL orphaned on a terminal the shell takes back.
+    In a group of its own only the REPL gets Ctrl-C; the launcher's group gets the terminal
+    back on the way out. Ctrl-Z is ignored meanwhile: a stopped group the shell does not know
+    about would hang the terminal. Nothing changes when we already lead the foreground group
+    (run from a shell), run in the background, or there is no terminal.
+    """
+    try:
+        fd = sys.stdin.fileno()
+        before = os.tcgetpgrp(fd)
+    except (OSError, ValueError):  # no terminal
+        yield
+        return
+    if before != os.getpgrp() or os.getpgrp() == os.getpid():
+        # a shell's job already, or in the background (``am repl &``): the terminal is not
+        # ours to take
+        yield
+        return
+    old_ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background tcsetpgrp
+    old_tstp = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
+    moved = False
+    try:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(fd, os.getpgrp())
+        moved = True
+    except OSError:  # not permitted: back in the launcher's group, which has the terminal
+        with suppress(OSError):
+            os.setpgid(0, before)
+        signal.signal(signal.SIGTSTP, old_tstp)
+    finally:
+        signal.signal(signal.SIGTTOU, old_ttou)
+    try:
+        yield
+    finally:
+        if moved:
+            old_ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            try:
+                os.tcsetpgrp(fd, before)
+            except OSError:  # the launcher's group is gone: its shell takes the terminal
+                pass
+            finally:
+                signal.signal(signal.SIGTTOU, old_ttou)
+            signal.signal(signal.SIGTSTP, old_tstp)
 
 
 async def _host(make_session: Callable[[Output], Session], history: Path | None) -> int:

@@ -21,6 +21,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 
+from machines.addr import format_hostport
+
 from .address import AddrError, MachAddr
 from .bars import AddressBar, ClickableLine, StatusBar, TagsBar, Toolbar
 from .call_log import CallLogOutputs
@@ -159,6 +161,7 @@ class DebuggerApp(App[None]):
         self.info = info
         self._pending = open_addr
         self._dirty = True
+        self._hint_bound = False  # the empty schema pane names the bound port (see _frame)
         self._painted_at = 0.0
         self._data_at = 0.0
         self._holding = False
@@ -198,7 +201,7 @@ class DebuggerApp(App[None]):
         yield TagsBar(id="tags")
         with Horizontal(id="main"):
             yield MachineList(id="list")
-            yield SchemaTree(id="tree")
+            yield SchemaTree(id="tree", empty=self._empty_hint)
             with Vertical(id="right"):
                 yield LogPane(id="log")
                 yield LogReader(id="reader")
@@ -232,6 +235,15 @@ class DebuggerApp(App[None]):
             self.set_interval(DIAGRAMS_DEBOUNCE, lambda: self.diagrams.tick(self.status))
         self.theme = THEMES[self.view_theme]
         Pane.palette = LIGHT if self.view_theme == "light" else None
+        pending = self._pending
+        if pending is not None and pending.mach_id not in self.session.collector.machines:
+            # MACH_URL names no loaded machine: say so (it silently opened another one). Live,
+            # it may still connect, and opens then.
+            if self.live is None:
+                self._pending = None
+                self.status(f"no machine {pending.mach_id!r} in the imported data")
+            else:
+                self.status(f"mach://{pending.mach_id}: not here yet; it opens when it connects")
         self.call_after_refresh(self._frame)
 
     # ----- the UI first: ingest waits while a key or a frame is being painted
@@ -306,6 +318,8 @@ class DebuggerApp(App[None]):
         if self._pending is not None and self._pending.mach_id in self.session.collector.machines:
             addr, self._pending = self._pending, None
             self._goto(addr)
+        if not self._hint_bound and self.live is not None and self.live.bound:
+            self._hint_bound = self._dirty = True  # the port bound: the empty pane names it
         now = time.monotonic()
         caught_up = True
         data_frame = self._dirty and now - self._painted_at >= DATA_FRAME
@@ -429,6 +443,16 @@ class DebuggerApp(App[None]):
     def action_history_forward(self) -> None:
         self.session.forward()
         self.paint()
+
+    def _empty_hint(self) -> str:
+        """The schema pane before any machine: live, the address machines should report to (a
+        first run showed a blank screen and no clue where to point ``AM_DBG_ADDR``; browser
+        machines get theirs from it too, the WebSocket port being the next one)."""
+        live = self.live
+        if live is None:
+            return "no machine yet"
+        port = live.bound[0] if live.bound else live.port
+        return f"no machine yet: run them with AM_DBG_ADDR={format_hostport(live.host, port)}"
 
     def action_edit_address(self) -> None:
         def done(value: str | None) -> None:

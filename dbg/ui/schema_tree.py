@@ -14,6 +14,7 @@ gets a selector line (``group: all``; click or Ctrl+G) that restricts the tree t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -94,8 +95,10 @@ class SchemaTree(Pane, can_focus=True):
 
     show_relations = True
 
-    def __init__(self, **kw) -> None:
+    def __init__(self, empty: Callable[[], str] | None = None, **kw) -> None:
         super().__init__(**kw)
+        #: what the pane says before any machine: live, where machines should report
+        self.empty = empty or (lambda: "no machine yet")
         self._shown_lines: list[_Line] = []  # per painted line (for clicks)
         self._lines: list[_Line] = []  # every line of the last paint
         self.sub = 0  # the cursor's relation line under the selected state (0: the state)
@@ -143,7 +146,7 @@ class SchemaTree(Pane, can_focus=True):
     def paint(self, session: Session) -> None:
         h = session.current
         if h is None:
-            self.show("no machine yet")
+            self.show(self.empty())
             self.border_title = "Schema"
             self._lines = self._shown_lines = []
             return

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from machines.addr import parse_hostport
+
 #: variable -> default (the reference's ports; ``:0`` lets the relay pick bar's REPL port)
 DEFAULTS: dict[str, str] = {
     "FOO_TCP_ADDR": "localhost:14000",
@@ -25,6 +27,10 @@ DEFAULTS: dict[str, str] = {
     "FOO_HELLO_INTERVAL": "10",
     "AM_DBG_ADDR": "",
 }
+
+#: the variables that must be ``HOST:PORT``: checked at load, so a typo is one line naming the
+#: variable before anything starts, not a traceback from whichever listener reads it first
+ADDR_VARS = ("FOO_TCP_ADDR", "FOO_REPL_ADDR", "BAR_TCP_ADDR", "BAR_REPL_ADDR", "RELAY_HTTP_ADDR")
 
 #: debug variables passed through to the page as they are (see DESIGN: configuration)
 PAGE_ENV = ("AM_DBG_ADDR", "AM_LOG", "AM_LOG_FULL", "AM_DEBUG", "AM_HEALTHCHECK",
@@ -76,7 +82,8 @@ class Config:
 def load(env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None) -> Config:
     """Defaults < ``env_file`` (if it exists) < ``environ`` (default: ``os.environ``).
 
-    A bad number raises ValueError naming the variable.
+    A bad number or address (``AM_DBG_ADDR`` too, unless empty or ``1``) raises ValueError
+    naming the variable.
     """
     values: dict[str, str] = dict(DEFAULTS)
     if env_file is not None and Path(env_file).is_file():
@@ -100,4 +107,10 @@ def load(env_file: str | Path | None = ".env", environ: Mapping[str, str] | None
         else:
             kw[f.name] = values[name]
     kw["env"] = {k: values[k] for k in PAGE_ENV if values.get(k)}
+    dbg_addr = values.get("AM_DBG_ADDR") or ""
+    for name in (*ADDR_VARS, *(("AM_DBG_ADDR",) if dbg_addr not in ("", "1") else ())):
+        try:
+            parse_hostport(values[name])
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
     return Config(**kw)

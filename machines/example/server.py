@@ -205,6 +205,34 @@ async def _bind(stack: AsyncExitStack, what: str, var: str, addr: str, cm: Any) 
         raise StartError(f"cannot listen on {addr} ({var}, {what}): {reason}") from None
 
 
+def _addr_files(directory: Path) -> dict[Path, tuple[int, int]]:
+    """The ``*.addr`` files of ``directory`` with their identity (inode, mtime)."""
+    found = {}
+    for path in directory.glob("*.addr"):
+        try:
+            st = path.stat()
+        except OSError:  # gone meanwhile
+            continue
+        found[path] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def _remove_unchanged(files: dict[Path, tuple[int, int]]) -> None:
+    """Remove the address files a previous run left (a killed ``am start``: its tabs' and its
+    own), once this one listens: nothing answers at them, and ``am repl --dir`` would list
+    their machines as disconnected. Only now, not before binding (``task start`` ran ``rm -f
+    tmp/*.addr`` first): a second ``am start`` failing on a busy port took the running one's
+    files, and ``am repl`` found no machine. A file rewritten meanwhile (this server's own, a
+    tab that reconnected already) is kept."""
+    for path, ident in files.items():
+        try:
+            st = path.stat()
+            if (st.st_ino, st.st_mtime_ns) == ident:
+                path.unlink()
+        except OSError:  # gone meanwhile
+            continue
+
+
 def find_exception(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
     """``exc`` itself or the first ``kind`` inside its (nested) exception groups."""
     if isinstance(exc, kind):
@@ -266,6 +294,7 @@ async def run_server(
         foo = Machine(FOO, id=SERVER_ID, handlers=handlers, nursery=nursery)
         stack.callback(foo.dispose)
         repl_dir = Path(cfg.repl_dir)
+        left_over = _addr_files(repl_dir)  # before anything of ours writes there
         repl = await _bind(
             stack, "REPL", "FOO_REPL_ADDR", cfg.foo_repl_addr,
             expose(foo, cfg.foo_repl_addr, repl_dir, args=REPL_ARGS),
@@ -295,6 +324,7 @@ async def run_server(
         server = Server(
             foo, mux, repl, relay, browsers, relay.url, repl_dir / f"{SERVER_ID}-repl.addr"
         )
+        _remove_unchanged(left_over)
         foo.add("Ready")  # every endpoint listens
         task_status.started(server)
         await trio.sleep_forever()
