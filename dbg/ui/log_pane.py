@@ -136,7 +136,8 @@ class LogPane(Pane, can_focus=True):
         start = max(0, min(cur_first - height // 3, len(rows) - height))
         shown = rows[start : start + height]
         self._tx_at = [j for j, _ in shown]
-        self.show(Text("\n").join(t for _, t in shown))
+        # no_wrap: the joined text's lines take its settings, and the pane would wrap them
+        self.show(Text("\n", no_wrap=True, overflow="ellipsis").join(t for _, t in shown))
 
     def on_click(self, event: events.Click) -> None:
         off = event.get_content_offset(self)
