@@ -115,7 +115,7 @@ class Toolbar(ClickableLine, can_focus=True):
         if self.has_focus and self._spans:
             row, a, b, _ = self._spans[self.picked % len(self._spans)]
             rows[row].stylize("reverse", a, b)
-        self.show(Text("\n").join(rows))
+        self.show(Text("\n", no_wrap=True, overflow="ellipsis").join(rows))
 
     def action_pick(self, n: int) -> None:
         if self._spans:
