@@ -148,8 +148,11 @@ def test_timelines_cycle_two_none_one_and_the_panes_get_the_rows():
         await click_toolbar(app, pilot, "timelines")
         assert app.timelines == 1 and shown() == (True, True, False, False)
         assert log.size.height == height + 2 and "[1]timelines" in text(app, "#toolbar")
-        # the keyboard way: Alt+F, then → up to the button, Enter
-        await pilot.press("alt+f")
+        # the keyboard way: Alt+F, then → up to the button, Enter. A terminal sends Alt+F
+        # as ESC f, which Textual reads as ctrl+right: that focuses the toolbar too
+        await pilot.press("ctrl+right")
+        assert app.focused is not None and app.focused.id == "toolbar"
+        await pilot.press("escape", "alt+f")
         bar = app.query_one(Toolbar)
         target = next(i for i, sp in enumerate(bar._spans) if sp[3] == "timelines")
         await pilot.press(*["right"] * ((target - bar.picked) % len(bar._spans)), "enter")

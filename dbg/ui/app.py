@@ -121,7 +121,9 @@ class DebuggerApp(App[None]):
         Binding("ctrl+g", "group", show=False),
         Binding("alt+n", "page(1)", show=False),
         Binding("alt+p", "page(-1)", show=False),
-        Binding("alt+f", "focus_toolbar", show=False),
+        # a terminal sends Alt+F as ESC f, which Textual reads as ctrl+right (readline's
+        # forward-word): both focus the toolbar
+        Binding("alt+f,ctrl+right", "focus_toolbar", show=False),
         Binding("alt+t", "timelines", show=False),
         Binding("alt+w", "log_wrap", show=False),
         Binding("question_mark", "help", show=False),
