@@ -65,6 +65,7 @@ def test_traces_toggle_hides_the_stack_trace_under_an_error_line():
         err = next(i for i, line in enumerate(lines) if "[error:add] Foo" in line)
         assert lines[err + 1].startswith("▌Traceback (most recent call last)")
         assert any("raise ValueError(BOOM)" in line for line in lines)
+        assert "▌" not in lines  # the trace's final newline makes no empty row
         assert "[x]traces" in text(app, "#toolbar")
         await click_toolbar(app, pilot, "log_traces")
         assert not app.session.log_traces and "[ ]traces" in text(app, "#toolbar")

@@ -63,7 +63,7 @@ def entry_lines(text: str, traces: bool = True) -> list[str]:
     """The screen lines of one log entry. An ``[error]`` (or ``[breakpoint]``) entry carries
     its stack trace on the lines after the first; with ``traces`` off only the first line
     stays, as the reference's ``traces`` toggle does."""
-    lines = text.split("\n")
+    lines = text.rstrip("\n").split("\n")  # a trace ends with a newline: no empty row
     if not traces and text.startswith(_TRACED):
         return lines[:1]
     return lines
