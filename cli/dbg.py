@@ -130,6 +130,17 @@ def dbg(
         help="The narrow layout at any width: no machine list (as under 100 columns), for "
         "tiled dashboards.",
     ),
+    view_timelines: int = typer.Option(
+        2,
+        "--view-timelines",
+        help="Timelines under the panes: 2 both (transitions and steps), 1 the transitions' "
+        "only, 0 none; their rows go to the panes (toolbar 'timelines' or Alt+T cycles).",
+    ),
+    view_log_wrap: bool = typer.Option(
+        False,
+        "--view-log-wrap",
+        help="Wrap long log lines instead of cutting them (toolbar 'wrap' or Alt+W).",
+    ),
     version_: bool = typer.Option(
         False,
         "--version",
@@ -266,6 +277,8 @@ def dbg(
         fail("dbg", f"unknown --output-diag-group {output_diag_group!r} (hide, skip or off)", 2)
     if output_diag_tx not in _DIAG_TX:
         fail("dbg", f"unknown --output-diag-tx {output_diag_tx!r} ({', '.join(_DIAG_TX)})", 2)
+    if view_timelines not in (0, 1, 2):
+        fail("dbg", f"--view-timelines is 0, 1 or 2, not {view_timelines}", 2)
     if view_theme not in _THEMES:
         fail("dbg", f"unknown --view-theme {view_theme!r} (dark or light)", 2)
     if fwd_data:
@@ -310,7 +323,8 @@ def dbg(
             clean_on_connect=clean_on_connect, theme=view_theme, fwd=fwd_data,
             diagrams=output_diagrams, graph_text=output_graph, web=ui_web, mcp=ui_mcp,
             diag=(output_diag_group, output_diag_tx), call_log=output_call_log,
-            reader=view_reader, narrow=view_narrow,
+            reader=view_reader, narrow=view_narrow, timelines=view_timelines,
+            log_wrap=view_log_wrap,
             offscreen=ui_headless or ui_ssh, ssh=ui_ssh,
             outputs={k for k, on in (("tx", output_tx), ("clients", output_clients),
                                      ("log", output_log)) if on},
@@ -364,6 +378,8 @@ def _ui(
     call_log: bool = False,
     reader: bool = True,
     narrow: bool = False,
+    timelines: int = 2,
+    log_wrap: bool = False,
     mcp: bool = True,
     offscreen: bool = False,
     ssh: bool = False,
@@ -451,7 +467,7 @@ def _ui(
         outputs=outputs or set(), theme=theme, diagrams=diagrams, graph_text=graph_text,
         on_diagrams=server.refresh if server is not None else None,
         diag_group=diag[0], diag_tx=diag[1], call_log=call_log, reader=reader, narrow=narrow,
-        quit_on_signals=offscreen,
+        timelines=timelines, log_wrap=log_wrap, quit_on_signals=offscreen,
     )  # fmt: skip
     if remote is not None:
         remote.app = app

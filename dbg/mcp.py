@@ -168,7 +168,7 @@ TOOLS = (
     ToolSpec(
         "ToggleTool",
         "Flip one of the debugger's toggles, as its key or toolbar button does, and return "
-        "its new state ('NAME on' or 'NAME off').",
+        "its new state ('NAME on' or 'NAME off'; 'timelines N' for timelines).",
         (
             "tool",
             "a filter that hides transitions from navigation, counts and the log: canceled, "
@@ -176,7 +176,9 @@ TOOLS = (
             "runs), disconn (disconnected machines), rpc (aRPC and relay machines), group "
             "(outside the selected schema group); or tail (follow new transitions), play "
             "(2 transitions/s), rain (the rain view), reader (the log reader pane), expand "
-            "(every relation in the schema tree)",
+            "(every relation in the schema tree), times (the log's per-second time labels), "
+            "traces (stack traces under [error] log lines), wrap (wrap long log lines), "
+            "timelines (cycles how many timelines show: 2 both, 0 none, 1 transitions only)",
         ),
     ),
     ToolSpec(

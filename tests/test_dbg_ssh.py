@@ -137,7 +137,9 @@ async def _scenario(port: int, proc: subprocess.Popen) -> None:
     a.screen.resize(30, 90)
     chan_a.change_terminal_size(90, 30)
     await a.until(
-        lambda t: "Machines:" not in t.text and "Transition 1 / 9" in t.screen.display[25]
+        # the transitions' timeline is 6th from the bottom: the next-tx bar, the steps
+        # timeline, 2 toolbar rows and the status bar under it
+        lambda t: "Machines:" not in t.text and "Transition 1 / 9" in t.screen.display[-6]
     )
 
     # bad input (not UTF-8, a broken mouse report) is dropped; the session goes on

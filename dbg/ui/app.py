@@ -44,7 +44,7 @@ from .session import Session
 from .theme import LIGHT, THEMES
 from .timelines import StepTimeline, TimelineWheel, TxBar, TxTimeline
 
-__all__ = ["VIEWS", "DebuggerApp"]
+__all__ = ["TIMELINES", "VIEWS", "DebuggerApp"]
 
 VIEWS = ("tree-log", "tree-matrix", "tree-rain", "matrix", "matrix-rain")
 #: panes of the content area per view
@@ -58,6 +58,7 @@ _VIEW_PANES = {
 _PANES = ("#addr", "#tags", "#list", "#tree", "#log", "#reader", "#matrix", "#rain", "#txbar",
           "#txtl", "#nextbar", "#steptl", "#toolbar")  # fmt: skip
 _ALWAYS = frozenset(("quit", "focus_next", "focus_previous"))
+TIMELINES = (0, 1, 2)
 NARROW_WIDTH = 100  # below: no machine list
 SEARCH_RESET = 1.5  # seconds of typing pause that start a new search
 PLAY_INTERVAL = 0.5
@@ -74,7 +75,8 @@ class DebuggerApp(App[None]):
     TITLE = "am dbg"
     CSS = """
     Screen { layout: vertical; }
-    #addr, #tags, #txbar, #txtl, #nextbar, #steptl, #toolbar, #status { height: 1; }
+    #addr, #tags, #txbar, #txtl, #nextbar, #steptl, #status { height: 1; }
+    #toolbar { height: 2; }
     #main { height: 1fr; }
     #list { width: 34; height: 100%; border: round $primary-darken-2; }
     #tree { width: 1fr; height: 100%; min-width: 20; border: round $primary-darken-2; }
@@ -87,6 +89,10 @@ class DebuggerApp(App[None]):
     .narrow #list { display: none; }
     .short #nextbar, .short #tags { display: none; }
     .no-tree #tree { display: none; }
+    .timelines-0 #txbar, .timelines-0 #txtl { display: none; }
+    .timelines-0 #nextbar, .timelines-0 #steptl, .timelines-1 #nextbar, .timelines-1 #steptl {
+        display: none;
+    }
     """
 
     BINDINGS = [
@@ -117,7 +123,11 @@ class DebuggerApp(App[None]):
         Binding("ctrl+g", "group", show=False),
         Binding("alt+n", "page(1)", show=False),
         Binding("alt+p", "page(-1)", show=False),
-        Binding("alt+f", "focus_toolbar", show=False),
+        # a terminal sends Alt+F as ESC f, which Textual reads as ctrl+right (readline's
+        # forward-word): both focus the toolbar
+        Binding("alt+f,ctrl+right", "focus_toolbar", show=False),
+        Binding("alt+t", "timelines", show=False),
+        Binding("alt+w", "log_wrap", show=False),
         Binding("question_mark", "help", show=False),
         Binding("escape", "focus_list", show=False),
         Binding("0", "log_level", show=False),
@@ -144,6 +154,8 @@ class DebuggerApp(App[None]):
         call_log: bool = False,
         reader: bool = True,
         narrow: bool = False,
+        timelines: int = 2,
+        log_wrap: bool = False,
         quit_on_signals: bool = False,
     ) -> None:
         super().__init__()
@@ -158,6 +170,11 @@ class DebuggerApp(App[None]):
         self.show_reader = reader
         #: the narrow layout (no machine list) at any width, not only under NARROW_WIDTH
         self.narrow = narrow
+        if timelines not in TIMELINES:
+            raise ValueError(f"timelines is 0, 1 or 2, not {timelines!r}")
+        #: 2: both timelines with their bars, 1: the transitions' only, 0: none
+        self.timelines = timelines
+        session.log_wrap = log_wrap
         self.info = info
         self._pending = open_addr
         self._dirty = True
@@ -304,6 +321,11 @@ class DebuggerApp(App[None]):
         if not self.show_reader:
             panes.discard("reader")
         self.screen.set_class("tree" not in panes, "no-tree")
+        for n in TIMELINES:  # the main area (1fr) takes the rows of hidden timelines
+            self.screen.set_class(self.timelines == n, f"timelines-{n}")
+        hidden = ("txtl", "steptl")[self.timelines :]
+        if self.focused is not None and self.focused.id in hidden:
+            self.query_one("#list").focus()
         for name in ("log", "reader", "matrix", "rain"):
             self.query_one(f"#{name}").display = name in panes
         self.call_after_refresh(self.paint)
@@ -502,6 +524,35 @@ class DebuggerApp(App[None]):
     def action_reader(self) -> None:
         self.show_reader = not self.show_reader
         self._apply_view()
+
+    def action_timelines(self) -> None:
+        self.timelines = (self.timelines + 1) % len(TIMELINES)
+        self._apply_view()
+
+    def action_log_wrap(self) -> None:
+        self.session.log_wrap = not self.session.log_wrap
+        self.paint()
+
+    def action_log_times(self) -> None:
+        self.session.log_times = not self.session.log_times
+        self.paint()
+
+    def action_log_traces(self) -> None:
+        self.session.log_traces = not self.session.log_traces
+        self.paint()
+
+    def switches(self) -> dict[str, tuple[bool, str, str]]:
+        """The toolbar's second row: label -> (on, action, what its box shows when on)."""
+        s = self.session
+        return {
+            "tail": (s.tail, "tail", "x"),
+            "reader": (self.show_reader, "reader", "x"),
+            "expand": (self.query_one(SchemaTree).show_relations, "relations", "x"),
+            "traces": (s.log_traces, "log_traces", "x"),
+            "timelines": (self.timelines > 0, "timelines", str(self.timelines)),
+            "wrap": (s.log_wrap, "log_wrap", "x"),
+            "rain": ("rain" in self.view, "rain", "x"),
+        }
 
     def action_filter(self, name: str) -> None:
         on = self.session.toggle_filter(name)

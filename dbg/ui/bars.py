@@ -18,7 +18,7 @@ __all__ = ["AddressBar", "StatusBar", "TagsBar", "Toolbar"]
 
 
 class ClickableLine(Pane):
-    """A line whose painted parts map x ranges to actions."""
+    """A line (or a few: see ``_row``) whose painted parts map x ranges to actions."""
 
     class Clicked(Message):
         def __init__(self, action: str) -> None:
@@ -27,19 +27,21 @@ class ClickableLine(Pane):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._spans: list[tuple[int, int, str]] = []
+        #: clickable parts: (row, from x, to x, action)
+        self._spans: list[tuple[int, int, int, str]] = []
+        self._row = 0  # the row that _part paints into
 
     def _part(self, t: Text, text: str, style: str, action: str | None) -> None:
         if action:
-            self._spans.append((len(t), len(t) + len(text), action))
+            self._spans.append((self._row, len(t), len(t) + len(text), action))
         t.append(text, style=style)
 
     def on_click(self, event: events.Click) -> None:
         off = event.get_content_offset(self)
         if off is None:
             return
-        for a, b, action in self._spans:
-            if a <= off.x < b:
+        for row, a, b, action in self._spans:
+            if row == off.y and a <= off.x < b:
                 self.post_message(self.Clicked(action))
                 return
 
@@ -76,8 +78,11 @@ class TagsBar(Pane):
 
 
 class Toolbar(ClickableLine, can_focus=True):
-    """The filters as toggles (keys 1-9), the log level (key 0) and the view. Focused
-    (Alt+F): ←/→ pick a toggle, Enter or Space flips it."""
+    """Two rows of toggles. Row 1: the filters (keys 1-9), the log level (key 0) and the
+    log's timestamps; row 2: the view's switches, as the reference's toolbar rows 3 and 4
+    have them (tail, reader, expand, stack traces, timelines 0-2, log wrap, rain). Focused
+    (Alt+F): ←/→ pick a toggle, Enter or Space flips it. ``app`` answers which view switches
+    are on (the session holds the rest)."""
 
     BINDINGS = [
         ("left", "pick(-1)"),
@@ -87,19 +92,30 @@ class Toolbar(ClickableLine, can_focus=True):
 
     picked = 0  # the toggle ←/→ moved to (while focused)
 
+    def _toggle(self, t: Text, label: str, on: bool, action: str, value: str = "x") -> None:
+        self._part(t, f"[{value if on else ' '}]{label}", "bold" if on else "grey62", action)
+        t.append(" ")
+
     def paint(self, session: Session) -> None:
         self._spans = []
-        t = Text(no_wrap=True, overflow="ellipsis")
+        rows = [Text(no_wrap=True, overflow="ellipsis") for _ in range(2)]
+        self._row, t = 0, rows[0]
         for n, name in enumerate(FILTERS, 1):
             on = name in session.filters.on
             self._part(t, f"{n}:{'[x]' if on else '[ ]'}{name}", "bold" if on else "grey62",
                        f"filter('{name}')")  # fmt: skip
             t.append(" ")
         self._part(t, f"0:log {session.log_level}", "bold", "log_level")
+        t.append(" ")
+        self._toggle(t, "times", session.log_times, "log_times")
+        self._row, t = 1, rows[1]
+        switches: dict[str, tuple[bool, str, str]] = getattr(self.app, "switches", dict)()
+        for label, (on, action, value) in switches.items():
+            self._toggle(t, label, on, action, value)
         if self.has_focus and self._spans:
-            a, b, _ = self._spans[self.picked % len(self._spans)]
-            t.stylize("reverse", a, b)
-        self.show(t)
+            row, a, b, _ = self._spans[self.picked % len(self._spans)]
+            rows[row].stylize("reverse", a, b)
+        self.show(Text("\n", no_wrap=True, overflow="ellipsis").join(rows))
 
     def action_pick(self, n: int) -> None:
         if self._spans:
@@ -108,7 +124,7 @@ class Toolbar(ClickableLine, can_focus=True):
 
     def action_press(self) -> None:
         if self._spans:
-            self.post_message(self.Clicked(self._spans[self.picked % len(self._spans)][2]))
+            self.post_message(self.Clicked(self._spans[self.picked % len(self._spans)][3]))
 
 
 class StatusBar(Pane):

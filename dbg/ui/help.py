@@ -21,7 +21,9 @@ KEYS = (
     ("Enter", "schema: on a relation line, jump to the state it references"),
     ("Ctrl+G", "schema group: all, then each group of the machine (or click the group line)"),
     ("Alt+N/P", "page down/up in the focused pane (machines, schema, else transitions)"),
-    ("Alt+F", "focus the toolbar: ←/→ pick a toggle, Enter/Space flip it"),
+    ("Alt+F", "focus the toolbar: ←/→ pick a toggle, Enter/Space flip it (or click one)"),
+    ("Alt+T", "timelines: 2 both, 0 none, 1 transitions only (toolbar 'timelines N')"),
+    ("Alt+W", "wrap long log lines, or cut them (toolbar 'wrap')"),
     ("wheel", "on the timelines: ±5 transitions / ±1 step"),
     ("a-z - _", "type to search machines (in the list) or states (in the schema)"),
     ("1-9", "toggle filters: canceled queued auto empty health checks disconn rpc group"),
@@ -47,6 +49,9 @@ LEGEND = (
     "  relation steps so far: side columns, green where a relation starts, red where it ends",
     "Reader: source, caused transitions, pipes (links), handlers, args, queue",
     "Log margin: green executed, red canceled, yellow queued",
+    "Toolbar row 1: filters, 'log N' level, 'times' = grey HH:MM:SS.ffffff tN label where a",
+    "  new second starts; row 2: tail, reader, expand, 'traces' = stack traces under [error]",
+    "  lines (off: first line only), 'timelines N', 'wrap' long log lines, rain",
     "Rain: 1 active, 2 active+touched, | deactivated, c called+canceled, * touched, . none",
 )
 

@@ -3,17 +3,22 @@
 The log shows the selected machine's log lines (up to the session's level) around the cursor,
 the current transition highlighted, with a margin mark per transition: executed (green),
 canceled (red), queued (yellow). Transitions without lines of their own get one synthetic
-line (``[cance]``, ``[queue]``, ``[empty]``) as in the reference. The reader extracts from
-the current transition: its source machine (a link, followed with Alt+G), the transitions it
-caused in other machines, the machine's pipes at that time (links to the peers), handlers
-run, arguments and queue details. Subscriptions (``When*``) and state contexts are not in
-this project's telemetry, so the reader has no such entries.
+line (``[cance]``, ``[queue]``, ``[empty]``) as in the reference. Three toolbar toggles
+shape it as the reference's do: ``times`` (a grey time label after each transition that
+starts a new wall-clock second), ``traces`` (the stack trace under an ``[error]`` line, or
+its first line only) and ``wrap`` (long lines wrapped, or cut with an ellipsis).
+
+The reader extracts from the current transition: its source machine (a link, followed with
+Alt+G), the transitions it caused in other machines, the machine's pipes at that time (links
+to the peers), handlers run, arguments and queue details. Subscriptions (``When*``) and state
+contexts are not in this project's telemetry, so the reader has no such entries.
 """
 
 from __future__ import annotations
 
 import bisect
 import time
+from datetime import timedelta
 
 from rich.text import Text
 from textual import events
@@ -27,9 +32,11 @@ from .pane import Pane
 from .pipes import pipes_at
 from .session import Session
 
-__all__ = ["LogPane", "LogReader", "tx_log_lines"]
+__all__ = ["LogPane", "LogReader", "entry_lines", "time_label", "tx_log_lines"]
 
 _WINDOW = 60  # transitions each side of the cursor that the log looks at
+_TRACED = ("[error", "[breakpoint")  # entries whose later lines are a stack trace
+_SECOND = timedelta(seconds=1)
 
 
 def tx_log_lines(info: TxInfo, states: list[str], level: int) -> list[str]:
@@ -50,6 +57,28 @@ def tx_log_lines(info: TxInfo, states: list[str], level: int) -> list[str]:
         return [f"[empty] {mutation_name(tx.type)} {called}{args}"]
     diff = " ".join([f"+{states[i]}" for i in info.added] + [f"-{states[i]}" for i in info.removed])
     return [f"[state] {diff}{args}"]
+
+
+def entry_lines(text: str, traces: bool = True) -> list[str]:
+    """The screen lines of one log entry. An ``[error]`` (or ``[breakpoint]``) entry carries
+    its stack trace on the lines after the first; with ``traces`` off only the first line
+    stays, as the reference's ``traces`` toggle does."""
+    lines = text.rstrip("\n").split("\n")  # a trace ends with a newline: no empty row
+    if not traces and text.startswith(_TRACED):
+        return lines[:1]
+    return lines
+
+
+def time_label(prev: TxInfo, info: TxInfo) -> Text | None:
+    """The grey ``HH:MM:SS.ffffff t<sum>`` line the reference puts after a transition whose
+    wall-clock second differs from the previous transition's (or that came more than a
+    second later): the log's timestamps, a label per second instead of one per line."""
+    t, p = info.tx.time, prev.tx.time
+    if t is None or p is None or (t.second == p.second and t - p <= _SECOND):
+        return None
+    label = Text(f" {t:%H:%M:%S.%f} ", style="grey50", no_wrap=True, overflow="ellipsis")
+    label.append(f"t{info.time_sum}", style="bold grey50")
+    return label
 
 
 class LogPane(Pane, can_focus=True):
@@ -76,26 +105,39 @@ class LogPane(Pane, can_focus=True):
         k = bisect.bisect_right(vis, cur) - 1
         lo, hi = max(0, k - _WINDOW), min(len(vis), k + _WINDOW + 1)
         states = h.states
+        # the text width after the margin mark; wrapped rows are laid out here (not by the
+        # pane) so that each screen row maps to its transition for scrolling and clicks
+        width = max(self.content_size.width - 1, 10)
         rows: list[tuple[int, Text]] = []
         cur_first = None
         for j in vis[lo:hi]:
             f = h.infos[j]
             tx = f.tx
             mark = "yellow" if tx.is_queued else ("green" if tx.accepted else "red")
-            for line in tx_log_lines(f, states, session.log_level):
-                t = Text(no_wrap=True, overflow="ellipsis")
-                t.append("▌", style=mark)
-                t.append(line, style="on grey23" if j == cur else "")
-                if j == cur and cur_first is None:
-                    cur_first = len(rows)
-                rows.append((j, t))
+            style = "on grey23" if j == cur else ""
+            if j == cur and cur_first is None:
+                cur_first = len(rows)
+            for entry in tx_log_lines(f, states, session.log_level):
+                for line in entry_lines(entry, session.log_traces):
+                    body = Text(line, style=style)
+                    parts = body.wrap(self.app.console, width) if session.log_wrap else [body]
+                    for part in parts:
+                        t = Text(no_wrap=True, overflow="ellipsis")
+                        t.append("▌", style=mark)
+                        t.append_text(part)
+                        rows.append((j, t))
+            if session.log_times and j > 0:
+                label = time_label(h.infos[j - 1], f)
+                if label is not None:
+                    rows.append((j, label))
         height = max(self.content_size.height, 1)
         if cur_first is None:  # before the first transition: show the start
             cur_first = 0
         start = max(0, min(cur_first - height // 3, len(rows) - height))
         shown = rows[start : start + height]
         self._tx_at = [j for j, _ in shown]
-        self.show(Text("\n").join(t for _, t in shown))
+        # no_wrap: the joined text's lines take its settings, and the pane would wrap them
+        self.show(Text("\n", no_wrap=True, overflow="ellipsis").join(t for _, t in shown))
 
     def on_click(self, event: events.Click) -> None:
         off = event.get_content_offset(self)

@@ -196,6 +196,10 @@ TOGGLES = {
     "rain": "rain",
     "reader": "reader",
     "expand": "relations",
+    "times": "log_times",
+    "traces": "log_traces",
+    "wrap": "log_wrap",
+    "timelines": "timelines",  # cycles 2 -> 0 -> 1 -> 2, as the toolbar button
 }
 
 
@@ -209,11 +213,16 @@ def _is_on(app: DebuggerApp, name: str) -> bool:
         "rain": lambda: "rain" in app.view,
         "reader": lambda: app.show_reader,
         "expand": lambda: app.query_one(SchemaTree).show_relations,
+        "times": lambda: s.log_times,
+        "traces": lambda: s.log_traces,
+        "wrap": lambda: s.log_wrap,
+        "timelines": lambda: app.timelines > 0,
     }[name]()
 
 
 async def toggle(app: DebuggerApp, name: str) -> str:
-    """Flip the toggle ``name`` (:data:`TOGGLES`) as its key does; returns its new state.
+    """Flip the toggle ``name`` (:data:`TOGGLES`) as its key does; returns its new state
+    (``timelines``: how many are shown).
     Raises :class:`Refused` for a name that is not a toggle."""
     action = TOGGLES.get(name.strip().lower())
     if action is None:
@@ -223,4 +232,6 @@ async def toggle(app: DebuggerApp, name: str) -> str:
         raise Refused(f"a dialog is open: close it first (PressKey escape) to flip {name}")
     await app.run_action(action)
     await _refreshed(app)
+    if name == "timelines":
+        return f"timelines {app.timelines}\n"
     return f"{name} {'on' if _is_on(app, name) else 'off'}\n"

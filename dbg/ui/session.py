@@ -78,6 +78,11 @@ class Session:
         self.tail = tail
         self.playing = False
         self.log_level = log_level
+        #: the log's toolbar toggles (C.5 #5): per-second time labels, the stack traces of
+        #: ``[error]`` lines (off: their first line only), long lines wrapped instead of cut
+        self.log_times = True
+        self.log_traces = True
+        self.log_wrap = False
         self.mach: str | None = None
         self.pos = -1
         self.step = 0
