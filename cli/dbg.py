@@ -597,7 +597,7 @@ async def _headless(
             nursery.cancel_scope.cancel()
     written = save()
     print(
-        f"am dbg: wrote {written or 'nothing new'} ({len(collector.machines)} machines, "
+        f"am dbg: wrote {written or 'nothing new'} ({_count(len(collector.machines), 'machine')}, "
         f"{collector.total_txs} transitions received, {collector.rejected} rejected, "
         f"{collector.trimmed} dropped by --max-mem"
         + (f" with {collector.logs_dropped} old log lines" if collector.logs_dropped else "")
@@ -635,3 +635,8 @@ def _rotated_name(out_dir: Path) -> Path:
         n += 1
         path = out_dir / f"am-dbg-dump-{stamp}-{n}.cbor.br"
     return path
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 machine``, ``2 machines``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

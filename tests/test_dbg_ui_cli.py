@@ -93,3 +93,9 @@ def test_real_terminal_opens_the_imported_machine_and_quits_on_ctrl_q(tmp_path: 
         child.close()
     assert child.exitstatus == 0, child.before
     assert first_screen < 60
+
+
+def test_counts_in_exit_lines_agree_with_their_number() -> None:
+    from cli.dbg import _count
+
+    assert [_count(n, "machine") for n in (0, 1, 2)] == ["0 machines", "1 machine", "2 machines"]

@@ -291,6 +291,18 @@ def test_long_lines_and_a_long_chat_keep_the_page_in_the_window(browser, tmp_pat
             " return [input.top, input.bottom, last.bottom, innerHeight, scrollY]; }"
         )
         page.screenshot(path=str(tmp_path / "long-chat.png"))
+        # scrolled up to read, the list stays put as lines arrive; at the bottom it follows
+        follows = []
+        for top, text in ((0, "line 40"), (10**6, "line 41")):
+            page.evaluate(f"() => {{ document.getElementById('list').scrollTop = {top}; }}")
+            page.fill("#input", text)
+            page.press("#input", "Enter")
+            wait_li(page, f"[bar] {text}")
+            page.wait_for_timeout(100)
+            follows.append(page.evaluate(
+                "() => { const l = document.getElementById('list');"
+                " return [l.scrollTop, l.scrollHeight - l.scrollTop - l.clientHeight]; }"
+            ))  # fmt: skip
     finally:
         rc, _ = srv.stop()
     assert rc == 0
@@ -301,6 +313,9 @@ def test_long_lines_and_a_long_chat_keep_the_page_in_the_window(browser, tmp_pat
     assert 0 <= input_top and input_bottom <= height, f"the input is out of sight: {seen}"
     assert last_bottom <= height + 1, f"the newest line is below the window: {seen}"
     assert scroll_y == 0, f"the page itself scrolled: {seen}"
+    (up_top, _), (_, down_gap) = follows
+    assert up_top == 0, f"the list jumped to a new line while scrolled up: {follows}"
+    assert down_gap <= 1, f"the list did not follow a new line from its bottom: {follows}"
 
 
 @pytest.mark.parametrize("var", ["FOO_TCP_ADDR", "RELAY_HTTP_ADDR", "AM_DBG_ADDR"])

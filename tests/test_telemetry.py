@@ -237,7 +237,7 @@ def test_headless_collects_from_a_process_and_writes_dump_on_sigterm(tmp_path: P
     finally:
         dbg.kill()
     assert dbg.returncode == 0, err
-    assert "wrote" in err
+    assert "wrote" in err and "(2 machines, 150 transitions received" in err, err
     machines = {d.id: d for d in read_dump(dump)}
     assert set(machines) == {"proc-a", "proc-b"}
     assert len(machines["proc-a"].txs) == 100 and len(machines["proc-b"].txs) == 50

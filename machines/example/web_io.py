@@ -23,6 +23,8 @@ from .config import Config
 #: seconds to open a WebSocket (the reference's 3 s dial timeout)
 CONNECT_TIMEOUT = 3.0
 _OPEN = 1  # WebSocket.readyState
+#: pixels from the list's bottom within which it still follows new lines (about a line)
+FOLLOW_SLACK = 24
 
 
 class PageSocket:
@@ -160,14 +162,17 @@ class DomUI:
         lines, self._lines = self._lines, []
         if not lines:
             return
+        box = self.list
+        # new lines are followed from the bottom only: whoever scrolled up to read stays there
+        follow = box.scrollHeight - box.scrollTop - box.clientHeight <= FOLLOW_SLACK
         batch = self.doc.createDocumentFragment()
         for line in lines:
             li = self.doc.createElement("li")
             li.textContent = line
             batch.appendChild(li)
-        last = batch.lastChild
-        self.list.appendChild(batch)
-        last.scrollIntoView()  # one layout per batch, not per line
+        box.appendChild(batch)
+        if follow:
+            box.scrollTop = box.scrollHeight  # one layout per batch, not per line
 
     def status(self, status: str, session: str) -> None:
         self._text("session", session)
