@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +230,39 @@ def free_port_run(count: int) -> int:
             return port
         except OSError:
             continue
+
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the Go debugger's dump of its simulator (107 machines, 7605 transitions)
+GO_DUMP = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
+
+
+def dbg_env() -> dict[str, str]:
+    """The environment for the real commands: this checkout first, no debugger to report to."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("AM_DBG_ADDR", None)
+    return env
+
+
+@contextmanager
+def running_dbg(*args: str, ready: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """The real ``am dbg ARGS`` (no terminal: stdout and stderr are pipes, no AM_DBG_ADDR),
+    once it printed a line starting with ``ready``: the process and its lines so far. Killed on
+    the way out if still running, so a failed test leaves nothing behind."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "dbg", *args], env=dbg_env(), cwd=ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not (lines and lines[-1].startswith(ready)):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line)
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

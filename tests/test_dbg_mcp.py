@@ -5,7 +5,6 @@ guards in-process."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import sys
@@ -14,24 +13,16 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import free_port_pair
+from conftest import GO_DUMP, ROOT, free_port_pair, running_dbg
+from conftest import dbg_env as _env
 from mcp import Client
 
 pytestmark = pytest.mark.timeout(180)
 
-ROOT = Path(__file__).resolve().parent.parent
-GO_DUMP = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 TOOLS = {
     "TextScreen", "TextLog", "TextLogReader", "TextClients", "TextHelp", "NetworkGraph",
     "TransitionSteps", "GoToMachAddr", "PressKey", "ToggleTool",
 }  # fmt: skip
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("AM_DBG_ADDR", None)
-    return env
 
 
 async def _call(client: Client, name: str, /, **args: object) -> tuple[bool, str]:
@@ -332,31 +323,17 @@ def test_ui_headless_runs_off_screen_for_mcp_and_quits_on_sigterm(tmp_path: Path
     """--ui-headless: no terminal at all (stdout is a pipe); the screen is drawn off-screen
     (160x50) for TextScreen; SIGTERM quits as Ctrl+Q does."""
     import signal
-    import subprocess
 
     port = free_port_pair()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "dbg", "--ui-headless", "-i", str(GO_DUMP),
-         "mach://sim-p11", "-l", f"127.0.0.1:{port}", "-d", str(tmp_path)],
-        env=_env(), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = []
-        while not (lines and lines[-1].startswith("am dbg: MCP ")):
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read() if proc.stderr else ""
-            lines.append(line)
+    with running_dbg(
+        "--ui-headless", "-i", str(GO_DUMP), "mach://sim-p11", "-l", f"127.0.0.1:{port}",
+        "-d", str(tmp_path), ready="am dbg: MCP ",
+    ) as (proc, lines):  # fmt: skip
         url = lines[-1].split()[-1]
         assert url == f"http://127.0.0.1:{port + 1}/mcp"
         trio.run(_scenario_18, url)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "Clients: 107" in out and "Transitions: 7605" in out
 

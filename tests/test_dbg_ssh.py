@@ -6,7 +6,6 @@ emulator), so the assertions read the screen a person would see."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
@@ -18,12 +17,11 @@ from pathlib import Path
 import asyncssh
 import pyte
 import pytest
-from conftest import free_port_run
+from conftest import GO_DUMP, ROOT, free_port_run, running_dbg
+from conftest import dbg_env as _env
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parent.parent
-GO_DUMP = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 HOME = b"\x1b[H"
 CTRL_Q = b"\x11"
 
@@ -35,13 +33,6 @@ b = Machine({"X": State(multi=True)}, id="proc-b", parent=a)
 for _ in range(50):
     a.add("B"); a.remove(["A", "B"]); b.add("X")
 """
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("AM_DBG_ADDR", None)
-    return env
 
 
 class Term(asyncssh.SSHClientSession):
@@ -203,30 +194,16 @@ def test_ui_over_ssh_one_session_at_a_time_ctrl_q_ends_it(tmp_path: Path):
     with "am-dbg server busy..."; Ctrl+Q ends the session but the server keeps running; a
     dropped connection frees the UI for the next session; garbage on the port is dropped."""
     port = free_port_run(3)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "dbg", "--ui-ssh", "-i", str(GO_DUMP),
-         "mach://sim-p11", "-l", f"127.0.0.1:{port}", "-d", str(tmp_path),
-         "--no-clean-on-connect"],
-        env=_env(), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        while not any(line.startswith("am dbg: SSH ") for line in lines):
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read() if proc.stderr else ""
-            lines.append(line)
+    with running_dbg(
+        "--ui-ssh", "-i", str(GO_DUMP), "mach://sim-p11", "-l", f"127.0.0.1:{port}",
+        "-d", str(tmp_path), "--no-clean-on-connect", ready="am dbg: SSH ",
+    ) as (proc, lines):  # fmt: skip
         assert (
             f"am dbg: SSH ssh 127.0.0.1 -p {port + 2} -o UserKnownHostsFile=/dev/null "
             "-o StrictHostKeyChecking=no\n"
         ) in lines
         asyncio.run(_scenario(port + 2, proc))
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert not err, err  # nothing to say: every session and bad connection was handled
     assert "Clients: 109" in out and "Transitions: 7755" in out

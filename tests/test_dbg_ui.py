@@ -48,6 +48,15 @@ class Handlers:
         pass
 
 
+async def bound(live: LiveServer) -> tuple:
+    """The ports ``live`` listens on, once the app's guest trio run has bound them."""
+    for _ in range(100):
+        if live.bound:
+            return live.bound
+        await asyncio.sleep(0.02)
+    raise AssertionError("the live server did not bind in 2 s")
+
+
 def _mach(mid: str = "m1", schema=SCHEMA, steps: bool = False, **kw) -> Machine:
     m = Machine(schema, id=mid, log_level=3, logger=lambda *_: None, **kw)
     m.log_steps = steps
@@ -142,10 +151,7 @@ def test_live_producer_listed_selected_in_tail_mode_at_its_last_tx():
     live = LiveServer(collector, "127.0.0.1", 0, ws_port=None)
 
     async def body(app, pilot):
-        for _ in range(100):  # the guest trio run binds the port
-            if live.bound:
-                break
-            await asyncio.sleep(0.02)
+        await bound(live)
         port = live.bound[0]
         m = _mach("live-m1")
         telemetry.attach(m, f"127.0.0.1:{port}")
@@ -188,10 +194,7 @@ def test_live_with_no_machine_yet_says_where_machines_report():
     live = LiveServer(collector, "127.0.0.1", 0, ws_port=None)
 
     async def body(app, pilot):
-        for _ in range(100):
-            if live.bound:
-                break
-            await asyncio.sleep(0.02)
+        await bound(live)
         port = live.bound[0]
         for _ in range(100):
             await pilot.pause(0.05)
@@ -227,10 +230,7 @@ def test_foreign_and_unknown_txs_ignored_garbage_dropped_disconnect_greys():
     schema = {"id": "raw-1", "states_index": ["A", "B"], "states": {"A": {}, "B": {}}}
 
     async def body(app, pilot):
-        for _ in range(100):
-            if live.bound:
-                break
-            await asyncio.sleep(0.02)
+        await bound(live)
         addr = ("127.0.0.1", live.bound[0])
 
         async def until(pred):
@@ -723,10 +723,7 @@ def test_browser_producer_over_the_websocket_path():
     schema = {"id": "ws-m1", "states_index": ["A", "B"], "states": {"A": {}, "B": {}}}
 
     async def body(app, pilot):
-        for _ in range(100):
-            if live.bound:
-                break
-            await asyncio.sleep(0.02)
+        await bound(live)
         ws_port = live.bound[1]
         with connect(f"ws://127.0.0.1:{ws_port}/dbg.ws", open_timeout=10) as ws:
             ws.send(encode_frame("schema", schema))
