@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -13,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import free_port_pair
+from conftest import GO_DUMP, ROOT, free_port_pair
+from conftest import dbg_env as _env
 
 from dbg.collector import Collector, serve_collector
 from dbg.forward import Forwarder
@@ -21,15 +21,7 @@ from machines import Machine, State, telemetry
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = {"A": State(), "B": State(require=["A"]), "Msg": State(multi=True)}
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("AM_DBG_ADDR", None)
-    return env
 
 
 async def _serve(nursery: trio.Nursery, collector: Collector) -> str:
@@ -150,9 +142,6 @@ def test_fwd_data_unreachable_target_fails_startup_with_one_line(tmp_path: Path)
 
 
 # ----- --output-diagrams
-
-
-GO_DUMP = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
 
 
 def _active_overlay(svg: Path) -> str:

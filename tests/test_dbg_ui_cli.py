@@ -3,7 +3,6 @@ opens an imported dump at a machine, quits on Ctrl+Q with exit 0 and prints the 
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -12,18 +11,10 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from conftest import GO_DUMP, ROOT
+from conftest import dbg_env as _env
 
 pytestmark = pytest.mark.timeout(120)
-
-ROOT = Path(__file__).resolve().parent.parent
-GO_DUMP = ROOT / "tests" / "fixtures" / "go-am-dbg-sim.gob.br"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("AM_DBG_ADDR", None)
-    return env
 
 
 def _am(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
