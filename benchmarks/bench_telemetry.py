@@ -148,8 +148,8 @@ carries the blocks its rows name. Lines that vary (a handler logging a counter: 
 miss the plan's rows carry their lines for good), pre-log lines and steps still travel with
 their rows. The decoder folds the blocks back into the group's logs (``check_txp``), so the
 debugger's readers are unchanged; its ingest costs 3.1k -> 4.0k instructions a transition
-(``col-ops``). Per transition, off / on: log ops 68.6k / 80.6k -> 68.6k / 76.3k (telemetry's
-share 12.1k -> 7.4k with one comparison of the rare fields, 0.85x -> 0.90x by instructions);
+(``col-ops``). Per transition, off / on: log ops 68.6k / 80.6k -> 68.6k / 75.9k (telemetry's
+share 12.1k -> 7.4k, the block checked with one comparison of the rare fields: 0.85x -> 0.90x);
 relations and flat unchanged. Measured under load (~2, another job running), base and this
 alternating, two runs each, wall ratio: log ops 0.65, 0.65 -> 0.77, 0.78. Then quiet (load ~1,
 nothing else running), five runs of 21 pairs, wall ratio: relations + handlers 0.81, 0.81,
