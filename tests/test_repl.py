@@ -11,6 +11,7 @@ import hashlib
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -330,12 +331,29 @@ def test_piped_lines_and_a_malformed_addr_file(targets: dict[str, Target], addr_
     ]
 
 
-def test_taskfile_repl_task_uses_the_start_dir() -> None:
-    out = subprocess.run(
-        ["task", "--dry", "repl"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT
-    )
-    assert out.returncode == 0, out.stderr
-    assert "am repl --dir tmp" in out.stdout + out.stderr
+def test_taskfile_repl_task_uses_the_start_dir(tmp_path: Path) -> None:
+    """`task repl` looks where `am start` writes: tmp/, or REPL_DIR from the environment or
+    from .env (which `am start` reads too). Run with an `am` that prints its arguments."""
+    shutil.copy(REPO / "Taskfile.yml", tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "am").write_text('#!/bin/sh\necho "am $*"\n')
+    (bin_dir / "am").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    env.pop("REPL_DIR", None)
+
+    def repl(**extra: str) -> str:
+        out = subprocess.run(
+            ["task", "repl"], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+            env=dict(env, **extra), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "am repl --dir tmp" in repl()
+    assert "am repl --dir from-env" in repl(REPL_DIR="from-env")
+    (tmp_path / ".env").write_text("REPL_DIR=from-dotenv\n")
+    assert "am repl --dir from-dotenv" in repl()
     out = subprocess.run(
         ["task", "--list"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT
     )
