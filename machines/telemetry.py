@@ -548,7 +548,7 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
         flags = rows[4::cols]
         packed = None
         if flags and not 0 <= min(flags) <= max(flags) <= _FLAGS:
-            packed = _with_blocks(rows, cols, flags, blocks or {}, logs)
+            packed = _with_blocks(flags, blocks or {}, logs, nrows)
         elif logs is not None:
             packed = _with_logs(logs, nrows)
         if packed is not None:
@@ -560,9 +560,7 @@ def check_txp(groups: list[Any]) -> list[TxpGroup]:
     return out
 
 
-def _with_blocks(
-    rows: array, cols: int, flags: array, blocks: dict[Any, Any], logs: Any
-) -> TxpLogs:
+def _with_blocks(flags: array, blocks: dict[Any, Any], logs: Any, nrows: int) -> TxpLogs:
     """The group's ``logs`` with the lines of the log blocks its rows name (in their flags'
     high bits, see :meth:`Lane.block`) in them: what the readers of a group take (they test
     flags bit by bit, so the block numbers can stay; rewriting the column cost more than the
@@ -592,7 +590,7 @@ def _with_blocks(
     if logs is None:  # the usual: every row's lines are in blocks (checked above)
         return TxpLogs(array("i", at), array("i", map(len, lv)), array("i", bytes(4 * len(at))),
                        b"".join(lv), "\n".join(tx), None)  # fmt: skip
-    own = _with_logs(logs, len(rows) // cols)
+    own = _with_logs(logs, nrows)
     if not {*own.rows}.isdisjoint(at):
         raise FrameError("telemetry txp: a row has lines of its own and a log block")
     texts, starts = own.texts(), own.starts()
@@ -613,7 +611,7 @@ def _with_blocks(
             heads += (r, n_log, n_pre)
             levels += own.levels[a:e]
             lines += texts[a:e]
-    return _with_logs(_pack_logs(heads, levels, lines), len(rows) // cols)
+    return _with_logs(_pack_logs(heads, levels, lines), nrows)
 
 
 def _with_logs(logs: Any, nrows: int) -> TxpLogs:
@@ -637,7 +635,7 @@ def _with_logs(logs: Any, nrows: int) -> TxpLogs:
         and isinstance(logs[3], str)
     ):
         raise FrameError("telemetry txp: logs are [heads, levels, lengths, text]")
-    heads, levels, text = _int32_array(logs[0]), logs[1], logs[3]
+    heads, levels, text = _ints(logs[0], "i"), logs[1], logs[3]
     rows, n_log, n_pre = heads[0::3], heads[1::3], heads[2::3]
     if rows and not (
         0 <= min(rows)
@@ -659,7 +657,7 @@ def _with_logs(logs: Any, nrows: int) -> TxpLogs:
         if text.count("\n") != len(levels) - 1 and (levels or text):
             raise FrameError("telemetry txp: the logs' columns do not add up")
     else:
-        lengths = _int32_array(logs[2])
+        lengths = _ints(logs[2], "i")
         if not (
             len(levels) == len(lengths)
             and (not lengths or min(lengths) >= 0)
@@ -760,10 +758,6 @@ class TxpLogs:
         if lines:
             self.levels, self._texts, self._starts = bytes(keep_lv), keep_tx, None
         return lines, freed
-
-
-def _int32_array(data: bytes) -> array:
-    return _ints(data, "i")
 
 
 def _ints(data: bytes, code: str) -> array:
